@@ -1,0 +1,110 @@
+// Package edupulse holds the EduPulse Live domain events: one Go type per
+// event type, each with its validation.
+//
+// These types are a contract with every consumer and with the event store's
+// history. A type is never renamed or repurposed, and a field is never
+// removed or given another meaning; new types are added by registering them.
+package edupulse
+
+import (
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+)
+
+// Event type names.
+const (
+	TypeLessonPublished = "lesson.published"
+	TypeQuizSubmitted   = "quiz.submitted"
+	TypeBadgeAwarded    = "badge.awarded"
+)
+
+// LessonPublished says a teacher published a lesson.
+type LessonPublished struct {
+	LessonID  uuid.UUID `json:"lesson_id"`
+	TeacherID uuid.UUID `json:"teacher_id"`
+	Title     string    `json:"title"`
+}
+
+// EventType implements event.Payload.
+func (LessonPublished) EventType() string { return TypeLessonPublished }
+
+// Validate implements event.Validator.
+func (e LessonPublished) Validate() error {
+	switch {
+	case e.LessonID == uuid.Nil:
+		return event.Invalid(TypeLessonPublished, "lesson_id", "must not be the nil UUID")
+	case e.TeacherID == uuid.Nil:
+		return event.Invalid(TypeLessonPublished, "teacher_id", "must not be the nil UUID")
+	case strings.TrimSpace(e.Title) == "":
+		return event.Invalid(TypeLessonPublished, "title", "must not be empty")
+	}
+	return nil
+}
+
+// QuizSubmitted says a learner submitted a quiz. ScoreRaw is the raw score
+// before any curve; it may be zero or negative (penalties), never absent.
+type QuizSubmitted struct {
+	QuizID    uuid.UUID `json:"quiz_id"`
+	LearnerID uuid.UUID `json:"learner_id"`
+	ScoreRaw  int32     `json:"score_raw"`
+}
+
+// EventType implements event.Payload.
+func (QuizSubmitted) EventType() string { return TypeQuizSubmitted }
+
+// Validate implements event.Validator.
+func (e QuizSubmitted) Validate() error {
+	switch {
+	case e.QuizID == uuid.Nil:
+		return event.Invalid(TypeQuizSubmitted, "quiz_id", "must not be the nil UUID")
+	case e.LearnerID == uuid.Nil:
+		return event.Invalid(TypeQuizSubmitted, "learner_id", "must not be the nil UUID")
+	}
+	return nil
+}
+
+// BadgeAwarded says a badge was awarded to someone.
+type BadgeAwarded struct {
+	BadgeID     uuid.UUID `json:"badge_id"`
+	RecipientID uuid.UUID `json:"recipient_id"`
+	Reason      string    `json:"reason"`
+}
+
+// EventType implements event.Payload.
+func (BadgeAwarded) EventType() string { return TypeBadgeAwarded }
+
+// Validate implements event.Validator.
+func (e BadgeAwarded) Validate() error {
+	switch {
+	case e.BadgeID == uuid.Nil:
+		return event.Invalid(TypeBadgeAwarded, "badge_id", "must not be the nil UUID")
+	case e.RecipientID == uuid.Nil:
+		return event.Invalid(TypeBadgeAwarded, "recipient_id", "must not be the nil UUID")
+	case strings.TrimSpace(e.Reason) == "":
+		return event.Invalid(TypeBadgeAwarded, "reason", "must not be empty")
+	}
+	return nil
+}
+
+// Register adds the EduPulse event types to r.
+func Register(r *event.Registry) error {
+	if err := event.Register[LessonPublished](r); err != nil {
+		return err
+	}
+	if err := event.Register[QuizSubmitted](r); err != nil {
+		return err
+	}
+	return event.Register[BadgeAwarded](r)
+}
+
+// Registry returns a new registry holding the EduPulse event types.
+func Registry() *event.Registry {
+	r := event.NewRegistry()
+	if err := Register(r); err != nil {
+		panic(err) // the three types above cannot clash
+	}
+	return r
+}

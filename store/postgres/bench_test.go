@@ -1,0 +1,96 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/edupulse/eventbus/event"
+)
+
+func benchDraft() event.Draft {
+	return event.Draft{
+		ID: uuid.Must(uuid.NewV7()), Type: "quiz.submitted", Source: "bench",
+		Subject: "quiz-" + uuid.NewString()[:8], OccurredAt: time.Now(), CorrelationID: uuid.Must(uuid.NewV7()),
+		Data: json.RawMessage(`{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":90}`),
+	}
+}
+
+// BenchmarkAppend measures events/s through Append from 16 concurrent
+// callers, with 1 and with 100 events per transaction.
+func BenchmarkAppend(b *testing.B) {
+	for _, perTx := range []int{1, 100} {
+		b.Run(itoa(perTx)+"PerTx", func(b *testing.B) {
+			s := newStore(b)
+			ctx := context.Background()
+			b.SetParallelism(16 / max(1, runtimeProcs()))
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				drafts := make([]event.Draft, perTx)
+				for pb.Next() {
+					for i := range drafts {
+						drafts[i] = benchDraft()
+					}
+					if _, err := s.Append(ctx, drafts); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*perTx)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkCeilingSingleRowCommits is the PostgreSQL ceiling for one event
+// per transaction: raw single-row INSERT commits from 16 connections into a
+// bare table with the same columns and no function.
+func BenchmarkCeilingSingleRowCommits(b *testing.B) {
+	s := newStore(b)
+	ctx := context.Background()
+	if _, err := s.Pool().Exec(ctx, `CREATE TABLE raw_events (id bigserial PRIMARY KEY, event_id uuid, type text, data json)`); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(16 / max(1, runtimeProcs()))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		d := benchDraft()
+		for pb.Next() {
+			if _, err := s.Pool().Exec(ctx, `INSERT INTO raw_events (event_id, type, data) VALUES ($1, $2, $3)`,
+				uuid.New(), d.Type, string(d.Data)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
+}
+
+// BenchmarkCeilingCopy is the PostgreSQL ceiling for bulk writes: COPY of
+// 1,000 rows per transaction.
+func BenchmarkCeilingCopy(b *testing.B) {
+	s := newStore(b)
+	ctx := context.Background()
+	if _, err := s.Pool().Exec(ctx, `CREATE TABLE raw_events (id bigserial PRIMARY KEY, event_id uuid, type text, data json)`); err != nil {
+		b.Fatal(err)
+	}
+	d := benchDraft()
+	rows := make([][]any, 1000)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		for j := range rows {
+			rows[j] = []any{uuid.New(), d.Type, string(d.Data)}
+		}
+		if _, err := s.Pool().CopyFrom(ctx, pgx.Identifier{"raw_events"}, []string{"event_id", "type", "data"}, pgx.CopyFromRows(rows)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(rows))/time.Since(start).Seconds(), "rows/s")
+}

@@ -1,0 +1,65 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+const inboxInsert = `INSERT INTO eventbus_inbox (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+
+// HandleOnce runs fn in a transaction that records (group, id) in the inbox.
+// A concurrent delivery of the same event waits on the inbox row, then finds
+// it and skips fn.
+func (s *Store) HandleOnce(ctx context.Context, group string, id uuid.UUID, fn func(context.Context, pgx.Tx) error) (handled bool, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, s.wrap(err, "inbox: begin")
+	}
+	defer func() {
+		if !handled {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	tag, err := tx.Exec(ctx, inboxInsert, group, pgtype.UUID{Bytes: id, Valid: true})
+	if err != nil {
+		return false, s.wrap(err, "inbox: record "+id.String())
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	if err := fn(ctx, tx); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, s.wrap(err, "inbox: commit "+id.String())
+	}
+	return true, nil
+}
+
+// MarkHandled records (group, id) on its own.
+func (s *Store) MarkHandled(ctx context.Context, group string, id uuid.UUID) (bool, error) {
+	tag, err := s.pool.Exec(ctx, inboxInsert, group, pgtype.UUID{Bytes: id, Valid: true})
+	if err != nil {
+		return false, s.wrap(err, "inbox: record "+id.String())
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Handled reports whether (group, id) is recorded.
+func (s *Store) Handled(ctx context.Context, group string, id uuid.UUID) (bool, error) {
+	var one int
+	err := s.pool.QueryRow(ctx, `SELECT 1 FROM eventbus_inbox WHERE consumer_group = $1 AND event_id = $2`,
+		group, pgtype.UUID{Bytes: id, Valid: true}).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("postgres: inbox lookup: %w", s.wrap(err, "inbox"))
+	}
+	return true, nil
+}

@@ -1,0 +1,120 @@
+// Package postgres is the event store on PostgreSQL 13 or later, through pgx.
+//
+// Events live in the table event_store, one row per event, which auditors can
+// query with plain SQL. Appending is one round trip: the function
+// eventbus_append (see the migrations) finds duplicates, numbers the streams,
+// checks expected versions and inserts the rows. Readers page in commit
+// order by (commit_order, id) and stop at the snapshot's xmin, so that no
+// reader skips an event whose transaction commits late.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/edupulse/eventbus/store"
+)
+
+// Store is the PostgreSQL event store. It is safe for concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	ownsPool bool
+	redacted string // the server, for error messages: never the password
+}
+
+var _ store.TxStore[pgx.Tx] = (*Store)(nil)
+
+// DefaultMaxConns is the pool size Open uses when the URL does not set
+// pool_max_conns: enough for 16 concurrent producers plus the relay.
+const DefaultMaxConns = 24
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// DSN) and returns a store that owns its pool. It does not migrate: call
+// Migrate.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors can quote the URL, password included.
+		return nil, fmt.Errorf("postgres: the database URL is not valid (expected postgres://user:password@host:port/database): %w", store.ErrUnavailable)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "eventbus"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect to %s: %w", describeServer(cfg.ConnConfig), err)
+	}
+	s := New(pool)
+	s.ownsPool = true
+	return s, nil
+}
+
+// New returns a store on an existing pool. Close does not close the pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, redacted: describeServer(pool.Config().ConnConfig)}
+}
+
+// Pool returns the store's connection pool, for callers that want to open
+// their own transactions against the same database.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool if Open created it.
+func (s *Store) Close() error {
+	if s.ownsPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return s.wrap(err, "ping")
+	}
+	return nil
+}
+
+// describeServer names the server for messages: user, host, port and
+// database, never the password.
+func describeServer(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}
+
+// SQLSTATEs eventbus_append raises.
+const (
+	codeVersionConflict  = "EB409"
+	codeConcurrentAppend = "EB002"
+)
+
+// wrap adds context to err and maps it to the store's sentinel errors.
+func (s *Store) wrap(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case codeVersionConflict:
+			return fmt.Errorf("postgres: %s: %w: %s", op, store.ErrVersionConflict, pgErr.Message)
+		case codeConcurrentAppend:
+			return fmt.Errorf("postgres: %s: %w", op, store.ErrConcurrentAppend)
+		case "57P01", "57P02", "57P03": // admin shutdown, crash shutdown, cannot connect now
+			return fmt.Errorf("postgres: %s on %s: %w: %w", op, s.redacted, store.ErrUnavailable, err)
+		}
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	// Anything else is the connection failing: dial errors, resets, EOF.
+	return fmt.Errorf("postgres: %s on %s: %w: %w", op, s.redacted, store.ErrUnavailable, err)
+}

@@ -1,0 +1,70 @@
+package postgres_test
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/edupulse/eventbus/internal/testenv"
+	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
+	"github.com/edupulse/eventbus/store/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newStore opens a migrated store in a schema of the test's own.
+func newStore(t testing.TB) *postgres.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.Harness[pgx.Tx]{
+		New: func(t *testing.T) store.TxStore[pgx.Tx] { return newStore(t) },
+		Begin: func(ctx context.Context, s store.TxStore[pgx.Tx]) (pgx.Tx, error) {
+			return s.(*postgres.Store).Pool().Begin(ctx)
+		},
+		Commit:   func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) },
+		Rollback: func(ctx context.Context, tx pgx.Tx) error { return tx.Rollback(ctx) },
+		SetNextPosition: func(t *testing.T, s store.TxStore[pgx.Tx], n int64) {
+			_, err := s.(*postgres.Store).Pool().Exec(context.Background(),
+				"SELECT setval(pg_get_serial_sequence('event_store', 'id'), $1, false)", n)
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	cur, latest, err := s.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur != latest || latest < 1 {
+		t.Fatalf("schema at %d, latest %d", cur, latest)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

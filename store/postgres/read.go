@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+)
+
+// columns are the event_store columns in the order row.scan reads them.
+const columns = `id, event_id, type, source, subject, stream_version, occurred_at, recorded_at,
+	correlation_id, causation_id, traceparent, tracestate, data::text, commit_order`
+
+// visible is true for rows every reader can see in commit order: those whose
+// commit-order key is below the oldest transaction still running.
+const visible = `commit_order < pg_snapshot_xmin(pg_current_snapshot())`
+
+type row struct {
+	position      int64
+	eventID       pgtype.UUID
+	typ, source   string
+	subject       pgtype.Text
+	version       pgtype.Int8
+	occurredAt    pgtype.Timestamptz
+	recordedAt    pgtype.Timestamptz
+	correlationID pgtype.UUID
+	causationID   pgtype.UUID
+	traceParent   pgtype.Text
+	traceState    pgtype.Text
+	data          string
+	commitOrder   uint64
+}
+
+func (r *row) scan(rows pgx.Row) error {
+	return rows.Scan(&r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
+		&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder)
+}
+
+func (r *row) envelope() event.Envelope {
+	return event.Envelope{
+		ID:            uuid.UUID(r.eventID.Bytes),
+		Type:          r.typ,
+		Source:        r.source,
+		Subject:       r.subject.String,
+		StreamVersion: r.version.Int64,
+		OccurredAt:    r.occurredAt.Time.UTC(),
+		RecordedAt:    r.recordedAt.Time.UTC(),
+		CorrelationID: uuid.UUID(r.correlationID.Bytes),
+		CausationID:   uuid.UUID(r.causationID.Bytes),
+		TraceParent:   r.traceParent.String,
+		TraceState:    r.traceState.String,
+		Position:      r.position,
+		CommitOrder:   r.commitOrder,
+		Data:          json.RawMessage(r.data),
+	}
+}
+
+func (s *Store) collect(ctx context.Context, op, sql string, args ...any) ([]event.Envelope, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, s.wrap(err, op)
+	}
+	defer rows.Close()
+	var out []event.Envelope
+	for rows.Next() {
+		var r row
+		if err := r.scan(rows); err != nil {
+			return nil, s.wrap(err, op)
+		}
+		out = append(out, r.envelope())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(err, op)
+	}
+	return out, nil
+}
+
+// Read returns a page of events in commit order; see store.Reader.
+func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
+	var sql strings.Builder
+	args := []any{f.After.Order, f.After.Position}
+	sql.WriteString("SELECT " + columns + " FROM event_store WHERE (commit_order, id) > ($1, $2) AND " + visible)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if len(f.Types) > 0 {
+		sql.WriteString(" AND type = ANY(" + arg(f.Types) + ")")
+	}
+	if f.CorrelationID != uuid.Nil {
+		sql.WriteString(" AND correlation_id = " + arg(pgtype.UUID{Bytes: f.CorrelationID, Valid: true}))
+	}
+	if f.Subject != "" {
+		sql.WriteString(" AND subject = " + arg(f.Subject))
+	}
+	if !f.Since.IsZero() {
+		sql.WriteString(" AND occurred_at >= " + arg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		sql.WriteString(" AND occurred_at < " + arg(f.Until))
+	}
+	sql.WriteString(" ORDER BY commit_order, id LIMIT " + arg(f.EffectiveLimit()))
+	events, err := s.collect(ctx, "read events", sql.String(), args...)
+	if err != nil {
+		return store.Page{}, err
+	}
+	page := store.Page{Events: events, Next: f.After}
+	if len(events) > 0 {
+		page.Next = store.CursorOf(events[len(events)-1])
+	}
+	return page, nil
+}
+
+// ReadStream returns a stream's events in version order.
+func (s *Store) ReadStream(ctx context.Context, subject string, fromVersion int64, limit int) ([]event.Envelope, error) {
+	limit = store.Filter{Limit: limit}.EffectiveLimit()
+	return s.collect(ctx, "read stream",
+		"SELECT "+columns+" FROM event_store WHERE subject = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3",
+		subject, fromVersion, limit)
+}
+
+// Get returns one event by ID.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (event.Envelope, error) {
+	var r row
+	err := r.scan(s.pool.QueryRow(ctx, "SELECT "+columns+" FROM event_store WHERE event_id = $1",
+		pgtype.UUID{Bytes: id, Valid: true}))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return event.Envelope{}, fmt.Errorf("postgres: get event %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return event.Envelope{}, s.wrap(err, "get event "+id.String())
+	}
+	return r.envelope(), nil
+}
+
+// exactCountBelow is the table size under which Stats counts rows exactly;
+// above it the planner's estimate is close enough and far cheaper.
+const exactCountBelow = 200000
+
+// Stats reports store figures; see store.Stats.
+func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
+	var st store.Stats
+	var estimate float64
+	var oldest pgtype.Interval
+	var headOrder pgtype.Uint64
+	var headID pgtype.Int8
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT reltuples FROM pg_class WHERE oid = 'event_store'::regclass),
+		(SELECT count(*) FROM event_store WHERE commit_order >= pg_snapshot_xmin(pg_current_snapshot())),
+		(SELECT coalesce(max(now() - xact_start), '0') FROM pg_stat_activity
+		  WHERE backend_xid IS NOT NULL AND datname = current_database()),
+		h.commit_order, h.id
+		FROM (SELECT 1) one LEFT JOIN LATERAL (
+			SELECT commit_order, id FROM event_store WHERE `+visible+`
+			ORDER BY commit_order DESC, id DESC LIMIT 1) h ON true`).
+		Scan(&estimate, &st.HeldBack, &oldest, &headOrder, &headID)
+	if err != nil {
+		return st, s.wrap(err, "stats")
+	}
+	st.OldestTxAge = time.Duration(oldest.Microseconds+int64(oldest.Days)*86400e6) * time.Microsecond
+	st.Head = store.Cursor{Order: headOrder.Uint64, Position: headID.Int64}
+	if estimate >= exactCountBelow {
+		st.Events = int64(estimate)
+		return st, nil
+	}
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM event_store").Scan(&st.Events); err != nil {
+		return st, s.wrap(err, "stats: count events")
+	}
+	return st, nil
+}
+
+// Backlog counts events committed after c, up to limit, including those
+// still held back by an open transaction.
+func (s *Store) Backlog(ctx context.Context, c store.Cursor, limit int) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM event_store
+		WHERE (commit_order, id) > ($1, $2) LIMIT $3) t`, c.Order, c.Position, limit).Scan(&n)
+	if err != nil {
+		return 0, s.wrap(err, "count backlog")
+	}
+	return n, nil
+}

@@ -1,0 +1,167 @@
+// Package store defines the event store: the append-only record of every
+// event, which is also the outbox the relay publishes from.
+//
+// The interfaces here are implemented by store/postgres (production) and
+// store/sqlite (the embedded default). Both pass the conformance suite in
+// store/storetest, which is the executable form of the contract below.
+//
+// # Reading in commit order
+//
+// Positions are unique and increase in insert order, but transactions commit
+// in another order. A reader that paged by position would skip an event whose
+// transaction committed after a later position had been read. Readers here
+// page by [Cursor] instead: it encodes a commit-order key that only ever
+// grows for events a reader has not yet seen (guarantee G4).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+)
+
+// Sentinel errors. Implementations wrap them, with context, so that callers
+// test them with errors.Is.
+var (
+	// ErrVersionConflict reports that a stream was not at the version a
+	// draft expected. Nothing of the batch was stored.
+	ErrVersionConflict = errors.New("stream version conflict")
+	// ErrNotFound reports that no event has the requested ID.
+	ErrNotFound = errors.New("event not found")
+	// ErrConcurrentAppend reports that another transaction stored an event
+	// with the same ID while this one was appending it. Nothing of the batch
+	// was stored; retrying returns the stored original.
+	ErrConcurrentAppend = errors.New("event stored concurrently")
+	// ErrLeaseLost reports that a relay partition's lease is held by another
+	// relay, so this one must stop publishing.
+	ErrLeaseLost = errors.New("relay lease lost")
+	// ErrUnavailable reports that the store cannot be reached.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrBadCursor reports a cursor token that this store did not issue.
+	ErrBadCursor = errors.New("bad cursor")
+)
+
+// Appended is the outcome of appending one draft.
+type Appended struct {
+	Envelope event.Envelope
+	// Duplicate is true when an event with the draft's ID was already
+	// stored; Envelope is then the original, and nothing new was written.
+	Duplicate bool
+}
+
+// Filter selects events read in commit order. The zero Filter reads every
+// event from the beginning, DefaultLimit at a time.
+type Filter struct {
+	After         Cursor    // read events after this cursor
+	Limit         int       // at most this many; 0 means DefaultLimit
+	Types         []string  // any of these types
+	CorrelationID uuid.UUID // with this correlation ID
+	Subject       string    // in this stream
+	Since         time.Time // occurred at or after
+	Until         time.Time // occurred before
+}
+
+// Paging limits.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 10000
+)
+
+// EffectiveLimit returns the limit a read with f uses.
+func (f Filter) EffectiveLimit() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultLimit
+	case f.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return f.Limit
+}
+
+// Page is one page of events in commit order.
+type Page struct {
+	Events []event.Envelope
+	// Next is the cursor to read the following page from. When the page is
+	// empty it is the filter's own cursor.
+	Next Cursor
+}
+
+// Reader reads the event store.
+type Reader interface {
+	// Read returns the committed events that match f, in commit order,
+	// after f.After. It never skips an event whose transaction commits late:
+	// such an event is held back until it can be returned in order.
+	Read(ctx context.Context, f Filter) (Page, error)
+	// ReadStream returns the events of one stream in version order, from
+	// version fromVersion on.
+	ReadStream(ctx context.Context, subject string, fromVersion int64, limit int) ([]event.Envelope, error)
+	// Get returns the event with the given ID, or an error wrapping
+	// ErrNotFound.
+	Get(ctx context.Context, id uuid.UUID) (event.Envelope, error)
+}
+
+// Store is an event store with its relay and inbox bookkeeping.
+type Store interface {
+	Reader
+	// Append stores drafts atomically in a transaction of its own. Drafts
+	// must be complete (see CheckDrafts). A draft whose ID is already stored
+	// is returned as the original, flagged Duplicate.
+	Append(ctx context.Context, drafts []event.Draft) ([]Appended, error)
+	Leases
+	// Stats returns figures for status reports and metrics.
+	Stats(ctx context.Context) (Stats, error)
+	// Backlog counts the events committed after c, up to limit.
+	Backlog(ctx context.Context, c Cursor, limit int) (int64, error)
+	// Ping checks that the store can be reached.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// TxStore is a Store that can also append inside a transaction the caller
+// owns (the transactional outbox) and run consumer handlers once per event.
+// TTx is the transaction type of the store's driver: pgx.Tx for PostgreSQL,
+// *sql.Tx for SQLite.
+type TxStore[TTx any] interface {
+	Store
+	// AppendTx stores drafts in tx. They commit or roll back with it. When
+	// tx is nil, AppendTx is Append.
+	//
+	// On PostgreSQL an error leaves tx aborted, as any failed statement
+	// does: roll it back, and retry the whole transaction if the error says
+	// so (ErrVersionConflict, ErrConcurrentAppend).
+	AppendTx(ctx context.Context, tx TTx, drafts []event.Draft) ([]Appended, error)
+	Inbox[TTx]
+}
+
+// Inbox records which events a consumer group has handled, so that a
+// redelivered event takes effect once.
+type Inbox[TTx any] interface {
+	// HandleOnce runs fn inside a transaction that also records that group
+	// handled event id. If the record already exists, fn does not run and
+	// handled is false. If fn fails, nothing is recorded.
+	HandleOnce(ctx context.Context, group string, id uuid.UUID, fn func(ctx context.Context, tx TTx) error) (handled bool, err error)
+	// MarkHandled records that group handled id, outside any handler
+	// transaction. It reports false when the record already existed.
+	MarkHandled(ctx context.Context, group string, id uuid.UUID) (bool, error)
+	// Handled reports whether group has handled id.
+	Handled(ctx context.Context, group string, id uuid.UUID) (bool, error)
+}
+
+// Stats are figures about the store for status reports.
+type Stats struct {
+	// Events is the number of stored events (an estimate on large stores).
+	Events int64
+	// Head is the cursor of the newest event a reader can see now.
+	Head Cursor
+	// HeldBack counts events that have committed but that readers cannot see
+	// yet, because an older transaction is still open.
+	HeldBack int64
+	// OldestTxAge is how long the oldest open writing transaction has been
+	// running: the time it can hold readers back.
+	OldestTxAge time.Duration
+}

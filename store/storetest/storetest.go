@@ -1,0 +1,169 @@
+// Package storetest is the conformance suite for event stores. Every
+// implementation of store.TxStore runs it from its own tests:
+//
+//	storetest.Run(t, storetest.Harness[pgx.Tx]{New: ..., Begin: ..., ...})
+//
+// The suite is the contract of package store in executable form: appends,
+// idempotency, expected versions, transactions, gap-free commit-order reads
+// (G4), lossless unknown types (G6), leases and the inbox.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+)
+
+// Harness tells the suite how to make and drive one store implementation.
+type Harness[TTx any] struct {
+	// New returns a fresh, migrated, empty store. The harness closes it
+	// when the test ends.
+	New func(t *testing.T) store.TxStore[TTx]
+	// Begin, Commit and Rollback drive a transaction of the store's driver.
+	Begin    func(ctx context.Context, s store.TxStore[TTx]) (TTx, error)
+	Commit   func(ctx context.Context, tx TTx) error
+	Rollback func(ctx context.Context, tx TTx) error
+	// SetNextPosition, if set, makes the next appended event get position
+	// n, so the suite can check positions beyond 32 bits.
+	SetNextPosition func(t *testing.T, s store.TxStore[TTx], n int64)
+}
+
+// Run runs the conformance suite against h.
+func Run[TTx any](t *testing.T, h Harness[TTx]) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness[TTx])
+	}{
+		{"AppendAndGet", testAppendAndGet[TTx]},
+		{"AppendBatchOrder", testAppendBatchOrder[TTx]},
+		{"Idempotent", testIdempotent[TTx]},
+		{"IdempotentWithinBatch", testIdempotentWithinBatch[TTx]},
+		{"ExpectedVersion", testExpectedVersion[TTx]},
+		{"ConcurrentWritersOneStream", testConcurrentWritersOneStream[TTx]},
+		{"TxRollbackLeavesNothing", testTxRollback[TTx]},
+		{"TxCommitIsVisibleOnlyAfterCommit", testTxCommit[TTx]},
+		{"OpenTransactionHoldsReadersBack", testHeldBack[TTx]},
+		{"StreamOrderAcrossLateLock", testStreamOrderAcrossLateLock[TTx]},
+		{"TailSeesEveryCommitOnceInOrder", testTailUnderConcurrency[TTx]},
+		{"Filters", testFilters[TTx]},
+		{"Paging", testPaging[TTx]},
+		{"ReadStream", testReadStream[TTx]},
+		{"UnknownTypeRoundTripsByteForByte", testUnknownTypeBytes[TTx]},
+		{"GetNotFound", testGetNotFound[TTx]},
+		{"InvalidDraftsStoreNothing", testInvalidDrafts[TTx]},
+		{"Leases", testLeases[TTx]},
+		{"Inbox", testInbox[TTx]},
+		{"StatsAndBacklog", testStatsAndBacklog[TTx]},
+		{"LargePositions", testLargePositions[TTx]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
+	}
+}
+
+func (h Harness[TTx]) open(t *testing.T) store.TxStore[TTx] {
+	t.Helper()
+	s := h.New(t)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// draft returns a complete draft of a test type.
+func draft(typ, subject string, data string) event.Draft {
+	return event.Draft{
+		ID:            uuid.Must(uuid.NewV7()),
+		Type:          typ,
+		Source:        "storetest",
+		Subject:       subject,
+		OccurredAt:    time.Now().Truncate(event.TimePrecision),
+		CorrelationID: uuid.Must(uuid.NewV7()),
+		Data:          json.RawMessage(data),
+	}
+}
+
+func appendOK(t *testing.T, s store.Store, drafts ...event.Draft) []event.Envelope {
+	t.Helper()
+	res, err := s.Append(ctxFor(t), drafts)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	out := make([]event.Envelope, len(res))
+	for i, r := range res {
+		if r.Duplicate {
+			t.Fatalf("Append: event %d unexpectedly a duplicate", i)
+		}
+		out[i] = r.Envelope
+	}
+	return out
+}
+
+// readAll reads every visible event matching f, page by page.
+func readAll(t *testing.T, s store.Reader, f store.Filter) []event.Envelope {
+	t.Helper()
+	var out []event.Envelope
+	for {
+		page, err := s.Read(ctxFor(t), f)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		out = append(out, page.Events...)
+		if len(page.Events) == 0 {
+			return out
+		}
+		f.After = page.Next
+	}
+}
+
+func countAll(t *testing.T, s store.Reader) int {
+	t.Helper()
+	return len(readAll(t, s, store.Filter{Limit: 1000}))
+}
+
+// sameEvent compares two envelopes field by field.
+func sameEvent(t *testing.T, what string, got, want event.Envelope) {
+	t.Helper()
+	diffs := []string{}
+	check := func(field string, ok bool, g, w any) {
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: got %v, want %v", field, g, w))
+		}
+	}
+	check("ID", got.ID == want.ID, got.ID, want.ID)
+	check("Type", got.Type == want.Type, got.Type, want.Type)
+	check("Source", got.Source == want.Source, got.Source, want.Source)
+	check("Subject", got.Subject == want.Subject, got.Subject, want.Subject)
+	check("StreamVersion", got.StreamVersion == want.StreamVersion, got.StreamVersion, want.StreamVersion)
+	check("OccurredAt", got.OccurredAt.Equal(want.OccurredAt), got.OccurredAt, want.OccurredAt)
+	check("RecordedAt", got.RecordedAt.Equal(want.RecordedAt), got.RecordedAt, want.RecordedAt)
+	check("CorrelationID", got.CorrelationID == want.CorrelationID, got.CorrelationID, want.CorrelationID)
+	check("CausationID", got.CausationID == want.CausationID, got.CausationID, want.CausationID)
+	check("TraceParent", got.TraceParent == want.TraceParent, got.TraceParent, want.TraceParent)
+	check("TraceState", got.TraceState == want.TraceState, got.TraceState, want.TraceState)
+	check("Position", got.Position == want.Position, got.Position, want.Position)
+	check("CommitOrder", got.CommitOrder == want.CommitOrder, got.CommitOrder, want.CommitOrder)
+	check("Data", string(got.Data) == string(want.Data), string(got.Data), string(want.Data))
+	if len(diffs) > 0 {
+		t.Errorf("%s differs:\n  %v", what, diffs)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want one wrapping %v", err, target)
+	}
+}
