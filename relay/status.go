@@ -1,0 +1,108 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/edupulse/eventbus/store"
+)
+
+// DefaultName is the relay name used when none is configured.
+const DefaultName = "default"
+
+// Status is the state of a relay, read from the store: the figures the
+// `eventbus status` command and the /v1/status endpoint report. It needs no
+// running relay in this process.
+type Status struct {
+	Relay      string          `json:"relay"`
+	Partitions []PartitionState `json:"partitions"`
+	// Backlog counts events committed but not yet confirmed by the broker,
+	// summed over partitions (capped at BacklogCap each).
+	Backlog int64 `json:"backlog"`
+	// Lag is the age of the oldest event not yet confirmed: how far behind
+	// the relay is. Zero when the backlog is empty.
+	Lag Duration `json:"lag"`
+	// Events is the number of stored events (an estimate on large stores).
+	Events int64 `json:"events"`
+	// HeldBack counts committed events that readers cannot see yet because
+	// an older transaction is still open; OldestTxAge is that transaction's
+	// age.
+	HeldBack    int64    `json:"held_back"`
+	OldestTxAge Duration `json:"oldest_tx_age"`
+	// Healthy is false when no relay holds a partition's lease, or the lag
+	// exceeds the threshold given to ReadStatus. Problems says why.
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// PartitionState is one relay partition in a Status.
+type PartitionState struct {
+	Partition  int       `json:"partition"`
+	Leader     string    `json:"leader"` // "" when no relay holds the lease
+	LeaseUntil time.Time `json:"lease_until,omitempty"`
+	Checkpoint string    `json:"checkpoint"` // cursor token
+	Position   int64     `json:"checkpoint_position"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Duration is a time.Duration that encodes in JSON as seconds.
+type Duration time.Duration
+
+// MarshalJSON encodes d as a number of seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.3f", time.Duration(d).Seconds())), nil
+}
+
+// BacklogCap bounds the backlog count, so that a status call stays cheap on a
+// relay that is far behind.
+const BacklogCap = 1_000_000
+
+// ReadStatus reads the status of relay from s. maxLag, when positive, is the
+// lag above which the relay counts as unhealthy.
+func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Duration) (Status, error) {
+	st := Status{Relay: relay, Healthy: true}
+	stats, err := s.Stats(ctx)
+	if err != nil {
+		return st, fmt.Errorf("relay status: %w", err)
+	}
+	st.Events, st.HeldBack, st.OldestTxAge = stats.Events, stats.HeldBack, Duration(stats.OldestTxAge)
+	leases, err := s.Leases(ctx, relay)
+	if err != nil {
+		return st, fmt.Errorf("relay status: %w", err)
+	}
+	if len(leases) == 0 {
+		leases = []store.Lease{{Partition: store.Partition{Relay: relay}}}
+	}
+	now := time.Now()
+	for _, l := range leases {
+		ps := PartitionState{Partition: l.Number, LeaseUntil: l.Until, Checkpoint: l.Checkpoint.String(),
+			Position: l.Checkpoint.Position, UpdatedAt: l.UpdatedAt}
+		if l.Holder != "" && l.Until.After(now) {
+			ps.Leader = l.Holder
+		} else {
+			st.Healthy = false
+			st.Problems = append(st.Problems, fmt.Sprintf("partition %d: no relay holds the lease", l.Number))
+		}
+		st.Partitions = append(st.Partitions, ps)
+		n, err := s.Backlog(ctx, l.Checkpoint, BacklogCap)
+		if err != nil {
+			return st, fmt.Errorf("relay status: %w", err)
+		}
+		st.Backlog += n
+		if n > 0 {
+			page, err := s.Read(ctx, store.Filter{After: l.Checkpoint, Limit: 1})
+			if err != nil {
+				return st, fmt.Errorf("relay status: %w", err)
+			}
+			if len(page.Events) > 0 {
+				st.Lag = max(st.Lag, Duration(now.Sub(page.Events[0].RecordedAt)))
+			}
+		}
+	}
+	if maxLag > 0 && time.Duration(st.Lag) > maxLag {
+		st.Healthy = false
+		st.Problems = append(st.Problems, fmt.Sprintf("lag %s exceeds %s", time.Duration(st.Lag).Round(time.Millisecond), maxLag))
+	}
+	return st, nil
+}
