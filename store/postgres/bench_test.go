@@ -94,3 +94,46 @@ func BenchmarkCeilingCopy(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(rows))/time.Since(start).Seconds(), "rows/s")
 }
+
+// BenchmarkNotifyCost measures what a NOTIFY in every write transaction
+// costs, to decide how the relay should learn of new events. NOTIFY takes a
+// global lock at commit, which serialises committing transactions.
+func BenchmarkNotifyCost(b *testing.B) {
+	for _, notify := range []bool{false, true} {
+		name := "WithoutNotify"
+		if notify {
+			name = "WithNotify"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := newStore(b)
+			ctx := context.Background()
+			b.SetParallelism(16 / max(1, runtimeProcs()))
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					tx, err := s.Pool().Begin(ctx)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()}); err != nil {
+						b.Error(err)
+						return
+					}
+					if notify {
+						if _, err := tx.Exec(ctx, "SELECT pg_notify('eventbus_bench', '')"); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					if err := tx.Commit(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+		})
+	}
+}

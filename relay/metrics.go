@@ -1,0 +1,131 @@
+package relay
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/edupulse/eventbus/store"
+)
+
+// Metrics are a relay's own figures: what it published, how long each event
+// took from commit to confirm, and what went wrong. The figures about the
+// store (backlog, held-back events) come from StatusCollector, at scrape
+// time.
+type Metrics struct {
+	published  prometheus.Counter
+	errors     *prometheus.CounterVec
+	lag        prometheus.Histogram
+	checkpoint prometheus.Gauge
+	leader     prometheus.Gauge
+}
+
+// NewMetrics returns unregistered relay metrics; register them with
+// Register.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "eventbus", Subsystem: "relay", Name: "published_total",
+			Help: "Events published and confirmed by the broker.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "eventbus", Subsystem: "relay", Name: "errors_total",
+			Help: "Relay errors by kind: nack, unroutable, broker, store, checkpoint, lease, encode.",
+		}, []string{"kind"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "eventbus", Subsystem: "relay", Name: "lag_seconds",
+			Help:    "Time from an event's recording in the store to the broker's confirm.",
+			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		checkpoint: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "eventbus", Subsystem: "relay", Name: "checkpoint_position",
+			Help: "Global position of the last event the relay has confirmed and saved.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "eventbus", Subsystem: "relay", Name: "leader",
+			Help: "1 while this relay holds its partition's lease and publishes.",
+		}),
+	}
+}
+
+// Errors returns how many errors of kind the relay has counted.
+func (m *Metrics) Errors(kind string) float64 {
+	var d dto.Metric
+	_ = m.errors.WithLabelValues(kind).Write(&d)
+	return d.GetCounter().GetValue()
+}
+
+// Published returns how many events the relay has published and had
+// confirmed.
+func (m *Metrics) Published() float64 {
+	var d dto.Metric
+	_ = m.published.Write(&d)
+	return d.GetCounter().GetValue()
+}
+
+// Register registers the metrics with reg.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.published, m.errors, m.lag, m.checkpoint, m.leader} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StatusCollector exports a relay's Status as Prometheus gauges, read from
+// the store at each scrape: backlog, lag, held-back events and the age of the
+// oldest open transaction, which holds readers back.
+type StatusCollector struct {
+	store   store.Store
+	relay   string
+	timeout time.Duration
+
+	backlog, lag, heldBack, oldestTx, events, healthy *prometheus.Desc
+}
+
+// NewStatusCollector returns a collector for relay's status in s.
+func NewStatusCollector(s store.Store, relay string) *StatusCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("eventbus_relay_"+name, help, nil, prometheus.Labels{"relay": relay})
+	}
+	return &StatusCollector{
+		store: s, relay: relay, timeout: 5 * time.Second,
+		backlog:  desc("backlog_events", "Events committed but not yet confirmed by the broker."),
+		lag:      desc("backlog_age_seconds", "Age of the oldest event not yet confirmed by the broker."),
+		heldBack: desc("held_back_events", "Committed events readers cannot see yet because an older transaction is open."),
+		oldestTx: desc("oldest_transaction_age_seconds", "Age of the oldest open writing transaction, which holds readers back."),
+		events:   desc("store_events", "Events in the store (an estimate on large stores)."),
+		healthy:  desc("healthy", "1 when a relay holds every partition's lease."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.backlog, c.lag, c.heldBack, c.oldestTx, c.events, c.healthy} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	st, err := ReadStatus(ctx, c.store, c.relay, 0)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.backlog, err)
+		return
+	}
+	healthy := 0.0
+	if st.Healthy {
+		healthy = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(st.Backlog))
+	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, time.Duration(st.Lag).Seconds())
+	ch <- prometheus.MustNewConstMetric(c.heldBack, prometheus.GaugeValue, float64(st.HeldBack))
+	ch <- prometheus.MustNewConstMetric(c.oldestTx, prometheus.GaugeValue, time.Duration(st.OldestTxAge).Seconds())
+	ch <- prometheus.MustNewConstMetric(c.events, prometheus.GaugeValue, float64(st.Events))
+	ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, healthy)
+}

@@ -1,0 +1,456 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/store"
+)
+
+// DefaultExchange is the topic exchange events are published to.
+const DefaultExchange = "edupulse.events"
+
+// Config configures a Relay. The zero value of every field but the store and
+// broker selects a default.
+type Config struct {
+	// Name names the relay; relays with the same name share partitions and
+	// elect one publisher each. Default "default".
+	Name string
+	// Partition is the partition this relay publishes. Default 0; there is
+	// one partition until partitioned relays are built.
+	Partition int
+	// Exchange is the topic exchange to publish to. Default
+	// "edupulse.events".
+	Exchange string
+	// Holder identifies this relay instance in the lease. Default: host,
+	// process ID and a random suffix.
+	Holder string
+	// BatchSize is how many events one read of the store returns.
+	// Default 500.
+	BatchSize int
+	// Window is how many messages may await their publisher confirm.
+	// Default 2000.
+	Window int
+	// MinPoll and MaxPoll bound the pause between reads of the store when
+	// it has nothing new: the pause starts at MinPoll and doubles up to
+	// MaxPoll while it stays idle. Defaults 1ms and 10ms. Wake cuts a pause
+	// short.
+	MinPoll, MaxPoll time.Duration
+	// LeaseTTL is how long a lease lasts without renewal: the longest a
+	// dead relay blocks its standby. Default 3s. The holder renews it four
+	// times per TTL, and a standby tries to claim it every StandbyPoll
+	// (default 500ms).
+	LeaseTTL    time.Duration
+	StandbyPoll time.Duration
+	// CheckpointInterval is how often the checkpoint is written while
+	// publishing. Default 200ms. After a crash, at most the events
+	// confirmed since are published again.
+	CheckpointInterval time.Duration
+	// MinBackoff and MaxBackoff bound the pause after a failure, before the
+	// relay tries again. Defaults 100ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// DrainTimeout bounds how long a stopping relay waits for the confirms
+	// of messages in flight. Default 5s.
+	DrainTimeout time.Duration
+	// Logger receives the relay's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the relay's figures; nil keeps them unexported.
+	Metrics *Metrics
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Exchange == "" {
+		c.Exchange = DefaultExchange
+	}
+	if c.Holder == "" {
+		c.Holder = defaultHolder()
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.Window <= 0 {
+		c.Window = 2000
+	}
+	def(&c.MinPoll, time.Millisecond)
+	def(&c.MaxPoll, 10*time.Millisecond)
+	def(&c.LeaseTTL, 3*time.Second)
+	def(&c.StandbyPoll, 500*time.Millisecond)
+	def(&c.CheckpointInterval, 200*time.Millisecond)
+	def(&c.MinBackoff, 100*time.Millisecond)
+	def(&c.MaxBackoff, 5*time.Second)
+	def(&c.DrainTimeout, 5*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+}
+
+func defaultHolder() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Relay publishes committed events from a store to a broker. Create it with
+// New and start it with Run.
+type Relay struct {
+	cfg       Config
+	store     store.Store
+	broker    broker.Broker
+	partition store.Partition
+	log       *slog.Logger
+	wake      chan struct{}
+	leader    atomic.Bool
+}
+
+// New returns a relay from s to b.
+func New(s store.Store, b broker.Broker, cfg Config) (*Relay, error) {
+	if s == nil || b == nil {
+		return nil, errors.New("relay: a store and a broker are required")
+	}
+	cfg.setDefaults()
+	if cfg.MinPoll > cfg.MaxPoll {
+		return nil, fmt.Errorf("relay: MinPoll %s exceeds MaxPoll %s", cfg.MinPoll, cfg.MaxPoll)
+	}
+	return &Relay{
+		cfg:       cfg,
+		store:     s,
+		broker:    b,
+		partition: store.Partition{Relay: cfg.Name, Number: cfg.Partition},
+		log:       cfg.Logger.With("relay", cfg.Name, "partition", cfg.Partition, "holder", cfg.Holder),
+		wake:      make(chan struct{}, 1),
+	}, nil
+}
+
+// Holder returns the identity this relay holds its lease under.
+func (r *Relay) Holder() string { return r.cfg.Holder }
+
+// Leader reports whether the relay holds its partition's lease and
+// publishes.
+func (r *Relay) Leader() bool { return r.leader.Load() }
+
+// Wake tells the relay that events have just committed, so that it reads the
+// store now rather than at its next poll. It never blocks. The bus calls it
+// after it commits in the same process (eventbus.OnCommit).
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the relay until ctx ends: it waits as a standby until it can claim
+// the partition's lease, then publishes until it loses the lease or fails,
+// and starts over. It returns nil after a clean stop, in which it waits for
+// the confirms in flight, saves the checkpoint and releases the lease.
+func (r *Relay) Run(ctx context.Context) error {
+	r.log.Info("relay starting", "exchange", r.cfg.Exchange)
+	defer r.log.Info("relay stopped")
+	failures := 0
+	for ctx.Err() == nil {
+		lease, err := r.store.Claim(ctx, r.partition, r.cfg.Holder, r.cfg.LeaseTTL)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			r.cfg.Metrics.errors.WithLabelValues("lease").Inc()
+			failures++
+			r.log.Warn("relay cannot claim its lease; retrying", "err", err, "retry_in", r.backoff(failures))
+			sleep(ctx, r.backoff(failures))
+			continue
+		case lease.Holder != r.cfg.Holder:
+			sleep(ctx, r.cfg.StandbyPoll)
+			continue
+		}
+		r.log.Info("relay is the leader", "checkpoint_position", lease.Checkpoint.Position)
+		err = r.lead(ctx, lease.Checkpoint)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, store.ErrLeaseLost) {
+			r.log.Warn("relay lost its lease to another relay; standing by", "err", err)
+			failures = 0
+			continue
+		}
+		failures++
+		r.log.Warn("relay interrupted; resuming from its checkpoint", "err", err, "retry_in", r.backoff(failures))
+		sleep(ctx, r.backoff(failures))
+	}
+	return nil
+}
+
+// backoff returns the pause after the n-th failure in a row: exponential,
+// with jitter, between MinBackoff and MaxBackoff.
+func (r *Relay) backoff(n int) time.Duration {
+	d := float64(r.cfg.MinBackoff) * math.Pow(2, float64(min(n-1, 20)))
+	d = min(d, float64(r.cfg.MaxBackoff))
+	return time.Duration(d/2 + mrand.Float64()*d/2)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// inflight is a published message awaiting its confirm.
+type inflight struct {
+	cursor     store.Cursor
+	confirm    broker.Confirmation
+	recordedAt time.Time
+}
+
+// errLeaseExpired stops a leader that could not renew its lease in time: a
+// standby may have taken over, so it must not publish on.
+var errLeaseExpired = errors.New("relay: lease expired before it could be renewed")
+
+// lead publishes from checkpoint on while this relay holds the lease.
+func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
+	r.leader.Store(true)
+	r.cfg.Metrics.leader.Set(1)
+	defer func() {
+		r.leader.Store(false)
+		r.cfg.Metrics.leader.Set(0)
+	}()
+	r.cfg.Metrics.checkpoint.Set(float64(checkpoint.Position))
+
+	var (
+		mu        sync.Mutex
+		confirmed = checkpoint
+		renewedAt = time.Now()
+	)
+	getConfirmed := func() store.Cursor {
+		mu.Lock()
+		defer mu.Unlock()
+		return confirmed
+	}
+
+	// publishCtx ends publishing: on a failure anywhere, on a lost lease,
+	// and when ctx ends.
+	publishCtx, stopPublishing := context.WithCancelCause(ctx)
+	defer stopPublishing(nil)
+
+	// The keeper renews the lease and saves the checkpoint while the relay
+	// publishes. It outlives publishing by the final save in the deferred
+	// function below.
+	keeperDone := make(chan struct{})
+	go func() {
+		defer close(keeperDone)
+		tick := time.NewTicker(min(r.cfg.CheckpointInterval, r.cfg.LeaseTTL/4))
+		defer tick.Stop()
+		for {
+			select {
+			case <-publishCtx.Done():
+				return
+			case <-tick.C:
+			}
+			c := getConfirmed()
+			err := r.store.Advance(publishCtx, r.partition, r.cfg.Holder, c, r.cfg.LeaseTTL)
+			switch {
+			case err == nil:
+				renewedAt = time.Now()
+				r.cfg.Metrics.checkpoint.Set(float64(c.Position))
+			case errors.Is(err, store.ErrLeaseLost):
+				stopPublishing(err)
+				return
+			case publishCtx.Err() != nil:
+				return
+			default:
+				r.cfg.Metrics.errors.WithLabelValues("checkpoint").Inc()
+				// Renewals are tried four times per TTL. Stop in time
+				// when they keep failing: past the TTL another relay
+				// may lead.
+				if time.Since(renewedAt) > r.cfg.LeaseTTL*3/4 {
+					stopPublishing(fmt.Errorf("%w: %w", errLeaseExpired, err))
+					return
+				}
+			}
+		}
+	}()
+
+	err := r.publish(publishCtx, ctx, checkpoint, func(c store.Cursor) {
+		mu.Lock()
+		confirmed = c
+		mu.Unlock()
+	})
+	if cause := context.Cause(publishCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // the keeper's reason is the real one
+	}
+	stopPublishing(err)
+	<-keeperDone
+
+	// Save what was confirmed, even when ctx has ended, so that a restart
+	// does not publish it again; then hand the lease over at once.
+	final := getConfirmed()
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if errors.Is(err, store.ErrLeaseLost) {
+		return err
+	}
+	if saveErr := r.store.Advance(saveCtx, r.partition, r.cfg.Holder, final, r.cfg.LeaseTTL); saveErr != nil {
+		r.log.Warn("relay could not save its last checkpoint; events after the previous one will be published again",
+			"err", saveErr, "position", final.Position)
+	} else {
+		r.cfg.Metrics.checkpoint.Set(float64(final.Position))
+	}
+	if ctx.Err() != nil {
+		if relErr := r.store.Release(saveCtx, r.partition, r.cfg.Holder); relErr != nil {
+			r.log.Warn("relay could not release its lease; a standby takes over when it expires", "err", relErr)
+		}
+	}
+	return err
+}
+
+// publish reads the store from checkpoint on and publishes, until publishCtx
+// ends or something fails. advance is called with each cursor the broker
+// has confirmed, in order. When runCtx (the relay's own context) ends, it
+// stops reading but waits, up to DrainTimeout, for the confirms in flight.
+func (r *Relay) publish(publishCtx, runCtx context.Context, checkpoint store.Cursor, advance func(store.Cursor)) error {
+	if err := r.broker.DeclareExchange(publishCtx, r.cfg.Exchange); err != nil {
+		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
+		return fmt.Errorf("relay: declare exchange %q: %w", r.cfg.Exchange, err)
+	}
+	pub, err := r.broker.NewPublisher(publishCtx, broker.PublisherOptions{Mandatory: true, OnReturn: r.returned})
+	if err != nil {
+		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
+		return fmt.Errorf("relay: open publisher: %w", err)
+	}
+	defer pub.Close()
+
+	pending := make(chan inflight, r.cfg.Window)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(pending)
+		readErr <- r.read(publishCtx, pub, checkpoint, pending)
+	}()
+
+	// Confirms settle in publish order, so waiting on each in turn keeps
+	// the checkpoint in commit order.
+	var drainDeadline <-chan time.Time
+	for p := range pending {
+		if drainDeadline == nil && runCtx.Err() != nil {
+			drainDeadline = time.After(r.cfg.DrainTimeout)
+		}
+		select {
+		case <-p.confirm.Done():
+		case <-drainDeadline:
+			return errors.New("relay: stopped before every confirm arrived")
+		case <-pub.Done():
+			// The publisher failed; its pending confirms settle as not
+			// acked, which the check below reports.
+			<-p.confirm.Done()
+		}
+		if !p.confirm.Acked() {
+			kind := "nack"
+			select {
+			case <-pub.Done():
+				kind = "broker"
+			default:
+			}
+			r.cfg.Metrics.errors.WithLabelValues(kind).Inc()
+			return fmt.Errorf("relay: event at position %d not confirmed (%s): %w", p.cursor.Position, kind, broker.ErrNacked)
+		}
+		advance(p.cursor)
+		r.cfg.Metrics.published.Inc()
+		r.cfg.Metrics.lag.Observe(time.Since(p.recordedAt).Seconds())
+	}
+	err = <-readErr
+	if runCtx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// read tails the store and publishes, handing each message to pending.
+func (r *Relay) read(ctx context.Context, pub broker.Publisher, cursor store.Cursor, pending chan<- inflight) error {
+	idle := r.cfg.MinPoll
+	for {
+		page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.cfg.Metrics.errors.WithLabelValues("store").Inc()
+			return fmt.Errorf("relay: read the store: %w", err)
+		}
+		for _, env := range page.Events {
+			msg, err := broker.EnvelopeMessage(env)
+			if err != nil {
+				// The store holds JSON it validated: this is a bug, and
+				// skipping the event would lose it. Stop loudly.
+				r.cfg.Metrics.errors.WithLabelValues("encode").Inc()
+				return fmt.Errorf("relay: event at position %d: %w", env.Position, err)
+			}
+			confirm, err := pub.Publish(ctx, r.cfg.Exchange, env.Type, msg)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
+				return fmt.Errorf("relay: publish event at position %d: %w", env.Position, err)
+			}
+			select {
+			case pending <- inflight{cursor: store.CursorOf(env), confirm: confirm, recordedAt: env.RecordedAt}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		cursor = page.Next
+		switch {
+		case len(page.Events) == r.cfg.BatchSize:
+			idle = r.cfg.MinPoll
+			continue // more is waiting
+		case len(page.Events) > 0:
+			idle = r.cfg.MinPoll
+		default:
+			idle = min(idle*2, r.cfg.MaxPoll)
+		}
+		t := time.NewTimer(idle)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-r.wake:
+			t.Stop()
+			idle = r.cfg.MinPoll
+		case <-t.C:
+		}
+	}
+}
+
+// lastReturnLog limits warnings about unroutable events to one a second.
+var lastReturnLog atomic.Int64
+
+func (r *Relay) returned(m broker.Returned) {
+	r.cfg.Metrics.errors.WithLabelValues("unroutable").Inc()
+	now := time.Now().UnixNano()
+	if last := lastReturnLog.Load(); now-last > int64(time.Second) && lastReturnLog.CompareAndSwap(last, now) {
+		r.log.Warn("no queue is bound for this event type; the event stays in the store and can be replayed",
+			"type", m.RoutingKey, "event_id", m.MessageID, "reason", m.Reason)
+	}
+}
