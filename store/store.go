@@ -63,6 +63,8 @@ type Filter struct {
 	Subject       string    // in this stream
 	Since         time.Time // occurred at or after
 	Until         time.Time // occurred before
+	FromPosition  int64     // global position at least this, when > 0
+	ToPosition    int64     // global position at most this, when > 0
 }
 
 // Paging limits.

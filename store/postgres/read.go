@@ -109,6 +109,12 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	if !f.Until.IsZero() {
 		sql.WriteString(" AND occurred_at < " + arg(f.Until))
 	}
+	if f.FromPosition > 0 {
+		sql.WriteString(" AND id >= " + arg(f.FromPosition))
+	}
+	if f.ToPosition > 0 {
+		sql.WriteString(" AND id <= " + arg(f.ToPosition))
+	}
 	sql.WriteString(" ORDER BY commit_order, id LIMIT " + arg(f.EffectiveLimit()))
 	events, err := s.collect(ctx, "read events", sql.String(), args...)
 	if err != nil {

@@ -322,6 +322,8 @@ func testFilters[TTx any](t *testing.T, h Harness[TTx]) {
 		{"until", store.Filter{Until: base.Add(2 * time.Minute)}, pick(func(i int) bool { return i < 2 })},
 		{"range", store.Filter{Since: base.Add(3 * time.Minute), Until: base.Add(6 * time.Minute)}, pick(func(i int) bool { return i >= 3 && i < 6 })},
 		{"combined", store.Filter{Types: []string{"quiz.submitted"}, Subject: "subject-0", Since: base.Add(time.Minute)}, pick(func(i int) bool { return i%3 == 0 && i%2 == 0 && i >= 1 })},
+		{"position range", store.Filter{FromPosition: all[2].Position, ToPosition: all[5].Position}, pick(func(i int) bool { return i >= 2 && i <= 5 })},
+		{"from position", store.Filter{FromPosition: all[10].Position}, pick(func(i int) bool { return i >= 10 })},
 		{"no match", store.Filter{Types: []string{"nothing.here"}}, nil},
 		{"sql in filter", store.Filter{Subject: "x' OR '1'='1", Types: []string{"a'; DROP TABLE event_store; --"}}, nil},
 	}
