@@ -218,10 +218,9 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// inflight is a published message awaiting its confirm.
-type inflight struct {
+// tag travels with each published message through the pipeline.
+type tag struct {
 	cursor     store.Cursor
-	confirm    broker.Confirmation
 	recordedAt time.Time
 }
 
@@ -293,7 +292,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 		}
 	}()
 
-	err := r.publish(publishCtx, ctx, checkpoint, func(c store.Cursor) {
+	err := r.publish(publishCtx, checkpoint, func(c store.Cursor) {
 		mu.Lock()
 		confirmed = c
 		mu.Unlock()
@@ -328,9 +327,9 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 
 // publish reads the store from checkpoint on and publishes, until publishCtx
 // ends or something fails. advance is called with each cursor the broker
-// has confirmed, in order. When runCtx (the relay's own context) ends, it
-// stops reading but waits, up to DrainTimeout, for the confirms in flight.
-func (r *Relay) publish(publishCtx, runCtx context.Context, checkpoint store.Cursor, advance func(store.Cursor)) error {
+// has confirmed, in order. When publishing stops, it waits up to
+// DrainTimeout for the confirms in flight.
+func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, advance func(store.Cursor)) error {
 	if err := r.broker.DeclareExchange(publishCtx, r.cfg.Exchange); err != nil {
 		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
 		return fmt.Errorf("relay: declare exchange %q: %w", r.cfg.Exchange, err)
@@ -341,104 +340,81 @@ func (r *Relay) publish(publishCtx, runCtx context.Context, checkpoint store.Cur
 		return fmt.Errorf("relay: open publisher: %w", err)
 	}
 	defer pub.Close()
-
-	pending := make(chan inflight, r.cfg.Window)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(pending)
-		readErr <- r.read(publishCtx, pub, checkpoint, pending)
-	}()
-
-	// Confirms settle in publish order, so waiting on each in turn keeps
-	// the checkpoint in commit order.
-	var drainDeadline <-chan time.Time
-	for p := range pending {
-		if drainDeadline == nil && runCtx.Err() != nil {
-			drainDeadline = time.After(r.cfg.DrainTimeout)
-		}
-		select {
-		case <-p.confirm.Done():
-		case <-drainDeadline:
-			return errors.New("relay: stopped before every confirm arrived")
-		case <-pub.Done():
-			// The publisher failed; its pending confirms settle as not
-			// acked, which the check below reports.
-			<-p.confirm.Done()
-		}
-		if !p.confirm.Acked() {
-			kind := "nack"
-			select {
-			case <-pub.Done():
-				kind = "broker"
-			default:
-			}
-			r.cfg.Metrics.errors.WithLabelValues(kind).Inc()
-			return fmt.Errorf("relay: event at position %d not confirmed (%s): %w", p.cursor.Position, kind, broker.ErrNacked)
-		}
-		advance(p.cursor)
-		r.cfg.Metrics.published.Inc()
-		r.cfg.Metrics.lag.Observe(time.Since(p.recordedAt).Seconds())
-	}
-	err = <-readErr
-	if runCtx.Err() != nil {
+	err = broker.Pipeline(publishCtx, pub, broker.PipelineConfig[tag]{
+		Window:       r.cfg.Window,
+		DrainTimeout: r.cfg.DrainTimeout,
+		Next:         r.tail(checkpoint),
+		Confirmed: func(t tag) {
+			advance(t.cursor)
+			r.cfg.Metrics.published.Inc()
+			r.cfg.Metrics.lag.Observe(time.Since(t.recordedAt).Seconds())
+		},
+	})
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, broker.ErrNacked):
+		r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
+	case errors.Is(err, errStoreRead), errors.Is(err, errEncode):
+	default:
+		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
 	}
-	return err
+	return fmt.Errorf("relay: %w", err)
 }
 
-// read tails the store and publishes, handing each message to pending.
-func (r *Relay) read(ctx context.Context, pub broker.Publisher, cursor store.Cursor, pending chan<- inflight) error {
+var (
+	errStoreRead = errors.New("read the store")
+	errEncode    = errors.New("encode an event")
+)
+
+// tail returns the pipeline's source: the store's events after cursor, in
+// commit order. When the store has nothing new it waits, from MinPoll
+// doubling up to MaxPoll while idle, or until Wake.
+func (r *Relay) tail(cursor store.Cursor) func(context.Context) ([]broker.Outgoing[tag], error) {
 	idle := r.cfg.MinPoll
-	for {
-		page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	full := false
+	return func(ctx context.Context) ([]broker.Outgoing[tag], error) {
+		for {
+			if !full {
+				t := time.NewTimer(idle)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil, ctx.Err()
+				case <-r.wake:
+					t.Stop()
+					idle = r.cfg.MinPoll
+				case <-t.C:
+				}
 			}
-			r.cfg.Metrics.errors.WithLabelValues("store").Inc()
-			return fmt.Errorf("relay: read the store: %w", err)
-		}
-		for _, env := range page.Events {
-			msg, err := broker.EnvelopeMessage(env)
-			if err != nil {
-				// The store holds JSON it validated: this is a bug, and
-				// skipping the event would lose it. Stop loudly.
-				r.cfg.Metrics.errors.WithLabelValues("encode").Inc()
-				return fmt.Errorf("relay: event at position %d: %w", env.Position, err)
-			}
-			confirm, err := pub.Publish(ctx, r.cfg.Exchange, env.Type, msg)
+			page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
 			if err != nil {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil, ctx.Err()
 				}
-				r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
-				return fmt.Errorf("relay: publish event at position %d: %w", env.Position, err)
+				r.cfg.Metrics.errors.WithLabelValues("store").Inc()
+				return nil, fmt.Errorf("%w: %w", errStoreRead, err)
 			}
-			select {
-			case pending <- inflight{cursor: store.CursorOf(env), confirm: confirm, recordedAt: env.RecordedAt}:
-			case <-ctx.Done():
-				return ctx.Err()
+			full = len(page.Events) == r.cfg.BatchSize // more is waiting: read again at once
+			if len(page.Events) == 0 {
+				idle = min(idle*2, r.cfg.MaxPoll)
+				continue
 			}
-		}
-		cursor = page.Next
-		switch {
-		case len(page.Events) == r.cfg.BatchSize:
 			idle = r.cfg.MinPoll
-			continue // more is waiting
-		case len(page.Events) > 0:
-			idle = r.cfg.MinPoll
-		default:
-			idle = min(idle*2, r.cfg.MaxPoll)
-		}
-		t := time.NewTimer(idle)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-r.wake:
-			t.Stop()
-			idle = r.cfg.MinPoll
-		case <-t.C:
+			out := make([]broker.Outgoing[tag], len(page.Events))
+			for i, env := range page.Events {
+				msg, err := broker.EnvelopeMessage(env)
+				if err != nil {
+					// The store holds JSON it validated: this is a bug, and
+					// skipping the event would lose it. Stop loudly.
+					r.cfg.Metrics.errors.WithLabelValues("encode").Inc()
+					return nil, fmt.Errorf("%w at position %d: %w", errEncode, env.Position, err)
+				}
+				out[i] = broker.Outgoing[tag]{Exchange: r.cfg.Exchange, RoutingKey: env.Type, Message: msg,
+					Tag: tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt}}
+			}
+			cursor = page.Next
+			return out, nil
 		}
 	}
 }

@@ -15,7 +15,7 @@ const DefaultName = "default"
 // `eventbus status` command and the /v1/status endpoint report. It needs no
 // running relay in this process.
 type Status struct {
-	Relay      string          `json:"relay"`
+	Relay      string           `json:"relay"`
 	Partitions []PartitionState `json:"partitions"`
 	// Backlog counts events committed but not yet confirmed by the broker,
 	// summed over partitions (capped at BacklogCap each).

@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Outgoing is one message for Pipeline. Tag is the caller's: it comes back
+// through PipelineConfig.Confirmed once the broker has acked the message.
+type Outgoing[T any] struct {
+	Exchange   string
+	RoutingKey string
+	Message    Message
+	Tag        T
+}
+
+// PipelineConfig configures Pipeline.
+type PipelineConfig[T any] struct {
+	// Window is how many messages may await their confirm at once.
+	Window int
+	// Next returns the next messages to publish. It may block until there
+	// are some. It returns io.EOF when there are no more.
+	Next func(ctx context.Context) ([]Outgoing[T], error)
+	// Confirmed is called with the tag of each message the broker acked,
+	// in publish order, from one goroutine.
+	Confirmed func(T)
+	// DrainTimeout bounds how long Pipeline waits, once ctx has ended, for
+	// the confirms of messages already published. Zero waits not at all.
+	DrainTimeout time.Duration
+}
+
+// Pipeline publishes what cfg.Next returns through pub, keeping up to
+// cfg.Window messages in flight rather than waiting a round trip for each,
+// and reports confirmed messages in order. Because confirms settle in order,
+// a caller that records the last confirmed tag never records past a message
+// the broker did not take.
+//
+// It returns nil when Next returns io.EOF and every message is confirmed, or
+// when ctx ends and the messages in flight were confirmed within
+// DrainTimeout. A negative confirm returns an error wrapping ErrNacked; a
+// publisher that fails, one wrapping ErrClosed.
+func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) error {
+	type pending struct {
+		tag     T
+		confirm Confirmation
+	}
+	queue := make(chan pending, max(cfg.Window, 1))
+	readErr := make(chan error, 1)
+	// The sender stops with ctx; the confirmer below outlives it long enough
+	// to drain.
+	go func() {
+		defer close(queue)
+		readErr <- func() error {
+			for {
+				batch, err := cfg.Next(ctx)
+				if err != nil {
+					return err
+				}
+				for _, o := range batch {
+					confirm, err := pub.Publish(ctx, o.Exchange, o.RoutingKey, o.Message)
+					if err != nil {
+						return fmt.Errorf("publish to %q with key %q: %w", o.Exchange, o.RoutingKey, err)
+					}
+					select {
+					case queue <- pending{tag: o.Tag, confirm: confirm}:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+		}()
+	}()
+
+	var drainDeadline <-chan time.Time
+	for p := range queue {
+		if drainDeadline == nil && ctx.Err() != nil {
+			timer := time.NewTimer(cfg.DrainTimeout)
+			defer timer.Stop()
+			drainDeadline = timer.C
+		}
+		select {
+		case <-p.confirm.Done():
+		case <-drainDeadline:
+			// Unblock the sender, which may wait for room in the queue.
+			go func() {
+				for range queue {
+				}
+			}()
+			<-readErr
+			return fmt.Errorf("stopped before the broker confirmed every message: %w", ctx.Err())
+		case <-pub.Done():
+			// The publisher failed; its pending confirms settle as not
+			// acked.
+			<-p.confirm.Done()
+		}
+		if !p.confirm.Acked() {
+			go func() {
+				for range queue {
+				}
+			}()
+			<-readErr
+			select {
+			case <-pub.Done():
+				return fmt.Errorf("publisher failed before the broker confirmed: %w", ErrClosed)
+			default:
+				return fmt.Errorf("negative confirm: %w", ErrNacked)
+			}
+		}
+		cfg.Confirmed(p.tag)
+	}
+	err := <-readErr
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case ctx.Err() != nil:
+		return nil // stopped, and drained in time
+	}
+	return err
+}
