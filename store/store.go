@@ -104,6 +104,9 @@ type Reader interface {
 	// Get returns the event with the given ID, or an error wrapping
 	// ErrNotFound.
 	Get(ctx context.Context, id uuid.UUID) (event.Envelope, error)
+	// Count returns how many events Read would return with f, page after
+	// page, from f.After on; f.Limit is ignored.
+	Count(ctx context.Context, f Filter) (int64, error)
 }
 
 // Store is an event store with its relay and inbox bookkeeping.

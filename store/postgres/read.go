@@ -85,11 +85,12 @@ func (s *Store) collect(ctx context.Context, op, sql string, args ...any) ([]eve
 	return out, nil
 }
 
-// Read returns a page of events in commit order; see store.Reader.
-func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
+// where builds the WHERE clause of a commit-order read with f, and its
+// arguments.
+func where(f store.Filter) (string, []any) {
 	var sql strings.Builder
 	args := []any{f.After.Order, f.After.Position}
-	sql.WriteString("SELECT " + columns + " FROM event_store WHERE (commit_order, id) > ($1, $2) AND " + visible)
+	sql.WriteString(" WHERE (commit_order, id) > ($1, $2) AND " + visible)
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
@@ -115,8 +116,15 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	if f.ToPosition > 0 {
 		sql.WriteString(" AND id <= " + arg(f.ToPosition))
 	}
-	sql.WriteString(" ORDER BY commit_order, id LIMIT " + arg(f.EffectiveLimit()))
-	events, err := s.collect(ctx, "read events", sql.String(), args...)
+	return sql.String(), args
+}
+
+// Read returns a page of events in commit order; see store.Reader.
+func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
+	cond, args := where(f)
+	args = append(args, f.EffectiveLimit())
+	sql := "SELECT " + columns + " FROM event_store" + cond + " ORDER BY commit_order, id LIMIT $" + strconv.Itoa(len(args))
+	events, err := s.collect(ctx, "read events", sql, args...)
 	if err != nil {
 		return store.Page{}, err
 	}
@@ -125,6 +133,16 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 		page.Next = store.CursorOf(events[len(events)-1])
 	}
 	return page, nil
+}
+
+// Count counts the events Read would return with f.
+func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
+	cond, args := where(f)
+	var n int64
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM event_store"+cond, args...).Scan(&n); err != nil {
+		return 0, s.wrap(err, "count events")
+	}
+	return n, nil
 }
 
 // ReadStream returns a stream's events in version order.

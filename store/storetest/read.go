@@ -334,6 +334,17 @@ func testFilters[TTx any](t *testing.T, h Harness[TTx]) {
 			if fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Fatalf("got %v\nwant %v", got, c.want)
 			}
+			n, err := s.Count(ctxFor(t), c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(len(c.want)) {
+				t.Fatalf("Count = %d, want %d", n, len(c.want))
+			}
+			c.f.After = store.CursorOf(all[5])
+			if n, err = s.Count(ctxFor(t), c.f); err != nil || n != int64(len(readAll(t, s, c.f))) {
+				t.Fatalf("Count after a cursor = %d, %v; want what Read returns", n, err)
+			}
 		})
 	}
 }
