@@ -1,0 +1,136 @@
+package consume
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats counts what a Consumer did since New. The same figures go to
+// Prometheus when Config.Registerer is set.
+type Stats struct {
+	Handled      int64 // events whose handler succeeded
+	Duplicates   int64 // deliveries the inbox recognised as already handled
+	Unrouted     int64 // events of a type no route handles, acknowledged
+	Failed       int64 // handler calls that failed (panics included)
+	Retried      int64 // messages sent to a retry queue
+	DeadLettered int64 // messages sent to the dead-letter queue
+	Resubscribes int64 // subscriptions opened again after one ended
+	InFlight     int64 // handler calls running now
+}
+
+type counters struct {
+	handled, duplicates, unrouted, failed, retried, deadLettered, resubscribes, inFlight atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Handled: c.handled.Load(), Duplicates: c.duplicates.Load(), Unrouted: c.unrouted.Load(),
+		Failed: c.failed.Load(), Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(),
+		Resubscribes: c.resubscribes.Load(), InFlight: c.inFlight.Load(),
+	}
+}
+
+// Reasons a message is dead-lettered, the "cause" label of
+// eventbus_consumer_dead_lettered_total.
+const (
+	causeMalformed = "malformed" // not a CloudEvent, or the payload does not fit
+	causePermanent = "permanent" // the handler returned a Permanent error
+	causeExhausted = "exhausted" // every attempt failed
+)
+
+// metrics are the Prometheus series of one group.
+type metrics struct {
+	handled, duplicates, unrouted, failed, retried, resubscribes prometheus.Counter
+	deadLettered                                                 *prometheus.CounterVec
+	duration                                                     prometheus.Observer
+	inFlight                                                     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "eventbus", Subsystem: "consumer", Name: name, Help: help,
+		}, []string{"group"})
+	}
+	handled := counter("handled_total", "Events whose handler succeeded.")
+	duplicates := counter("duplicates_total", "Deliveries suppressed because the inbox had already recorded the event.")
+	unrouted := counter("unrouted_total", "Events of a type no route handles, acknowledged without effect.")
+	failed := counter("failed_total", "Handler calls that failed, panics included.")
+	retried := counter("retried_total", "Messages sent to a retry queue.")
+	resubscribes := counter("resubscribes_total", "Subscriptions opened again after one ended.")
+	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "eventbus", Subsystem: "consumer", Name: "dead_lettered_total",
+		Help: "Messages sent to the dead-letter queue, by cause (malformed, permanent, exhausted).",
+	}, []string{"group", "cause"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "eventbus", Subsystem: "consumer", Name: "handler_duration_seconds",
+		Help:    "Time spent in handlers, the inbox transaction included.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"group"})
+	inFlight := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "eventbus", Subsystem: "consumer", Name: "in_flight",
+		Help: "Handler calls running now.",
+	}, []string{"group"})
+
+	if reg != nil {
+		// Consumers of several groups in one process share the series.
+		var err error
+		if handled, err = registerShared(reg, handled); err != nil {
+			return nil, err
+		}
+		if duplicates, err = registerShared(reg, duplicates); err != nil {
+			return nil, err
+		}
+		if unrouted, err = registerShared(reg, unrouted); err != nil {
+			return nil, err
+		}
+		if failed, err = registerShared(reg, failed); err != nil {
+			return nil, err
+		}
+		if retried, err = registerShared(reg, retried); err != nil {
+			return nil, err
+		}
+		if resubscribes, err = registerShared(reg, resubscribes); err != nil {
+			return nil, err
+		}
+		if deadLettered, err = registerShared(reg, deadLettered); err != nil {
+			return nil, err
+		}
+		if duration, err = registerShared(reg, duration); err != nil {
+			return nil, err
+		}
+		if inFlight, err = registerShared(reg, inFlight); err != nil {
+			return nil, err
+		}
+	}
+	return &metrics{
+		handled:      handled.WithLabelValues(group),
+		duplicates:   duplicates.WithLabelValues(group),
+		unrouted:     unrouted.WithLabelValues(group),
+		failed:       failed.WithLabelValues(group),
+		retried:      retried.WithLabelValues(group),
+		resubscribes: resubscribes.WithLabelValues(group),
+		deadLettered: deadLettered.MustCurryWith(prometheus.Labels{"group": group}),
+		duration:     duration.WithLabelValues(group),
+		inFlight:     inFlight.WithLabelValues(group),
+	}, nil
+}
+
+// registerShared registers c, or returns the collector already registered
+// under its name by another consumer.
+func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("consume: register metrics: %w", err)
+}

@@ -1,0 +1,221 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/event"
+)
+
+// process handles one delivery and settles it: ack, retry or dead-letter.
+// ctx ends only when shutdown gives up waiting for handlers.
+func (c *Consumer) process(ctx context.Context, j job) {
+	if j.sess.ended.Load() {
+		return // the broker delivers it again on the new subscription
+	}
+	d := j.d
+	attempt := int(d.IntHeader(broker.HeaderAttempt)) + 1
+	env, err := j.env, j.envErr
+	if !j.decoded {
+		env, err = broker.DecodeMessage(d.Message)
+	}
+	if err != nil {
+		c.deadLetter(ctx, d, attempt, causeMalformed, fmt.Errorf("consume: malformed message %q: %w", d.MessageID, err))
+		return
+	}
+	r := c.routes.match(env.Type)
+	if r == nil {
+		// The patterns may bind more types than the routes handle: such an
+		// event is not a failure, and nobody would requeue it from a DLQ.
+		c.stats.unrouted.Add(1)
+		c.metrics.unrouted.Inc()
+		c.log.Debug("consume: no route for this event type; acknowledged", "type", env.Type, "event_id", env.ID)
+		c.ack(d)
+		return
+	}
+	call, err := r.prepare(env)
+	if err != nil {
+		c.deadLetter(ctx, d, attempt, causeMalformed, fmt.Errorf("consume: %w", err))
+		return
+	}
+	duplicate, err := c.handle(ctx, r, call, env, attempt)
+	switch {
+	case err == nil:
+		if duplicate {
+			c.stats.duplicates.Add(1)
+			c.metrics.duplicates.Inc()
+			c.log.Debug("consume: event already handled; acknowledged", "type", env.Type, "event_id", env.ID)
+		} else {
+			c.stats.handled.Add(1)
+			c.metrics.handled.Inc()
+		}
+		c.ack(d)
+		return
+	case ctx.Err() != nil:
+		// Shutdown cancelled the handler: not the event's fault. Leave it
+		// unacknowledged; the broker delivers it again.
+		c.log.Info("consume: handler cancelled by shutdown; the event will be delivered again", "type", env.Type, "event_id", env.ID)
+		return
+	}
+	c.stats.failed.Add(1)
+	c.metrics.failed.Inc()
+	switch {
+	case errors.Is(err, ErrPermanent):
+		c.deadLetter(ctx, d, attempt, causePermanent, err)
+	case attempt >= c.cfg.MaxAttempts:
+		c.deadLetter(ctx, d, attempt, causeExhausted, err)
+	default:
+		c.retry(ctx, d, env, attempt, err)
+	}
+}
+
+// handle runs the route's handler for env, in the inbox when there is one.
+// duplicate reports that the inbox had already recorded env.
+func (c *Consumer) handle(ctx context.Context, r *route, call func(context.Context, any, []Middleware) error, env event.Envelope, attempt int) (duplicate bool, err error) {
+	// The handler continues the producer's trace, and what it dispatches is
+	// caused by env (eventbus.Bus reads both from ctx).
+	ctx = event.ContextWithTrace(ctx, env)
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.tracer.Start(ctx, "consume "+env.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.consumer.group.name", c.cfg.Group),
+				attribute.String("messaging.message.id", env.ID.String()),
+				attribute.String("eventbus.event.type", env.Type),
+				attribute.String("eventbus.event.subject", env.Subject),
+				attribute.Int("eventbus.attempt", attempt),
+			))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.SetAttributes(attribute.Bool("eventbus.duplicate", duplicate))
+			span.End()
+		}()
+	}
+	ctx = event.WithCause(ctx, env)
+	if c.cfg.HandlerTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.HandlerTimeout)
+		defer cancel()
+	}
+
+	c.stats.inFlight.Add(1)
+	c.metrics.inFlight.Inc()
+	start := time.Now()
+	defer func() {
+		c.metrics.duration.Observe(time.Since(start).Seconds())
+		c.metrics.inFlight.Dec()
+		c.stats.inFlight.Add(-1)
+	}()
+	defer c.recoverInto(&err, env)
+
+	// A panic is recovered inside the inbox transaction too, so that it
+	// rolls back as any failure does.
+	run := func(ctx context.Context, tx any) (err error) {
+		defer c.recoverInto(&err, env)
+		return call(ctx, tx, c.cfg.Middleware)
+	}
+	in := c.cfg.Inbox
+	switch {
+	case r.txType != nil:
+		handled, err := in.handleOnce(ctx, c.cfg.Group, env.ID, run)
+		return err == nil && !handled, err
+	case in != nil:
+		seen, err := in.handled(ctx, c.cfg.Group, env.ID)
+		if err != nil {
+			return false, fmt.Errorf("consume: inbox lookup of event %s: %w", env.ID, err)
+		}
+		if seen {
+			return true, nil
+		}
+		if err := run(ctx, nil); err != nil {
+			return false, err
+		}
+		if err := in.markHandled(ctx, c.cfg.Group, env.ID); err != nil {
+			// The effect happened; retrying would repeat it for sure, while
+			// acking repeats it only if the event is delivered again.
+			c.log.Error("consume: handled, but the inbox could not record it; a redelivery would run the handler again",
+				"type", env.Type, "event_id", env.ID, "err", err)
+		}
+		return false, nil
+	default:
+		return false, run(ctx, nil)
+	}
+}
+
+// recoverInto turns a panic into an error naming the panic value.
+func (c *Consumer) recoverInto(err *error, env event.Envelope) {
+	if v := recover(); v != nil {
+		c.log.Error("consume: handler panicked", "type", env.Type, "event_id", env.ID, "panic", v, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("consume: handler panicked: %v", v)
+	}
+}
+
+func (c *Consumer) ack(d broker.Delivery) {
+	if err := d.Ack(); err != nil {
+		// The subscription ended: the broker delivers the message again,
+		// and the inbox (if any) recognises it.
+		c.log.Debug("consume: ack failed; the message will be delivered again", "message_id", d.MessageID, "err", err)
+	}
+}
+
+// settleTimeout bounds a copy's publish and confirm. Shutdown does not cut
+// it short: the message is handled, and only the copy keeps it.
+func (c *Consumer) settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), DefaultSettleTimeout)
+}
+
+// retry sends a copy of d to the retry queue of attempt, from which the
+// broker returns it to the group's queue after the backoff, then acks d.
+func (c *Consumer) retry(ctx context.Context, d broker.Delivery, env event.Envelope, attempt int, cause error) {
+	queue := RetryQueue(c.cfg.Group, attempt)
+	ctx, cancel := c.settleContext(ctx)
+	defer cancel()
+	m := failedCopy(d.Message, attempt, cause.Error(), c.cfg.Group, time.Now())
+	if err := c.pub.publish(ctx, queue, m); err != nil {
+		c.requeue(d, "retry", err)
+		return
+	}
+	c.stats.retried.Add(1)
+	c.metrics.retried.Inc()
+	c.log.Info("consume: handler failed; will retry", "type", env.Type, "event_id", env.ID,
+		"attempt", attempt, "max_attempts", c.cfg.MaxAttempts, "retry_in", c.cfg.Backoff.Delay(attempt), "err", cause)
+	c.ack(d)
+}
+
+// deadLetter sends a copy of d to the dead-letter queue, with the failure
+// in its headers, then acks d.
+func (c *Consumer) deadLetter(ctx context.Context, d broker.Delivery, attempt int, cause string, reason error) {
+	ctx, cancel := c.settleContext(ctx)
+	defer cancel()
+	m := failedCopy(d.Message, attempt, reason.Error(), c.cfg.Group, time.Now())
+	if err := c.pub.publish(ctx, DeadLetterQueue(c.cfg.Group), m); err != nil {
+		c.requeue(d, "dead-letter", err)
+		return
+	}
+	c.stats.deadLettered.Add(1)
+	c.metrics.deadLettered.WithLabelValues(cause).Inc()
+	c.log.Warn("consume: message dead-lettered", "message_id", d.MessageID, "type", d.Type,
+		"cause", cause, "attempt", attempt, "queue", DeadLetterQueue(c.cfg.Group), "reason", reason)
+	c.ack(d)
+}
+
+// requeue gives d back to the broker when its copy could not be stored: it
+// is delivered again rather than lost.
+func (c *Consumer) requeue(d broker.Delivery, what string, err error) {
+	c.log.Error("consume: cannot "+what+" a message; returning it to the queue", "message_id", d.MessageID, "err", err)
+	if nerr := d.Nack(true); nerr != nil {
+		c.log.Debug("consume: nack failed; the message will be delivered again", "message_id", d.MessageID, "err", nerr)
+	}
+}
