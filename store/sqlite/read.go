@@ -1,0 +1,247 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+)
+
+// columns are the event_store columns in the order scanEvent reads them.
+const columns = `id, event_id, type, source, subject, stream_version, occurred_at, recorded_at,
+	correlation_id, causation_id, traceparent, tracestate, data`
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanEvent reads one row of columns. It returns sql.ErrNoRows unwrapped.
+func scanEvent(r scanner) (event.Envelope, error) {
+	var (
+		e                      event.Envelope
+		eventID, corr          string
+		subject, cause, tp, ts sql.NullString
+		version                sql.NullInt64
+		occurred, recorded     int64
+		data                   []byte
+	)
+	if err := r.Scan(&e.Position, &eventID, &e.Type, &e.Source, &subject, &version, &occurred, &recorded,
+		&corr, &cause, &tp, &ts, &data); err != nil {
+		return e, err
+	}
+	var err error
+	if e.ID, err = uuid.Parse(eventID); err != nil {
+		return e, fmt.Errorf("event %d has a malformed event_id %q: %w", e.Position, eventID, err)
+	}
+	if e.CorrelationID, err = uuid.Parse(corr); err != nil {
+		return e, fmt.Errorf("event %d has a malformed correlation_id %q: %w", e.Position, corr, err)
+	}
+	if cause.Valid {
+		if e.CausationID, err = uuid.Parse(cause.String); err != nil {
+			return e, fmt.Errorf("event %d has a malformed causation_id %q: %w", e.Position, cause.String, err)
+		}
+	}
+	e.Subject, e.StreamVersion = subject.String, version.Int64
+	e.OccurredAt, e.RecordedAt = time.UnixMicro(occurred).UTC(), time.UnixMicro(recorded).UTC()
+	e.TraceParent, e.TraceState = tp.String, ts.String
+	e.CommitOrder = uint64(e.Position)
+	e.Data = json.RawMessage(data)
+	return e, nil
+}
+
+func (s *Store) collect(ctx context.Context, op, query string, args ...any) ([]event.Envelope, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, s.wrap(err, op)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []event.Envelope
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, s.wrap(err, op)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(err, op)
+	}
+	return out, nil
+}
+
+// after returns the position to read after c. This store's cursors carry
+// the position as their order too; any other cursor was not issued here.
+func after(c store.Cursor) (int64, error) {
+	if c.Position < 0 || c.Order != uint64(c.Position) {
+		return 0, fmt.Errorf("sqlite: %w: cursor %v was not issued by this store", store.ErrBadCursor, c)
+	}
+	return c.Position, nil
+}
+
+// where builds the WHERE clause that selects f's events after its cursor,
+// and its arguments.
+func where(f store.Filter) (string, []any, error) {
+	from, err := after(f.After)
+	if err != nil {
+		return "", nil, err
+	}
+	if f.FromPosition > 0 {
+		from = max(from, f.FromPosition-1)
+	}
+	var q strings.Builder
+	args := []any{from}
+	q.WriteString(" WHERE id > ?")
+	if f.ToPosition > 0 {
+		q.WriteString(" AND id <= ?")
+		args = append(args, f.ToPosition)
+	}
+	if len(f.Types) > 0 {
+		q.WriteString(" AND type IN (?" + strings.Repeat(", ?", len(f.Types)-1) + ")")
+		for _, t := range f.Types {
+			args = append(args, t)
+		}
+	}
+	if f.CorrelationID != uuid.Nil {
+		q.WriteString(" AND correlation_id = ?")
+		args = append(args, f.CorrelationID.String())
+	}
+	if f.Subject != "" {
+		q.WriteString(" AND subject = ?")
+		args = append(args, f.Subject)
+	}
+	if !f.Since.IsZero() {
+		q.WriteString(" AND occurred_at >= ?")
+		args = append(args, ceilMicro(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q.WriteString(" AND occurred_at < ?")
+		args = append(args, ceilMicro(f.Until))
+	}
+	return q.String(), args, nil
+}
+
+// Read returns a page of events in commit order; see store.Reader. A read
+// sees every transaction committed before it started and none other, and
+// later commits always get higher positions, so paging by position skips
+// nothing.
+func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
+	cond, args, err := where(f)
+	if err != nil {
+		return store.Page{}, err
+	}
+	args = append(args, f.EffectiveLimit())
+	events, err := s.collect(ctx, "read events", "SELECT "+columns+" FROM event_store"+cond+" ORDER BY id LIMIT ?", args...)
+	if err != nil {
+		return store.Page{}, err
+	}
+	page := store.Page{Events: events, Next: f.After}
+	if len(events) > 0 {
+		page.Next = store.CursorOf(events[len(events)-1])
+	}
+	return page, nil
+}
+
+// Count counts the events Read would return with f, page after page.
+func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
+	cond, args, err := where(f)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM event_store"+cond, args...).Scan(&n); err != nil {
+		return 0, s.wrap(err, "count events")
+	}
+	return n, nil
+}
+
+// ceilMicro returns the first whole microsecond at or after t: stored times
+// are whole microseconds, so "at or after t" and "before t" compare with it.
+func ceilMicro(t time.Time) int64 {
+	us := t.UnixMicro()
+	if t.Nanosecond()%1000 != 0 {
+		us++
+	}
+	return us
+}
+
+// ReadStream returns a stream's events in version order.
+func (s *Store) ReadStream(ctx context.Context, subject string, fromVersion int64, limit int) ([]event.Envelope, error) {
+	limit = store.Filter{Limit: limit}.EffectiveLimit()
+	return s.collect(ctx, "read stream "+subject,
+		"SELECT "+columns+" FROM event_store WHERE subject = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?",
+		subject, fromVersion, limit)
+}
+
+// Get returns one event by ID.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (event.Envelope, error) {
+	e, err := scanEvent(s.read.QueryRowContext(ctx, "SELECT "+columns+" FROM event_store WHERE event_id = ?", id.String()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return event.Envelope{}, fmt.Errorf("sqlite: get event %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return event.Envelope{}, s.wrap(err, "get event "+id.String())
+	}
+	return e, nil
+}
+
+// exactCountBelow is the span of positions under which Stats counts events
+// exactly; above it, the span itself is the estimate (positions have no
+// gaps unless the sequence was moved by hand).
+const exactCountBelow = 200000
+
+// Stats reports store figures; see store.Stats. HeldBack is always 0: a
+// reader sees every event as soon as it commits, since commits take
+// positions in order. OldestTxAge is 0 too: a long transaction here holds
+// back writers (they wait for the write connection), not readers.
+func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
+	var st store.Stats
+	var lo, hi sql.NullInt64
+	if err := s.read.QueryRowContext(ctx, "SELECT min(id), max(id) FROM event_store").Scan(&lo, &hi); err != nil {
+		return st, s.wrap(err, "stats")
+	}
+	if !hi.Valid {
+		return st, nil
+	}
+	st.Head = store.Cursor{Order: uint64(hi.Int64), Position: hi.Int64}
+	if span := hi.Int64 - lo.Int64 + 1; span >= exactCountBelow {
+		st.Events = span
+		return st, nil
+	}
+	if err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM event_store").Scan(&st.Events); err != nil {
+		return st, s.wrap(err, "stats: count events")
+	}
+	return st, nil
+}
+
+// Backlog counts events committed after c, up to limit.
+func (s *Store) Backlog(ctx context.Context, c store.Cursor, limit int) (int64, error) {
+	from, err := after(c)
+	if err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	var n int64
+	err = s.read.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM event_store WHERE id > ? LIMIT ?)", from, limit).Scan(&n)
+	if err != nil {
+		return 0, s.wrap(err, "count backlog")
+	}
+	return n, nil
+}
+
+func nullUUID(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id.String()
+}

@@ -1,0 +1,269 @@
+// Package sqlite is the embedded event store: the same contract as
+// store/postgres, in one SQLite file, through modernc.org/sqlite (no cgo).
+// With no database URL, `eventbus serve` runs on it.
+//
+// # Commit order
+//
+// SQLite has one writer at a time, and a writer holds the lock from its
+// first write to its commit. Event ids (the global position) are therefore
+// assigned in commit order, so the commit-order key is the position itself
+// (Envelope.CommitOrder == Position) and a reader that pages by id never
+// skips a late commit (G4): nothing ever commits below an id a reader has
+// seen. Stats.HeldBack is always 0.
+//
+// # Connections
+//
+// The store keeps two pools on the file:
+//
+//   - the write pool, one connection, returned by DB(). Its transactions
+//     begin IMMEDIATE: they take the write lock at BEGIN, so a transaction
+//     never fails to upgrade from reading to writing. Writers queue for the
+//     connection inside the process, which is cheaper and fairer than
+//     SQLite's sleep-and-retry busy handler;
+//   - the read pool, several read-only connections. In WAL mode readers
+//     never wait for the writer, so Read, Get and the rest run while a
+//     transaction is open, and see only what has committed.
+//
+// Concurrent Append calls share one transaction and so one fsync (group
+// commit); each keeps its own all-or-nothing outcome through a savepoint.
+//
+// # Transactions of the caller
+//
+// AppendTx and HandleOnce take a *sql.Tx. It must come from DB().BeginTx:
+// an IMMEDIATE transaction on the write connection. While it is open every
+// other writer of the store waits, so keep it short, and never call Append,
+// Claim or another writing method of the store from inside it: that waits
+// for the connection the transaction holds, until its context ends. A
+// transaction from another *sql.DB on the same file works, but it begins
+// DEFERRED unless its DSN says _txlock=immediate, and then AppendTx may fail
+// with store.ErrUnavailable when another writer committed first: roll back
+// and retry.
+//
+// # Durability
+//
+// The database runs in WAL mode with synchronous=FULL by default: the WAL is
+// synced at every commit, so an event is on disk when Append returns (G1),
+// even across a power loss. WithSynchronous(SynchronousNormal) syncs only at
+// checkpoints: faster, and still safe if the process crashes, but a power
+// loss can take the last commits.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sqlitedriver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/edupulse/eventbus/store"
+)
+
+// Store is the SQLite event store. It is safe for concurrent use.
+type Store struct {
+	path    string
+	write   *sql.DB // one connection; transactions begin IMMEDIATE
+	read    *sql.DB // read-only connections
+	stmts   statements
+	group   groupCommit
+	closed  atomic.Bool
+	closeMu sync.Once
+	busy    time.Duration
+}
+
+var _ store.TxStore[*sql.Tx] = (*Store)(nil)
+
+// Synchronous is SQLite's synchronous setting: when commits reach the disk.
+type Synchronous string
+
+// Settings for WithSynchronous.
+const (
+	// SynchronousFull syncs the WAL at every commit: a returned Append
+	// survives a power loss. The default.
+	SynchronousFull Synchronous = "FULL"
+	// SynchronousNormal syncs only at checkpoints: a returned Append survives
+	// a crash of the process, not of the machine.
+	SynchronousNormal Synchronous = "NORMAL"
+)
+
+// Defaults for Open.
+const (
+	DefaultBusyTimeout = 15 * time.Second
+	DefaultReadConns   = 8
+)
+
+type config struct {
+	sync      Synchronous
+	busy      time.Duration
+	readConns int
+}
+
+// Option configures Open.
+type Option func(*config)
+
+// WithSynchronous sets when commits reach the disk (default SynchronousFull).
+func WithSynchronous(s Synchronous) Option { return func(c *config) { c.sync = s } }
+
+// WithBusyTimeout sets how long a statement waits for a lock that another
+// process holds before it fails with store.ErrUnavailable (default 15 s).
+func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busy = d } }
+
+// WithReadConns sets the size of the read pool (default 8).
+func WithReadConns(n int) Option { return func(c *config) { c.readConns = n } }
+
+// Open opens (creating it if needed) the database file at path, and its
+// directory. It does not migrate: call Migrate.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	cfg := config{sync: SynchronousFull, busy: DefaultBusyTimeout, readConns: DefaultReadConns}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	switch {
+	case path == "" || path == ":memory:" || strings.HasPrefix(path, "file:"):
+		return nil, fmt.Errorf("sqlite: open %q: give the path of a database file (an in-memory database cannot be shared by the store's connections)", path)
+	case strings.ContainsAny(path, "?#"):
+		return nil, fmt.Errorf("sqlite: open %q: the path must not contain '?' or '#'", path)
+	case cfg.sync != SynchronousFull && cfg.sync != SynchronousNormal:
+		return nil, fmt.Errorf("sqlite: open %s: synchronous must be FULL or NORMAL, not %q", path, cfg.sync)
+	case cfg.busy < time.Millisecond:
+		return nil, fmt.Errorf("sqlite: open %s: the busy timeout must be at least 1ms", path)
+	case cfg.readConns < 1:
+		return nil, fmt.Errorf("sqlite: open %s: the read pool needs at least one connection", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("sqlite: create the directory of %s: %w: %w", path, store.ErrUnavailable, err)
+	}
+
+	busy := strconv.FormatInt(cfg.busy.Milliseconds(), 10)
+	common := url.Values{}
+	common.Set("_busy_timeout", busy)
+	common.Set("_foreign_keys", "on")
+	writeDSN := url.Values{}
+	for k, v := range common {
+		writeDSN[k] = v
+	}
+	writeDSN.Set("_txlock", "immediate")
+	writeDSN.Set("_journal_mode", "WAL")
+	writeDSN.Set("_synchronous", string(cfg.sync))
+	// Without a limit the WAL keeps the size of its largest burst.
+	writeDSN.Add("_pragma", "journal_size_limit(67108864)")
+	readDSN := common
+	readDSN.Set("_query_only", "1")
+
+	s := &Store{path: path, busy: cfg.busy}
+	var err error
+	// The write pool opens first: its connection turns WAL on, which the
+	// database file then remembers, before any reader opens.
+	if s.write, err = sql.Open("sqlite", path+"?"+writeDSN.Encode()); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.write.SetMaxOpenConns(1)
+	s.write.SetMaxIdleConns(1)
+	s.write.SetConnMaxLifetime(0)
+	s.write.SetConnMaxIdleTime(0)
+	if err := s.write.PingContext(ctx); err != nil {
+		_ = s.write.Close()
+		return nil, s.wrap(err, "open "+path)
+	}
+	if s.read, err = sql.Open("sqlite", path+"?"+readDSN.Encode()); err != nil {
+		_ = s.write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.read.SetMaxOpenConns(cfg.readConns)
+	s.read.SetMaxIdleConns(cfg.readConns)
+	s.read.SetConnMaxLifetime(0)
+	s.read.SetConnMaxIdleTime(0)
+	if err := s.read.PingContext(ctx); err != nil {
+		_ = s.Close()
+		return nil, s.wrap(err, "open "+path)
+	}
+	var mode string
+	if err := s.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		_ = s.Close()
+		return nil, s.wrap(err, "open "+path)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		_ = s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: the database is in journal mode %q and could not switch to WAL (is it on a network file system?)", path, mode)
+	}
+	return s, nil
+}
+
+// DB returns the write pool: one connection, whose transactions begin
+// IMMEDIATE. Open transactions for AppendTx with DB().BeginTx; see the
+// package documentation for what else that implies.
+func (s *Store) DB() *sql.DB { return s.write }
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the store's connections. It waits for open transactions to
+// end.
+func (s *Store) Close() error {
+	var err error
+	s.closeMu.Do(func() {
+		s.closed.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		// Keep the planner's statistics fresh; cheap when nothing changed.
+		_, _ = s.write.ExecContext(ctx, "PRAGMA optimize")
+		s.stmts.close()
+		err = errors.Join(s.read.Close(), s.write.Close())
+	})
+	return err
+}
+
+// Ping checks that the database file can be read and written.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return s.wrap(errClosed, "ping")
+	}
+	var one int
+	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return s.wrap(err, "ping")
+	}
+	return nil
+}
+
+var errClosed = errors.New("the store is closed")
+
+// wrap adds context to err and maps it to the store's sentinel errors.
+func (s *Store) wrap(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if s.closed.Load() || errors.Is(err, errClosed) || errors.Is(err, sql.ErrConnDone) {
+		return fmt.Errorf("sqlite: %s on %s: %w: %w", op, s.path, store.ErrUnavailable, errClosed)
+	}
+	var se *sqlitedriver.Error
+	if !errors.As(err, &se) {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return fmt.Errorf("sqlite: %s: %s is locked by another writer (waited up to %v; a transaction not begun by (*Store).DB() cannot wait): %w: %w",
+			op, s.path, s.busy, store.ErrUnavailable, err)
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("sqlite: %s: the disk holding %s is full: %w: %w", op, s.path, store.ErrUnavailable, err)
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM,
+		sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL:
+		return fmt.Errorf("sqlite: %s on %s: %w: %w", op, s.path, store.ErrUnavailable, err)
+	case sqlite3.SQLITE_CONSTRAINT:
+		if strings.Contains(err.Error(), "event_store.event_id") {
+			return fmt.Errorf("sqlite: %s: %w: %w", op, store.ErrConcurrentAppend, err)
+		}
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
