@@ -1,0 +1,80 @@
+// Package httpapi is the HTTP API of `eventbus serve`: it lets services that
+// do not run Go publish events, and lets auditors, operators and tools read
+// the event store and the relay's state.
+//
+// [New] builds the handler from a [Config]; [NewServer] wraps it in an
+// http.Server with timeouts set. The handler is a library piece: the command
+// that wires it to a store, a broker and the relay lives in cmd/eventbus.
+//
+// # Routes
+//
+//	POST /v1/events                   publish                one event, or {"events": [...]} atomically
+//	GET  /v1/events                   read                   a page in commit order, and the next cursor
+//	GET  /v1/events/{id}              read                   one event
+//	GET  /v1/streams/{subject}        read                   one stream's events, in version order
+//	GET  /v1/status                   read                   the relay's status (relay.Status)
+//	POST /v1/replay                   admin                  send stored events again (Config.Admin.Replay)
+//	GET  /v1/dead-letters/{queue}     admin                  list a queue's dead letters
+//	POST /v1/dead-letters/{queue}/requeue admin              send dead letters back to their queue
+//	GET  /healthz                     open                   liveness: the process answers
+//	GET  /readyz                      open                   readiness: every Config.Ready check passes
+//	GET  /metrics                     open                   Prometheus metrics
+//
+// /healthz, /readyz and /metrics stay open so that load balancers and
+// Prometheus need no token; they reveal no event data, and /readyz names the
+// failing checks without their errors (those go to the log).
+//
+// The admin routes always exist. When the operation is not configured (its
+// func in [Admin] is nil) they answer 501 to an authorised caller, so that a
+// client can tell "not enabled on this server" from a typo in the path.
+//
+// # Publishing
+//
+// The body is one event
+//
+//	{"type": "quiz.submitted", "data": {...}, "id": "…", "subject": "quiz-42",
+//	 "expected_version": 3, "correlation_id": "…", "causation_id": "…", "source": "quiz-service"}
+//
+// (only type and data are required) or a batch {"events": [ ... ]}, which is
+// stored atomically: all or nothing. Unknown fields are rejected, so that a
+// misspelt expected_version cannot silently skip the version check. The W3C
+// traceparent and tracestate headers become the events' trace context.
+//
+// A single event is answered with its stored CloudEvent
+// (application/cloudevents+json) and a Location header; a batch with
+// {"events": [...]} in the order sent. The status is 201 when at least one
+// event was new, and 200 when every event's id was already stored: the body
+// then holds the stored originals, so a retry is safe and tells the caller so.
+// Event data is written back byte for byte, never re-encoded.
+//
+// # Reading
+//
+// GET /v1/events takes after (a cursor token), limit (1 to store.MaxLimit,
+// default store.DefaultLimit; anything else is a 400, never silently
+// clamped), type (repeated or comma-separated), correlation_id, subject,
+// since and until (RFC 3339; since inclusive, until exclusive). Unknown
+// parameters are a 400, so that a misspelt filter cannot return everything.
+// The answer is {"events": [...], "next": "cursor"}; read on with
+// after=next until a page comes back empty.
+//
+// GET /v1/streams/{subject} takes from (the first version, default 1) and
+// limit, and answers {"events": [...], "next_version": n}.
+//
+// # Errors
+//
+// Every error is application/problem+json (RFC 9457) with type, title,
+// status, detail and instance, plus request_id and, where it helps, field
+// (the JSON field at fault) and event (its index in a batch). The type URIs
+// (the Problem* constants) are stable: clients switch on them. Details say
+// what to change; they never hold secrets, and errors of the store or the
+// broker are logged, not returned.
+//
+// # Authentication
+//
+// With tokens configured (see [ParseTokens]), every route but the open ones
+// needs "Authorization: Bearer <token>". publish allows POST /v1/events, read
+// the GETs of events, streams and status, admin everything. A missing or
+// unknown token is a 401, a token without the scope a 403. Tokens are
+// compared in constant time against every configured token. With no tokens,
+// auth is off; the caller should warn about it at start-up.
+package httpapi

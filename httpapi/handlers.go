@@ -1,0 +1,417 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+)
+
+// postEvents stores one event or a batch.
+func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
+	if p := checkJSONBody(r); p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	body, p := a.readBody(r)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	drafts, batch, err := decodeEvents(body)
+	if err != nil {
+		writeProblem(w, r, err.(*Problem))
+		return
+	}
+	reg := a.bus.Registry()
+	if p := checkData(reg, drafts, batch); p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	res, err := a.bus.Append(withTraceContext(r), drafts)
+	if errors.Is(err, event.ErrUnknownType) {
+		writeProblem(w, r, unknownType(reg, drafts, batch))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	for _, ap := range res {
+		if !ap.Duplicate {
+			status = http.StatusCreated
+			a.metrics.events.WithLabelValues("stored").Inc()
+		} else {
+			a.metrics.events.WithLabelValues("duplicate").Inc()
+		}
+	}
+	if !batch {
+		env := res[0].Envelope
+		w.Header().Set("Location", "/v1/events/"+env.ID.String())
+		a.writeEvent(w, r, status, env)
+		return
+	}
+	envs := make([]event.Envelope, len(res))
+	for i, ap := range res {
+		envs[i] = ap.Envelope
+	}
+	buf, err := appendEventList(make([]byte, 0, 512*len(envs)), envs)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, append(buf, '}'))
+}
+
+// checkData checks the data of every event of a registered type, so that
+// the problem names the event and the field at fault. (The bus checks again,
+// as it must for its Go callers; an event of a type the registry does not
+// know is the bus's to accept, as a gateway does, or to refuse.)
+func checkData(reg *event.Registry, drafts []event.Draft, batch bool) *Problem {
+	for i, d := range drafts {
+		if !reg.Known(d.Type) {
+			continue
+		}
+		if err := reg.Check(d.Type, d.Data); err != nil {
+			p := newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, err.Error()).atField("data")
+			var verr *event.ValidationError
+			if errors.As(err, &verr) && verr.Field != "" {
+				p.atField("data." + verr.Field)
+			}
+			return inEvent(p, batchIndex(i, batch))
+		}
+	}
+	return nil
+}
+
+// unknownType is the problem for the bus refusing a type it does not know:
+// the first draft of such a type, as the bus checks them in order.
+func unknownType(reg *event.Registry, drafts []event.Draft, batch bool) *Problem {
+	i := 0
+	for i < len(drafts)-1 && reg.Known(drafts[i].Type) {
+		i++
+	}
+	p := newProblem(http.StatusUnprocessableEntity, ProblemUnknownType,
+		fmt.Sprintf("type %s is not registered on this server; the known types are %s", clip(drafts[i].Type), strings.Join(reg.Types(), ", ")))
+	return inEvent(p.atField("type"), batchIndex(i, batch))
+}
+
+func batchIndex(i int, batch bool) int {
+	if batch {
+		return i
+	}
+	return -1
+}
+
+// checkJSONBody answers 415 unless the request says its body is JSON in
+// UTF-8.
+func checkJSONBody(r *http.Request) *Problem {
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	charset := strings.ToLower(params["charset"])
+	if err != nil || !event.IsJSONMediaType(mt) || (charset != "" && charset != "utf-8") {
+		got := "no Content-Type"
+		if ct != "" {
+			got = "Content-Type " + clip(ct)
+		}
+		return newProblem(http.StatusUnsupportedMediaType, ProblemUnsupportedMediaType,
+			fmt.Sprintf("the body must be JSON in UTF-8, sent with Content-Type: application/json; the request has %s", got))
+	}
+	return nil
+}
+
+// readBody reads the request body, which MaxBytesReader limits.
+func (a *api) readBody(r *http.Request) ([]byte, *Problem) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= a.maxBody {
+		buf.Grow(int(n))
+	}
+	_, err := buf.ReadFrom(r.Body)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, newProblem(http.StatusRequestEntityTooLarge, ProblemTooLarge,
+			fmt.Sprintf("the body is over the limit of %d bytes; send fewer events per request", tooLarge.Limit))
+	case err != nil:
+		return nil, newProblem(http.StatusBadRequest, ProblemMalformedRequest, "the body could not be read to its end")
+	}
+	return buf.Bytes(), nil
+}
+
+var traceContext propagation.TraceContext
+
+// withTraceContext returns the request's context with the trace context of
+// its traceparent and tracestate headers, which the bus stores with the
+// events. A span already in the context (from tracing middleware in front of
+// this handler) wins: it is the request's own span, a child of the header's.
+func withTraceContext(r *http.Request) context.Context {
+	ctx := r.Context()
+	if trace.SpanContextFromContext(ctx).IsValid() || r.Header.Get("Traceparent") == "" {
+		return ctx
+	}
+	return traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+}
+
+// listEvents answers a page of events in commit order.
+func (a *api) listEvents(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r.URL.RawQuery)
+	if err != nil {
+		writeProblem(w, r, err.(*Problem))
+		return
+	}
+	page, err := a.reader.Read(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	buf, err := appendEventList(make([]byte, 0, 512*len(page.Events)+64), page.Events)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	buf = append(buf, `,"next":"`...)
+	buf = append(buf, page.Next.String()...) // base64url: nothing to escape
+	writeJSON(w, http.StatusOK, append(buf, `"}`...))
+}
+
+// getEvent answers one event.
+func (a *api) getEvent(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		writeProblem(w, r, newProblem(http.StatusBadRequest, ProblemInvalidParameter,
+			fmt.Sprintf("%s is not an event id: a UUID such as 0190d1e2-7c4a-7b3e-8f00-1234567890ab", clip(raw))).atField("id"))
+		return
+	}
+	env, err := a.reader.Get(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeProblem(w, r, newProblem(http.StatusNotFound, ProblemNotFound, fmt.Sprintf("no event has the id %s", id)))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeEvent(w, r, http.StatusOK, env)
+}
+
+// getStream answers a stream's events in version order.
+func (a *api) getStream(w http.ResponseWriter, r *http.Request) {
+	subject, p := parseSubject(r.PathValue("subject"), "subject")
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	sq, err := parseStreamQuery(r.URL.RawQuery)
+	if err != nil {
+		writeProblem(w, r, err.(*Problem))
+		return
+	}
+	events, err := a.reader.ReadStream(r.Context(), subject, sq.From, sq.Limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	next := sq.From
+	if len(events) > 0 {
+		next = events[len(events)-1].StreamVersion + 1
+	}
+	buf, err := appendEventList(make([]byte, 0, 512*len(events)+64), events)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	buf = append(buf, `,"next_version":`...)
+	buf = strconv.AppendInt(buf, next, 10)
+	writeJSON(w, http.StatusOK, append(buf, '}'))
+}
+
+// getStatus answers the relay's status.
+func (a *api) getStatus(w http.ResponseWriter, r *http.Request) {
+	if a.status == nil {
+		writeProblem(w, r, notConfigured("the relay status"))
+		return
+	}
+	st, err := a.status(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeValue(w, r, http.StatusOK, st)
+}
+
+// healthz is liveness: the process answers.
+func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+// readyz runs the readiness checks at once, each with ReadyTimeout. The
+// route is open, so a failing check is named without its error, which is
+// logged instead.
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.readyTimeout)
+	defer cancel()
+	errs := make([]error, len(a.ready))
+	var wg sync.WaitGroup
+	for i, c := range a.ready {
+		wg.Go(func() { errs[i] = c.Check(ctx) })
+	}
+	wg.Wait()
+	checks := make(map[string]string, len(a.ready))
+	var failing []string
+	for i, c := range a.ready {
+		checks[c.Name] = "ok"
+		if errs[i] != nil {
+			checks[c.Name] = "failing"
+			failing = append(failing, c.Name)
+			a.log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+				slog.String("check", c.Name), slog.String("error", errs[i].Error()), slog.String("request_id", infoFrom(r.Context()).id))
+		}
+	}
+	if len(failing) > 0 {
+		p := newProblem(http.StatusServiceUnavailable, ProblemNotReady,
+			fmt.Sprintf("not ready: %s failing; the server's log says why", strings.Join(failing, " and ")))
+		p.Checks, p.retryAfter = checks, a.retryAfter
+		writeProblem(w, r, p)
+		return
+	}
+	a.writeValue(w, r, http.StatusOK, struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}{"ready", checks})
+}
+
+// fail answers a store or bus error as a problem. Errors of the server's
+// side are logged with the request, and answered without their text.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	info := infoFrom(r.Context())
+	var verr *event.ValidationError
+	var p *Problem
+	switch {
+	case errors.Is(err, store.ErrVersionConflict):
+		p = newProblem(http.StatusConflict, ProblemVersionConflict,
+			fromSentinel(err, store.ErrVersionConflict)+"; read the stream, then retry with its current version as expected_version")
+	case errors.Is(err, store.ErrConcurrentAppend):
+		p = newProblem(http.StatusConflict, ProblemConcurrentAppend,
+			"another request stored an event with the same id at the same moment; retry: the retry answers the stored event")
+	case errors.Is(err, event.ErrTooLarge):
+		p = newProblem(http.StatusRequestEntityTooLarge, ProblemTooLarge, busDetail(err)+"; make the event's data smaller")
+	case errors.Is(err, event.ErrUnknownType):
+		p = newProblem(http.StatusUnprocessableEntity, ProblemUnknownType, busDetail(err)+"; use a registered type").atField("type")
+	case errors.As(err, &verr):
+		p = newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, busDetail(err))
+		if verr.Field != "" {
+			p.atField("data." + verr.Field)
+		} else {
+			p.atField("data")
+		}
+	case errors.Is(err, event.ErrInvalid):
+		p = newProblem(http.StatusBadRequest, ProblemInvalidEvent, busDetail(err))
+	case errors.Is(err, store.ErrBadCursor):
+		p = newProblem(http.StatusBadRequest, ProblemInvalidParameter, "the cursor is not one this server issued").atField("after")
+	case r.Context().Err() != nil:
+		// The client went away: nobody reads an answer.
+		info.err, info.clientGone = err, true
+		return
+	case errors.Is(err, broker.ErrNotFound):
+		p = newProblem(http.StatusNotFound, ProblemNotFound, fromSentinel(err, broker.ErrNotFound))
+	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+		info.err = err
+		p = newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
+			"the event store cannot be reached at the moment; nothing was stored by this request, retry after the Retry-After delay")
+		p.retryAfter = a.retryAfter
+	case errors.Is(err, broker.ErrUnavailable):
+		info.err = err
+		p = newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
+			"the broker cannot be reached at the moment; retry after the Retry-After delay")
+		p.retryAfter = a.retryAfter
+	default:
+		info.err = err
+		p = newProblem(http.StatusInternalServerError, ProblemInternal,
+			"the server failed; the request ID identifies the error in the server's log")
+	}
+	writeProblem(w, r, p)
+}
+
+// busDetail is the bus's error message without the bus's own prefix.
+func busDetail(err error) string {
+	return strings.TrimPrefix(err.Error(), "eventbus: dispatch: ")
+}
+
+// fromSentinel returns err's message from sentinel's text on, dropping the
+// layers of context (the bus, the store) that mean nothing to a client.
+func fromSentinel(err, sentinel error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, sentinel.Error()); i >= 0 {
+		return msg[i:]
+	}
+	return msg
+}
+
+func notConfigured(what string) *Problem {
+	return newProblem(http.StatusNotImplemented, ProblemNotImplemented, what+" is not enabled on this server")
+}
+
+// writeEvent answers one event as a structured CloudEvent, its data byte for
+// byte.
+func (a *api) writeEvent(w http.ResponseWriter, r *http.Request, status int, env event.Envelope) {
+	buf, err := env.AppendCloudEvent(make([]byte, 0, 512+len(env.Data)))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", event.ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf)
+}
+
+// appendEventList appends `{"events":[...]` (without the closing brace) to
+// dst: the envelopes as CloudEvents, data byte for byte. Encoding them
+// through encoding/json would compact and escape the data.
+func appendEventList(dst []byte, envs []event.Envelope) ([]byte, error) {
+	dst = append(dst, `{"events":[`...)
+	for i, env := range envs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = env.AppendCloudEvent(dst); err != nil {
+			return nil, err
+		}
+	}
+	return append(dst, ']'), nil
+}
+
+// writeValue answers v as JSON. Use it for values without event data.
+func (a *api) writeValue(w http.ResponseWriter, r *http.Request, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+)
+
+// maxTypes bounds the type filter of one query.
+const maxTypes = 100
+
+// query reads the parameters of one request. It rejects parameters the
+// route does not take, and repeats of those it takes once. Empty values
+// count as absent, as forms send them.
+type query struct {
+	values url.Values
+}
+
+// parseQuery parses a raw query string for a route taking the parameters
+// named in allowed (those in repeatable may appear more than once).
+func parseQuery(raw string, allowed, repeatable []string) (query, *Problem) {
+	values, err := url.ParseQuery(raw)
+	if err != nil {
+		return query{}, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("the query string is malformed: %v", err))
+	}
+	for name, vs := range values {
+		if !slices.Contains(allowed, name) {
+			return query{}, newProblem(400, ProblemInvalidParameter,
+				fmt.Sprintf("unknown parameter %s; this route takes %s", clip(name), strings.Join(allowed, ", "))).atField(name)
+		}
+		if len(vs) > 1 && !slices.Contains(repeatable, name) {
+			return query{}, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("%s is given %d times; give it once", name, len(vs))).atField(name)
+		}
+	}
+	return query{values: values}, nil
+}
+
+func (q query) get(name string) string { return q.values.Get(name) }
+
+var eventsParams = []string{"after", "limit", "type", "correlation_id", "subject", "since", "until"}
+
+// parseFilter parses the query of GET /v1/events. Every error is a *Problem
+// with status 400. The input is untrusted: this never panics.
+func parseFilter(rawQuery string) (store.Filter, error) {
+	q, p := parseQuery(rawQuery, eventsParams, []string{"type"})
+	if p != nil {
+		return store.Filter{}, p
+	}
+	f, p := filterFrom(q)
+	if p != nil {
+		return store.Filter{}, p
+	}
+	return f, nil
+}
+
+// filterFrom reads the filter parameters of q (those of eventsParams).
+func filterFrom(q query) (store.Filter, *Problem) {
+	var f store.Filter
+	var p *Problem
+	var err error
+	if f.After, err = store.ParseCursor(q.get("after")); err != nil {
+		return f, newProblem(400, ProblemInvalidParameter,
+			fmt.Sprintf("after %s is not a cursor this server issued; pass the \"next\" of a previous page, or leave after out to start at the beginning", clip(q.get("after")))).atField("after")
+	}
+	if f.Limit, p = parseLimit(q.get("limit")); p != nil {
+		return f, p
+	}
+	for _, v := range q.values["type"] {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == "" || slices.Contains(f.Types, t) {
+				continue
+			}
+			if event.CheckTypeName(t) != nil {
+				return f, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("type %s is not an event type name, such as quiz.submitted", clip(t))).atField("type")
+			}
+			f.Types = append(f.Types, t)
+		}
+	}
+	if len(f.Types) > maxTypes {
+		return f, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("%d types are given; filter on at most %d", len(f.Types), maxTypes)).atField("type")
+	}
+	if v := q.get("correlation_id"); v != "" {
+		if f.CorrelationID, err = uuid.Parse(v); err != nil {
+			return f, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("correlation_id %s is not a UUID", clip(v))).atField("correlation_id")
+		}
+	}
+	if f.Subject, p = parseSubject(q.get("subject"), "subject"); p != nil {
+		return f, p
+	}
+	if f.Since, p = parseTime(q.get("since"), "since"); p != nil {
+		return f, p
+	}
+	if f.Until, p = parseTime(q.get("until"), "until"); p != nil {
+		return f, p
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return f, newProblem(400, ProblemInvalidParameter, "until must be later than since (since is inclusive, until exclusive)").atField("until")
+	}
+	return f, nil
+}
+
+// streamQuery is the query of GET /v1/streams/{subject}.
+type streamQuery struct {
+	From  int64
+	Limit int
+}
+
+// parseStreamQuery parses the query of GET /v1/streams/{subject}. Every
+// error is a *Problem with status 400.
+func parseStreamQuery(rawQuery string) (streamQuery, error) {
+	sq := streamQuery{From: 1}
+	q, p := parseQuery(rawQuery, []string{"from", "limit"}, nil)
+	if p != nil {
+		return sq, p
+	}
+	if v := q.get("from"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return sq, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("from %s must be a stream version: a whole number from 1", clip(v))).atField("from")
+		}
+		sq.From = n
+	}
+	if sq.Limit, p = parseLimit(q.get("limit")); p != nil {
+		return sq, p
+	}
+	return sq, nil
+}
+
+// parseLimit parses a page size. A limit out of range is an error rather
+// than clamped, so that a client never mistakes a short page for the end.
+func parseLimit(v string) (int, *Problem) {
+	if v == "" {
+		return store.DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > store.MaxLimit {
+		return 0, newProblem(400, ProblemInvalidParameter,
+			fmt.Sprintf("limit %s must be a whole number from 1 to %d (default %d)", clip(v), store.MaxLimit, store.DefaultLimit)).atField("limit")
+	}
+	return n, nil
+}
+
+func parseTime(v, name string) (time.Time, *Problem) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, newProblem(400, ProblemInvalidParameter,
+			fmt.Sprintf("%s %s is not an RFC 3339 time, such as 2026-01-31T12:00:00Z", name, clip(v))).atField(name)
+	}
+	return t, nil
+}
+
+func parseSubject(v, name string) (string, *Problem) {
+	if len(v) > store.MaxSubjectLen {
+		return "", newProblem(400, ProblemInvalidParameter, fmt.Sprintf("%s is %d bytes long; the limit is %d", name, len(v), store.MaxSubjectLen)).atField(name)
+	}
+	if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+		return "", newProblem(400, ProblemInvalidParameter, name+" must be UTF-8 text without NUL characters").atField(name)
+	}
+	return v, nil
+}
