@@ -128,11 +128,17 @@ func (p *publisher) watch(closes chan *amqp.Error, returns chan amqp.Return, onR
 		select {
 		case <-headDone:
 			drainReturns()
+			// Settle the head and every confirmation after it that is
+			// done too: a multiple ack settles many at once.
 			p.mu.Lock()
-			p.pending[0] = nil
-			p.pending = p.pending[1:]
+			n := 0
+			for n < len(p.pending) && isDone(p.pending[n].dc) {
+				p.pending[n].settle()
+				p.pending[n] = nil
+				n++
+			}
+			p.pending = p.pending[n:]
 			p.mu.Unlock()
-			head.settle()
 		case <-p.wake:
 		case r, ok := <-returns:
 			if !ok {
@@ -165,6 +171,15 @@ func (p *publisher) watch(closes chan *amqp.Error, returns chan amqp.Return, onR
 			}
 			return
 		}
+	}
+}
+
+func isDone(dc *amqp.DeferredConfirmation) bool {
+	select {
+	case <-dc.Done():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -224,11 +239,16 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 		c.settle()
 		return c, nil
 	}
+	idle := len(p.pending) == 0
 	p.pending = append(p.pending, c)
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
+	if idle {
+		// The watcher waits on the head's confirmation when there is
+		// one, and on wake only when there is none.
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 	return c, nil
 }

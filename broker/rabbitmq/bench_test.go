@@ -1,0 +1,123 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/internal/testenv"
+)
+
+// benchWindow is how many confirms the benchmarks keep in flight, as the
+// relay does.
+const benchWindow = 4096
+
+// benchBody is about the size of a CloudEvents envelope of the bus.
+var benchBody = make([]byte, 600)
+
+// benchQueue declares a quorum queue of the benchmark's own.
+func benchQueue(b *testing.B, br *rabbitmq.Broker) string {
+	b.Helper()
+	q := testenv.Name("bench_publish")
+	if err := br.DeclareQueue(context.Background(), broker.QueueSpec{Name: q}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = br.DeleteQueue(context.Background(), q) })
+	return q
+}
+
+// BenchmarkRawPublishConfirm measures RabbitMQ's ceiling: amqp091 directly,
+// pipelined publisher confirms into one quorum queue, benchWindow in
+// flight. Run it with -benchtime=100000x or more for a steady figure:
+//
+//	go test ./broker/rabbitmq -run '^$' -bench RawPublishConfirm -benchtime 200000x
+func BenchmarkRawPublishConfirm(b *testing.B) {
+	testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
+	br := open(b, testenv.AMQPURL())
+	defer br.Close()
+	q := benchQueue(b, br)
+	conn, err := amqp.Dial(testenv.AMQPURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	inflight := make([]*amqp.DeferredConfirmation, 0, benchWindow)
+	b.SetBytes(int64(len(benchBody)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if len(inflight) == benchWindow {
+			if !inflight[0].Wait() {
+				b.Fatal("nacked")
+			}
+			inflight = inflight[1:]
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, MessageId: "m", Type: "bench.published", Body: benchBody,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		inflight = append(inflight, dc)
+	}
+	for _, dc := range inflight {
+		if !dc.Wait() {
+			b.Fatal("nacked")
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkPublishConfirm is the same through this package's publisher,
+// whose confirmations settle in order.
+func BenchmarkPublishConfirm(b *testing.B) {
+	testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
+	br := open(b, testenv.AMQPURL())
+	defer br.Close()
+	q := benchQueue(b, br)
+	ctx := context.Background()
+	p, err := br.NewPublisher(ctx, broker.PublisherOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	m := broker.Message{MessageID: "m", Type: "bench.published", Body: benchBody,
+		Headers: map[string]any{broker.HeaderPosition: "12345"}}
+	inflight := make([]broker.Confirmation, 0, benchWindow)
+	b.SetBytes(int64(len(benchBody)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if len(inflight) == benchWindow {
+			<-inflight[0].Done()
+			if !inflight[0].Acked() {
+				b.Fatal("nacked")
+			}
+			inflight = inflight[1:]
+		}
+		c, err := p.Publish(ctx, broker.DefaultExchange, q, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inflight = append(inflight, c)
+	}
+	for _, c := range inflight {
+		<-c.Done()
+		if !c.Acked() {
+			b.Fatal("nacked")
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
