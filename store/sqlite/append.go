@@ -16,8 +16,8 @@ import (
 type stmtID int
 
 const (
-	stmtLookup stmtID = iota
-	stmtHead
+	stmtProbe stmtID = iota
+	stmtByID
 	stmtInsert
 	stmtSavepoint
 	stmtRelease
@@ -26,8 +26,10 @@ const (
 )
 
 var stmtSQL = [numStmts]string{
-	stmtLookup: "SELECT " + columns + " FROM event_store WHERE event_id = ?",
-	stmtHead:   "SELECT stream_version FROM event_store WHERE subject = ? ORDER BY stream_version DESC LIMIT 1",
+	// One probe per draft: is its ID stored, and where is its stream's head.
+	stmtProbe: `SELECT (SELECT id FROM event_store WHERE event_id = ?1),
+		(SELECT stream_version FROM event_store WHERE subject = ?2 ORDER BY stream_version DESC LIMIT 1)`,
+	stmtByID: "SELECT " + columns + " FROM event_store WHERE id = ?",
 	stmtInsert: `INSERT INTO event_store (event_id, type, source, subject, stream_version, occurred_at,
 		recorded_at, correlation_id, causation_id, traceparent, tracestate, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -115,9 +117,10 @@ func (w *writer) queryRow(ctx context.Context, id stmtID, args ...any) *sql.Row 
 type handlerKey struct{}
 
 // Append stores drafts atomically in a transaction of the store's own; see
-// store.Store. Concurrent calls share a transaction and its fsync, each
-// inside a savepoint of its own: one call's conflict or error leaves the
-// others untouched.
+// store.Store. Concurrent calls share a transaction and its fsync (group
+// commit). A call that fails its checks (a version conflict) writes nothing
+// and leaves the others untouched; an error while writing fails the group,
+// so that no call commits in part.
 func (s *Store) Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error) {
 	if err := store.CheckDrafts(drafts); err != nil {
 		return nil, err
@@ -155,7 +158,7 @@ func (s *Store) appendSavepoint(ctx context.Context, w *writer, drafts []event.D
 	if _, err := w.exec(ctx, stmtSavepoint); err != nil {
 		return nil, s.wrap(err, op), true
 	}
-	res, err = s.appendRows(ctx, w, drafts, op)
+	res, err, _ = s.appendRows(ctx, w, drafts, op)
 	// The savepoint is closed even if ctx is done: the transaction must be
 	// left as it was.
 	cleanup := context.WithoutCancel(ctx)
@@ -176,47 +179,49 @@ func (s *Store) appendSavepoint(ctx context.Context, w *writer, drafts []event.D
 
 // appendRows appends drafts in w's transaction, which holds the write lock.
 // Nothing runs between this function's reads and its inserts, so the
-// duplicate checks and stream versions it computes hold at commit.
-func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft, op string) ([]store.Appended, error) {
+// duplicate checks and stream versions it computes hold at commit. Every
+// check comes before the first insert: wrote reports that an error came
+// after it, when the transaction holds part of the batch.
+func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft, op string) (_ []store.Appended, _ error, wrote bool) {
 	out := make([]store.Appended, len(drafts))
 	fresh := make([]bool, len(drafts))
+	versions := make([]int64, len(drafts))
+	var heads map[string]int64
 	anyFresh := false
 	for i := range drafts {
-		e, err := scanEvent(w.queryRow(ctx, stmtLookup, drafts[i].ID.String()))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			fresh[i], anyFresh = true, true
-		case err != nil:
-			return nil, s.wrap(err, op+": look up "+drafts[i].ID.String())
-		default:
-			out[i] = store.Appended{Envelope: e, Duplicate: true}
+		d := &drafts[i]
+		var stored, head sql.NullInt64
+		if err := w.queryRow(ctx, stmtProbe, d.ID.String(), nullText(d.Subject)).Scan(&stored, &head); err != nil {
+			return nil, s.wrap(err, op+": look up "+d.ID.String()), false
 		}
-	}
-	if !anyFresh {
-		return out, nil
-	}
-
-	// Number the new events of each stream and check the expectations,
-	// before anything is written.
-	versions := make([]int64, len(drafts))
-	heads := map[string]int64{}
-	for i, d := range drafts {
-		if !fresh[i] || d.Subject == "" {
+		if stored.Valid {
+			e, err := scanEvent(w.queryRow(ctx, stmtByID, stored.Int64))
+			if err != nil {
+				return nil, s.wrap(err, op+": read the stored "+d.ID.String()), false
+			}
+			out[i] = store.Appended{Envelope: e, Duplicate: true}
 			continue
 		}
-		head, ok := heads[d.Subject]
-		if !ok {
-			err := w.queryRow(ctx, stmtHead, d.Subject).Scan(&head)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, s.wrap(err, op+": read the head of stream "+d.Subject)
-			}
+		fresh[i], anyFresh = true, true
+		if d.Subject == "" {
+			continue
 		}
-		if d.ExpectedVersion != nil && *d.ExpectedVersion != head {
+		// A stream's head moves with each new event of the batch.
+		v := head.Int64
+		if prev, ok := heads[d.Subject]; ok {
+			v = prev
+		} else if heads == nil {
+			heads = map[string]int64{}
+		}
+		if d.ExpectedVersion != nil && *d.ExpectedVersion != v {
 			return nil, fmt.Errorf("sqlite: %s: %w: stream %q is at version %d, expected %d",
-				op, store.ErrVersionConflict, d.Subject, head, *d.ExpectedVersion)
+				op, store.ErrVersionConflict, d.Subject, v, *d.ExpectedVersion), false
 		}
-		heads[d.Subject] = head + 1
-		versions[i] = head + 1
+		heads[d.Subject] = v + 1
+		versions[i] = v + 1
+	}
+	if !anyFresh {
+		return out, nil, false
 	}
 
 	recorded := time.Now().UnixMicro()
@@ -229,11 +234,11 @@ func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft,
 			nullVersion(versions[i]), occurred, recorded, d.CorrelationID.String(), nullUUID(d.CausationID),
 			nullText(d.TraceParent), nullText(d.TraceState), string(d.Data))
 		if err != nil {
-			return nil, s.wrap(err, op+": insert "+d.ID.String())
+			return nil, s.wrap(err, op+": insert "+d.ID.String()), true
 		}
 		id, err := res.LastInsertId()
 		if err != nil {
-			return nil, s.wrap(err, op+": insert "+d.ID.String())
+			return nil, s.wrap(err, op+": insert "+d.ID.String()), true
 		}
 		out[i] = store.Appended{Envelope: event.Envelope{
 			ID: d.ID, Type: d.Type, Source: d.Source, Subject: d.Subject, StreamVersion: versions[i],
@@ -243,7 +248,7 @@ func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft,
 			Position: id, CommitOrder: uint64(id), Data: d.Data,
 		}}
 	}
-	return out, nil
+	return out, nil, false
 }
 
 // groupMaxEvents bounds the events of one commit group, so that one commit
@@ -373,9 +378,11 @@ func (s *Store) commitGroup(conn *sql.Conn, batch []*request) {
 			q.err = s.wrap(err, q.op)
 			continue
 		}
-		var broken bool
-		q.res, q.err, broken = s.appendSavepoint(ctx, w, q.drafts, q.op)
-		if broken {
+		// No savepoint: a request fails before it writes (a conflict), or
+		// the whole group fails, so that no request commits in part.
+		var wrote bool
+		q.res, q.err, wrote = s.appendRows(ctx, w, q.drafts, q.op)
+		if q.err != nil && wrote {
 			_ = tx.Rollback()
 			fail(q.err)
 			return

@@ -156,6 +156,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	writeDSN.Set("_synchronous", string(cfg.sync))
 	// Without a limit the WAL keeps the size of its largest burst.
 	writeDSN.Add("_pragma", "journal_size_limit(67108864)")
+	// Savepoints keep their undo pages in a temporary file unless told
+	// otherwise; the write path uses a savepoint per append.
+	writeDSN.Add("_pragma", "temp_store(MEMORY)")
 	readDSN := common
 	readDSN.Set("_query_only", "1")
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -171,3 +172,5 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatalf("Handled after reopening = %v, %v; want true", ok, err)
 	}
 }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

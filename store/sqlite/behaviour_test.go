@@ -1,0 +1,326 @@
+package sqlite_test
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	_ "modernc.org/sqlite"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/sqlite"
+)
+
+// A failed AppendTx undoes only itself: the caller's transaction keeps its
+// earlier writes, accepts more, and commits.
+func TestFailedAppendTxLeavesTheTransactionUsable(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	appendOne(t, s, testDraft("test.tx", "acct", `{"n":0}`))
+
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE business (n INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	first := testDraft("test.tx", "acct", `{"n":1}`)
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{first}); err != nil {
+		t.Fatal(err)
+	}
+	// A batch whose second event conflicts: its first event, on another
+	// stream, must not stay in the transaction.
+	other := testDraft("test.tx", "other", `{}`)
+	stale := testDraft("test.tx", "acct", `{}`)
+	stale.ExpectedVersion = event.Expect(0)
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{other, stale}); !errors.Is(err, store.ErrVersionConflict) {
+		t.Fatalf("AppendTx with a stale expectation = %v, want ErrVersionConflict", err)
+	}
+	// Invalid drafts are refused before anything runs.
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{{Type: "test.tx"}}); !errors.Is(err, event.ErrInvalid) {
+		t.Fatalf("AppendTx with an invalid draft = %v, want ErrInvalid", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO business VALUES (1)"); err != nil {
+		t.Fatalf("the transaction is not usable after a failed AppendTx: %v", err)
+	}
+	next := testDraft("test.tx", "acct", `{"n":2}`)
+	next.ExpectedVersion = event.Expect(2)
+	res, err := s.AppendTx(ctx, tx, []event.Draft{next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Envelope.StreamVersion != 3 {
+		t.Fatalf("version after a failed AppendTx = %d, want 3", res[0].Envelope.StreamVersion)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var ids []uuid.UUID
+	for _, e := range readAllEvents(t, s) {
+		ids = append(ids, e.ID)
+	}
+	if len(ids) != 3 || ids[1] != first.ID || ids[2] != next.ID {
+		t.Fatalf("committed %v, want the first event, %s and %s", ids, first.ID, next.ID)
+	}
+	var n int
+	if err := s.DB().QueryRowContext(ctx, "SELECT count(*) FROM business").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("business rows = %d, %v; want 1", n, err)
+	}
+}
+
+// Concurrent Append calls that share a commit keep their own outcomes: the
+// conflicting ones store nothing, the others everything.
+func TestGroupCommitKeepsOutcomesApart(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	const callers = 32
+	var wg sync.WaitGroup
+	results := make([]error, callers)
+	drafts := make([][]event.Draft, callers)
+	for i := range drafts {
+		a := testDraft("test.group", fmt.Sprintf("own-%d", i), `{}`)
+		b := testDraft("test.group", "shared", `{}`)
+		if i%2 == 1 {
+			b.ExpectedVersion = event.Expect(1000) // never true
+		}
+		drafts[i] = []event.Draft{a, b}
+	}
+	for i := range drafts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, results[i] = s.Append(ctx, drafts[i])
+		}()
+	}
+	wg.Wait()
+	stored := map[uuid.UUID]bool{}
+	for _, e := range readAllEvents(t, s) {
+		stored[e.ID] = true
+	}
+	for i, err := range results {
+		conflict := i%2 == 1
+		if conflict != errors.Is(err, store.ErrVersionConflict) || (!conflict && err != nil) {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+		for _, d := range drafts[i] {
+			if stored[d.ID] == conflict {
+				t.Fatalf("caller %d (conflict %v): event %s stored = %v", i, conflict, d.ID, stored[d.ID])
+			}
+		}
+	}
+	evs, err := s.ReadStream(ctx, "shared", 1, store.MaxLimit)
+	if err != nil || len(evs) != callers/2 || evs[len(evs)-1].StreamVersion != callers/2 {
+		t.Fatalf("stream shared has %d events (%v), want %d without gaps", len(evs), err, callers/2)
+	}
+}
+
+// An Append whose context ends while it waits for the write connection
+// stores nothing and says why.
+func TestAppendGivesUpWhenItsContextEnds(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	tx, err := s.DB().BeginTx(ctx, nil) // holds the write connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	d := testDraft("test.cancel", "", `{}`)
+	if _, err := s.Append(short, []event.Draft{d}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Append while the writer is busy = %v, want DeadlineExceeded", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the abandoned event was stored: %v", err)
+	}
+	appendOne(t, s, testDraft("test.cancel", "", `{}`)) // the store still works
+}
+
+// A handler that calls Append instead of AppendTx would wait forever for the
+// connection its own transaction holds; it gets an error instead.
+func TestAppendInsideHandleOnceFails(t *testing.T) {
+	s := newStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	handled, err := s.HandleOnce(ctx, "group", uuid.Must(uuid.NewV7()), func(ctx context.Context, tx *sql.Tx) error {
+		_, err := s.Append(ctx, []event.Draft{testDraft("test.nested", "", `{}`)})
+		return err
+	})
+	if handled || err == nil || !strings.Contains(err.Error(), "AppendTx") {
+		t.Fatalf("HandleOnce with a nested Append = %v, %v; want an error that points to AppendTx", handled, err)
+	}
+}
+
+// DB() transactions take the write lock at BEGIN, and a writer that cannot
+// get the lock within the busy timeout fails with ErrUnavailable.
+func TestWriteLockAtBeginAndBusyTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openAt(t, path, sqlite.WithBusyTimeout(100*time.Millisecond))
+	ctx := context.Background()
+
+	other, err := sql.Open("sqlite", path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Close() }()
+
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The transaction has written nothing, yet holds the lock.
+	if _, err := other.ExecContext(ctx, "INSERT INTO eventbus_inbox VALUES ('g', 'x', 0)"); err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+		t.Fatalf("write by another connection during an empty DB() transaction = %v, want SQLITE_BUSY", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another process holds the lock: the store waits its busy timeout, then
+	// reports the store unavailable.
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Append(ctx, []event.Draft{testDraft("test.busy", "", `{}`)})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Append while another process writes = %v, want ErrUnavailable", err)
+	}
+	if waited := time.Since(start); waited < 80*time.Millisecond {
+		t.Fatalf("Append gave up after %v, before its busy timeout", waited)
+	}
+	if _, err := s.Read(ctx, store.Filter{}); err != nil {
+		t.Fatalf("Read while another process writes: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	appendOne(t, s, testDraft("test.busy", "", `{}`))
+}
+
+func TestOpenRejectsPathsItCannotShare(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file:x.db", "a?b.db"} {
+		if s, err := sqlite.Open(context.Background(), path); err == nil {
+			_ = s.Close()
+			t.Errorf("Open(%q) succeeded", path)
+		}
+	}
+}
+
+// crashEnv makes the test binary, run as a child, append until it is
+// killed, printing the ID of every event Append returned.
+const crashEnv = "EVENTBUS_SQLITE_CRASH_CHILD"
+
+// TestKilledProcessLosesNoReturnedEvent runs a child process that appends
+// events and reports each one Append returned, kills it with SIGKILL in the
+// middle of its work, and finds every reported event in the file (G1 for a
+// crash of the process).
+func TestKilledProcessLosesNoReturnedEvent(t *testing.T) {
+	if path := os.Getenv(crashEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "events.db")
+	openAt(t, path).Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledProcessLosesNoReturnedEvent$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var reported []uuid.UUID
+	lines := bufio.NewScanner(out)
+	for lines.Scan() && len(reported) < 300 {
+		if id, err := uuid.Parse(strings.TrimSpace(lines.Text())); err == nil {
+			reported = append(reported, id)
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if len(reported) < 300 {
+		t.Fatalf("the child reported %d events before it stopped", len(reported))
+	}
+	s := openAt(t, path)
+	for _, id := range reported {
+		if _, err := s.Get(context.Background(), id); err != nil {
+			t.Fatalf("event %s was returned by Append before the crash, then lost: %v", id, err)
+		}
+	}
+}
+
+func crashChild(path string) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				d := testDraft("test.crash", fmt.Sprintf("stream-%d", w), `{}`)
+				if _, err := s.Append(ctx, []event.Draft{d}); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Println(d.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func appendOne(t *testing.T, s *sqlite.Store, d event.Draft) event.Envelope {
+	t.Helper()
+	res, err := s.Append(context.Background(), []event.Draft{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0].Envelope
+}
+
+func readAllEvents(t *testing.T, s *sqlite.Store) []event.Envelope {
+	t.Helper()
+	var out []event.Envelope
+	f := store.Filter{Limit: 1000}
+	for {
+		page, err := s.Read(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Events) == 0 {
+			return out
+		}
+		out = append(out, page.Events...)
+		f.After = page.Next
+	}
+}

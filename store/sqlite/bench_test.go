@@ -1,0 +1,100 @@
+package sqlite_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store/sqlite"
+)
+
+func benchDraft() event.Draft {
+	return event.Draft{
+		ID: uuid.Must(uuid.NewV7()), Type: "quiz.submitted", Source: "bench",
+		Subject: "quiz-" + uuid.NewString()[:8], OccurredAt: time.Now(), CorrelationID: uuid.Must(uuid.NewV7()),
+		Data: json.RawMessage(`{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":90}`),
+	}
+}
+
+// BenchmarkAppend measures events/s through Append from 16 concurrent
+// callers, with 1 and with 100 events per call, at the default
+// synchronous=FULL.
+func BenchmarkAppend(b *testing.B) { benchAppend(b) }
+
+// BenchmarkAppendSynchronousNormal is BenchmarkAppend with the WAL synced
+// only at checkpoints.
+func BenchmarkAppendSynchronousNormal(b *testing.B) {
+	benchAppend(b, sqlite.WithSynchronous(sqlite.SynchronousNormal))
+}
+
+func benchAppend(b *testing.B, opts ...sqlite.Option) {
+	for _, perTx := range []int{1, 100} {
+		b.Run(strconv.Itoa(perTx)+"PerTx", func(b *testing.B) {
+			s := newStore(b, opts...)
+			ctx := context.Background()
+			b.SetParallelism(16 / max(1, runtimeProcs()))
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				drafts := make([]event.Draft, perTx)
+				for pb.Next() {
+					for i := range drafts {
+						drafts[i] = benchDraft()
+					}
+					if _, err := s.Append(ctx, drafts); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*perTx)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkAppendTx measures one event per transaction of the caller's own
+// (begin, AppendTx, commit) from 16 callers: every commit is its own fsync.
+func BenchmarkAppendTx(b *testing.B) {
+	s := newStore(b)
+	ctx := context.Background()
+	b.SetParallelism(16 / max(1, runtimeProcs()))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tx, err := s.DB().BeginTx(ctx, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()}); err != nil {
+				_ = tx.Rollback()
+				b.Error(err)
+				return
+			}
+			if err := tx.Commit(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkAppendOneCaller measures the latency of Append with a single
+// caller and one event per call.
+func BenchmarkAppendOneCaller(b *testing.B) {
+	s := newStore(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Append(ctx, []event.Draft{benchDraft()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
