@@ -35,7 +35,8 @@ const DefaultDeadLetterLimit = 100
 // dead-letter queue, leaving them there.
 //
 // While it reads, the messages it took are invisible to other readers of
-// the dead-letter queue; they are back when it returns.
+// the dead-letter queue. It waits (up to 2 s) for the broker to put them
+// back before it returns.
 func DeadLetters(ctx context.Context, b broker.Broker, group string, limit int) ([]DeadLetter, error) {
 	if limit <= 0 {
 		limit = DefaultDeadLetterLimit
@@ -45,8 +46,11 @@ func DeadLetters(ctx context.Context, b broker.Broker, group string, limit int) 
 	if err != nil {
 		return nil, fmt.Errorf("consume: browse %s: %w", dlq, err)
 	}
-	defer br.Close()
 	var out []DeadLetter
+	defer func() {
+		_ = br.Close()
+		awaitReturned(ctx, b, dlq, len(out))
+	}()
 	for len(out) < limit {
 		d, ok, err := br.Next(ctx)
 		if err != nil {
@@ -65,45 +69,76 @@ func DeadLetters(ctx context.Context, b broker.Broker, group string, limit int) 
 // reset, and leaves the others in the dead-letter queue. It returns how many
 // it moved.
 //
-// It looks at the messages that are in the dead-letter queue when it
-// starts, once each: a requeued message that fails again meanwhile is not
-// requeued twice. Each message is moved once the broker has confirmed its
-// copy; if Requeue fails in between, the message is in both queues, and the
-// inbox (if the group has one) suppresses the duplicate.
+// It looks at each message once. A message that fails again while Requeue
+// runs and comes back to the dead-letter queue is left there, as is a
+// second copy of a message it moved. Each message
+// is moved once the broker has confirmed its copy; if Requeue fails in
+// between, the message is in both queues, and the inbox (if the group has
+// one) suppresses the duplicate.
 func Requeue(ctx context.Context, b broker.Broker, group string, selector func(DeadLetter) bool) (int, error) {
 	dlq := DeadLetterQueue(group)
-	info, err := b.InspectQueue(ctx, dlq)
-	if err != nil {
-		return 0, fmt.Errorf("consume: requeue from %s: %w", dlq, err)
-	}
 	br, err := b.Browse(ctx, dlq)
 	if err != nil {
 		return 0, fmt.Errorf("consume: browse %s: %w", dlq, err)
 	}
-	defer br.Close()
 	pub := republisher{b: b}
 	defer pub.close()
-	moved := 0
-	for range info.Messages {
+	moved, left := 0, 0
+	seen := map[string]bool{} // message IDs moved
+	defer func() {
+		_ = br.Close()
+		awaitReturned(ctx, b, dlq, left)
+	}()
+	for {
+		// Messages taken and not acked stay taken until Close, so each
+		// message comes up once, and the loop ends when the queue is empty.
 		d, ok, err := br.Next(ctx)
 		if err != nil {
 			return moved, fmt.Errorf("consume: browse %s: %w", dlq, err)
 		}
 		if !ok {
-			break
+			return moved, nil
 		}
-		if selector != nil && !selector(deadLetterOf(d.Message)) {
-			continue // not acked: back to the dead-letter queue on Close
+		dl := deadLetterOf(d.Message)
+		if (d.MessageID != "" && seen[d.MessageID]) || (selector != nil && !selector(dl)) {
+			left++
+			continue
 		}
 		if err := pub.publish(ctx, group, requeuedCopy(d.Message)); err != nil {
+			left++
 			return moved, fmt.Errorf("consume: requeue message %q to %s: %w", d.MessageID, group, err)
 		}
 		if err := d.Ack(); err != nil {
 			return moved, fmt.Errorf("consume: message %q was copied to %s but stays in %s too: %w", d.MessageID, group, dlq, err)
 		}
+		seen[d.MessageID] = true
 		moved++
 	}
-	return moved, nil
+}
+
+// awaitReturned waits, briefly, until the n messages a browser took and
+// closed without acking are back in queue. The broker returns them
+// asynchronously: without the wait, a reader right after this one could
+// miss them.
+func awaitReturned(ctx context.Context, b broker.Broker, queue string, n int) {
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for {
+		info, err := b.InspectQueue(ctx, queue)
+		if err != nil || info.Messages >= n {
+			return
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // deadLetterOf reads a dead-lettered message.
