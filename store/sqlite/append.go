@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -335,6 +336,11 @@ func (g *groupCommit) lead(s *Store, r *request) {
 		close(r.done)
 		return
 	}
+	// Begin before taking the queue: callers that the last commit released
+	// queue again meanwhile, and join this group rather than wait for the
+	// next one.
+	tx, err := conn.BeginTx(context.Background(), nil)
+	runtime.Gosched()
 	g.mu.Lock()
 	n, events := 0, 0
 	for n < len(g.queue) && (n == 0 || events+len(g.queue[n].drafts) <= groupMaxEvents) {
@@ -346,7 +352,14 @@ func (g *groupCommit) lead(s *Store, r *request) {
 	g.queue = g.queue[:copy(g.queue, g.queue[n:])]
 	g.mu.Unlock()
 
-	s.commitGroup(conn, batch)
+	if err != nil {
+		err = s.wrap(err, "append: begin")
+		for _, q := range batch {
+			q.err = err
+		}
+	} else {
+		s.commitGroup(tx, batch)
+	}
 	_ = conn.Close()
 	for _, q := range batch {
 		close(q.done)
@@ -356,21 +369,16 @@ func (g *groupCommit) lead(s *Store, r *request) {
 	g.mu.Unlock()
 }
 
-// commitGroup runs batch in one transaction on conn. The statements run
+// commitGroup runs batch in tx and commits it. The statements run
 // without the callers' contexts: an interrupted statement can roll back the
 // whole transaction, and with it the other callers' events. A caller whose
 // context is done before its turn is skipped.
-func (s *Store) commitGroup(conn *sql.Conn, batch []*request) {
+func (s *Store) commitGroup(tx *sql.Tx, batch []*request) {
 	ctx := context.Background()
 	fail := func(err error) {
 		for _, q := range batch {
 			q.res, q.err = nil, err
 		}
-	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		fail(s.wrap(err, "append: begin"))
-		return
 	}
 	w := &writer{tx: tx, prepared: &s.stmts.stmt}
 	for _, q := range batch {
@@ -435,3 +443,4 @@ func nullVersion(v int64) any {
 	}
 	return v
 }
+
