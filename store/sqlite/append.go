@@ -443,4 +443,3 @@ func nullVersion(v int64) any {
 	}
 	return v
 }
-
