@@ -2,6 +2,7 @@ package consume_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -22,7 +23,6 @@ import (
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
-	"github.com/edupulse/eventbus/store"
 	"github.com/edupulse/eventbus/store/postgres"
 )
 
@@ -539,7 +539,8 @@ func TestTraceAndCausation(t *testing.T) {
 				var handlerSpan atomic.Value
 				c := newConsumer(t, e.b, cfg, consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
 					handlerSpan.Store(trace.SpanContextFromContext(ctx))
-					_, err := bus.Dispatch(ctx, tx, edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: q.LearnerID, Reason: "quiz ace"})
+					_, err := bus.Dispatch(ctx, tx, edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: q.LearnerID, Reason: "quiz ace"},
+						eventbus.Subject("badges-of-"+q.LearnerID.String()))
 					return err
 				}))
 				e.start(c)
@@ -554,14 +555,20 @@ func TestTraceAndCausation(t *testing.T) {
 				if sc.TraceID() != producerTrace {
 					t.Errorf("handler runs in trace %s, want the producer's %s", sc.TraceID(), producerTrace)
 				}
-				page, err := s.Read(context.Background(), store.Filter{Types: []string{edupulse.TypeBadgeAwarded}})
+				var q edupulse.QuizSubmitted
+				if err := json.Unmarshal(quiz.Data, &q); err != nil {
+					t.Fatal(err)
+				}
+				// Read the stream: Read in commit order would wait for other
+				// tests' open transactions on the shared server.
+				badges, err := s.ReadStream(context.Background(), "badges-of-"+q.LearnerID.String(), 1, 10)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(page.Events) != 1 {
-					t.Fatalf("%d badges stored, want 1", len(page.Events))
+				if len(badges) != 1 {
+					t.Fatalf("%d badges stored, want 1", len(badges))
 				}
-				badge := page.Events[0]
+				badge := badges[0]
 				if badge.CausationID != quiz.ID || badge.CorrelationID != quiz.CorrelationID {
 					t.Errorf("badge caused by %s in correlation %s, want %s in %s", badge.CausationID, badge.CorrelationID, quiz.ID, quiz.CorrelationID)
 				}
