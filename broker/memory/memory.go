@@ -1,0 +1,335 @@
+// Package memory is the in-process broker of the embedded default: with no
+// broker URL, the bus runs on it unchanged, since it passes the same
+// conformance suite (broker/brokertest) as RabbitMQ.
+//
+// It has topic exchanges with AMQP matching ('*' one word, '#' zero or
+// more), the default exchange, FIFO queues, prefetch, acks, nacks with and
+// without requeue, dead-letter queues, per-queue time to live (delayed
+// retries), confirms, mandatory returns, browsing and competing consumers
+// served round-robin.
+//
+// It keeps messages in memory only: they are lost when the process ends.
+// That is by design: the event store is the record, and the relay publishes
+// again from its checkpoint after a restart. Queues have no length limit.
+//
+// Publishing is synchronous: a message is in its queues when Publish
+// returns, and its confirmation is already settled. No goroutine runs per
+// message or per subscription; a subscription's Deliveries channel is
+// buffered to its prefetch, so handing a message over never blocks. Timers
+// expire messages of queues with a time to live.
+//
+// Messages are copied on publish. Deliveries share their message with the
+// queue: treat Body and Headers as read-only.
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edupulse/eventbus/broker"
+)
+
+// DefaultPrefetch is the prefetch of a subscription whose
+// ConsumeOptions.Prefetch is not positive.
+const DefaultPrefetch = 100
+
+// maxPrefetch caps prefetch, as AMQP does (a 16-bit field).
+const maxPrefetch = 65535
+
+// routeCacheMax bounds an exchange's cache of routing keys to queues.
+const routeCacheMax = 4096
+
+// Broker is an in-process broker. It is safe for concurrent use.
+type Broker struct {
+	// mu guards the topology: exchanges, queues, bindings, closed.
+	mu         sync.RWMutex
+	exchanges  map[string]*exchange
+	queues     map[string]*queue
+	publishers map[*publisher]struct{}
+	closed     bool
+
+	// timers counts TTL timer callbacks running, for Close to wait.
+	timers sync.WaitGroup
+}
+
+var _ broker.Broker = (*Broker)(nil)
+
+// exchange is a topic exchange.
+type exchange struct {
+	name     string
+	bindings []binding
+
+	cacheMu sync.Mutex
+	cache   map[string][]*queue // routing key -> queues, reset on changes
+}
+
+type binding struct {
+	raw     string
+	pattern pattern
+	q       *queue
+}
+
+// New returns an empty broker.
+func New() *Broker {
+	return &Broker{
+		exchanges:  map[string]*exchange{},
+		queues:     map[string]*queue{},
+		publishers: map[*publisher]struct{}{},
+	}
+}
+
+func errClosed(op string) error { return fmt.Errorf("memory: %s: %w", op, broker.ErrClosed) }
+
+// DeclareExchange declares a topic exchange. Declaring the default
+// exchange "" does nothing.
+func (b *Broker) DeclareExchange(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: declare exchange %q: %w", name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed("declare exchange")
+	}
+	if name == broker.DefaultExchange {
+		return nil
+	}
+	if _, ok := b.exchanges[name]; !ok {
+		b.exchanges[name] = &exchange{name: name}
+	}
+	return nil
+}
+
+// DeclareQueue declares a queue and adds its bindings. Declaring an existing
+// queue with another dead-letter queue or time to live fails, as on
+// RabbitMQ; binding to an exchange that does not exist fails with
+// broker.ErrNotFound, and declares nothing.
+func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error {
+	op := fmt.Sprintf("declare queue %q", spec.Name)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if spec.Name == "" {
+		return errors.New("memory: declare queue: the queue needs a name")
+	}
+	if spec.MessageTTL < 0 {
+		return fmt.Errorf("memory: %s: negative time to live %v", op, spec.MessageTTL)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed(op)
+	}
+	for _, bind := range spec.Bindings {
+		if bind.Exchange == broker.DefaultExchange {
+			return fmt.Errorf("memory: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
+		}
+		if _, ok := b.exchanges[bind.Exchange]; !ok {
+			return fmt.Errorf("memory: %s: bind to exchange %q: %w", op, bind.Exchange, broker.ErrNotFound)
+		}
+	}
+	q, ok := b.queues[spec.Name]
+	if ok {
+		if q.deadLetter != spec.DeadLetterQueue || q.ttl != spec.MessageTTL {
+			return fmt.Errorf("memory: %s: it exists with dead-letter queue %q and time to live %v: delete it, or declare it as it is",
+				op, q.deadLetter, q.ttl)
+		}
+	} else {
+		q = newQueue(b, spec)
+		b.queues[spec.Name] = q
+	}
+	for _, bind := range spec.Bindings {
+		x := b.exchanges[bind.Exchange]
+		if slices.ContainsFunc(x.bindings, func(e binding) bool { return e.q == q && e.raw == bind.Pattern }) {
+			continue
+		}
+		x.bindings = append(x.bindings, binding{raw: bind.Pattern, pattern: compilePattern(bind.Pattern), q: q})
+		x.resetCache()
+	}
+	return nil
+}
+
+func (x *exchange) resetCache() {
+	x.cacheMu.Lock()
+	x.cache = nil
+	x.cacheMu.Unlock()
+}
+
+// DeleteQueue deletes a queue, its messages and its bindings. Its
+// subscriptions end. Deleting a queue that does not exist succeeds.
+func (b *Broker) DeleteQueue(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: delete queue %q: %w", name, err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return errClosed("delete queue")
+	}
+	q, ok := b.queues[name]
+	if ok {
+		delete(b.queues, name)
+		for _, x := range b.exchanges {
+			n := len(x.bindings)
+			x.bindings = slices.DeleteFunc(x.bindings, func(e binding) bool { return e.q == q })
+			if len(x.bindings) != n {
+				x.resetCache()
+			}
+		}
+	}
+	b.mu.Unlock()
+	if ok {
+		q.shutdown(fmt.Errorf("memory: queue %q was deleted: %w", name, broker.ErrClosed))
+	}
+	return nil
+}
+
+// DeleteExchange deletes an exchange and its bindings. Deleting an exchange
+// that does not exist succeeds.
+func (b *Broker) DeleteExchange(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: delete exchange %q: %w", name, err)
+	}
+	if name == broker.DefaultExchange {
+		return errors.New("memory: delete exchange: the default exchange cannot be deleted")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed("delete exchange")
+	}
+	delete(b.exchanges, name)
+	return nil
+}
+
+// InspectQueue returns a queue's ready messages and consumers.
+func (b *Broker) InspectQueue(ctx context.Context, name string) (broker.QueueInfo, error) {
+	q, err := b.queue(ctx, "inspect queue", name)
+	if err != nil {
+		return broker.QueueInfo{}, err
+	}
+	return q.info(), nil
+}
+
+// queue returns the queue called name.
+func (b *Broker) queue(ctx context.Context, op, name string) (*queue, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory: %s %q: %w", op, name, err)
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, errClosed(op)
+	}
+	q, ok := b.queues[name]
+	if !ok {
+		return nil, fmt.Errorf("memory: %s %q: %w", op, name, broker.ErrNotFound)
+	}
+	return q, nil
+}
+
+// route returns the queues a message to exchange with key reaches. The
+// slice is shared with the cache: read it only.
+func (b *Broker) route(exchangeName, key string) ([]*queue, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, errClosed("publish")
+	}
+	if exchangeName == broker.DefaultExchange {
+		if q, ok := b.queues[key]; ok {
+			return []*queue{q}, nil
+		}
+		return nil, nil
+	}
+	x, ok := b.exchanges[exchangeName]
+	if !ok {
+		return nil, fmt.Errorf("memory: publish to exchange %q: %w", exchangeName, broker.ErrNotFound)
+	}
+	x.cacheMu.Lock()
+	defer x.cacheMu.Unlock()
+	if qs, ok := x.cache[key]; ok {
+		return qs, nil
+	}
+	words := splitWords(key)
+	var qs []*queue
+	for _, bind := range x.bindings {
+		if !slices.Contains(qs, bind.q) && bind.pattern.matches(words) {
+			qs = append(qs, bind.q)
+		}
+	}
+	if x.cache == nil || len(x.cache) >= routeCacheMax {
+		x.cache = make(map[string][]*queue)
+	}
+	x.cache[key] = qs
+	return qs, nil
+}
+
+// deliverTo enqueues dead letters in their queues, if those exist.
+func (b *Broker) deadLetter(letters []deadLetter) {
+	for _, dl := range letters {
+		b.mu.RLock()
+		q, ok := b.queues[dl.queue]
+		closed := b.closed
+		b.mu.RUnlock()
+		if ok && !closed {
+			q.enqueue(dl.m)
+		}
+	}
+}
+
+// Ping reports whether the broker is open.
+func (b *Broker) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: ping: %w", err)
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return errClosed("ping")
+	}
+	return nil
+}
+
+// Close ends every publisher and subscription and drops every message.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	queues := slices.Collect(maps.Values(b.queues))
+	publishers := slices.Collect(maps.Keys(b.publishers))
+	b.queues = map[string]*queue{}
+	b.exchanges = map[string]*exchange{}
+	b.publishers = map[*publisher]struct{}{}
+	b.mu.Unlock()
+	for _, p := range publishers {
+		p.end()
+	}
+	for _, q := range queues {
+		q.shutdown(errClosed("broker closed"))
+	}
+	b.timers.Wait()
+	return nil
+}
+
+// timerEnter registers a running timer callback; false once closed.
+func (b *Broker) timerEnter() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return false
+	}
+	b.timers.Add(1)
+	return true
+}
+
+// now is the broker's clock.
+func now() time.Time { return time.Now() }
