@@ -320,7 +320,7 @@ func (b *Broker) supervise(s *session) {
 			return
 		}
 		lostAt := time.Now()
-		s = b.reconnect(s)
+		s = b.reconnect()
 		if s == nil {
 			return
 		}
@@ -379,7 +379,7 @@ func (b *Broker) watch(s *session) bool {
 
 // reconnect dials the nodes in turn, starting after the one that failed,
 // with backoff, until one connects and takes the topology, or Close.
-func (b *Broker) reconnect(failed *session) *session {
+func (b *Broker) reconnect() *session {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			t := time.NewTimer(b.backoff(attempt))

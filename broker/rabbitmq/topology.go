@@ -37,7 +37,9 @@ const (
 //     retry queue or rejected into the dead-letter queue is never lost on the
 //     way; the default, at-most-once, drops it if anything fails in between.
 //     reject-publish only matters with a length limit, which these queues do
-//     not set.
+//     not set. RabbitMQ 3.10 honours the strategy when the stream_queue
+//     feature flag is on (it is by default); the flip side is that dead
+//     letters wait in their queue while the dead-letter queue is missing.
 //
 // Operators who declare queues by other means use the same arguments, or
 // DeclareQueue fails with the server's PRECONDITION_FAILED.
