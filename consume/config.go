@@ -19,6 +19,7 @@ const DefaultExchange = "edupulse.events"
 // Defaults for the zero values of Config.
 const (
 	DefaultMaxAttempts     = 5
+	DefaultMaxDeliveries   = 20
 	DefaultInitialBackoff  = time.Second
 	DefaultMaxBackoff      = time.Minute
 	DefaultMultiplier      = 3.0
@@ -60,6 +61,13 @@ type Config struct {
 	MaxAttempts int
 	// Backoff sets the delays between attempts.
 	Backoff Backoff
+	// MaxDeliveries guards against a message that kills its consumer: one
+	// the broker has delivered this many times without it being settled
+	// (the process handling it crashed, or lost its connection, each time)
+	// is dead-lettered before its handler runs again. DefaultMaxDeliveries
+	// if zero. It relies on the broker counting deliveries, as RabbitMQ's
+	// quorum queues do (x-delivery-count).
+	MaxDeliveries int
 	// HandlerTimeout, when set, bounds each handler call; a call that
 	// outlives it fails (and is retried).
 	HandlerTimeout time.Duration
@@ -140,8 +148,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: Group %q is longer than %d bytes", ErrInvalidConfig, c.Group, maxGroupLen)
 	case strings.HasPrefix(c.Group, "amq."):
 		return c, fmt.Errorf("%w: Group %q: names starting with \"amq.\" are reserved by the broker", ErrInvalidConfig, c.Group)
-	case c.Concurrency < 0, c.Prefetch < 0, c.MaxAttempts < 0:
-		return c, fmt.Errorf("%w: Concurrency, Prefetch and MaxAttempts must not be negative", ErrInvalidConfig)
+	case c.Concurrency < 0, c.Prefetch < 0, c.MaxAttempts < 0, c.MaxDeliveries < 0:
+		return c, fmt.Errorf("%w: Concurrency, Prefetch, MaxAttempts and MaxDeliveries must not be negative", ErrInvalidConfig)
 	case c.MaxAttempts > 100:
 		return c, fmt.Errorf("%w: MaxAttempts %d: at most 100 (each attempt has a retry queue)", ErrInvalidConfig, c.MaxAttempts)
 	}
@@ -156,6 +164,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = DefaultMaxDeliveries
 	}
 	c.Backoff = c.Backoff.withDefaults()
 	if c.ShutdownTimeout <= 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edupulse/eventbus/broker/rabbitmq"
 	"github.com/edupulse/eventbus/consume"
@@ -103,5 +104,35 @@ func TestPermanent(t *testing.T) {
 	}
 	if consume.Permanent(nil) != nil {
 		t.Fatal("Permanent(nil) is not nil")
+	}
+}
+
+func TestMetricsShareARegistry(t *testing.T) {
+	var b *rabbitmq.Broker
+	reg := prometheus.NewRegistry()
+	route := consume.OnAny(func(context.Context, event.Envelope) error { return nil })
+	for _, group := range []string{"one", "two", "one"} {
+		if _, err := consume.New(b, consume.Config{Group: group, Registerer: reg}, route); err != nil {
+			t.Fatalf("group %s: %v", group, err)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	for _, want := range []string{"eventbus_consumer_handled_total", "eventbus_consumer_duplicates_total", "eventbus_consumer_retried_total", "eventbus_consumer_in_flight"} {
+		if !names[want] {
+			t.Errorf("metric %s not registered; have %v", want, names)
+		}
+	}
+	// A foreign collector under one of the names is an error, not a panic.
+	clash := prometheus.NewRegistry()
+	clash.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventbus_consumer_handled_total", Help: "not ours"}))
+	if _, err := consume.New(b, consume.Config{Group: "g", Registerer: clash}, route); err == nil {
+		t.Error("New accepted a registry where another metric holds a name")
 	}
 }

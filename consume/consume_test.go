@@ -448,7 +448,7 @@ func TestCompetingConsumers(t *testing.T) {
 		cfg := e.config()
 		cfg.Prefetch = 4
 		one := newConsumer(t, e.b, cfg, route)
-		two := newConsumer(t, k.open(t), cfg, route) // another process
+		two := newConsumer(t, k.connectAgain(t, e.b), cfg, route) // another process
 		e.start(one)
 		e.start(two)
 		const n = 200
@@ -602,6 +602,39 @@ func TestTraceAndCausation(t *testing.T) {
 					t.Errorf("badge traceparent %q does not name the consume span %s as parent", badge.TraceParent, span.SpanContext().SpanID())
 				}
 			})
+		}
+	})
+}
+
+func TestPoisonMessageIsDeadLettered(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, k brokerKind) {
+		e := newEnv(t, k)
+		var calls atomic.Int32
+		cfg := e.config()
+		cfg.MaxDeliveries = 3
+		c := newConsumer(t, e.b, cfg, consume.On(func(ctx context.Context, env event.Envelope, q edupulse.QuizSubmitted) error {
+			calls.Add(1)
+			return nil
+		}))
+		e.start(c)
+		// As RabbitMQ's quorum queues count a message that crashed its
+		// consumer three times.
+		m, err := broker.EnvelopeMessage(quizEvent("quiz-1", 1, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Headers["x-delivery-count"] = int64(3)
+		e.publishMessages(e.exchange, []string{edupulse.TypeQuizSubmitted}, []broker.Message{m})
+		eventually(t, 10*time.Second, "the poison message to be dead-lettered", func() bool { return c.Stats().DeadLettered == 1 })
+		if calls.Load() != 0 {
+			t.Error("the handler ran on a poison message")
+		}
+		dead, err := consume.DeadLetters(context.Background(), e.b, e.group, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) != 1 || !strings.Contains(dead[0].Reason, "delivered 3 times") {
+			t.Fatalf("dead letters %+v", dead)
 		}
 	})
 }

@@ -42,8 +42,10 @@
 // then dead-letters it back to G. No message waits in memory.
 //
 // After MaxAttempts failures, or at once for a Permanent error, a message
-// that is not a CloudEvent, or a payload that does not decode into the
-// route's type, the runtime puts a copy in G.dlq: the original body and
+// that is not a CloudEvent, a payload that does not decode into the route's
+// type, or a message the broker delivered MaxDeliveries times without it
+// ever being settled (it crashes its consumer), the runtime puts a copy in
+// G.dlq: the original body and
 // properties, with headers saying why (broker.HeaderFailureReason), after how
 // many attempts (HeaderAttempt), when (HeaderFailedAt) and where
 // (HeaderFailedQueue). DeadLetters lists them and Requeue sends them back.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/memory"
 	"github.com/edupulse/eventbus/broker/rabbitmq"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
@@ -41,6 +42,9 @@ type brokerKind struct {
 	// openFaulty returns a broker whose connection cut breaks, or is nil
 	// when the kind has no connection to break.
 	openFaulty func(t testing.TB) (b broker.Broker, cut func() error)
+	// connectAgain returns another connection to the broker b reaches, as
+	// another process of a consumer group has.
+	connectAgain func(t testing.TB, b broker.Broker) broker.Broker
 }
 
 func openRabbitMQ(t testing.TB, url string) broker.Broker {
@@ -66,10 +70,22 @@ var rabbitMQKind = brokerKind{
 		proxy := testenv.NewFaultProxy(t, hostOf(t, testenv.AMQPURL()))
 		return openRabbitMQ(t, testenv.WithHost(testenv.AMQPURL(), proxy.Addr())), proxy.Cut
 	},
+	connectAgain: func(t testing.TB, _ broker.Broker) broker.Broker { return openRabbitMQ(t, testenv.AMQPURL()) },
+}
+
+// memoryKind is the in-process broker of the embedded default.
+var memoryKind = brokerKind{
+	name: "memory",
+	open: func(t testing.TB) broker.Broker {
+		b := memory.New()
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	},
+	connectAgain: func(_ testing.TB, b broker.Broker) broker.Broker { return b },
 }
 
 // brokerKinds lists the implementations the behaviour tests run against.
-var brokerKinds = []brokerKind{rabbitMQKind}
+var brokerKinds = []brokerKind{rabbitMQKind, memoryKind}
 
 // forEachBroker runs test once per broker kind, as a subtest.
 func forEachBroker(t *testing.T, test func(t *testing.T, k brokerKind)) {

@@ -39,6 +39,7 @@ const (
 	causeMalformed = "malformed" // not a CloudEvent, or the payload does not fit
 	causePermanent = "permanent" // the handler returned a Permanent error
 	causeExhausted = "exhausted" // every attempt failed
+	causePoison    = "poison"    // delivered MaxDeliveries times, never settled
 )
 
 // metrics are the Prometheus series of one group.
@@ -63,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 	resubscribes := counter("resubscribes_total", "Subscriptions opened again after one ended.")
 	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "eventbus", Subsystem: "consumer", Name: "dead_lettered_total",
-		Help: "Messages sent to the dead-letter queue, by cause (malformed, permanent, exhausted).",
+		Help: "Messages sent to the dead-letter queue, by cause (malformed, permanent, exhausted, poison).",
 	}, []string{"group", "cause"})
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "eventbus", Subsystem: "consumer", Name: "handler_duration_seconds",

@@ -23,6 +23,12 @@ func (c *Consumer) process(ctx context.Context, j job) {
 	}
 	d := j.d
 	attempt := int(d.IntHeader(broker.HeaderAttempt)) + 1
+	if n := d.IntHeader(headerDeliveryCount); n >= int64(c.cfg.MaxDeliveries) {
+		c.deadLetter(ctx, d, attempt, causePoison, fmt.Errorf(
+			"consume: message %q was delivered %d times without being settled: the process handling it crashed or lost its connection each time",
+			d.MessageID, n))
+		return
+	}
 	env, err := j.env, j.envErr
 	if !j.decoded {
 		env, err = broker.DecodeMessage(d.Message)
@@ -67,6 +73,13 @@ func (c *Consumer) process(ctx context.Context, j job) {
 	}
 	c.stats.failed.Add(1)
 	c.metrics.failed.Inc()
+	if j.sess.ended.Load() {
+		// The broker has put the message back already: a retry copy would
+		// make a second one. The redelivery is this attempt again.
+		c.log.Info("consume: handler failed after its subscription ended; the event will be delivered again",
+			"type", env.Type, "event_id", env.ID, "err", err)
+		return
+	}
 	switch {
 	case errors.Is(err, ErrPermanent):
 		c.deadLetter(ctx, d, attempt, causePermanent, err)

@@ -73,6 +73,10 @@ func (r *republisher) close() {
 	}
 }
 
+// headerDeliveryCount is where RabbitMQ's quorum queues count the times a
+// message was delivered before.
+const headerDeliveryCount = "x-delivery-count"
+
 // maxReasonBytes bounds the failure reason header: an error can quote a
 // whole payload.
 const maxReasonBytes = 1024
@@ -85,7 +89,7 @@ func copyMessage(m broker.Message) broker.Message {
 	h := make(map[string]any, len(m.Headers)+4)
 	for k, v := range m.Headers {
 		if strings.HasPrefix(k, "x-death") || strings.HasPrefix(k, "x-first-death-") ||
-			strings.HasPrefix(k, "x-last-death-") || k == "x-delivery-count" {
+			strings.HasPrefix(k, "x-last-death-") || k == headerDeliveryCount {
 			continue
 		}
 		h[k] = v
