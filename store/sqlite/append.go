@@ -5,24 +5,19 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/store"
 )
 
-// The statements of an append, prepared once on the write connection.
+// The statements of an append.
 type stmtID int
 
 const (
 	stmtProbe stmtID = iota
 	stmtByID
 	stmtInsert
-	stmtSavepoint
-	stmtRelease
-	stmtRollbackTo
 	numStmts
 )
 
@@ -34,82 +29,30 @@ var stmtSQL = [numStmts]string{
 	stmtInsert: `INSERT INTO event_store (event_id, type, source, subject, stream_version, occurred_at,
 		recorded_at, correlation_id, causation_id, traceparent, tracestate, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	// One append's savepoint: a failed append inside a larger transaction
-	// (the caller's, or a commit group) undoes only itself.
-	stmtSavepoint:  "SAVEPOINT eventbus_append",
-	stmtRelease:    "RELEASE eventbus_append",
-	stmtRollbackTo: "ROLLBACK TO eventbus_append",
 }
 
-// statements holds the append statements prepared on the write pool. They
-// are prepared on first use, once the schema exists.
-type statements struct {
-	mu    sync.Mutex
-	ready bool
-	stmt  [numStmts]*sql.Stmt
+// writer runs the statements of appends inside one transaction: the
+// caller's (txWriter) or a commit group's (rawWriter).
+type writer interface {
+	// exec runs a statement and returns the rowid it inserted, if any.
+	exec(ctx context.Context, id stmtID, args ...any) (int64, error)
+	// queryRow runs a query; its Scan reports sql.ErrNoRows for no row.
+	queryRow(ctx context.Context, id stmtID, args ...any) scanner
 }
 
-// prepare prepares the statements on db unless that is done. It must not be
-// called while the write connection is held: preparing takes it.
-func (st *statements) prepare(ctx context.Context, db *sql.DB) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.ready {
-		return nil
+// txWriter runs statements in a *sql.Tx.
+type txWriter struct{ tx *sql.Tx }
+
+func (w txWriter) exec(ctx context.Context, id stmtID, args ...any) (int64, error) {
+	res, err := w.tx.ExecContext(ctx, stmtSQL[id], args...)
+	if err != nil {
+		return 0, err
 	}
-	for i, q := range stmtSQL {
-		if st.stmt[i] != nil {
-			continue
-		}
-		p, err := db.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare (is the schema migrated?): %w", err)
-		}
-		st.stmt[i] = p
-	}
-	st.ready = true
-	return nil
+	return res.LastInsertId()
 }
 
-func (st *statements) close() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for i, p := range st.stmt {
-		if p != nil {
-			_ = p.Close()
-			st.stmt[i] = nil
-		}
-	}
-	st.ready = false
-}
-
-// writer runs the statements of appends in one transaction, through the
-// prepared statements when the transaction is on the write pool.
-type writer struct {
-	tx       *sql.Tx
-	prepared *[numStmts]*sql.Stmt // nil: prepare each statement as it runs
-	bound    [numStmts]*sql.Stmt
-}
-
-func (w *writer) stmt(ctx context.Context, id stmtID) *sql.Stmt {
-	if w.bound[id] == nil {
-		w.bound[id] = w.tx.StmtContext(ctx, w.prepared[id])
-	}
-	return w.bound[id]
-}
-
-func (w *writer) exec(ctx context.Context, id stmtID, args ...any) (sql.Result, error) {
-	if w.prepared == nil {
-		return w.tx.ExecContext(ctx, stmtSQL[id], args...)
-	}
-	return w.stmt(ctx, id).ExecContext(ctx, args...)
-}
-
-func (w *writer) queryRow(ctx context.Context, id stmtID, args ...any) *sql.Row {
-	if w.prepared == nil {
-		return w.tx.QueryRowContext(ctx, stmtSQL[id], args...)
-	}
-	return w.stmt(ctx, id).QueryRowContext(ctx, args...)
+func (w txWriter) queryRow(ctx context.Context, id stmtID, args ...any) scanner {
+	return w.tx.QueryRowContext(ctx, stmtSQL[id], args...)
 }
 
 // handlerKey marks the context HandleOnce passes to its handler, so that a
@@ -137,8 +80,9 @@ func (s *Store) Append(ctx context.Context, drafts []event.Draft) ([]store.Appen
 }
 
 // AppendTx stores drafts inside tx, which must come from DB().BeginTx; see
-// the package documentation. A failed AppendTx undoes only itself: tx stays
-// usable, as it was before the call, unless the error is the context's.
+// the package documentation. A failed AppendTx undoes only itself: it runs
+// in a savepoint, so tx stays usable, as it was before the call (unless ctx
+// ended during a write: SQLite then rolls back the whole transaction).
 func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, drafts []event.Draft) ([]store.Appended, error) {
 	if tx == nil {
 		return s.Append(ctx, drafts)
@@ -147,35 +91,22 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, drafts []event.Draft) 
 		return nil, err
 	}
 	op := fmt.Sprintf("append %d events", len(drafts))
-	res, err, _ := s.appendSavepoint(ctx, &writer{tx: tx}, drafts, op)
-	return res, err
-}
-
-// appendSavepoint appends drafts inside a savepoint of w's transaction and
-// rolls back to it on failure. broken reports that the transaction itself
-// is gone (SQLite rolls a whole transaction back on some errors), so that a
-// commit group fails every member.
-func (s *Store) appendSavepoint(ctx context.Context, w *writer, drafts []event.Draft, op string) (res []store.Appended, err error, broken bool) {
-	if _, err := w.exec(ctx, stmtSavepoint); err != nil {
-		return nil, s.wrap(err, op), true
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT eventbus_append"); err != nil {
+		return nil, s.wrap(err, op)
 	}
-	res, err, _ = s.appendRows(ctx, w, drafts, op)
+	res, err, _ := s.appendRows(ctx, txWriter{tx}, drafts, op)
 	// The savepoint is closed even if ctx is done: the transaction must be
 	// left as it was.
 	cleanup := context.WithoutCancel(ctx)
 	if err != nil {
-		if _, rbErr := w.exec(cleanup, stmtRollbackTo); rbErr != nil {
-			return nil, errors.Join(err, s.wrap(rbErr, op+": roll back")), true
+		if _, rbErr := tx.ExecContext(cleanup, "ROLLBACK TO eventbus_append"); rbErr != nil {
+			return nil, errors.Join(err, s.wrap(rbErr, op+": roll back"))
 		}
-		if _, relErr := w.exec(cleanup, stmtRelease); relErr != nil {
-			return nil, errors.Join(err, s.wrap(relErr, op+": release")), true
-		}
-		return nil, err, false
 	}
-	if _, err := w.exec(cleanup, stmtRelease); err != nil {
-		return nil, s.wrap(err, op+": release"), true
+	if _, relErr := tx.ExecContext(cleanup, "RELEASE eventbus_append"); relErr != nil {
+		return nil, errors.Join(err, s.wrap(relErr, op+": release"))
 	}
-	return res, nil, false
+	return res, err
 }
 
 // appendRows appends drafts in w's transaction, which holds the write lock.
@@ -183,7 +114,7 @@ func (s *Store) appendSavepoint(ctx context.Context, w *writer, drafts []event.D
 // duplicate checks and stream versions it computes hold at commit. Every
 // check comes before the first insert: wrote reports that an error came
 // after it, when the transaction holds part of the batch.
-func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft, op string) (_ []store.Appended, _ error, wrote bool) {
+func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, op string) (_ []store.Appended, _ error, wrote bool) {
 	out := make([]store.Appended, len(drafts))
 	fresh := make([]bool, len(drafts))
 	versions := make([]int64, len(drafts))
@@ -231,13 +162,9 @@ func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft,
 			continue
 		}
 		occurred := d.OccurredAt.UnixMicro()
-		res, err := w.exec(ctx, stmtInsert, d.ID.String(), d.Type, d.Source, nullText(d.Subject),
+		id, err := w.exec(ctx, stmtInsert, d.ID.String(), d.Type, d.Source, nullText(d.Subject),
 			nullVersion(versions[i]), occurred, recorded, d.CorrelationID.String(), nullUUID(d.CausationID),
 			nullText(d.TraceParent), nullText(d.TraceState), string(d.Data))
-		if err != nil {
-			return nil, s.wrap(err, op+": insert "+d.ID.String()), true
-		}
-		id, err := res.LastInsertId()
 		if err != nil {
 			return nil, s.wrap(err, op+": insert "+d.ID.String()), true
 		}
@@ -250,184 +177,6 @@ func (s *Store) appendRows(ctx context.Context, w *writer, drafts []event.Draft,
 		}}
 	}
 	return out, nil, false
-}
-
-// groupMaxEvents bounds the events of one commit group, so that one commit
-// stays short.
-const groupMaxEvents = store.MaxBatch
-
-// groupCommit lets concurrent Append calls share a transaction. There is no
-// background goroutine: the first caller to find no leader leads. It waits
-// for the write connection, takes every queued request, runs each in a
-// savepoint, commits once, and hands leadership to the next queued request.
-type groupCommit struct {
-	mu      sync.Mutex
-	queue   []*request
-	leading bool
-}
-
-type request struct {
-	ctx    context.Context
-	drafts []event.Draft
-	op     string
-	res    []store.Appended
-	err    error
-	done   chan struct{} // closed once res and err are set
-	// promote tells a queued request that it leads now (buffered: sent
-	// under mu, at most once).
-	promote chan struct{}
-}
-
-func (g *groupCommit) submit(ctx context.Context, s *Store, r *request) ([]store.Appended, error) {
-	r.done = make(chan struct{})
-	r.promote = make(chan struct{}, 1)
-	g.mu.Lock()
-	g.queue = append(g.queue, r)
-	lead := !g.leading
-	g.leading = true
-	g.mu.Unlock()
-	for {
-		if lead {
-			g.lead(s, r)
-			lead = false
-		}
-		select {
-		case <-r.done:
-			return r.res, r.err
-		case <-r.promote:
-			lead = true
-		case <-ctx.Done():
-			g.mu.Lock()
-			if g.removeLocked(r) {
-				// Never taken: nothing was written. Pass on leadership if
-				// it had just been handed over.
-				select {
-				case <-r.promote:
-					g.handoffLocked()
-				default:
-				}
-				g.mu.Unlock()
-				return nil, s.wrap(ctx.Err(), r.op)
-			}
-			g.mu.Unlock()
-			// A leader has taken r; its outcome is decided within one
-			// commit, and the leader checks ctx before running it.
-			<-r.done
-			return r.res, r.err
-		}
-	}
-}
-
-// lead runs one commit group that includes r, which is at the head of the
-// queue.
-func (g *groupCommit) lead(s *Store, r *request) {
-	err := s.stmts.prepare(r.ctx, s.write)
-	var conn *sql.Conn
-	if err == nil {
-		conn, err = s.write.Conn(r.ctx)
-	}
-	if err != nil {
-		// r could not lead; the next request tries.
-		g.mu.Lock()
-		g.removeLocked(r)
-		g.handoffLocked()
-		g.mu.Unlock()
-		r.err = s.wrap(err, r.op)
-		close(r.done)
-		return
-	}
-	// Begin before taking the queue: callers that the last commit released
-	// queue again meanwhile, and join this group rather than wait for the
-	// next one.
-	tx, err := conn.BeginTx(context.Background(), nil)
-	runtime.Gosched()
-	g.mu.Lock()
-	n, events := 0, 0
-	for n < len(g.queue) && (n == 0 || events+len(g.queue[n].drafts) <= groupMaxEvents) {
-		events += len(g.queue[n].drafts)
-		n++
-	}
-	batch := make([]*request, n)
-	copy(batch, g.queue)
-	g.queue = g.queue[:copy(g.queue, g.queue[n:])]
-	g.mu.Unlock()
-
-	if err != nil {
-		err = s.wrap(err, "append: begin")
-		for _, q := range batch {
-			q.err = err
-		}
-	} else {
-		s.commitGroup(tx, batch)
-	}
-	_ = conn.Close()
-	for _, q := range batch {
-		close(q.done)
-	}
-	g.mu.Lock()
-	g.handoffLocked()
-	g.mu.Unlock()
-}
-
-// commitGroup runs batch in tx and commits it. The statements run
-// without the callers' contexts: an interrupted statement can roll back the
-// whole transaction, and with it the other callers' events. A caller whose
-// context is done before its turn is skipped.
-func (s *Store) commitGroup(tx *sql.Tx, batch []*request) {
-	ctx := context.Background()
-	fail := func(err error) {
-		for _, q := range batch {
-			q.res, q.err = nil, err
-		}
-	}
-	w := &writer{tx: tx, prepared: &s.stmts.stmt}
-	for _, q := range batch {
-		if err := q.ctx.Err(); err != nil {
-			q.err = s.wrap(err, q.op)
-			continue
-		}
-		// No savepoint: a request fails before it writes (a conflict), or
-		// the whole group fails, so that no request commits in part.
-		var wrote bool
-		q.res, q.err, wrote = s.appendRows(ctx, w, q.drafts, q.op)
-		if q.err != nil && wrote {
-			_ = tx.Rollback()
-			fail(q.err)
-			return
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		err = s.wrap(err, "append: commit")
-		for _, q := range batch {
-			if q.err == nil {
-				q.res, q.err = nil, err
-			}
-		}
-	}
-}
-
-// removeLocked takes r out of the queue, reporting whether it was there.
-func (g *groupCommit) removeLocked(r *request) bool {
-	for i, q := range g.queue {
-		if q == r {
-			g.queue = append(g.queue[:i], g.queue[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
-// handoffLocked makes the head of the queue the leader, or ends leadership
-// when nothing is queued.
-func (g *groupCommit) handoffLocked() {
-	if len(g.queue) == 0 {
-		g.leading = false
-		return
-	}
-	select {
-	case g.queue[0].promote <- struct{}{}:
-	default: // already promoted
-	}
 }
 
 func nullText(s string) any {

@@ -324,3 +324,64 @@ func readAllEvents(t *testing.T, s *sqlite.Store) []event.Envelope {
 		f.After = page.Next
 	}
 }
+
+// An insert that fails after others of its batch were written leaves
+// nothing of the batch, and the appends that shared its commit group are
+// stored all the same.
+func TestFailedWriteCommitsNothingOfItsBatch(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.DB().ExecContext(ctx, `CREATE TRIGGER explode BEFORE INSERT ON event_store
+		WHEN NEW.type = 'test.explode' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.DB().BeginTx(ctx, nil) // queue the appends behind it
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []event.Draft{testDraft("test.fine", "s", `{}`), testDraft("test.explode", "s", `{}`)}
+	var good [][]event.Draft
+	for i := 0; i < 4; i++ {
+		good = append(good, []event.Draft{testDraft("test.fine", "s", `{}`)})
+	}
+	var wg sync.WaitGroup
+	goodErrs := make([]error, len(good))
+	var badErr error
+	wg.Add(1 + len(good))
+	go func() { defer wg.Done(); _, badErr = s.Append(ctx, bad) }()
+	for i := range good {
+		go func() { defer wg.Done(); _, goodErrs[i] = s.Append(ctx, good[i]) }()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if badErr == nil || !strings.Contains(badErr.Error(), "boom") {
+		t.Fatalf("Append of the failing batch = %v, want the trigger's error", badErr)
+	}
+	for _, d := range bad {
+		if _, err := s.Get(ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("event %s of the failed batch: Get = %v, want ErrNotFound", d.Type, err)
+		}
+	}
+	for i, batch := range good {
+		if goodErrs[i] != nil {
+			t.Fatalf("append %d in the failing batch's group: %v", i, goodErrs[i])
+		}
+		if _, err := s.Get(ctx, batch[0].ID); err != nil {
+			t.Fatalf("event of append %d: %v", i, err)
+		}
+	}
+	// The store goes on working, with no gap in the stream.
+	appendOne(t, s, testDraft("test.fine", "s", `{}`))
+	evs, err := s.ReadStream(ctx, "s", 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range evs {
+		if e.StreamVersion != int64(i+1) {
+			t.Fatalf("stream s has version %d at %d", e.StreamVersion, i)
+		}
+	}
+}

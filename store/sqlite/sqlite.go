@@ -73,7 +73,7 @@ type Store struct {
 	path    string
 	write   *sql.DB // one connection; transactions begin IMMEDIATE
 	read    *sql.DB // read-only connections
-	stmts   statements
+	raw     rawCache
 	group   groupCommit
 	closed  atomic.Bool
 	closeMu sync.Once
@@ -209,17 +209,27 @@ func (s *Store) DB() *sql.DB { return s.write }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the store's connections. It waits for open transactions to
-// end.
+// closeWait bounds how long Close waits for an open write transaction.
+const closeWait = 5 * time.Second
+
+// Close closes the store's connections. Calls that start afterwards fail
+// with store.ErrUnavailable. It waits a while for a write transaction in
+// progress to end.
 func (s *Store) Close() error {
 	var err error
 	s.closeMu.Do(func() {
 		s.closed.Store(true)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
 		defer cancel()
-		// Keep the planner's statistics fresh; cheap when nothing changed.
-		_, _ = s.write.ExecContext(ctx, "PRAGMA optimize")
-		s.stmts.close()
+		// Holding the write connection, nothing uses the statements
+		// prepared on it: they can be finalized.
+		if conn, cerr := s.write.Conn(ctx); cerr == nil {
+			// Keep the planner's statistics fresh; cheap when nothing
+			// changed.
+			_, _ = conn.ExecContext(ctx, "PRAGMA optimize")
+			s.raw.close()
+			_ = conn.Close()
+		}
 		err = errors.Join(s.read.Close(), s.write.Close())
 	})
 	return err
