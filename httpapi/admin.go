@@ -11,136 +11,170 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
-	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/replay"
 )
 
-// Admin holds the operations behind the admin routes. The packages that
-// implement them (replay, the dead-letter tools) are wired in by the caller;
-// a nil func makes its route answer 501.
+// Admin holds the operations behind the admin routes, bound to the store and
+// the broker by the caller:
+//
+//	httpapi.Admin{
+//		Replay: func(ctx context.Context, o replay.Options) (replay.Result, error) {
+//			return replay.Run(ctx, st, b, o)
+//		},
+//		Exchange: cfg.Exchange,
+//		DeadLetters: func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error) {
+//			return consume.DeadLetters(ctx, b, group, limit)
+//		},
+//		Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
+//			return consume.Requeue(ctx, b, group, pick)
+//		},
+//	}
+//
+// A nil func makes its route answer 501. A replay's dry run needs no func:
+// it only reads the store.
 type Admin struct {
-	// Replay sends the stored events that match req again.
-	Replay func(ctx context.Context, req ReplayRequest) (ReplayResult, error)
-	// DeadLetters lists up to limit messages of a dead-letter queue, leaving
-	// them in it.
-	DeadLetters func(ctx context.Context, queue string, limit int) ([]DeadLetter, error)
-	// Requeue sends dead-lettered messages back to the queue they failed in:
-	// those whose event IDs are given, or all when ids is empty. It returns
-	// how many it sent.
-	Requeue func(ctx context.Context, queue string, ids []uuid.UUID) (int, error)
+	// Replay sends stored events again (POST /v1/replay).
+	Replay func(ctx context.Context, opts replay.Options) (replay.Result, error)
+	// Exchange is where a replay goes when the request names no queue.
+	Exchange string
+	// DeadLetters lists a consumer group's dead letters, leaving them in
+	// place (GET /v1/dead-letters/{group}).
+	DeadLetters func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error)
+	// Requeue moves the dead letters pick selects (all when pick is nil)
+	// back to the group's queue (POST /v1/dead-letters/{group}/requeue).
+	Requeue func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error)
 }
 
-// ReplayRequest is what POST /v1/replay asks for. Its query takes the
-// filter parameters of GET /v1/events (but limit), and queue, dry_run, rate
-// and max.
-type ReplayRequest struct {
-	// Filter selects the events, in commit order. Its Limit is 0: the
-	// replayer pages as it likes.
-	Filter store.Filter
-	// Queue, when set, receives the events directly; else the exchange does,
-	// and so every bound queue.
-	Queue string
-	// DryRun counts the events without sending them.
-	DryRun bool
-	// Rate bounds the events sent per second; 0 means no bound.
-	Rate float64
-	// Max bounds the events sent; 0 means no bound.
-	Max int64
-}
+// drySample is how many of the selected events a dry run shows.
+const drySample = 10
 
-// ReplayResult is the answer of POST /v1/replay.
-type ReplayResult struct {
-	ID        string `json:"id,omitempty"` // the replay's ID, in the x-eventbus-replay header of what it sent
-	Matched   int64  `json:"matched"`
-	Published int64  `json:"published"`
-	DryRun    bool   `json:"dry_run"`
-}
+var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "queue", "rate", "dry_run"}
 
-// DeadLetter is one message in a dead-letter queue.
-type DeadLetter struct {
-	MessageID string    `json:"message_id"`
-	Type      string    `json:"type,omitempty"`
-	Queue     string    `json:"failed_queue,omitempty"` // the queue it failed in
-	Attempt   int64     `json:"attempt,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	FailedAt  time.Time `json:"failed_at,omitzero"`
-	// Body is the message body, normally a CloudEvent. It is answered byte
-	// for byte as "body" when it is JSON, else base64 as "body_base64".
-	Body []byte `json:"-"`
+// replayRequest is the query of POST /v1/replay: the filter parameters of
+// GET /v1/events but limit, and queue (default: the exchange), rate (events
+// per second) and dry_run.
+type replayRequest struct {
+	opts   replay.Options
+	dryRun bool
 }
-
-var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "queue", "dry_run", "rate", "max"}
 
 // parseReplay parses the query of POST /v1/replay. Every error is a
 // *Problem with status 400.
-func parseReplay(rawQuery string) (ReplayRequest, error) {
-	var req ReplayRequest
+func parseReplay(rawQuery string) (replayRequest, error) {
+	var req replayRequest
 	q, p := parseQuery(rawQuery, replayParams, []string{"type"})
 	if p != nil {
 		return req, p
 	}
-	if req.Filter, p = filterFrom(q); p != nil {
+	if req.opts.Filter, p = filterFrom(q); p != nil {
 		return req, p
 	}
+	req.opts.Filter.Limit = 0 // the replay's batch size: its own default
 	if v := q.get("queue"); v != "" {
-		if req.Queue, p = parseQueueName(v); p != nil {
+		if req.opts.Target.Queue, p = parseName(v, "queue"); p != nil {
 			return req, p
 		}
+	}
+	if v := q.get("rate"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(r > 0 && r <= 1e9) {
+			return req, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("rate %s must be a number of events per second above 0", clip(v))).atField("rate")
+		}
+		req.opts.Rate = r
 	}
 	if v := q.get("dry_run"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return req, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("dry_run %s must be true or false", clip(v))).atField("dry_run")
 		}
-		req.DryRun = b
-	}
-	if v := q.get("rate"); v != "" {
-		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || r <= 0 || r > 1e9 {
-			return req, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("rate %s must be a positive number of events per second", clip(v))).atField("rate")
-		}
-		req.Rate = r
-	}
-	if v := q.get("max"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return req, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("max %s must be a whole number from 1", clip(v))).atField("max")
-		}
-		req.Max = n
+		req.dryRun = b
 	}
 	return req, nil
 }
 
-// parseQueueName checks a queue name as AMQP bounds it: 1 to 255 bytes of
-// printable UTF-8.
-func parseQueueName(name string) (string, *Problem) {
+// parseName checks a queue or group name as AMQP bounds queue names: 1 to
+// 255 bytes of printable UTF-8.
+func parseName(name, param string) (string, *Problem) {
 	ok := name != "" && len(name) <= 255 && utf8.ValidString(name)
 	for _, c := range name {
 		ok = ok && unicode.IsPrint(c)
 	}
 	if !ok {
-		return "", newProblem(400, ProblemInvalidParameter, fmt.Sprintf("queue %s must be 1 to 255 bytes of printable text", clip(name))).atField("queue")
+		return "", newProblem(400, ProblemInvalidParameter, fmt.Sprintf("%s %s must be 1 to 255 bytes of printable text", param, clip(name))).atField(param)
 	}
 	return name, nil
 }
 
+// replay runs a replay, or plans one (dry_run=true): the number of events
+// it would send and the first of them. A replay runs while the request
+// does; a large one is better run with `eventbus replay`, which shows its
+// progress. When it stops early, the problem's resume member is the cursor
+// to pass as after to go on.
 func (a *api) replay(w http.ResponseWriter, r *http.Request) {
-	if a.admin.Replay == nil {
-		writeProblem(w, r, notConfigured("replay"))
-		return
-	}
 	req, err := parseReplay(r.URL.RawQuery)
 	if err != nil {
 		writeProblem(w, r, err.(*Problem))
 		return
 	}
-	res, err := a.admin.Replay(r.Context(), req)
+	if req.dryRun {
+		total, sample, err := replay.Plan(r.Context(), a.reader, req.opts.Filter, drySample)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		buf, err := appendEventList(nil, sample)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		buf = append(buf, `,"total":`...)
+		buf = strconv.AppendInt(buf, total, 10)
+		writeJSON(w, http.StatusOK, append(buf, `,"dry_run":true}`...))
+		return
+	}
+	if a.admin.Replay == nil {
+		writeProblem(w, r, notConfigured("replay"))
+		return
+	}
+	if req.opts.Target.Queue == "" {
+		if a.admin.Exchange == "" {
+			writeProblem(w, r, notConfigured("replay to the exchange (name a queue)"))
+			return
+		}
+		req.opts.Target.Exchange = a.admin.Exchange
+	}
+	res, err := a.admin.Replay(r.Context(), req.opts)
 	if err != nil {
+		if res.Published > 0 && r.Context().Err() == nil {
+			infoFrom(r.Context()).err = err
+			p := newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
+				fmt.Sprintf("the replay stopped after %d of %d events; retry with after=%s to go on", res.Published, res.Total, res.Resume))
+			p.Resume, p.retryAfter = res.Resume.String(), a.retryAfter
+			writeProblem(w, r, p)
+			return
+		}
 		a.fail(w, r, err)
 		return
 	}
-	a.writeValue(w, r, http.StatusOK, res)
+	a.writeValue(w, r, http.StatusOK, struct {
+		ID        string `json:"id"`
+		Published int64  `json:"published"`
+		Total     int64  `json:"total"`
+		Resume    string `json:"resume"`
+		Complete  bool   `json:"complete"`
+	}{res.ID, res.Published, res.Total, res.Resume.String(), res.Complete})
+}
+
+// deadLetterMeta is a dead letter's JSON without its message, which is
+// appended as it came: the event byte for byte, or the raw body.
+type deadLetterMeta struct {
+	MessageID string    `json:"message_id"`
+	Type      string    `json:"type,omitempty"`
+	Queue     string    `json:"queue,omitempty"` // the queue it failed in
+	Attempts  int       `json:"attempts"`
+	Reason    string    `json:"reason,omitempty"`
+	FailedAt  time.Time `json:"failed_at,omitzero"`
 }
 
 func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +182,7 @@ func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notConfigured("the dead-letter browser"))
 		return
 	}
-	queue, p := parseQueueName(r.PathValue("queue"))
+	group, p := parseName(r.PathValue("group"), "group")
 	if p != nil {
 		writeProblem(w, r, p)
 		return
@@ -163,41 +197,61 @@ func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	letters, err := a.admin.DeadLetters(r.Context(), queue, limit)
+	letters, err := a.admin.DeadLetters(r.Context(), group, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	buf := []byte(`{"dead_letters":[`)
-	for i, dl := range letters {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		meta, err := json.Marshal(dl)
-		if err != nil {
-			a.fail(w, r, fmt.Errorf("encode dead letter: %w", err))
-			return
-		}
-		buf = append(buf, meta[:len(meta)-1]...) // without its closing brace
-		if json.Valid(dl.Body) {
-			buf = append(buf, `,"body":`...)
-			buf = append(buf, dl.Body...)
-		} else {
-			buf = append(buf, `,"body_base64":"`...)
-			buf = base64.StdEncoding.AppendEncode(buf, dl.Body)
-			buf = append(buf, '"')
-		}
-		buf = append(buf, '}')
+	buf, err := appendDeadLetters([]byte(`{"dead_letters":[`), letters)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, append(buf, "]}"...))
 }
 
+// appendDeadLetters appends the dead letters as JSON objects: their
+// metadata, then "event" (the CloudEvent, data byte for byte) when the
+// message carries one, else "body" (when it is JSON) or "body_base64".
+func appendDeadLetters(dst []byte, letters []consume.DeadLetter) ([]byte, error) {
+	for i, dl := range letters {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		meta, err := json.Marshal(deadLetterMeta{MessageID: dl.Message.MessageID, Type: dl.Message.Type, Queue: dl.Queue,
+			Attempts: dl.Attempts, Reason: dl.Reason, FailedAt: dl.FailedAt})
+		if err != nil {
+			return nil, fmt.Errorf("encode dead letter: %w", err)
+		}
+		dst = append(dst, meta[:len(meta)-1]...) // without its closing brace
+		switch {
+		case dl.Envelope != nil:
+			dst = append(dst, `,"event":`...)
+			if dst, err = dl.Envelope.AppendCloudEvent(dst); err != nil {
+				return nil, err
+			}
+		case json.Valid(dl.Message.Body):
+			dst = append(dst, `,"body":`...)
+			dst = append(dst, dl.Message.Body...)
+		default:
+			dst = append(dst, `,"body_base64":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, dl.Message.Body)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, '}')
+	}
+	return dst, nil
+}
+
+// requeueDeadLetters moves a group's dead letters back to its queue: those
+// whose event or message IDs the body {"ids": [...]} lists, or every one
+// when the body is empty.
 func (a *api) requeueDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if a.admin.Requeue == nil {
 		writeProblem(w, r, notConfigured("requeueing dead letters"))
 		return
 	}
-	queue, p := parseQueueName(r.PathValue("queue"))
+	group, p := parseName(r.PathValue("group"), "group")
 	if p != nil {
 		writeProblem(w, r, p)
 		return
@@ -207,30 +261,29 @@ func (a *api) requeueDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	var req struct {
-		IDs []string `json:"ids"`
-	}
-	ids := []uuid.UUID{}
+	var pick func(consume.DeadLetter) bool
 	if len(body) > 0 {
 		if p := checkJSONBody(r); p != nil {
 			writeProblem(w, r, p)
 			return
 		}
-		if err := json.Unmarshal(body, &req); err != nil {
+		var req struct {
+			IDs []string `json:"ids"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || len(req.IDs) == 0 {
 			writeProblem(w, r, newProblem(400, ProblemMalformedRequest,
-				`the body must be {"ids": ["<event id>", ...]}, or empty to requeue every dead letter`))
+				`the body must be {"ids": ["<event or message id>", ...]}, or empty to requeue every dead letter`).atField("ids"))
 			return
 		}
-		for _, s := range req.IDs {
-			id, err := uuid.Parse(s)
-			if err != nil {
-				writeProblem(w, r, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("ids: %s is not a UUID", clip(s))).atField("ids"))
-				return
-			}
-			ids = append(ids, id)
+		ids := make(map[string]bool, len(req.IDs))
+		for _, id := range req.IDs {
+			ids[id] = true
+		}
+		pick = func(dl consume.DeadLetter) bool {
+			return ids[dl.Message.MessageID] || (dl.Envelope != nil && ids[dl.Envelope.ID.String()])
 		}
 	}
-	n, err := a.admin.Requeue(r.Context(), queue, ids)
+	n, err := a.admin.Requeue(r.Context(), group, pick)
 	if err != nil {
 		a.fail(w, r, err)
 		return

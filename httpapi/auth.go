@@ -39,6 +39,9 @@ func (s Scope) String() string {
 	return strings.Join(names, "+")
 }
 
+// MarshalText encodes s as String does.
+func (s Scope) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Token is an API token: a name, for logs, the scopes it grants, and the
 // secret a client presents. The secret is unexported and every way of
 // printing a Token leaves it out.

@@ -8,25 +8,27 @@
 //
 // # Routes
 //
-//	POST /v1/events                   publish                one event, or {"events": [...]} atomically
-//	GET  /v1/events                   read                   a page in commit order, and the next cursor
-//	GET  /v1/events/{id}              read                   one event
-//	GET  /v1/streams/{subject}        read                   one stream's events, in version order
-//	GET  /v1/status                   read                   the relay's status (relay.Status)
-//	POST /v1/replay                   admin                  send stored events again (Config.Admin.Replay)
-//	GET  /v1/dead-letters/{queue}     admin                  list a queue's dead letters
-//	POST /v1/dead-letters/{queue}/requeue admin              send dead letters back to their queue
-//	GET  /healthz                     open                   liveness: the process answers
-//	GET  /readyz                      open                   readiness: every Config.Ready check passes
-//	GET  /metrics                     open                   Prometheus metrics
+//	route                                 scope    what
+//	POST /v1/events                       publish  one event, or {"events": [...]} atomically
+//	GET  /v1/events                       read     a page in commit order, and the next cursor
+//	GET  /v1/events/{id}                  read     one event
+//	GET  /v1/streams/{subject}            read     one stream's events, in version order
+//	GET  /v1/status                       read     the relay's status (relay.Status)
+//	POST /v1/replay                       admin    send stored events again, or plan it (dry_run)
+//	GET  /v1/dead-letters/{group}         admin    a consumer group's dead letters
+//	POST /v1/dead-letters/{group}/requeue admin    move dead letters back to the group's queue
+//	GET  /healthz                         open     liveness: the process answers
+//	GET  /readyz                          open     readiness: every Config.Ready check passes
+//	GET  /metrics                         open     Prometheus metrics
 //
 // /healthz, /readyz and /metrics stay open so that load balancers and
 // Prometheus need no token; they reveal no event data, and /readyz names the
 // failing checks without their errors (those go to the log).
 //
-// The admin routes always exist. When the operation is not configured (its
+// The admin routes always exist. When their operation is not configured (its
 // func in [Admin] is nil) they answer 501 to an authorised caller, so that a
-// client can tell "not enabled on this server" from a typo in the path.
+// client can tell "not enabled on this server" from a typo in the path. A
+// replay's dry run only reads the store and always works.
 //
 // # Publishing
 //

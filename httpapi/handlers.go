@@ -38,18 +38,23 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err.(*Problem))
 		return
 	}
-	reg := a.bus.Registry()
-	if p := checkData(reg, drafts, batch); p != nil {
-		writeProblem(w, r, p)
-		return
-	}
 	res, err := a.bus.Append(withTraceContext(r), drafts)
-	if errors.Is(err, event.ErrUnknownType) {
-		writeProblem(w, r, unknownType(reg, drafts, batch))
-		return
-	}
 	if err != nil {
-		a.fail(w, r, err)
+		// The bus says what is wrong, but not in the API's terms; find the
+		// event at fault again, on this path only, to name it.
+		var verr *event.ValidationError
+		var p *Problem
+		switch reg := a.bus.Registry(); {
+		case errors.Is(err, event.ErrUnknownType):
+			p = unknownType(reg, drafts, batch)
+		case errors.As(err, &verr):
+			p = checkData(reg, drafts, batch)
+		}
+		if p == nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeProblem(w, r, p)
 		return
 	}
 	status := http.StatusOK
@@ -79,10 +84,10 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, append(buf, '}'))
 }
 
-// checkData checks the data of every event of a registered type, so that
-// the problem names the event and the field at fault. (The bus checks again,
-// as it must for its Go callers; an event of a type the registry does not
-// know is the bus's to accept, as a gateway does, or to refuse.)
+// checkData finds the first event of a registered type whose data does not
+// fit it, and returns the problem naming the event and the field. Events of
+// types the registry does not know are the bus's to accept (a gateway does)
+// or refuse.
 func checkData(reg *event.Registry, drafts []event.Draft, batch bool) *Problem {
 	for i, d := range drafts {
 		if !reg.Known(d.Type) {

@@ -40,7 +40,7 @@ const (
 // harness is the HTTP API on a real listener, over a bus on a PostgreSQL
 // store in a schema of the test's own.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	store  *postgres.Store
 	direct *pgx.Conn // to the schema, bypassing any fault proxy, for counting rows
 	srv    *httptest.Server
@@ -55,7 +55,7 @@ type harnessOption struct {
 	noAuth  bool
 }
 
-func newHarness(t *testing.T, opt harnessOption) *harness {
+func newHarness(t testing.TB, opt harnessOption) *harness {
 	t.Helper()
 	ctx := context.Background()
 	schemaURL := testenv.PostgresSchema(t)

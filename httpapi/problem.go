@@ -64,9 +64,10 @@ type Problem struct {
 	Instance string `json:"instance,omitempty"`
 	// Extension members.
 	RequestID string            `json:"request_id,omitempty"`
-	Field     string            `json:"field,omitempty"` // the JSON field or parameter at fault
-	Event     *int              `json:"event,omitempty"` // the index of the event at fault in a batch
-	Checks    map[string]string `json:"checks,omitempty"`
+	Field     string            `json:"field,omitempty"`  // the JSON field or parameter at fault
+	Event     *int              `json:"event,omitempty"`  // the index of the event at fault in a batch
+	Checks    map[string]string `json:"checks,omitempty"` // readiness checks, by name: ok or failing
+	Resume    string            `json:"resume,omitempty"` // the cursor to resume a replay that stopped early
 
 	header     http.Header
 	retryAfter time.Duration

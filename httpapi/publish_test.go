@@ -203,7 +203,7 @@ func TestPublishBadRequestAnswers400(t *testing.T) {
 
 func TestPublishBatchReportsTheEventAtFault(t *testing.T) {
 	h := newHarness(t, harnessOption{})
-	p := h.publish(`{"events":[{"type":"quiz.submitted","data":` + quizData(1) + `},{"type":"quiz.submitted","id":"nope","data":{}}]}`).
+	p := h.publish(`{"events":[{"type":"quiz.submitted","data":`+quizData(1)+`},{"type":"quiz.submitted","id":"nope","data":{}}]}`).
 		problem(t, 400, httpapi.ProblemInvalidEvent)
 	if p.Event == nil || *p.Event != 1 || p.Field != "id" || !strings.Contains(p.Detail, "events[1]") {
 		t.Fatalf("problem %+v", p)
@@ -270,14 +270,14 @@ func TestVersionConflictAnswers409(t *testing.T) {
 	if res := h.publish(`{"type":"quiz.submitted","subject":"quiz-9","expected_version":0,"data":` + quizData(1) + `}`); res.status != 201 {
 		t.Fatalf("first: %d %s", res.status, res.body)
 	}
-	p := h.publish(`{"type":"quiz.submitted","subject":"quiz-9","expected_version":0,"data":` + quizData(2) + `}`).
+	p := h.publish(`{"type":"quiz.submitted","subject":"quiz-9","expected_version":0,"data":`+quizData(2)+`}`).
 		problem(t, 409, httpapi.ProblemVersionConflict)
 	if !strings.Contains(p.Detail, "version 1") {
 		t.Fatalf("detail %q does not say the stream's version", p.Detail)
 	}
 	// In a batch, a conflict on the second event stores nothing of it.
-	h.publish(`{"events":[{"type":"quiz.submitted","subject":"quiz-10","data":` + quizData(3) + `},
-		{"type":"quiz.submitted","subject":"quiz-9","expected_version":5,"data":` + quizData(4) + `}]}`).
+	h.publish(`{"events":[{"type":"quiz.submitted","subject":"quiz-10","data":`+quizData(3)+`},
+		{"type":"quiz.submitted","subject":"quiz-9","expected_version":5,"data":`+quizData(4)+`}]}`).
 		problem(t, 409, httpapi.ProblemVersionConflict)
 	if n := h.rows(); n != 1 {
 		t.Fatalf("%d rows, want the first event only", n)
@@ -291,7 +291,7 @@ func TestTooLargeAnswers413(t *testing.T) {
 	h.publish(big).problem(t, 413, httpapi.ProblemTooLarge)
 	// A body within the limit, with data over the bus's per-event limit.
 	data := fmt.Sprintf(`{"quiz_id":%q,"learner_id":%q,"score_raw":1,"pad":"%s"}`, uuid.New(), uuid.New(), strings.Repeat("x", eventbus.DefaultMaxDataBytes))
-	h.publish(`{"type":"quiz.submitted","data":` + data + `}`).problem(t, 413, httpapi.ProblemTooLarge)
+	h.publish(`{"type":"quiz.submitted","data":`+data+`}`).problem(t, 413, httpapi.ProblemTooLarge)
 	if n := h.rows(); n != 0 {
 		t.Fatalf("%d rows stored", n)
 	}

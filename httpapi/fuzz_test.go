@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+)
+
+// FuzzDecodeEvents feeds the POST /v1/events decoder arbitrary bodies. It
+// must not panic; it refuses with a 400 *Problem; and what it accepts, the
+// store accepts once the bus has filled its defaults, with every event's
+// data a verbatim piece of the body.
+//
+//	go test -fuzz FuzzDecodeEvents ./httpapi/
+func FuzzDecodeEvents(f *testing.F) {
+	id := uuid.NewString()
+	for _, seed := range []string{
+		`{"type":"quiz.submitted","data":{"quiz_id":"` + id + `","learner_id":"` + id + `","score_raw":1}}`,
+		`{"id":"` + id + `","type":"a.b","subject":"s","expected_version":0,"correlation_id":"` + id + `","causation_id":"` + id + `","source":"x","data":[1, 2 ]}`,
+		`{"events":[{"type":"a","data":1},{"type":"b","data":"<&>"}]}`,
+		`{"events":[{"id":"` + id + `","type":"a","data":1},{"id":"` + id + `","type":"b","data":2}]}`,
+		`{"events":[]}`, `{"events":null}`, `{"events":[{"events":[]}]}`, `{"events":{}}`,
+		`{"type":"a","data":null}`, `{"type":"a"}`, `{"data":{}}`, `{"type":"a b","data":{}}`,
+		`{"type":"a","data":{},"expected_version":-1,"subject":"s"}`, `{"type":"a","data":{},"expected_version":1e99}`,
+		`{"type":"a","data":{},"subject":"\u0000"}`, `{"type":"a","data":{},"source":"\u0000"}`,
+		`{"type":"a","data":{},"id":"00000000-0000-0000-0000-000000000000"}`, `{"type":"a","data":{},"Type":"b"}`,
+		`{"type":"a","data":{},"extra":1}`, `{"type":"a","data":{}} x`, `{"type":"a","data":{"x":"\ud800"}}`,
+		"{\"type\":\"a\",\"data\":\"\xff\"}", ``, ` `, `[]`, `null`, `"x"`, `{`, `{"type":`, `{"data":{"a":[[[[[[]]]]]]},"type":"t"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		drafts, batch, err := decodeEvents(body)
+		if err != nil {
+			var p *Problem
+			if !errors.As(err, &p) || p.Status != 400 || problemTitles[p.Type] == "" || p.Detail == "" {
+				t.Fatalf("error %v (%T): want a 400 *Problem with a known type and a detail", err, err)
+			}
+			if p.Event != nil && (!batch || *p.Event < 0) {
+				t.Fatalf("problem names event %d of a body that is not a batch", *p.Event)
+			}
+			return
+		}
+		if len(drafts) == 0 || (!batch && len(drafts) != 1) {
+			t.Fatalf("%d drafts, batch %v", len(drafts), batch)
+		}
+		for i := range drafts {
+			d := &drafts[i]
+			if !bytes.Contains(body, d.Data) {
+				t.Fatalf("draft %d: data %q is not a piece of the body", i, d.Data)
+			}
+			// What the bus fills in before it stores.
+			if d.ID == uuid.Nil {
+				d.ID = uuid.New()
+			}
+			if d.Source == "" {
+				d.Source = "fuzz"
+			}
+			if d.CorrelationID == uuid.Nil {
+				d.CorrelationID = uuid.New()
+			}
+			d.OccurredAt = time.Now()
+		}
+		if err := store.CheckDrafts(drafts); err != nil {
+			t.Fatalf("decoder accepted what the store refuses: %v", err)
+		}
+	})
+}
+
+// FuzzParseQuery feeds the query parsers of GET /v1/events, GET
+// /v1/streams/{subject} and POST /v1/replay arbitrary query strings. They
+// must not panic, must refuse with a 400 *Problem, and what they accept must
+// be within bounds.
+//
+//	go test -fuzz FuzzParseQuery ./httpapi/
+func FuzzParseQuery(f *testing.F) {
+	cursor := store.Cursor{Order: 1 << 40, Position: 12345}.String()
+	for _, seed := range []string{
+		"", "limit=10", "limit=0", "limit=-5", "limit=10001", "limit=1e3", "limit=99999999999999999999", "limit=1&limit=2",
+		"after=" + cursor, "after=" + cursor + "A", "after=AQ", "after=%zz", "type=a.b&type=c,d,,e", "type=a b", "type=" + strings.Repeat("a,", 200),
+		"correlation_id=" + uuid.NewString(), "correlation_id=x", "subject=%00", "subject=%ff%fe", "subject=" + strings.Repeat("s", 600),
+		"since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00.5+02:00", "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+		"since=yesterday", "until=2026-02-30T00:00:00Z", "unknown=1", "a;b", "from=1&limit=5", "from=0", "from=-1", "from=x",
+		"queue=q&dry_run=true&rate=10.5", "rate=NaN", "rate=Inf", "rate=1e300", "max=0", "dry_run=2", "queue=%00",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		check := func(name string, err error) {
+			t.Helper()
+			if err == nil {
+				return
+			}
+			var p *Problem
+			if !errors.As(err, &p) || p.Status != 400 || p.Type != ProblemInvalidParameter || p.Detail == "" {
+				t.Fatalf("%s(%q): error %v (%T): want a 400 invalid-parameter *Problem", name, raw, err, err)
+			}
+		}
+		checkFilter := func(name string, f store.Filter) {
+			t.Helper()
+			if len(f.Types) > maxTypes || len(f.Subject) > store.MaxSubjectLen || strings.ContainsRune(f.Subject, 0) {
+				t.Fatalf("%s(%q) accepted %+v", name, raw, f)
+			}
+			for _, typ := range f.Types {
+				if event.CheckTypeName(typ) != nil {
+					t.Fatalf("%s(%q) accepted type %q", name, raw, typ)
+				}
+			}
+			if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+				t.Fatalf("%s(%q) accepted an empty time range", name, raw)
+			}
+		}
+		f, err := parseFilter(raw)
+		check("parseFilter", err)
+		if err == nil {
+			checkFilter("parseFilter", f)
+			if f.Limit < 1 || f.Limit > store.MaxLimit {
+				t.Fatalf("parseFilter(%q) accepted limit %d", raw, f.Limit)
+			}
+		}
+		sq, err := parseStreamQuery(raw)
+		check("parseStreamQuery", err)
+		if err == nil && (sq.From < 1 || sq.Limit < 1 || sq.Limit > store.MaxLimit) {
+			t.Fatalf("parseStreamQuery(%q) accepted %+v", raw, sq)
+		}
+		req, err := parseReplay(raw)
+		check("parseReplay", err)
+		if err == nil {
+			o := req.opts
+			checkFilter("parseReplay", o.Filter)
+			if o.Rate < 0 || o.Rate != o.Rate || o.Filter.Limit != 0 || len(o.Target.Queue) > 255 || o.Target.Exchange != "" {
+				t.Fatalf("parseReplay(%q) accepted %+v", raw, o)
+			}
+		}
+	})
+}
