@@ -1,0 +1,269 @@
+package replay_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+
+	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/edupulse"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
+	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type harness struct {
+	store    *postgres.Store
+	broker   *rabbitmq.Broker
+	exchange string
+	events   []event.Envelope
+}
+
+// newHarness stores n events and declares an exchange with two queues bound
+// to every type.
+func newHarness(t testing.TB, n int, queues ...string) *harness {
+	t.Helper()
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := rabbitmq.Open(ctx, testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	h := &harness{store: s, broker: b, exchange: testenv.Name("replay_test")}
+	if err := b.DeclareExchange(ctx, h.exchange); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.DeleteExchange(context.Background(), h.exchange) })
+	for _, q := range queues {
+		if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: q, Bindings: []broker.Binding{{Exchange: h.exchange, Pattern: "#"}}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.DeleteQueue(context.Background(), q) })
+	}
+	bus := eventbus.New(s, eventbus.WithRegistry(edupulse.Registry()))
+	drafts := make([]event.Draft, 0, 1000)
+	flush := func() {
+		if len(drafts) == 0 {
+			return
+		}
+		envs, err := bus.DispatchBatch(ctx, nil, drafts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.events = append(h.events, envs...)
+		drafts = drafts[:0]
+	}
+	for i := 0; i < n; i++ {
+		d, err := eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(i)},
+			eventbus.Subject("quiz-"+strconv.Itoa(i%10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if drafts = append(drafts, d); len(drafts) == cap(drafts) {
+			flush()
+		}
+	}
+	flush()
+	waitVisible(t, s, int64(n))
+	return h
+}
+
+// waitVisible waits until readers see n events. Commit-order readers stop at
+// the oldest transaction still open anywhere on the server, and tests of
+// other packages share the server.
+func waitVisible(t testing.TB, s store.Reader, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := s.Count(context.Background(), store.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d events became visible", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// drain takes every message now in queue.
+func drain(t *testing.T, b broker.Broker, queue string) []broker.Delivery {
+	t.Helper()
+	ctx := testenv.Context(t, 30*time.Second)
+	br, err := b.Browse(ctx, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	var out []broker.Delivery
+	for {
+		d, ok, err := br.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+}
+
+func TestReplayToOneQueueReachesOnlyThatQueue(t *testing.T) {
+	qa, qb := testenv.Name("replay_a"), testenv.Name("replay_b")
+	h := newHarness(t, 200, qa, qb)
+	res, err := replay.Run(testenv.Context(t, time.Minute), h.store, h.broker, replay.Options{Target: replay.Target{Queue: qa}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete || res.Published != 200 || res.Total != 200 {
+		t.Fatalf("result %+v; want 200 of 200, complete", res)
+	}
+	got := drain(t, h.broker, qa)
+	if len(got) != 200 {
+		t.Fatalf("target queue got %d messages, want 200", len(got))
+	}
+	for i, d := range got {
+		if d.Header(broker.HeaderReplay) != res.ID {
+			t.Fatalf("message %d lacks the replay header: %v", i, d.Headers)
+		}
+		env, err := broker.DecodeMessage(d.Message)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.ID != h.events[i].ID {
+			t.Fatalf("message %d is event %s, want %s: replay keeps commit order", i, env.ID, h.events[i].ID)
+		}
+	}
+	if other := drain(t, h.broker, qb); len(other) != 0 {
+		t.Fatalf("the other queue got %d messages, want none", len(other))
+	}
+}
+
+func TestReplayToExchangeReachesEveryBoundQueue(t *testing.T) {
+	qa, qb := testenv.Name("replay_a"), testenv.Name("replay_b")
+	h := newHarness(t, 150, qa, qb)
+	res, err := replay.Run(testenv.Context(t, time.Minute), h.store, h.broker, replay.Options{
+		Target: replay.Target{Exchange: h.exchange},
+		Filter: store.Filter{Types: []string{edupulse.TypeQuizSubmitted}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{qa, qb} {
+		got := drain(t, h.broker, q)
+		if len(got) != 150 {
+			t.Fatalf("queue %s got %d messages, want 150", q, len(got))
+		}
+		for _, d := range got {
+			if d.Header(broker.HeaderReplay) != res.ID || d.RoutingKey != edupulse.TypeQuizSubmitted {
+				t.Fatalf("replayed message: routing key %q, replay header %q", d.RoutingKey, d.Header(broker.HeaderReplay))
+			}
+		}
+	}
+}
+
+// TestInterruptedReplayResumes: a replay stopped early says where it got
+// to, and resuming from there delivers the rest: every event once, in order.
+func TestInterruptedReplayResumes(t *testing.T) {
+	q := testenv.Name("replay_resume")
+	h := newHarness(t, 300, q)
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	first, err := replay.Run(ctx, h.store, h.broker, replay.Options{Target: replay.Target{Queue: q}, Rate: 300})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || first.Complete {
+		t.Fatalf("a replay cut short returned %+v, %v; want an incomplete result and the deadline", first, err)
+	}
+	if first.Published == 0 || first.Published >= 300 {
+		t.Fatalf("the first run published %d events; the test wants it cut mid-way", first.Published)
+	}
+	second, err := replay.Run(testenv.Context(t, time.Minute), h.store, h.broker, replay.Options{
+		Target: replay.Target{Queue: q},
+		Filter: store.Filter{After: first.Resume},
+	})
+	if err != nil || !second.Complete {
+		t.Fatalf("resumed replay: %+v, %v", second, err)
+	}
+	if first.Published+second.Published != 300 {
+		t.Fatalf("published %d + %d, want 300 in all", first.Published, second.Published)
+	}
+	got := drain(t, h.broker, q)
+	if len(got) != 300 {
+		t.Fatalf("queue got %d messages, want 300", len(got))
+	}
+	for i, d := range got {
+		if d.MessageID != h.events[i].ID.String() {
+			t.Fatalf("message %d is %s, want %s", i, d.MessageID, h.events[i].ID)
+		}
+	}
+}
+
+func TestPlanCountsAndSamples(t *testing.T) {
+	h := newHarness(t, 40)
+	total, sample, err := replay.Plan(context.Background(), h.store, store.Filter{Subject: "quiz-3"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 4 || len(sample) != 2 || sample[0].Subject != "quiz-3" || sample[0].StreamVersion != 1 {
+		t.Fatalf("Plan = %d, %d samples; want 4 events and 2 samples of quiz-3", total, len(sample))
+	}
+}
+
+func TestReplayNeedsOneTarget(t *testing.T) {
+	h := newHarness(t, 1)
+	if _, err := replay.Run(context.Background(), h.store, h.broker, replay.Options{}); err == nil {
+		t.Fatal("a replay without a target ran")
+	}
+	_, err := replay.Run(context.Background(), h.store, h.broker, replay.Options{Target: replay.Target{Queue: testenv.Name("missing")}})
+	if !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("replay to a missing queue: %v, want ErrNotFound", err)
+	}
+}
+
+// BenchmarkReplay measures replay throughput to one quorum queue.
+func BenchmarkReplay(b *testing.B) {
+	q := testenv.Name("replay_bench")
+	const n = 50000
+	h := newHarness(b, n, q)
+	ctx := context.Background()
+	b.ResetTimer()
+	var published int64
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		res, err := replay.Run(ctx, h.store, h.broker, replay.Options{Target: replay.Target{Queue: q}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		published += res.Published
+		b.StopTimer()
+		_ = h.broker.DeleteQueue(ctx, q)
+		_ = h.broker.DeclareQueue(ctx, broker.QueueSpec{Name: q})
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(published)/time.Since(start).Seconds(), "events/s")
+}
