@@ -475,7 +475,7 @@ func TestConnectionCutsLoseNothing(t *testing.T) {
 		}
 		e := newEnv(t, k)
 		s := newStore(t)
-		faulty, cut := k.openFaulty(t)
+		faulty, f := k.openFaulty(t)
 		cfg := e.config()
 		cfg.Inbox = consume.NewInbox[pgx.Tx](s)
 		cfg.Concurrency = 8
@@ -498,7 +498,7 @@ func TestConnectionCutsLoseNothing(t *testing.T) {
 			next     []event.Envelope
 		}{{2000, events[4000:7000]}, {5000, events[7000:]}} {
 			eventually(t, 60*time.Second, fmt.Sprintf("%d events handled", part.cutAfter), func() bool { return c.Stats().Handled >= part.cutAfter })
-			if err := cut(); err != nil {
+			if err := f.Cut(); err != nil {
 				t.Fatal(err)
 			}
 			e.publish(part.next...)
@@ -518,6 +518,45 @@ func TestConnectionCutsLoseNothing(t *testing.T) {
 			t.Errorf("stats %+v: want no failures", st)
 		}
 		t.Logf("after 2 cuts: %+v", st)
+	})
+}
+
+func TestBrokerOutage(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, k brokerKind) {
+		if k.openFaulty == nil {
+			t.Skip("this broker has no connection to break")
+		}
+		e := newEnv(t, k)
+		s := newStore(t)
+		faulty, f := k.openFaulty(t)
+		cfg := e.config()
+		cfg.Inbox = consume.NewInbox[pgx.Tx](s)
+		cfg.Concurrency = 4
+		c := newConsumer(t, faulty, cfg, consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
+			return writeEffect(ctx, tx, env)
+		}))
+		e.start(c)
+		const n = 1000
+		events := make([]event.Envelope, n)
+		for i := range events {
+			events[i] = quizEvent(fmt.Sprintf("quiz-%d", i%10), int64(i/10+1), 1)
+		}
+		e.publish(events[:n/2]...)
+		eventually(t, 30*time.Second, "some events handled", func() bool { return c.Stats().Handled >= n/4 })
+		// The broker is unreachable for a while; events keep coming.
+		f.Down()
+		e.publish(events[n/2:]...)
+		time.Sleep(time.Second)
+		if err := f.Up(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "every event to take effect", func() bool { return c.Stats().Handled == n })
+		if rows, distinct := effects(t, s); rows != n || distinct != n {
+			t.Fatalf("%d effect rows for %d distinct events, want %d each", rows, distinct, n)
+		}
+		if st := c.Stats(); st.Resubscribes < 1 || st.Failed != 0 {
+			t.Errorf("stats %+v: want a resubscription and no failure", st)
+		}
 	})
 }
 

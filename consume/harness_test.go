@@ -39,9 +39,9 @@ type brokerKind struct {
 	name string
 	// open returns a connected broker, closed when the test ends.
 	open func(t testing.TB) broker.Broker
-	// openFaulty returns a broker whose connection cut breaks, or is nil
+	// openFaulty returns a broker whose connection f breaks, or is nil
 	// when the kind has no connection to break.
-	openFaulty func(t testing.TB) (b broker.Broker, cut func() error)
+	openFaulty func(t testing.TB) (b broker.Broker, f faults)
 	// connectAgain returns another connection to the broker b reaches, as
 	// another process of a consumer group has.
 	connectAgain func(t testing.TB, b broker.Broker) broker.Broker
@@ -59,16 +59,25 @@ func openRabbitMQ(t testing.TB, url string) broker.Broker {
 	return b
 }
 
+// faults breaks a broker's connection (testenv.FaultProxy does).
+type faults interface {
+	// Cut closes the connections; new ones are accepted at once.
+	Cut() error
+	// Down closes the connections and refuses new ones until Up.
+	Down()
+	Up() error
+}
+
 var rabbitMQKind = brokerKind{
 	name: "rabbitmq",
 	open: func(t testing.TB) broker.Broker {
 		testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
 		return openRabbitMQ(t, testenv.AMQPURL())
 	},
-	openFaulty: func(t testing.TB) (broker.Broker, func() error) {
+	openFaulty: func(t testing.TB) (broker.Broker, faults) {
 		testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
 		proxy := testenv.NewFaultProxy(t, hostOf(t, testenv.AMQPURL()))
-		return openRabbitMQ(t, testenv.WithHost(testenv.AMQPURL(), proxy.Addr())), proxy.Cut
+		return openRabbitMQ(t, testenv.WithHost(testenv.AMQPURL(), proxy.Addr())), proxy
 	},
 	connectAgain: func(t testing.TB, _ broker.Broker) broker.Broker { return openRabbitMQ(t, testenv.AMQPURL()) },
 }
