@@ -385,3 +385,76 @@ func TestFailedWriteCommitsNothingOfItsBatch(t *testing.T) {
 		}
 	}
 }
+
+// Reads of a stream or of several types page in commit order from any
+// cursor, including one on an event of another stream.
+func TestFilteredPagingFromAnyCursor(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	var drafts []event.Draft
+	for i := 0; i < 30; i++ {
+		typ := []string{"test.a", "test.b", "test.c"}[i%3]
+		drafts = append(drafts, testDraft(typ, fmt.Sprintf("stream-%d", i%2), fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	res, err := s.Append(ctx, drafts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := make([]event.Envelope, len(res))
+	for i, r := range res {
+		all[i] = r.Envelope
+	}
+	cases := []struct {
+		name string
+		f    store.Filter
+		keep func(e event.Envelope) bool
+	}{
+		{"stream", store.Filter{Subject: "stream-1"}, func(e event.Envelope) bool { return e.Subject == "stream-1" }},
+		{"stream and types", store.Filter{Subject: "stream-0", Types: []string{"test.a", "test.c"}},
+			func(e event.Envelope) bool { return e.Subject == "stream-0" && e.Type != "test.b" }},
+		{"types, repeated", store.Filter{Types: []string{"test.c", "test.a", "test.c"}},
+			func(e event.Envelope) bool { return e.Type != "test.b" }},
+	}
+	for _, c := range cases {
+		for start := -1; start < len(all); start += 7 {
+			f := c.f
+			f.Limit = 3
+			var want []uuid.UUID
+			for i, e := range all {
+				if i > start && c.keep(e) {
+					want = append(want, e.ID)
+				}
+			}
+			if start >= 0 {
+				f.After = store.CursorOf(all[start])
+			}
+			var got []uuid.UUID
+			for {
+				page, err := s.Read(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page.Events) == 0 {
+					break
+				}
+				for _, e := range page.Events {
+					got = append(got, e.ID)
+				}
+				f.After = page.Next
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s after event %d: got %v\nwant %v", c.name, start, got, want)
+			}
+			f.After = store.Cursor{}
+			if start >= 0 {
+				f.After = store.CursorOf(all[start])
+			}
+			if n, err := s.Count(ctx, f); err != nil || n != int64(len(want)) {
+				t.Fatalf("%s after event %d: Count = %d, %v; want %d", c.name, start, n, err, len(want))
+			}
+		}
+	}
+	if _, err := s.Read(ctx, store.Filter{After: store.Cursor{Order: 99, Position: 3}}); !errors.Is(err, store.ErrBadCursor) {
+		t.Fatalf("Read with a cursor of another store = %v, want ErrBadCursor", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
 	"github.com/edupulse/eventbus/store/sqlite"
 )
 
@@ -97,4 +98,37 @@ func BenchmarkAppendOneCaller(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRead measures events/s read in commit order, in pages of 1000
+// (how the relay and replay read).
+func BenchmarkRead(b *testing.B) {
+	s := newStore(b)
+	ctx := context.Background()
+	const total = 20000
+	drafts := make([]event.Draft, 1000)
+	for n := 0; n < total; n += len(drafts) {
+		for i := range drafts {
+			drafts[i] = benchDraft()
+		}
+		if _, err := s.Append(ctx, drafts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	f := store.Filter{Limit: 1000}
+	read := 0
+	for i := 0; i < b.N; i++ {
+		page, err := s.Read(ctx, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		read += len(page.Events)
+		f.After = page.Next
+		if len(page.Events) < f.Limit {
+			f.After = store.Cursor{}
+		}
+	}
+	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
 }

@@ -87,9 +87,9 @@ func after(c store.Cursor) (int64, error) {
 	return c.Position, nil
 }
 
-// where builds the WHERE clause that selects f's events after its cursor,
-// and its arguments.
-func where(f store.Filter) (string, []any, error) {
+// where builds the WHERE clause that selects f's events of the given types
+// (any type when types is empty) after f's cursor, and its arguments.
+func where(f store.Filter, types []string) (string, []any, error) {
 	from, err := after(f.After)
 	if err != nil {
 		return "", nil, err
@@ -104,9 +104,9 @@ func where(f store.Filter) (string, []any, error) {
 		q.WriteString(" AND id <= ?")
 		args = append(args, f.ToPosition)
 	}
-	if len(f.Types) > 0 {
-		q.WriteString(" AND type IN (?" + strings.Repeat(", ?", len(f.Types)-1) + ")")
-		for _, t := range f.Types {
+	if len(types) > 0 {
+		q.WriteString(" AND type IN (?" + strings.Repeat(", ?", len(types)-1) + ")")
+		for _, t := range types {
 			args = append(args, t)
 		}
 	}
@@ -115,8 +115,12 @@ func where(f store.Filter) (string, []any, error) {
 		args = append(args, f.CorrelationID.String())
 	}
 	if f.Subject != "" {
-		q.WriteString(" AND subject = ?")
-		args = append(args, f.Subject)
+		// Within a stream, versions follow positions. When the cursor is an
+		// event of this stream (the last page's last event), the next page
+		// starts right after its version, not at the stream's beginning.
+		q.WriteString(` AND subject = ? AND stream_version >= coalesce(
+			(SELECT stream_version + 1 FROM event_store WHERE id = ? AND subject = ?), 1)`)
+		args = append(args, f.Subject, from, f.Subject)
 	}
 	if !f.Since.IsZero() {
 		q.WriteString(" AND occurred_at >= ?")
@@ -133,13 +137,46 @@ func where(f store.Filter) (string, []any, error) {
 // sees every transaction committed before it started and none other, and
 // later commits always get higher positions, so paging by position skips
 // nothing.
+//
+// Each query walks an index in commit order and stops at the page's end,
+// however many events match further on: one stream in version order (the
+// same order), one type or correlation ID with its position, or, for
+// several types, one such walk per type, merged.
 func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
-	cond, args, err := where(f)
-	if err != nil {
-		return store.Page{}, err
+	limit := f.EffectiveLimit()
+	types := distinct(f.Types)
+	var query string
+	var args []any
+	switch {
+	case f.Subject != "":
+		cond, a, err := where(f, types)
+		if err != nil {
+			return store.Page{}, err
+		}
+		query = "SELECT " + columns + " FROM event_store INDEXED BY event_store_stream_idx" + cond +
+			" ORDER BY stream_version LIMIT ?"
+		args = append(a, limit)
+	case len(types) > 1:
+		parts := make([]string, len(types))
+		for i, t := range types {
+			cond, a, err := where(f, []string{t})
+			if err != nil {
+				return store.Page{}, err
+			}
+			parts[i] = "SELECT * FROM (SELECT " + columns + " FROM event_store" + cond + " ORDER BY id LIMIT ?)"
+			args = append(append(args, a...), limit)
+		}
+		query = strings.Join(parts, " UNION ALL ") + " ORDER BY id LIMIT ?"
+		args = append(args, limit)
+	default:
+		cond, a, err := where(f, types)
+		if err != nil {
+			return store.Page{}, err
+		}
+		query = "SELECT " + columns + " FROM event_store" + cond + " ORDER BY id LIMIT ?"
+		args = append(a, limit)
 	}
-	args = append(args, f.EffectiveLimit())
-	events, err := s.collect(ctx, "read events", "SELECT "+columns+" FROM event_store"+cond+" ORDER BY id LIMIT ?", args...)
+	events, err := s.collect(ctx, "read events", query, args...)
 	if err != nil {
 		return store.Page{}, err
 	}
@@ -150,9 +187,25 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	return page, nil
 }
 
+// distinct returns types without repeats, in their order.
+func distinct(types []string) []string {
+	if len(types) < 2 {
+		return types
+	}
+	seen := make(map[string]bool, len(types))
+	out := make([]string, 0, len(types))
+	for _, t := range types {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Count counts the events Read would return with f, page after page.
 func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
-	cond, args, err := where(f)
+	cond, args, err := where(f, distinct(f.Types))
 	if err != nil {
 		return 0, err
 	}

@@ -9,7 +9,8 @@
 // assigned in commit order, so the commit-order key is the position itself
 // (Envelope.CommitOrder == Position) and a reader that pages by id never
 // skips a late commit (G4): nothing ever commits below an id a reader has
-// seen. Stats.HeldBack is always 0.
+// seen. Stats.HeldBack and Stats.OldestTxAge are always 0: an open
+// transaction holds back the other writers here, never the readers.
 //
 // # Connections
 //
@@ -25,19 +26,24 @@
 //     transaction is open, and see only what has committed.
 //
 // Concurrent Append calls share one transaction and so one fsync (group
-// commit); each keeps its own all-or-nothing outcome through a savepoint.
+// commit), each with its own all-or-nothing outcome. A commit group runs
+// its prepared statements on the driver's connection directly: inside a
+// *sql.Tx, database/sql starts a goroutine for every query.
 //
 // # Transactions of the caller
 //
-// AppendTx and HandleOnce take a *sql.Tx. It must come from DB().BeginTx:
-// an IMMEDIATE transaction on the write connection. While it is open every
+// AppendTx takes a *sql.Tx (HandleOnce hands its handler one). It must come
+// from DB().BeginTx: an IMMEDIATE transaction on the write connection. The
+// store's reads do not see its events before it commits: they use the read
+// pool. While it is open every
 // other writer of the store waits, so keep it short, and never call Append,
 // Claim or another writing method of the store from inside it: that waits
 // for the connection the transaction holds, until its context ends. A
 // transaction from another *sql.DB on the same file works, but it begins
 // DEFERRED unless its DSN says _txlock=immediate, and then AppendTx may fail
 // with store.ErrUnavailable when another writer committed first: roll back
-// and retry.
+// and retry. A failed AppendTx undoes only itself (it runs in a savepoint),
+// so the caller's transaction stays usable.
 //
 // # Durability
 //
@@ -266,7 +272,7 @@ func (s *Store) wrap(err error, op string) error {
 	}
 	switch se.Code() & 0xff {
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-		return fmt.Errorf("sqlite: %s: %s is locked by another writer (waited up to %v; a transaction not begun by (*Store).DB() cannot wait): %w: %w",
+		return fmt.Errorf("sqlite: %s: %s is locked by another writer (another process, or a transaction not begun by (*Store).DB(); waited up to %v): %w: %w",
 			op, s.path, s.busy, store.ErrUnavailable, err)
 	case sqlite3.SQLITE_FULL:
 		return fmt.Errorf("sqlite: %s: the disk holding %s is full: %w: %w", op, s.path, store.ErrUnavailable, err)
