@@ -76,8 +76,7 @@ func (c Config) AuthEnabled() bool { return len(c.Tokens) > 0 }
 // defaults are the built-in ones: the environment's values, which may hold
 // secrets, never show in --help.
 type Flags struct {
-	fs                                                           *pflag.FlagSet
-	databaseURL, dataDir, amqpURL, exchange, httpAddr, apiTokens string
+	fs *pflag.FlagSet
 }
 
 // Flag names.
@@ -93,14 +92,13 @@ const (
 // AddFlags defines the configuration's flags on fs (for example a cobra
 // command's PersistentFlags) and returns them, for Load.
 func AddFlags(fs *pflag.FlagSet) *Flags {
-	f := &Flags{fs: fs}
-	fs.StringVar(&f.databaseURL, FlagDatabaseURL, "", "PostgreSQL URL, postgres://user:password@host:5432/db ("+EnvDatabaseURL+"; unset: embedded SQLite in --"+FlagDataDir+")")
-	fs.StringVar(&f.dataDir, FlagDataDir, DefaultDataDir, "directory of the embedded SQLite store ("+EnvDataDir+")")
-	fs.StringVar(&f.amqpURL, FlagAMQPURL, "", "RabbitMQ URL, amqp://user:password@host:5672/, or several separated by commas ("+EnvAMQPURL+"; unset: in-process broker)")
-	fs.StringVar(&f.exchange, FlagExchange, DefaultExchange, "topic exchange events are published to ("+EnvExchange+")")
-	fs.StringVar(&f.httpAddr, FlagHTTPAddr, DefaultHTTPAddr, "host:port the HTTP API listens on ("+EnvHTTPAddr+")")
-	fs.StringVar(&f.apiTokens, FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
-	return f
+	fs.String(FlagDatabaseURL, "", "PostgreSQL URL, postgres://user:password@host:5432/db ("+EnvDatabaseURL+"; unset: embedded SQLite in --"+FlagDataDir+")")
+	fs.String(FlagDataDir, DefaultDataDir, "directory of the embedded SQLite store ("+EnvDataDir+")")
+	fs.String(FlagAMQPURL, "", "RabbitMQ URL, amqp://user:password@host:5672/, or several separated by commas ("+EnvAMQPURL+"; unset: in-process broker)")
+	fs.String(FlagExchange, DefaultExchange, "topic exchange events are published to ("+EnvExchange+")")
+	fs.String(FlagHTTPAddr, DefaultHTTPAddr, "host:port the HTTP API listens on; port 0 picks a free one ("+EnvHTTPAddr+")")
+	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
+	return &Flags{fs: fs}
 }
 
 // Load reads the configuration: built-in defaults, overridden by the
@@ -211,12 +209,11 @@ func checkExchange(name string) error {
 func checkHTTPAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err == nil {
-		var n uint64
-		if n, err = strconv.ParseUint(port, 10, 16); err == nil && n > 0 {
+		if _, err = strconv.ParseUint(port, 10, 16); err == nil {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s %q must be host:port with a port from 1 to 65535, for example %s or :8080 (every interface)", ErrInvalid, EnvHTTPAddr, addr, DefaultHTTPAddr)
+	return fmt.Errorf("%w: %s %q must be host:port with a port from 0 (any free port) to 65535, for example %s or :8080 (every interface)", ErrInvalid, EnvHTTPAddr, addr, DefaultHTTPAddr)
 }
 
 // String describes c with every secret left out.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -345,11 +346,24 @@ func TestDataThatDoesNotFitAnswers422(t *testing.T) {
 }
 
 func TestStoreDownAnswers503WithRetryAfter(t *testing.T) {
-	proxy := testenv.NewFaultProxy(t, hostOf(t, testenv.PostgresURL()))
-	// The password is ignored by the test server (trust); it must not leak.
-	const dbPassword = "db-PASSWORD-7e1d"
-	h := newHarness(t, harnessOption{dbURL: func(u string) string {
-		return strings.Replace(testenv.WithHost(u, proxy.Addr()), "postgres@", "postgres:"+dbPassword+"@", 1)
+	base, err := url.Parse(testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewFaultProxy(t, base.Host)
+	// The store's URL carries a password that must not leak: the server's
+	// own, or one the test server (trust) ignores.
+	dbPassword, ok := base.User.Password()
+	if !ok {
+		dbPassword = "db-PASSWORD-7e1d"
+	}
+	h := newHarness(t, harnessOption{dbURL: func(schemaURL string) string {
+		u, err := url.Parse(testenv.WithHost(schemaURL, proxy.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(u.User.Username(), dbPassword)
+		return u.String()
 	}})
 	if res := h.publish(`{"type":"quiz.submitted","data":` + quizData(1) + `}`); res.status != 201 {
 		t.Fatalf("before the fault: %d %s", res.status, res.body)
@@ -385,14 +399,4 @@ func TestStoreDownAnswers503WithRetryAfter(t *testing.T) {
 	if res := h.publish(`{"type":"quiz.submitted","data":` + quizData(3) + `}`); res.status != 201 {
 		t.Fatalf("after the fault: %d %s", res.status, res.body)
 	}
-}
-
-func hostOf(t *testing.T, rawURL string) string {
-	t.Helper()
-	i := strings.Index(rawURL, "@")
-	j := strings.Index(rawURL[i+1:], "/")
-	if i < 0 || j < 0 {
-		t.Fatalf("cannot find the host in %s", rawURL)
-	}
-	return rawURL[i+1 : i+1+j]
 }
