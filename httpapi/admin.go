@@ -59,9 +59,9 @@ type replayRequest struct {
 	dryRun bool
 }
 
-// parseReplay parses the query of POST /v1/replay. Every error is a
-// *Problem with status 400.
-func parseReplay(rawQuery string) (replayRequest, error) {
+// parseReplay parses the query of POST /v1/replay. A problem has status
+// 400.
+func parseReplay(rawQuery string) (replayRequest, *Problem) {
 	var req replayRequest
 	q, p := parseQuery(rawQuery, replayParams, []string{"type"})
 	if p != nil {
@@ -112,9 +112,9 @@ func parseName(name, param string) (string, *Problem) {
 // progress. When it stops early, the problem's resume member is the cursor
 // to pass as after to go on.
 func (a *api) replay(w http.ResponseWriter, r *http.Request) {
-	req, err := parseReplay(r.URL.RawQuery)
-	if err != nil {
-		writeProblem(w, r, err.(*Problem))
+	req, p := parseReplay(r.URL.RawQuery)
+	if p != nil {
+		writeProblem(w, r, p)
 		return
 	}
 	if req.dryRun {

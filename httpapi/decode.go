@@ -32,13 +32,13 @@ type wireEvent struct {
 const eventFields = "type, data, id, subject, expected_version, correlation_id, causation_id and source"
 
 // decodeEvents parses a POST /v1/events body into drafts. batch reports
-// whether the body was {"events": [...]}. Every error is a *Problem with
-// status 400: the envelope is wrong. Whether the data fits its type is the
+// whether the body was {"events": [...]}. A problem has status 400: the
+// envelope is wrong. Whether the data fits its type is the
 // bus's check (422), made later.
 //
 // Data keeps the exact bytes the client sent. The input is untrusted: this
 // never panics, whatever it is given.
-func decodeEvents(body []byte) (drafts []event.Draft, batch bool, err error) {
+func decodeEvents(body []byte) (drafts []event.Draft, batch bool, p *Problem) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, false, newProblem(400, ProblemMalformedRequest,
 			`the body is empty; send an event {"type": ..., "data": ...} or a batch {"events": [...]}`)

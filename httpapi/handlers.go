@@ -33,9 +33,9 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	drafts, batch, err := decodeEvents(body)
-	if err != nil {
-		writeProblem(w, r, err.(*Problem))
+	drafts, batch, p := decodeEvents(body)
+	if p != nil {
+		writeProblem(w, r, p)
 		return
 	}
 	res, err := a.bus.Append(withTraceContext(r), drafts)
@@ -175,9 +175,9 @@ func withTraceContext(r *http.Request) context.Context {
 
 // listEvents answers a page of events in commit order.
 func (a *api) listEvents(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilter(r.URL.RawQuery)
-	if err != nil {
-		writeProblem(w, r, err.(*Problem))
+	f, p := parseFilter(r.URL.RawQuery)
+	if p != nil {
+		writeProblem(w, r, p)
 		return
 	}
 	page, err := a.reader.Read(r.Context(), f)
@@ -223,9 +223,9 @@ func (a *api) getStream(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	sq, err := parseStreamQuery(r.URL.RawQuery)
-	if err != nil {
-		writeProblem(w, r, err.(*Problem))
+	sq, p := parseStreamQuery(r.URL.RawQuery)
+	if p != nil {
+		writeProblem(w, r, p)
 		return
 	}
 	events, err := a.reader.ReadStream(r.Context(), subject, sq.From, sq.Limit)

@@ -48,18 +48,14 @@ func (q query) get(name string) string { return q.values.Get(name) }
 
 var eventsParams = []string{"after", "limit", "type", "correlation_id", "subject", "since", "until"}
 
-// parseFilter parses the query of GET /v1/events. Every error is a *Problem
-// with status 400. The input is untrusted: this never panics.
-func parseFilter(rawQuery string) (store.Filter, error) {
+// parseFilter parses the query of GET /v1/events. A problem has status
+// 400. The input is untrusted: this never panics.
+func parseFilter(rawQuery string) (store.Filter, *Problem) {
 	q, p := parseQuery(rawQuery, eventsParams, []string{"type"})
 	if p != nil {
 		return store.Filter{}, p
 	}
-	f, p := filterFrom(q)
-	if p != nil {
-		return store.Filter{}, p
-	}
-	return f, nil
+	return filterFrom(q)
 }
 
 // filterFrom reads the filter parameters of q (those of eventsParams).
@@ -115,9 +111,9 @@ type streamQuery struct {
 	Limit int
 }
 
-// parseStreamQuery parses the query of GET /v1/streams/{subject}. Every
-// error is a *Problem with status 400.
-func parseStreamQuery(rawQuery string) (streamQuery, error) {
+// parseStreamQuery parses the query of GET /v1/streams/{subject}. A
+// problem has status 400.
+func parseStreamQuery(rawQuery string) (streamQuery, *Problem) {
 	sq := streamQuery{From: 1}
 	q, p := parseQuery(rawQuery, []string{"from", "limit"}, nil)
 	if p != nil {
@@ -130,10 +126,8 @@ func parseStreamQuery(rawQuery string) (streamQuery, error) {
 		}
 		sq.From = n
 	}
-	if sq.Limit, p = parseLimit(q.get("limit")); p != nil {
-		return sq, p
-	}
-	return sq, nil
+	sq.Limit, p = parseLimit(q.get("limit"))
+	return sq, p
 }
 
 // parseLimit parses a page size. A limit out of range is an error rather
