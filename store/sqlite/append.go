@@ -62,9 +62,9 @@ type handlerKey struct{}
 
 // Append stores drafts atomically in a transaction of the store's own; see
 // store.Store. Concurrent calls share a transaction and its fsync (group
-// commit). A call that fails its checks (a version conflict) writes nothing
-// and leaves the others untouched; an error while writing fails the group,
-// so that no call commits in part.
+// commit), each with its own outcome: a call that fails (a version
+// conflict, an error while writing) stores nothing and leaves the others
+// untouched.
 func (s *Store) Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error) {
 	if err := store.CheckDrafts(drafts); err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, drafts []event.Draft) 
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT eventbus_append"); err != nil {
 		return nil, s.wrap(err, op)
 	}
-	res, err, _ := s.appendRows(ctx, txWriter{tx}, drafts, op)
+	res, _, err := s.appendRows(ctx, txWriter{tx}, drafts, op)
 	// The savepoint is closed even if ctx is done: the transaction must be
 	// left as it was.
 	cleanup := context.WithoutCancel(ctx)
@@ -114,7 +114,7 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, drafts []event.Draft) 
 // duplicate checks and stream versions it computes hold at commit. Every
 // check comes before the first insert: wrote reports that an error came
 // after it, when the transaction holds part of the batch.
-func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, op string) (_ []store.Appended, _ error, wrote bool) {
+func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, op string) (_ []store.Appended, wrote bool, _ error) {
 	out := make([]store.Appended, len(drafts))
 	fresh := make([]bool, len(drafts))
 	versions := make([]int64, len(drafts))
@@ -124,12 +124,12 @@ func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, 
 		d := &drafts[i]
 		var stored, head sql.NullInt64
 		if err := w.queryRow(ctx, stmtProbe, d.ID.String(), nullText(d.Subject)).Scan(&stored, &head); err != nil {
-			return nil, s.wrap(err, op+": look up "+d.ID.String()), false
+			return nil, false, s.wrap(err, op+": look up "+d.ID.String())
 		}
 		if stored.Valid {
 			e, err := scanEvent(w.queryRow(ctx, stmtByID, stored.Int64))
 			if err != nil {
-				return nil, s.wrap(err, op+": read the stored "+d.ID.String()), false
+				return nil, false, s.wrap(err, op+": read the stored "+d.ID.String())
 			}
 			out[i] = store.Appended{Envelope: e, Duplicate: true}
 			continue
@@ -146,14 +146,14 @@ func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, 
 			heads = map[string]int64{}
 		}
 		if d.ExpectedVersion != nil && *d.ExpectedVersion != v {
-			return nil, fmt.Errorf("sqlite: %s: %w: stream %q is at version %d, expected %d",
-				op, store.ErrVersionConflict, d.Subject, v, *d.ExpectedVersion), false
+			return nil, false, fmt.Errorf("sqlite: %s: %w: stream %q is at version %d, expected %d",
+				op, store.ErrVersionConflict, d.Subject, v, *d.ExpectedVersion)
 		}
 		heads[d.Subject] = v + 1
 		versions[i] = v + 1
 	}
 	if !anyFresh {
-		return out, nil, false
+		return out, false, nil
 	}
 
 	recorded := time.Now().UnixMicro()
@@ -166,7 +166,7 @@ func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, 
 			nullVersion(versions[i]), occurred, recorded, d.CorrelationID.String(), nullUUID(d.CausationID),
 			nullText(d.TraceParent), nullText(d.TraceState), string(d.Data))
 		if err != nil {
-			return nil, s.wrap(err, op+": insert "+d.ID.String()), true
+			return nil, true, s.wrap(err, op+": insert "+d.ID.String())
 		}
 		out[i] = store.Appended{Envelope: event.Envelope{
 			ID: d.ID, Type: d.Type, Source: d.Source, Subject: d.Subject, StreamVersion: versions[i],
@@ -176,7 +176,7 @@ func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, 
 			Position: id, CommitOrder: uint64(id), Data: d.Data,
 		}}
 	}
-	return out, nil, false
+	return out, false, nil
 }
 
 func nullText(s string) any {

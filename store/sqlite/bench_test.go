@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -88,15 +89,30 @@ func BenchmarkAppendTx(b *testing.B) {
 }
 
 // BenchmarkAppendOneCaller measures the latency of Append with a single
-// caller and one event per call.
+// caller and one event per call, with its median and 99th percentile.
 func BenchmarkAppendOneCaller(b *testing.B) {
-	s := newStore(b)
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.Append(ctx, []event.Draft{benchDraft()}); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name string
+		opts []sqlite.Option
+	}{{"Full", nil}, {"Normal", []sqlite.Option{sqlite.WithSynchronous(sqlite.SynchronousNormal)}}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := newStore(b, c.opts...)
+			ctx := context.Background()
+			took := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d := benchDraft()
+				start := time.Now()
+				if _, err := s.Append(ctx, []event.Draft{d}); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }
 

@@ -165,7 +165,7 @@ run:
 				continue
 			}
 			var wrote bool
-			q.res, q.err, wrote = s.appendRows(ctx, w, q.drafts, q.op)
+			q.res, wrote, q.err = s.appendRows(ctx, w, q.drafts, q.op)
 			if q.err == nil || !wrote {
 				continue
 			}

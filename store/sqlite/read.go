@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -282,7 +281,7 @@ func (s *Store) Backlog(ctx context.Context, c store.Cursor, limit int) (int64, 
 		return 0, err
 	}
 	if limit <= 0 {
-		limit = math.MaxInt32
+		return 0, nil
 	}
 	var n int64
 	err = s.read.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM event_store WHERE id > ? LIMIT ?)", from, limit).Scan(&n)

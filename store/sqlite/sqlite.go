@@ -241,7 +241,7 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Ping checks that the database file can be read and written.
+// Ping checks that the database file can be read.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return s.wrap(errClosed, "ping")
