@@ -165,6 +165,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// Savepoints keep their undo pages in a temporary file unless told
 	// otherwise; the write path uses a savepoint per append.
 	writeDSN.Add("_pragma", "temp_store(MEMORY)")
+	// The writer touches the tail of every index and the leaves of the
+	// active streams: 8 MiB of cache (the default is 2) keeps them.
+	writeDSN.Add("_pragma", "cache_size(-8192)")
 	readDSN := common
 	readDSN.Set("_query_only", "1")
 
