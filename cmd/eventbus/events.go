@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/service"
+	"github.com/edupulse/eventbus/store"
+)
+
+func (a *app) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Bring the store's schema up to date",
+		Long: `migrate applies the schema migrations this build knows and has not yet
+applied. It is safe to run from several places at once: one migrates, the
+others wait. Migrations are versioned and never edited once released.`,
+		Example: `  EVENTBUS_DATABASE_URL=postgres://eventbus:secret@db:5432/eventbus eventbus migrate`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			svc, err := a.open(cmd, service.Options{Migrate: true, StoreOnly: true})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			cur, latest, err := svc.SchemaVersion(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "schema at version %d (this build's newest: %d)\n", cur, latest)
+			return nil
+		},
+	}
+}
+
+func (a *app) publishCmd() *cobra.Command {
+	var (
+		subject, id, correlationID, causationID, source string
+		expected                                        int64
+	)
+	cmd := &cobra.Command{
+		Use:   "publish TYPE JSON",
+		Short: "Record one event",
+		Long: `publish records one event in the store; the relay delivers it. JSON is the
+event's data, or - to read it from standard input. The event is checked
+against its type: an unknown type or data that does not fit is refused, and
+nothing is stored. Publishing again with the same --id stores nothing new.`,
+		Example: `  eventbus publish quiz.submitted '{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":93}' --subject quiz-1
+  echo '{"badge_id":"...","recipient_id":"...","reason":"90+"}' | eventbus publish badge.awarded -`,
+		Args: exactArgs(2, "TYPE", "JSON"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data := []byte(args[1])
+			if args[1] == "-" {
+				var err error
+				if data, err = io.ReadAll(io.LimitReader(os.Stdin, eventbus.DefaultMaxDataBytes+1)); err != nil {
+					return fmt.Errorf("read the event data from standard input: %w", err)
+				}
+			}
+			d := event.Draft{Type: args[0], Data: data, Subject: subject, Source: source}
+			for flag, dst := range map[string]*uuid.UUID{"id": &d.ID, "correlation-id": &d.CorrelationID, "causation-id": &d.CausationID} {
+				raw, _ := cmd.Flags().GetString(flag)
+				if raw == "" {
+					continue
+				}
+				v, err := uuid.Parse(raw)
+				if err != nil {
+					return usagef(cmd, "--%s %q is not a UUID", flag, raw)
+				}
+				*dst = v
+			}
+			if cmd.Flags().Changed("expected-version") {
+				d.ExpectedVersion = event.Expect(expected)
+			}
+			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			res, err := svc.Bus.Append(cmd.Context(), []event.Draft{d})
+			if err != nil {
+				return err
+			}
+			b, err := event.Encode(res[0].Envelope)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s\n", b)
+			if res[0].Duplicate {
+				fmt.Fprintf(a.stderr, "already stored at position %d: nothing new was written\n", res[0].Envelope.Position)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&subject, "subject", "", "the stream the event belongs to")
+	cmd.Flags().StringVar(&id, "id", "", "the event's ID (UUID); default a new UUIDv7. Reusing one makes publishing idempotent")
+	cmd.Flags().StringVar(&correlationID, "correlation-id", "", "correlation ID (UUID); default a new one")
+	cmd.Flags().StringVar(&causationID, "causation-id", "", "ID of the event that caused this one")
+	cmd.Flags().StringVar(&source, "source", "", "the producer; default eventbus-cli")
+	cmd.Flags().Int64Var(&expected, "expected-version", 0, "fail unless the stream is at this version (0: it must not exist)")
+	return cmd
+}
+
+func (a *app) eventsCmd() *cobra.Command {
+	var (
+		f      filterFlags
+		after  string
+		limit  int
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Query stored events, in commit order",
+		Long: `events prints one page of stored events in commit order, as a table, or as
+CloudEvents JSON (one per line) with --json. When more events follow, it
+prints the --after token of the next page on standard error.`,
+		Example: `  eventbus events --type quiz.submitted --since 24h
+  eventbus events --correlation-id 0190d1e2-0000-7000-8000-000000000001 --json
+  eventbus events --subject quiz-42 --limit 20 --after AQID`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			filter, err := f.filter(cmd)
+			if err != nil {
+				return err
+			}
+			if filter.After, err = parseCursor(cmd, "after", after); err != nil {
+				return err
+			}
+			if limit < 1 || limit > store.MaxLimit {
+				return usagef(cmd, "--limit %d: use 1 to %d", limit, store.MaxLimit)
+			}
+			filter.Limit = limit
+			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			page, err := svc.Store.Read(cmd.Context(), filter)
+			if err != nil {
+				return err
+			}
+			if err := printEvents(a.stdout, page.Events, asJSON, true); err != nil {
+				return err
+			}
+			if len(page.Events) == limit {
+				fmt.Fprintf(a.stderr, "more events follow: --after %s\n", page.Next)
+			}
+			return nil
+		},
+	}
+	f.add(cmd.Flags())
+	cmd.Flags().StringVar(&after, "after", "", "the page after this cursor token")
+	cmd.Flags().IntVar(&limit, "limit", 50, "events per page")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
+	return cmd
+}
+
+func (a *app) tailCmd() *cobra.Command {
+	var (
+		f      filterFlags
+		from   string
+		asJSON bool
+		poll   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "tail",
+		Short: "Follow events as they commit, in commit order",
+		Long: `tail prints events as they commit, in commit order, until Ctrl-C. It never
+skips an event whose transaction commits late. By default it starts with
+what commits from now on; --from starts at a global position or a time.`,
+		Example: `  eventbus tail
+  eventbus tail --type badge.awarded --json
+  eventbus tail --from 120000
+  eventbus tail --from 2026-11-27T08:00:00Z`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			filter, err := f.filter(cmd)
+			if err != nil {
+				return err
+			}
+			if poll <= 0 {
+				return usagef(cmd, "--poll must be positive")
+			}
+			var pos int64
+			var at time.Time
+			if from != "" {
+				if pos, at, err = positionOrTime(from); err != nil {
+					return usagef(cmd, "--from: %v", err)
+				}
+			}
+			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			ctx := cmd.Context()
+			if filter.After, err = tailStart(ctx, svc.Store, from != "", pos, at); err != nil {
+				return err
+			}
+			header := !asJSON
+			for ctx.Err() == nil {
+				filter.Limit = store.MaxLimit
+				page, err := svc.Store.Read(ctx, filter)
+				if err != nil {
+					return ctxErr(ctx, err)
+				}
+				if len(page.Events) > 0 {
+					if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {
+						return err
+					}
+					header = false
+					filter.After = page.Next
+					continue
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(poll):
+				}
+			}
+			return nil
+		},
+	}
+	f.add(cmd.Flags())
+	cmd.Flags().StringVar(&from, "from", "", "start at this global position, or at this time (RFC 3339 or a duration ago); default: now")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
+	cmd.Flags().DurationVar(&poll, "poll", 200*time.Millisecond, "how often to look for new events when idle")
+	return cmd
+}
+
+// tailStart returns the cursor tail starts after: just before the first
+// event, in commit order, at or after a position or a time; or, without
+// them, the newest event now.
+func tailStart(ctx context.Context, s store.Store, from bool, pos int64, at time.Time) (store.Cursor, error) {
+	if !from {
+		st, err := s.Stats(ctx)
+		return st.Head, err
+	}
+	f := store.Filter{Limit: 1, FromPosition: pos, Since: at}
+	page, err := s.Read(ctx, f)
+	if err != nil || len(page.Events) == 0 {
+		// Nothing there yet: follow from the newest event.
+		st, statsErr := s.Stats(ctx)
+		if err == nil {
+			err = statsErr
+		}
+		return st.Head, err
+	}
+	first := store.CursorOf(page.Events[0])
+	// The cursor just before first: the same commit-order key, one position
+	// lower. Cursors order by key, then position.
+	first.Position--
+	return first, nil
+}
+
+// printEvents writes events as a table (with a header row when header is
+// set) or as CloudEvents JSON lines.
+func printEvents(w io.Writer, events []event.Envelope, asJSON, header bool) error {
+	if asJSON {
+		buf := make([]byte, 0, 1024)
+		for _, e := range events {
+			var err error
+			if buf, err = e.AppendCloudEvent(buf[:0]); err != nil {
+				return err
+			}
+			buf = append(buf, '\n')
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if header {
+		fmt.Fprintln(tw, "POSITION\tOCCURRED\tTYPE\tSUBJECT\tVERSION\tID\tCORRELATION")
+	}
+	for _, e := range events {
+		version := ""
+		if e.Subject != "" {
+			version = strconv.FormatInt(e.StreamVersion, 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Position, e.OccurredAt.Format(time.RFC3339Nano),
+			e.Type, orDash(e.Subject), orDash(version), e.ID, e.CorrelationID)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

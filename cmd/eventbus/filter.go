@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/edupulse/eventbus/store"
+)
+
+// filterFlags are the event filters shared by events, tail and replay: the
+// same as the HTTP API's query parameters.
+type filterFlags struct {
+	types         []string
+	correlationID string
+	subject       string
+	since, until  string
+	fromPosition  int64
+	toPosition    int64
+}
+
+func (f *filterFlags) add(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&f.types, "type", nil, "only events of this type (repeat or comma-separate for several)")
+	fs.StringVar(&f.correlationID, "correlation-id", "", "only events with this correlation ID")
+	fs.StringVar(&f.subject, "subject", "", "only events of this stream")
+	fs.StringVar(&f.since, "since", "", "only events that occurred at or after this time: RFC 3339 (2026-11-27T08:00:00Z) or a duration ago (15m, 24h)")
+	fs.StringVar(&f.until, "until", "", "only events that occurred before this time: RFC 3339 or a duration ago")
+	fs.Int64Var(&f.fromPosition, "from-position", 0, "only events at this global position or later")
+	fs.Int64Var(&f.toPosition, "to-position", 0, "only events at this global position or earlier")
+}
+
+// filter builds the store filter; mistakes are usage errors.
+func (f *filterFlags) filter(cmd *cobra.Command) (store.Filter, error) {
+	var out store.Filter
+	for _, t := range f.types {
+		if t = strings.TrimSpace(t); t != "" {
+			out.Types = append(out.Types, t)
+		}
+	}
+	if f.correlationID != "" {
+		id, err := uuid.Parse(f.correlationID)
+		if err != nil {
+			return out, usagef(cmd, "--correlation-id %q is not a UUID", f.correlationID)
+		}
+		out.CorrelationID = id
+	}
+	out.Subject = f.subject
+	var err error
+	if out.Since, err = parseWhen(f.since, time.Now()); err != nil {
+		return out, usagef(cmd, "--since: %v", err)
+	}
+	if out.Until, err = parseWhen(f.until, time.Now()); err != nil {
+		return out, usagef(cmd, "--until: %v", err)
+	}
+	if f.fromPosition < 0 || f.toPosition < 0 {
+		return out, usagef(cmd, "--from-position and --to-position must not be negative")
+	}
+	out.FromPosition, out.ToPosition = f.fromPosition, f.toPosition
+	return out, nil
+}
+
+// query encodes the filters as the HTTP API's query parameters.
+func (f *filterFlags) query(q url.Values) {
+	for _, t := range f.types {
+		q.Add("type", t)
+	}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("correlation_id", f.correlationID)
+	set("subject", f.subject)
+	if t, err := parseWhen(f.since, time.Now()); err == nil && !t.IsZero() {
+		q.Set("since", t.Format(time.RFC3339Nano))
+	}
+	if t, err := parseWhen(f.until, time.Now()); err == nil && !t.IsZero() {
+		q.Set("until", t.Format(time.RFC3339Nano))
+	}
+}
+
+// parseWhen reads an RFC 3339 time, or a duration meaning that long before
+// now. "" is the zero time.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimSuffix(strings.TrimSpace(s), " ago")); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-11-27T08:00:00Z) nor a duration (15m, 24h)", s)
+}
+
+// parseCursor reads a cursor token given on the command line.
+func parseCursor(cmd *cobra.Command, flag, token string) (store.Cursor, error) {
+	c, err := store.ParseCursor(token)
+	if err != nil {
+		return c, usagef(cmd, "--%s: %v; use the token eventbus printed", flag, err)
+	}
+	return c, nil
+}
+
+// positionOrTime reads --from of tail: a global position, or a time.
+func positionOrTime(s string) (position int64, at time.Time, err error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 {
+			return 0, time.Time{}, fmt.Errorf("position %d is negative", n)
+		}
+		return n, time.Time{}, nil
+	}
+	at, err = parseWhen(s, time.Now())
+	return 0, at, err
+}

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/service"
+)
+
+func (a *app) statusCmd() *cobra.Command {
+	var (
+		asJSON bool
+		maxLag time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the relay's leader, checkpoint, backlog and lag; exit 1 when unhealthy",
+		Long: `status reads the relay's state from the store: which relay leads, its
+checkpoint, the backlog of events not yet confirmed by the broker, how far
+behind it is, and whether an old open transaction holds readers back. It
+exits 1 when no relay holds the lease or the lag exceeds --max-lag, so that
+scripts and probes can use it.`,
+		Example: `  eventbus status
+  eventbus status --json --max-lag 30s`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			st, err := relay.ReadStatus(cmd.Context(), svc.Store, relay.DefaultName, maxLag)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := printJSON(a.stdout, st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(a.stdout, st)
+			}
+			if !st.Healthy {
+				return fmt.Errorf("unhealthy: %s", strings.Join(st.Problems, "; "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&maxLag, "max-lag", time.Minute, "lag above which the relay counts as unhealthy")
+	return cmd
+}
+
+func printStatus(w io.Writer, st relay.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	health := "healthy"
+	if !st.Healthy {
+		health = "UNHEALTHY"
+	}
+	fmt.Fprintf(tw, "relay\t%s (%s)\n", st.Relay, health)
+	for _, p := range st.Partitions {
+		leader := p.Leader
+		if leader == "" {
+			leader = "none"
+		}
+		fmt.Fprintf(tw, "partition %d\tleader %s, checkpoint at position %d (updated %s)\n",
+			p.Partition, leader, p.Position, p.UpdatedAt.Format(time.RFC3339))
+	}
+	fmt.Fprintf(tw, "backlog\t%d events\n", st.Backlog)
+	fmt.Fprintf(tw, "lag\t%s\n", time.Duration(st.Lag).Round(time.Millisecond))
+	fmt.Fprintf(tw, "events stored\t%d\n", st.Events)
+	fmt.Fprintf(tw, "held back\t%d events, by a transaction open for %s\n", st.HeldBack, time.Duration(st.OldestTxAge).Round(time.Millisecond))
+	for _, p := range st.Problems {
+		fmt.Fprintf(tw, "problem\t%s\n", p)
+	}
+	_ = tw.Flush()
+}
+
+func (a *app) replayCmd() *cobra.Command {
+	var (
+		f       filterFlags
+		queue   string
+		dryRun  bool
+		rate    float64
+		resume  string
+		server  string
+		samples int
+	)
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Send stored events again, to every consumer or to one queue",
+		Long: `replay sends the events the filters select again, in commit order, up to the
+newest event at its start: to the exchange (every consumer bound to their
+types), or with --queue to one consumer group's queue only. Each message
+carries the header x-eventbus-replay. Consumers with an inbox skip events
+they already handled.
+
+With --dry-run it prints how many events it would send and the first few.
+If it is interrupted it prints the --resume token that goes on from there.
+
+The in-process broker of the embedded default lives inside 'eventbus serve':
+replay through it with --server.`,
+		Example: `  eventbus replay --type quiz.submitted --since 24h --queue badges --dry-run
+  eventbus replay --type quiz.submitted --since 24h --queue badges --rate 500
+  eventbus replay --correlation-id 0190d1e2-0000-7000-8000-000000000001
+  eventbus replay --from-position 1000 --to-position 2000 --resume AQID
+  eventbus replay --server http://127.0.0.1:8080 --queue badges`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			filter, err := f.filter(cmd)
+			if err != nil {
+				return err
+			}
+			if filter.After, err = parseCursor(cmd, "resume", resume); err != nil {
+				return err
+			}
+			if rate < 0 {
+				return usagef(cmd, "--rate must not be negative")
+			}
+			if server != "" {
+				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun)
+			}
+			svc, err := a.open(cmd, service.Options{StoreOnly: dryRun})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			ctx := cmd.Context()
+			if dryRun {
+				total, sample, err := replay.Plan(ctx, svc.Store, filter, samples)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "would replay %d events to %s\n", total, target(svc.Config.Exchange, queue))
+				return printEvents(a.stdout, sample, false, true)
+			}
+			if svc.Config.InProcessBroker() {
+				return errors.New("replay needs the broker, and the in-process broker lives inside 'eventbus serve': run this with --server http://<serve address> (and an admin token), or configure EVENTBUS_AMQP_URL")
+			}
+			opts := replay.Options{Filter: filter, Rate: rate}
+			if queue != "" {
+				opts.Target.Queue = queue
+			} else {
+				opts.Target.Exchange = svc.Config.Exchange
+			}
+			var bar *progressbar.ProgressBar
+			if isTerminal(a.stderr) {
+				opts.Progress = func(p replay.Progress) {
+					if bar == nil {
+						bar = progressbar.NewOptions64(p.Total, progressbar.OptionSetWriter(a.stderr),
+							progressbar.OptionSetDescription("replay"), progressbar.OptionShowCount(),
+							progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
+							progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))
+					}
+					_ = bar.Set64(p.Published)
+				}
+			}
+			res, err := replay.Run(ctx, svc.Store, svc.Broker, opts)
+			if bar != nil {
+				_ = bar.Finish()
+				fmt.Fprintln(a.stderr)
+			}
+			if err != nil {
+				if res.Published > 0 || ctx.Err() != nil {
+					fmt.Fprintf(a.stderr, "replay %s stopped after %d of %d events; go on with: --resume %s\n",
+						res.ID, res.Published, res.Total, res.Resume)
+				}
+				return ctxErr(ctx, err)
+			}
+			fmt.Fprintf(a.stdout, "replayed %d events to %s (replay %s)\n", res.Published, target(svc.Config.Exchange, queue), res.ID)
+			return nil
+		},
+	}
+	f.add(cmd.Flags())
+	cmd.Flags().StringVar(&queue, "queue", "", "send to this queue only (one consumer group); default: the exchange")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the count and a sample; send nothing")
+	cmd.Flags().Float64Var(&rate, "rate", 0, "at most this many events per second; 0: as fast as the broker confirms")
+	cmd.Flags().StringVar(&resume, "resume", "", "go on after this token, printed by an interrupted replay")
+	cmd.Flags().StringVar(&server, "server", "", "replay through a running 'eventbus serve' at this URL (needs an admin token in EVENTBUS_TOKEN)")
+	cmd.Flags().IntVar(&samples, "sample", 5, "how many events --dry-run shows")
+	return cmd
+}
+
+func target(exchange, queue string) string {
+	if queue != "" {
+		return "queue " + queue
+	}
+	return "exchange " + exchange
+}
+
+// replayViaServer runs a replay through POST /v1/replay of a running serve.
+func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, queue string, rate float64, resume string, dryRun bool) error {
+	q := url.Values{}
+	f.query(q)
+	if queue != "" {
+		q.Set("queue", queue)
+	}
+	if rate > 0 {
+		q.Set("rate", strconv.FormatFloat(rate, 'f', -1, 64))
+	}
+	if resume != "" {
+		q.Set("after", resume)
+	}
+	if dryRun {
+		q.Set("dry_run", "true")
+	}
+	return a.callServer(cmd, http.MethodPost, server, "/v1/replay?"+q.Encode(), nil)
+}
+
+// callServer sends one admin request to a running serve and prints its
+// answer. The token comes from EVENTBUS_TOKEN.
+func (a *app) callServer(cmd *cobra.Command, method, server, path string, body []byte) error {
+	base, err := url.Parse(server)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return usagef(cmd, "--server %q: give the serve address as http://host:port", server)
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base.String(), "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token := os.Getenv("EVENTBUS_TOKEN"); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the server at %s: %w (is 'eventbus serve' running there?)", base.Host, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read the server's answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("the server answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
+	}
+	_, err = a.stdout.Write(append(answer, '\n'))
+	return err
+}
+
+func (a *app) dlqCmd() *cobra.Command {
+	dlq := &cobra.Command{
+		Use:   "dlq",
+		Short: "List and requeue a consumer group's dead letters",
+		Long: `dlq shows the messages a consumer group gave up on, with the reason, the
+attempts and when, and puts them back on the group's queue.
+
+The in-process broker of the embedded default lives inside 'eventbus serve':
+reach it with --server.`,
+	}
+	var server string
+	dlq.PersistentFlags().StringVar(&server, "server", "", "act through a running 'eventbus serve' at this URL (needs an admin token in EVENTBUS_TOKEN)")
+
+	var (
+		limit  int
+		asJSON bool
+	)
+	list := &cobra.Command{
+		Use:     "list GROUP",
+		Short:   "List a consumer group's dead letters, leaving them in place",
+		Example: `  eventbus dlq list badges
+  eventbus dlq list badges --json`,
+		Args: exactArgs(1, "GROUP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 1 {
+				return usagef(cmd, "--limit must be at least 1")
+			}
+			if server != "" {
+				return a.callServer(cmd, http.MethodGet, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"?limit="+strconv.Itoa(limit), nil)
+			}
+			svc, err := a.openBroker(cmd)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			letters, err := consume.DeadLetters(cmd.Context(), svc.Broker, args[0], limit)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, letters)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tREASON")
+			for _, d := range letters {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.Message.MessageID, orDash(d.Message.Type), d.Attempts,
+					d.FailedAt.Format(time.RFC3339), d.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().IntVar(&limit, "limit", 100, "at most this many")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	var (
+		ids []string
+		all bool
+	)
+	requeue := &cobra.Command{
+		Use:   "requeue GROUP (--all | --id ID...)",
+		Short: "Put dead letters back on the group's queue",
+		Example: `  eventbus dlq requeue badges --all
+  eventbus dlq requeue badges --id 0190d1e2-0000-7000-8000-000000000001`,
+		Args: exactArgs(1, "GROUP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(ids) > 0) {
+				return usagef(cmd, "give either --all or --id (one or more)")
+			}
+			want := map[string]bool{}
+			for _, id := range ids {
+				if _, err := uuid.Parse(id); err != nil {
+					return usagef(cmd, "--id %q is not a UUID", id)
+				}
+				want[id] = true
+			}
+			if server != "" {
+				var body []byte
+				if !all {
+					body, _ = json.Marshal(map[string][]string{"ids": ids})
+				}
+				return a.callServer(cmd, http.MethodPost, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"/requeue", body)
+			}
+			svc, err := a.openBroker(cmd)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			var pick func(consume.DeadLetter) bool
+			if !all {
+				pick = func(d consume.DeadLetter) bool { return want[d.Message.MessageID] }
+			}
+			n, err := consume.Requeue(cmd.Context(), svc.Broker, args[0], pick)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "requeued %d dead letters to %s\n", n, args[0])
+			return nil
+		},
+	}
+	requeue.Flags().StringSliceVar(&ids, "id", nil, "the event ID of a dead letter to requeue (repeat for several)")
+	requeue.Flags().BoolVar(&all, "all", false, "requeue every dead letter of the group")
+	dlq.AddCommand(list, requeue)
+	return dlq
+}
+
+// openBroker opens the service for broker tools, which cannot work on the
+// in-process broker of another process.
+func (a *app) openBroker(cmd *cobra.Command) (*service.Service, error) {
+	cfg, err := a.config(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.InProcessBroker() {
+		return nil, errors.New("this needs the broker, and the in-process broker lives inside 'eventbus serve': use --server http://<serve address> (and an admin token in EVENTBUS_TOKEN), or configure EVENTBUS_AMQP_URL")
+	}
+	return a.open(cmd, service.Options{})
+}

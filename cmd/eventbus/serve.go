@@ -1,0 +1,52 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/edupulse/eventbus/service"
+)
+
+func (a *app) serveCmd() *cobra.Command {
+	var noRelay, relayOnly, migrate bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API and the relay",
+		Long: `serve runs the HTTP API and the relay, which publishes every committed
+event to the broker. Several serve processes may run: exactly one relay
+publishes, the others stand by and take over within seconds.
+
+With no configuration it runs on the embedded default: a SQLite store under
+./eventbus-data and a broker inside the process. It stops gracefully on
+SIGTERM or Ctrl-C.`,
+		Example: `  # On a bare machine: the embedded default
+  eventbus serve
+
+  # In production
+  EVENTBUS_DATABASE_URL=postgres://eventbus:secret@db:5432/eventbus \
+  EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit-1:5672/,amqp://eventbus:secret@rabbit-2:5672/ \
+  EVENTBUS_API_TOKENS=orders:s3cr3t-token-1234:publish eventbus serve --migrate
+
+  # A relay on its own, or the API on its own
+  eventbus serve --relay-only
+  eventbus serve --no-relay`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if noRelay && relayOnly {
+				return usagef(cmd, "--no-relay and --relay-only exclude each other: give one")
+			}
+			svc, err := a.open(cmd, service.Options{Migrate: migrate, Source: "eventbus"})
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			a.logger.Info("eventbus serving", "config", svc.Config, "http", !relayOnly, "relay", !noRelay)
+			err = svc.Run(cmd.Context(), service.RunOptions{HTTP: !relayOnly, Relay: !noRelay})
+			a.logger.Info("eventbus stopped")
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&noRelay, "no-relay", false, "run the HTTP API without the relay")
+	cmd.Flags().BoolVar(&relayOnly, "relay-only", false, "run the relay without the HTTP API")
+	cmd.Flags().BoolVar(&migrate, "migrate", false, "bring the PostgreSQL schema up to date before serving (the embedded store always does)")
+	return cmd
+}

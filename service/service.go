@@ -1,0 +1,397 @@
+// Package service assembles the eventbus service from its configuration:
+// the event store (PostgreSQL, or the embedded SQLite store), the broker
+// (RabbitMQ, or the in-process broker), the bus, the relay and the HTTP API.
+//
+// `eventbus serve` runs a Service. Programs that embed the bus open one too:
+// with no configuration at all they get the embedded default, a store in a
+// local directory and a broker inside the process, so that a worker runs on
+// a bare machine exactly as it will on PostgreSQL and RabbitMQ.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/memory"
+	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/edupulse"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
+	"github.com/edupulse/eventbus/store/sqlite"
+)
+
+// Dispatcher records events in transactions of its own. *eventbus.Bus
+// implements it whatever its store, which is what lets a worker run on the
+// embedded store and on PostgreSQL unchanged.
+type Dispatcher interface {
+	Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error)
+	Registry() *event.Registry
+}
+
+// Options tunes Open.
+type Options struct {
+	// Logger receives the service's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Registry holds the event types the bus accepts. Default: the
+	// EduPulse types.
+	Registry *event.Registry
+	// Migrate brings the PostgreSQL schema up to date on open. The
+	// embedded store always migrates: nobody else would.
+	Migrate bool
+	// Source is the default source of events the service records.
+	// Default "eventbus".
+	Source string
+	// Relay configures the relay Run starts. Its store, broker, exchange,
+	// logger and metrics come from the service.
+	Relay relay.Config
+	// StoreOnly opens the store and the bus, not the broker nor the relay:
+	// for tools that only read or record events.
+	StoreOnly bool
+}
+
+// Service is an open store and broker, with the bus, relay and HTTP API built
+// on them.
+type Service struct {
+	Config   config.Config
+	Store    store.Store
+	Broker   broker.Broker
+	Bus      Dispatcher
+	Metrics  *prometheus.Registry
+	Logger   *slog.Logger
+	registry *event.Registry
+	pg       *postgres.Store
+	lite     *sqlite.Store
+	relay    *relay.Relay
+	relayRef atomic.Pointer[relay.Relay]
+	closers  []func() error
+}
+
+// Open opens the store and the broker that cfg names and builds the bus. It
+// logs where the data lives. Close releases everything.
+func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error) {
+	s := &Service{Config: cfg, Logger: opts.Logger, registry: opts.Registry, Metrics: prometheus.NewRegistry()}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.registry == nil {
+		s.registry = edupulse.Registry()
+	}
+	if opts.Source == "" {
+		opts.Source = "eventbus"
+	}
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			_ = s.Close()
+		}
+	}()
+	if err := s.openStore(ctx, opts); err != nil {
+		return nil, err
+	}
+	if !opts.StoreOnly {
+		if err := s.openBroker(ctx); err != nil {
+			return nil, err
+		}
+	}
+	busOpts := []eventbus.Option{
+		eventbus.WithRegistry(s.registry),
+		eventbus.WithSource(opts.Source),
+		eventbus.OnCommit(s.wakeRelay),
+	}
+	if s.pg != nil {
+		s.Bus = eventbus.New(s.pg, busOpts...)
+	} else {
+		s.Bus = eventbus.New(s.lite, busOpts...)
+	}
+	if opts.StoreOnly {
+		ok = true
+		return s, nil
+	}
+	relayCfg := opts.Relay
+	relayCfg.Exchange = cfg.Exchange
+	relayCfg.Logger = s.Logger
+	if relayCfg.Metrics == nil {
+		relayCfg.Metrics = relay.NewMetrics()
+		if err := relayCfg.Metrics.Register(s.Metrics); err != nil {
+			return nil, fmt.Errorf("service: relay metrics: %w", err)
+		}
+	}
+	name := relayCfg.Name
+	if name == "" {
+		name = relay.DefaultName
+	}
+	s.Metrics.MustRegister(relay.NewStatusCollector(s.Store, name))
+	var err error
+	if s.relay, err = relay.New(s.Store, s.Broker, relayCfg); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *Service) openStore(ctx context.Context, opts Options) error {
+	if s.Config.Embedded() {
+		path := filepath.Join(s.Config.DataDir, "eventbus.db")
+		st, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return fmt.Errorf("open the embedded store at %s: %w (check that %s is a writable directory)", path, err, s.Config.DataDir)
+		}
+		s.lite, s.Store = st, st
+		s.closers = append(s.closers, st.Close)
+		if err := st.Migrate(ctx); err != nil {
+			return fmt.Errorf("migrate the embedded store at %s: %w", path, err)
+		}
+		abs, _ := filepath.Abs(path)
+		s.Logger.Info("embedded store: SQLite, single process; the data lives in "+abs, "path", abs)
+		return nil
+	}
+	st, err := postgres.Open(ctx, s.Config.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("cannot open PostgreSQL at %s: %w (check %s and that the server is running)",
+			config.Redact(s.Config.DatabaseURL), err, config.EnvDatabaseURL)
+	}
+	s.pg, s.Store = st, st
+	s.closers = append(s.closers, st.Close)
+	if err := st.Ping(ctx); err != nil {
+		return fmt.Errorf("cannot reach PostgreSQL at %s: %w (check %s and that the server is running)",
+			config.Redact(s.Config.DatabaseURL), err, config.EnvDatabaseURL)
+	}
+	if opts.Migrate {
+		if err := st.Migrate(ctx); err != nil {
+			return fmt.Errorf("migrate PostgreSQL: %w", err)
+		}
+	}
+	cur, latest, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if cur < latest {
+		return fmt.Errorf("the PostgreSQL schema is at version %d, this build needs %d: run `eventbus migrate` (or serve --migrate)", cur, latest)
+	}
+	s.Logger.Info("store: PostgreSQL", "url", config.Redact(s.Config.DatabaseURL), "schema_version", cur)
+	return nil
+}
+
+func (s *Service) openBroker(ctx context.Context) error {
+	if s.Config.InProcessBroker() {
+		b := memory.New()
+		s.Broker = b
+		s.closers = append(s.closers, b.Close)
+		s.Logger.Info("broker: in-process; messages not yet delivered are lost if the process dies, " +
+			"and the relay publishes them again from the store when it restarts")
+		return nil
+	}
+	b, err := rabbitmq.Open(ctx, joinURLs(s.Config.AMQPURLs), rabbitmq.WithLogger(s.Logger))
+	if err != nil {
+		return err
+	}
+	s.Broker = b
+	s.closers = append(s.closers, b.Close)
+	redacted := make([]string, len(s.Config.AMQPURLs))
+	for i, u := range s.Config.AMQPURLs {
+		redacted[i] = config.Redact(u)
+	}
+	s.Logger.Info("broker: RabbitMQ", "nodes", redacted, "exchange", s.Config.Exchange)
+	return nil
+}
+
+func joinURLs(urls []string) string {
+	out := ""
+	for i, u := range urls {
+		if i > 0 {
+			out += ","
+		}
+		out += u
+	}
+	return out
+}
+
+// wakeRelay is the bus's commit hook: a relay in this process reads the
+// store at once instead of at its next poll.
+func (s *Service) wakeRelay() {
+	if r := s.relayRef.Load(); r != nil {
+		r.Wake()
+	}
+}
+
+// Postgres returns the PostgreSQL store, when that is the store.
+func (s *Service) Postgres() (*postgres.Store, bool) { return s.pg, s.pg != nil }
+
+// SQLite returns the embedded store, when that is the store.
+func (s *Service) SQLite() (*sqlite.Store, bool) { return s.lite, s.lite != nil }
+
+// Inbox returns the store's consumer inbox, for consume.Config.Inbox.
+func (s *Service) Inbox() consume.Inbox {
+	if s.pg != nil {
+		return consume.NewInbox(s.pg)
+	}
+	return consume.NewInbox(s.lite)
+}
+
+// SchemaVersion returns the version the store's schema is at, and the
+// newest this build knows.
+func (s *Service) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
+	if s.pg != nil {
+		return s.pg.SchemaVersion(ctx)
+	}
+	return s.lite.SchemaVersion(ctx)
+}
+
+// Relay returns the service's relay.
+func (s *Service) Relay() *relay.Relay { return s.relay }
+
+// Status reports the relay's state.
+func (s *Service) Status(ctx context.Context) (relay.Status, error) {
+	return relay.ReadStatus(ctx, s.Store, s.relayName(), time.Minute)
+}
+
+func (s *Service) relayName() string {
+	// The relay defaulted its own name; the status must use the same.
+	if s.relay == nil {
+		return relay.DefaultName
+	}
+	return s.relay.Name()
+}
+
+// Handler returns the HTTP API on the service.
+func (s *Service) Handler() (http.Handler, error) {
+	if s.Broker == nil {
+		return nil, errors.New("service: the HTTP API needs the broker; open the service without StoreOnly")
+	}
+	return httpapi.New(httpapi.Config{
+		Bus:     s.Bus,
+		Reader:  s.Store,
+		Status:  s.Status,
+		Metrics: s.Metrics,
+		Tokens:  s.Config.Tokens,
+		Logger:  s.Logger,
+		Ready: []httpapi.Check{
+			{Name: "store", Check: s.Store.Ping},
+			{Name: "broker", Check: s.Broker.Ping},
+		},
+		Admin: httpapi.Admin{
+			Exchange: s.Config.Exchange,
+			Replay: func(ctx context.Context, o replay.Options) (replay.Result, error) {
+				return replay.Run(ctx, s.Store, s.Broker, o)
+			},
+			DeadLetters: func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error) {
+				return consume.DeadLetters(ctx, s.Broker, group, limit)
+			},
+			Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
+				return consume.Requeue(ctx, s.Broker, group, pick)
+			},
+		},
+	})
+}
+
+// RunOptions says which parts Run runs.
+type RunOptions struct {
+	HTTP  bool
+	Relay bool
+	// Ready, if set, is told the HTTP API's address once it listens.
+	Ready func(addr string)
+	// ShutdownTimeout bounds the graceful stop. Default 15s.
+	ShutdownTimeout time.Duration
+}
+
+// Run runs the HTTP API and the relay, as opts says, until ctx ends or one
+// of them fails, then stops them gracefully: the server finishes the
+// requests in flight, the relay waits for its confirms, saves its checkpoint
+// and hands its lease over.
+func (s *Service) Run(ctx context.Context, opts RunOptions) error {
+	if !opts.HTTP && !opts.Relay {
+		return errors.New("service: nothing to run")
+	}
+	if s.relay == nil {
+		return errors.New("service: opened StoreOnly, it cannot run")
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 15 * time.Second
+	}
+	// One part failing stops the other.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 2)
+	running := 0
+	if opts.HTTP {
+		h, err := s.Handler()
+		if err != nil {
+			return err
+		}
+		if !s.Config.AuthEnabled() {
+			s.Logger.Warn("HTTP API auth is OFF: anyone who can reach " + s.Config.HTTPAddr +
+				" can publish and read events; set " + config.EnvAPITokens + " to require tokens")
+		}
+		ln, err := net.Listen("tcp", s.Config.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen on %s: %w (is another process using it? set %s or --%s)",
+				s.Config.HTTPAddr, err, config.EnvHTTPAddr, config.FlagHTTPAddr)
+		}
+		srv := httpapi.NewServer(s.Config.HTTPAddr, h)
+		s.Logger.Info("HTTP API listening", "addr", ln.Addr().String())
+		if opts.Ready != nil {
+			opts.Ready(ln.Addr().String())
+		}
+		running++
+		go func() {
+			err := srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+		go func() {
+			<-runCtx.Done()
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(shutdownCtx); err != nil {
+				s.Logger.Warn("HTTP API did not stop cleanly", "err", err)
+				_ = srv.Close()
+			}
+		}()
+	}
+	if opts.Relay {
+		s.relayRef.Store(s.relay)
+		defer s.relayRef.Store(nil)
+		running++
+		go func() { errc <- s.relay.Run(runCtx) }()
+	}
+	var errs []error
+	for i := 0; i < running; i++ {
+		if err := <-errc; err != nil {
+			s.Logger.Error("service stopping after a failure", "err", err)
+			errs = append(errs, err)
+			stop()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the broker and the store.
+func (s *Service) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
