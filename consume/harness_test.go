@@ -26,11 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// Toxiproxy (the fault proxy) leaks this goroutine when a cut
-		// stops a link while data is in flight: its writer is gone and the
-		// toxic blocks sending to it for ever. It is the proxy's, not ours.
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"))
+	goleak.VerifyTestMain(m, testenv.IgnoreFaultProxyLeaks)
 }
 
 // brokerKind makes brokers of one implementation. Every behaviour test runs
