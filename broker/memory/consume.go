@@ -95,6 +95,8 @@ func (in *inflight) settle(op string, reject, requeue bool) error {
 		q.requeueLocked([]*message{in.m})
 	case reject:
 		dead = q.rejectLocked(in.m, dead)
+	default:
+		in.m.receipt.release()
 	}
 	dead = q.dispatchLocked(dead)
 	q.scheduleLocked()

@@ -9,11 +9,15 @@
 // served round-robin.
 //
 // It keeps messages in memory only: they are lost when the process ends.
-// That is by design: the event store is the record, and the relay publishes
-// again from its checkpoint after a restart. Queues have no length limit.
+// That is by design: the event store is the record. The relay publishes
+// through [Broker.DeliveryConfirmed], whose confirms wait until consumers
+// have settled each message, so its checkpoint never passes an event still
+// in a queue, and after a restart it publishes every such event again.
+// Queues have no length limit.
 //
 // Publishing is synchronous: a message is in its queues when Publish
-// returns, and its confirmation is already settled. No goroutine runs per
+// returns, and (except through DeliveryConfirmed) its confirmation is
+// already settled. No goroutine runs per
 // message or per subscription; a subscription's Deliveries channel is
 // buffered to its prefetch, so handing a message over never blocks. Timers
 // expire messages of queues with a time to live.
@@ -55,6 +59,10 @@ type Broker struct {
 
 	// timers counts TTL timer callbacks running, for Close to wait.
 	timers sync.WaitGroup
+
+	// receipts are the unsettled confirmations of delivery-confirmed
+	// publishers.
+	receipts receipts
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -270,7 +278,7 @@ func (b *Broker) route(exchangeName, key string) ([]*queue, error) {
 	return qs, nil
 }
 
-// deliverTo enqueues dead letters in their queues, if those exist.
+// deadLetter enqueues dead letters in their queues, if those exist.
 func (b *Broker) deadLetter(letters []deadLetter) {
 	for _, dl := range letters {
 		b.mu.RLock()
@@ -279,6 +287,8 @@ func (b *Broker) deadLetter(letters []deadLetter) {
 		b.mu.RUnlock()
 		if ok && !closed {
 			q.enqueue(dl.m)
+		} else {
+			dl.m.receipt.release()
 		}
 	}
 }

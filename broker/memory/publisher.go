@@ -18,10 +18,18 @@ type publisher struct {
 	opts     broker.PublisherOptions
 	done     chan struct{}
 	doneOnce sync.Once
+	// receipts are the pending confirmations of a delivery-confirmed
+	// publisher (see DeliveryConfirmed); nil for a plain one. Guarded by
+	// b.receipts.mu.
+	receipts map[*receipt]struct{}
 }
 
 // NewPublisher opens a publisher.
 func (b *Broker) NewPublisher(ctx context.Context, opts broker.PublisherOptions) (broker.Publisher, error) {
+	return b.newPublisher(ctx, opts)
+}
+
+func (b *Broker) newPublisher(ctx context.Context, opts broker.PublisherOptions) (*publisher, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memory: open publisher: %w", err)
 	}
@@ -65,21 +73,35 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	if err != nil {
 		return nil, err
 	}
+	// Count the copies before the first is in a queue: a consumer may ack
+	// it at once.
+	var r *receipt
+	if p.receipts != nil {
+		r = p.track(m.MessageID, len(queues))
+	} else {
+		r = p.b.receipts.join(m, len(queues))
+	}
 	if len(queues) == 0 {
 		if p.opts.Mandatory && p.opts.OnReturn != nil {
 			p.opts.OnReturn(broker.Returned{
 				Message: own(m), Exchange: exchange, RoutingKey: routingKey, Reason: "312 NO_ROUTE",
 			})
 		}
+		if r != nil {
+			return r, nil
+		}
 		return acked, nil
 	}
 	first := own(m)
 	for i, q := range queues {
-		msg := &message{m: first, exchange: exchange, routingKey: routingKey}
+		msg := &message{m: first, exchange: exchange, routingKey: routingKey, receipt: r}
 		if i > 0 {
 			msg.m = own(first) // each queue its own copy
 		}
 		q.enqueue(msg)
+	}
+	if p.receipts != nil {
+		return r, nil
 	}
 	return acked, nil
 }
@@ -159,4 +181,9 @@ func (p *publisher) Close() error {
 	return nil
 }
 
-func (p *publisher) end() { p.doneOnce.Do(func() { close(p.done) }) }
+func (p *publisher) end() {
+	p.doneOnce.Do(func() {
+		close(p.done)
+		p.failReceipts()
+	})
+}

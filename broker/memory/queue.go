@@ -16,6 +16,9 @@ type message struct {
 	seq         uint64    // order of arrival in the queue
 	expires     time.Time // zero without a time to live
 	redelivered bool
+	// receipt, when set, is the delivery confirmation this copy counts
+	// towards (see DeliveryConfirmed).
+	receipt *receipt
 }
 
 // deadLetter is a message on its way to a dead-letter queue.
@@ -60,6 +63,7 @@ func (q *queue) enqueue(m *message) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
+		m.receipt.release()
 		return
 	}
 	q.seq++
@@ -135,6 +139,7 @@ func (q *queue) nextConsumerLocked() *subscription {
 // expireLocked dead-letters an expired message, or drops it.
 func (q *queue) expireLocked(m *message, dead []deadLetter) []deadLetter {
 	if q.deadLetter == "" {
+		m.receipt.release()
 		return dead
 	}
 	return append(dead, deadLetter{queue: q.deadLetter, m: q.deadLettered(m, "expired")})
@@ -143,6 +148,7 @@ func (q *queue) expireLocked(m *message, dead []deadLetter) []deadLetter {
 // rejectLocked dead-letters a message a consumer rejected, or drops it.
 func (q *queue) rejectLocked(m *message, dead []deadLetter) []deadLetter {
 	if q.deadLetter == "" {
+		m.receipt.release()
 		return dead
 	}
 	return append(dead, deadLetter{queue: q.deadLetter, m: q.deadLettered(m, "rejected")})
@@ -151,7 +157,7 @@ func (q *queue) rejectLocked(m *message, dead []deadLetter) []deadLetter {
 // deadLettered returns the message as RabbitMQ dead-letters it: through
 // the default exchange to the dead-letter queue, with x-death headers.
 func (q *queue) deadLettered(m *message, reason string) *message {
-	out := &message{m: m.m, exchange: broker.DefaultExchange, routingKey: q.deadLetter}
+	out := &message{m: m.m, exchange: broker.DefaultExchange, routingKey: q.deadLetter, receipt: m.receipt}
 	headers := make(map[string]any, len(m.m.Headers)+4)
 	for k, v := range m.m.Headers {
 		headers[k] = v
@@ -244,13 +250,16 @@ func (q *queue) shutdown(err error) {
 		q.timer.Stop()
 	}
 	for h := range q.holders {
-		h.closeLocked()
+		releaseAll(h.closeLocked())
 	}
 	for _, s := range q.consumers {
-		s.endLocked(err)
+		releaseAll(s.endLocked(err))
 	}
 	q.consumers = nil
 	q.holders = nil
+	for m := q.ready.popFront(); m != nil; m = q.ready.popFront() {
+		m.receipt.release()
+	}
 	q.ready = deque{}
 }
 
