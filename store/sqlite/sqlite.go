@@ -162,8 +162,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	writeDSN.Set("_synchronous", string(cfg.sync))
 	// Without a limit the WAL keeps the size of its largest burst.
 	writeDSN.Add("_pragma", "journal_size_limit(67108864)")
-	// Savepoints keep their undo pages in a temporary file unless told
-	// otherwise; the write path uses a savepoint per append.
+	// Savepoints and statement journals keep their undo pages in a
+	// temporary file unless told otherwise; AppendTx runs in a savepoint.
 	writeDSN.Add("_pragma", "temp_store(MEMORY)")
 	// The writer touches the tail of every index and the leaves of the
 	// active streams: 8 MiB of cache (the default is 2) keeps them.
