@@ -49,11 +49,23 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 	}
 	queue := make(chan pending, max(cfg.Window, 1))
 	readErr := make(chan error, 1)
-	// The sender stops with ctx; the confirmer below outlives it long enough
-	// to drain.
+	// The sender stops with ctx, or when the confirmer below gives up; the
+	// confirmer outlives it long enough to drain.
+	sendCtx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	// abandon stops the sender and waits for it, for an early return.
+	abandon := func() {
+		stopSending()
+		go func() {
+			for range queue {
+			}
+		}()
+		<-readErr
+	}
 	go func() {
 		defer close(queue)
 		readErr <- func() error {
+			ctx := sendCtx
 			for {
 				batch, err := cfg.Next(ctx)
 				if err != nil {
@@ -84,12 +96,7 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 		select {
 		case <-p.confirm.Done():
 		case <-drainDeadline:
-			// Unblock the sender, which may wait for room in the queue.
-			go func() {
-				for range queue {
-				}
-			}()
-			<-readErr
+			abandon()
 			return fmt.Errorf("stopped before the broker confirmed every message: %w", ctx.Err())
 		case <-pub.Done():
 			// The publisher failed; its pending confirms settle as not
@@ -97,11 +104,7 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 			<-p.confirm.Done()
 		}
 		if !p.confirm.Acked() {
-			go func() {
-				for range queue {
-				}
-			}()
-			<-readErr
+			abandon()
 			select {
 			case <-pub.Done():
 				return fmt.Errorf("publisher failed before the broker confirmed: %w", ErrClosed)

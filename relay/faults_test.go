@@ -266,3 +266,60 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
 }
 
 var _ = uuid.Nil
+
+// TestBrokerOutage: while the broker is unreachable, Dispatch goes on
+// accepting events; when it is back, the relay delivers all of them.
+func TestBrokerOutage(t *testing.T) {
+	h := newHarness(t)
+	col := newCollector(t, h.exchange, "#")
+	amqpProxy := testenv.NewFaultProxy(t, "127.0.0.1:5672")
+	b := openBroker(t, testenv.WithHost(testenv.AMQPURL(), amqpProxy.Addr()))
+	startRelay(t, h, b, relay.Config{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	dispatchAll(t, h, 2, 100, 10)
+	col.waitFor(100, 30*time.Second)
+
+	amqpProxy.Down()
+	dispatchAll(t, h, 4, 400, 10) // the bus does not need the broker
+	time.Sleep(time.Second)       // the relay retries meanwhile
+	col.mu.Lock()
+	during := len(col.byID)
+	col.mu.Unlock()
+	if during != 100 {
+		t.Fatalf("%d events arrived while the broker was unreachable, want the 100 from before", during)
+	}
+	if err := amqpProxy.Up(); err != nil {
+		t.Fatal(err)
+	}
+	col.waitFor(500, 60*time.Second)
+	col.checkStreamOrder()
+}
+
+// TestChannelClosedByBroker: the broker closes the relay's channel (here
+// because the exchange was deleted under it). The relay opens a new channel,
+// declares the exchange again and carries on.
+func TestChannelClosedByBroker(t *testing.T) {
+	h := newHarness(t)
+	metrics := relay.NewMetrics()
+	startRelay(t, h, openBroker(t, testenv.AMQPURL()), relay.Config{Metrics: metrics, MinBackoff: 20 * time.Millisecond})
+	first := newCollector(t, h.exchange, "#")
+	dispatchAll(t, h, 2, 50, 5)
+	first.waitFor(50, 30*time.Second)
+
+	deleteExchange(h.exchange) // takes the first collector's binding with it
+	// Events now go to a missing exchange: the broker closes the channel.
+	ctx := context.Background()
+	if _, err := h.bus.Dispatch(ctx, nil, quiz(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, func() bool { return metrics.Errors("broker") > 0 || metrics.Errors("nack") > 0 })
+	// The relay declares the exchange again; a consumer that binds now
+	// receives what follows.
+	second := newCollector(t, h.exchange, "#")
+	for i := 0; i < 20; i++ {
+		if _, err := h.bus.Dispatch(ctx, nil, quiz(int32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second.waitFor(20, 30*time.Second)
+	t.Logf("relay errors after the channel closed: broker %v, nack %v", metrics.Errors("broker"), metrics.Errors("nack"))
+}

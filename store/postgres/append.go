@@ -113,7 +113,7 @@ func (s *Store) append(ctx context.Context, q querier, drafts []event.Draft) ([]
 		} else {
 			out[i] = store.Appended{Envelope: event.Envelope{
 				ID: d.ID, Type: d.Type, Source: d.Source, Subject: d.Subject,
-				StreamVersion: r.version.Int64, OccurredAt: d.OccurredAt.UTC(),
+				StreamVersion: r.version.Int64, OccurredAt: d.OccurredAt.Truncate(event.TimePrecision).UTC(),
 				RecordedAt: r.recordedAt.Time.UTC(), CorrelationID: d.CorrelationID,
 				CausationID: d.CausationID, TraceParent: d.TraceParent, TraceState: d.TraceState,
 				Position: r.position, CommitOrder: r.commitOrder, Data: d.Data,
