@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/store/postgres"
 )
 
@@ -675,5 +677,50 @@ func TestPoisonMessageIsDeadLettered(t *testing.T) {
 		if len(dead) != 1 || !strings.Contains(dead[0].Reason, "delivered 3 times") {
 			t.Fatalf("dead letters %+v", dead)
 		}
+	})
+}
+
+// TestStoreOutageDoesNotUseUpAttempts: while the store is unreachable, the
+// handler fails with store.ErrUnavailable; that is the store's fault, not the
+// event's. Events wait out the outage in a retry queue instead of ending in
+// the dead-letter queue, and each takes effect once when the store is back.
+func TestStoreOutageDoesNotUseUpAttempts(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, k brokerKind) {
+		e := newEnv(t, k)
+		direct := newStore(t)
+		proxy := testenv.NewFaultProxy(t, "127.0.0.1:5432")
+		ctx := testenv.Context(t, time.Minute)
+		viaProxy, err := postgres.Open(ctx, testenv.WithHost(direct.Pool().Config().ConnString(), proxy.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = viaProxy.Close() })
+		cfg := e.config()
+		cfg.MaxAttempts = 3 // 50ms + 100ms of backoff: far shorter than the outage
+		cfg.Inbox = consume.NewInbox[pgx.Tx](viaProxy)
+		c := newConsumer(t, e.b, cfg, consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
+			return writeEffect(ctx, tx, env)
+		}))
+		e.start(c)
+		proxy.Down()
+		const n = 20
+		for i := 0; i < n; i++ {
+			e.publish(quizEvent("quiz-"+strconv.Itoa(i), 1, 50))
+		}
+		eventually(t, 10*time.Second, "failures during the outage", func() bool { return c.Stats().Failed >= 4*n })
+		if err := proxy.Up(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "every event handled after the outage", func() bool {
+			rows, _ := effects(t, direct)
+			return rows >= n
+		})
+		if rows, distinct := effects(t, direct); rows != n || distinct != n {
+			t.Fatalf("%d effect rows for %d distinct events, want %d each", rows, distinct, n)
+		}
+		if dl := e.queueLen(consume.DeadLetterQueue(e.group)); dl != 0 {
+			t.Fatalf("%d events dead-lettered by a store outage, want none", dl)
+		}
+		t.Logf("stats after the outage: %+v", c.Stats())
 	})
 }

@@ -41,6 +41,11 @@
 // The retry queue holds the copy for the backoff delay (its message TTL),
 // then dead-letters it back to G. No message waits in memory.
 //
+// An error that wraps store.ErrUnavailable (the inbox's database, or the
+// handler's, is down) is the store's fault, not the event's: the copy goes
+// to the longest retry queue without counting the attempt, for as long as
+// the outage lasts, so that an outage does not fill the dead-letter queue.
+//
 // After MaxAttempts failures, or at once for a Permanent error, a message
 // that is not a CloudEvent, a payload that does not decode into the route's
 // type, or a message the broker delivered MaxDeliveries times without it

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
 )
 
 // process handles one delivery and settles it: ack, retry or dead-letter.
@@ -83,10 +84,16 @@ func (c *Consumer) process(ctx context.Context, j job) {
 	switch {
 	case errors.Is(err, ErrPermanent):
 		c.deadLetter(ctx, d, attempt, causePermanent, err)
+	case errors.Is(err, store.ErrUnavailable) && c.cfg.MaxAttempts > 1:
+		// The store failed, not the event: an outage must not use up the
+		// event's attempts and send it to the dead-letter queue. Retry it
+		// through the longest retry queue, counting this attempt as not
+		// made, for as long as the outage lasts.
+		c.retry(ctx, d, env, c.cfg.MaxAttempts-1, attempt-1, err)
 	case attempt >= c.cfg.MaxAttempts:
 		c.deadLetter(ctx, d, attempt, causeExhausted, err)
 	default:
-		c.retry(ctx, d, env, attempt, err)
+		c.retry(ctx, d, env, attempt, attempt, err)
 	}
 }
 
@@ -189,13 +196,14 @@ func (c *Consumer) settleContext(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), DefaultSettleTimeout)
 }
 
-// retry sends a copy of d to the retry queue of attempt, from which the
-// broker returns it to the group's queue after the backoff, then acks d.
-func (c *Consumer) retry(ctx context.Context, d broker.Delivery, env event.Envelope, attempt int, cause error) {
-	queue := RetryQueue(c.cfg.Group, attempt)
+// retry sends a copy of d to the retry queue of attempt n, from which the
+// broker returns it to the group's queue after the backoff, then acks d. The
+// copy records `failed` as the number of attempts made.
+func (c *Consumer) retry(ctx context.Context, d broker.Delivery, env event.Envelope, n, failed int, cause error) {
+	queue := RetryQueue(c.cfg.Group, n)
 	ctx, cancel := c.settleContext(ctx)
 	defer cancel()
-	m := failedCopy(d.Message, attempt, cause.Error(), c.cfg.Group, time.Now())
+	m := failedCopy(d.Message, failed, cause.Error(), c.cfg.Group, time.Now())
 	if err := c.pub.publish(ctx, queue, m); err != nil {
 		c.requeue(d, "retry", err)
 		return
@@ -203,7 +211,7 @@ func (c *Consumer) retry(ctx context.Context, d broker.Delivery, env event.Envel
 	c.stats.retried.Add(1)
 	c.metrics.retried.Inc()
 	c.log.Info("consume: handler failed; will retry", "type", env.Type, "event_id", env.ID,
-		"attempt", attempt, "max_attempts", c.cfg.MaxAttempts, "retry_in", c.cfg.Backoff.Delay(attempt), "err", cause)
+		"attempts", failed, "max_attempts", c.cfg.MaxAttempts, "retry_in", c.cfg.Backoff.Delay(n), "err", cause)
 	c.ack(d)
 }
 
