@@ -1,0 +1,216 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/edupulse/eventbus/bench"
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// tiny sizes a run for a smoke test: every scenario, a few hundred events
+// each. The figures mean nothing at this size; the test checks that each is
+// there and sane, never how fast anything was.
+func tiny() bench.Options {
+	return bench.Options{
+		Events:           500,
+		RelayLagDuration: 250 * time.Millisecond,
+		CeilingDuration:  150 * time.Millisecond,
+		RelayLagRate:     2000,
+	}
+}
+
+func TestRunEmbedded(t *testing.T) {
+	rep := run(t, config.Config{DataDir: t.TempDir(), Exchange: config.DefaultExchange})
+	if rep.Store != "sqlite" || rep.Broker != "in-process" {
+		t.Errorf("store %q, broker %q; want sqlite, in-process", rep.Store, rep.Broker)
+	}
+	if !strings.HasPrefix(rep.Machine.StoreVersion, "SQLite 3.") {
+		t.Errorf("store version %q", rep.Machine.StoreVersion)
+	}
+}
+
+func TestRunServers(t *testing.T) {
+	testenv.Need(t, "PostgreSQL", testenv.PostgresURL())
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: config.DefaultExchange}
+	rep := run(t, cfg)
+	if rep.Store != "postgresql" || rep.Broker != "rabbitmq" {
+		t.Errorf("store %q, broker %q; want postgresql, rabbitmq", rep.Store, rep.Broker)
+	}
+	if !strings.HasPrefix(rep.Machine.StoreVersion, "PostgreSQL ") || rep.Machine.BrokerVersion == "" {
+		t.Errorf("server versions %q, %q", rep.Machine.StoreVersion, rep.Machine.BrokerVersion)
+	}
+	checkRemoved(t, rep.Objects)
+}
+
+// run runs every scenario at the tiny size and checks the report.
+func run(t *testing.T, cfg config.Config) bench.Report {
+	t.Helper()
+	var progress bytes.Buffer
+	opts := tiny()
+	opts.Progress = &progress
+	rep, err := bench.Run(testenv.Context(t, 3*time.Minute), cfg, opts)
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if got, want := len(rep.Scenarios), len(bench.Scenarios()); got != want {
+		t.Fatalf("%d scenarios reported, want %d", got, want)
+	}
+	for _, s := range rep.Scenarios {
+		if s.Error != "" {
+			t.Errorf("%s failed: %s", s.Name, s.Error)
+			continue
+		}
+		if s.Events <= 0 || s.Seconds <= 0 || s.PerSecond <= 0 || s.PeakRSSBytes <= 0 {
+			t.Errorf("%s: events %d, seconds %g, per second %g, peak RSS %d: want all positive",
+				s.Name, s.Events, s.Seconds, s.PerSecond, s.PeakRSSBytes)
+		}
+		if s.Events > opts.Events {
+			t.Errorf("%s: %d events, more than the %d asked for", s.Name, s.Events, opts.Events)
+		}
+		if s.Name != bench.Replay {
+			if l := s.Latency; l == nil || l.Samples == 0 || l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.P999 {
+				t.Errorf("%s: latency %+v: want ordered positive quantiles", s.Name, l)
+			}
+		}
+		if s.Ceiling == "" || s.Ratio <= 0 {
+			t.Errorf("%s: ceiling %q, ratio %g", s.Name, s.Ceiling, s.Ratio)
+		}
+	}
+	if len(rep.Ceilings) != 3 {
+		t.Errorf("%d ceilings, want 3", len(rep.Ceilings))
+	}
+	for _, c := range rep.Ceilings {
+		if c.Error != "" || c.PerSecond <= 0 {
+			t.Errorf("ceiling %s: %g/s, error %q", c.Name, c.PerSecond, c.Error)
+		}
+	}
+	if len(rep.Targets) != 7 {
+		t.Errorf("%d targets, want 7", len(rep.Targets))
+	}
+	for _, tg := range rep.Targets {
+		if tg.Status != "PASS" && tg.Status != "MISS" {
+			t.Errorf("target %q: status %q", tg.Name, tg.Status)
+		}
+	}
+	if rep.Machine.Cores <= 0 || rep.Machine.GoVersion == "" {
+		t.Errorf("machine %+v", rep.Machine)
+	}
+
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range append(bench.Scenarios(), "targets", "ceilings", "p999", "peak RSS") {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, table.String())
+		}
+	}
+	for _, s := range bench.Scenarios() {
+		if !strings.Contains(progress.String(), s) {
+			t.Errorf("no progress line for %s:\n%s", s, progress.String())
+		}
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back bench.Report
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Scenarios) != len(rep.Scenarios) || back.Scenarios[0].Latency == nil {
+		t.Errorf("JSON round trip lost scenarios: %s", js)
+	}
+	t.Logf("\n%s", table.String())
+	return rep
+}
+
+// checkRemoved checks that nothing of the run named objects is left on the
+// servers.
+func checkRemoved(t *testing.T, objects string) {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	conn, err := pgx.Connect(ctx, testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	schema := strings.ReplaceAll(objects, ".", "_")
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, schema).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("schema %s is still there", schema)
+	}
+	b, err := rabbitmq.Open(ctx, testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, q := range []string{objects + ".sink", objects + ".replay", objects + "." + bench.ConsumeInbox} {
+		if _, err := b.InspectQueue(ctx, q); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("queue %s: %v, want it deleted", q, err)
+		}
+	}
+}
+
+// TestRunInterrupted stops a run midway: it returns the context's error,
+// and what it created is removed all the same.
+func TestRunInterrupted(t *testing.T) {
+	testenv.Need(t, "PostgreSQL", testenv.PostgresURL())
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: config.DefaultExchange}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := bench.Options{Duration: 10 * time.Second, CeilingDuration: 100 * time.Millisecond, Scenarios: []string{bench.E2E16}}
+	// Stop once the scenario has begun.
+	var progress lineWatcher
+	progress.on = func(line string) {
+		if strings.Contains(line, bench.E2E16+" ...") {
+			time.AfterFunc(300*time.Millisecond, cancel)
+		}
+	}
+	opts.Progress = &progress
+	start := time.Now()
+	rep, err := bench.Run(ctx, cfg, opts)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want context.Canceled", err)
+	}
+	if took := time.Since(start); took > 9*time.Second {
+		t.Errorf("Run took %v after being interrupted", took)
+	}
+	if rep.Objects == "" {
+		t.Fatal("the report does not name the run's objects")
+	}
+	checkRemoved(t, rep.Objects)
+}
+
+type lineWatcher struct{ on func(string) }
+
+func (w *lineWatcher) Write(p []byte) (int, error) {
+	w.on(string(p))
+	return len(p), nil
+}
+
+func TestUnknownScenario(t *testing.T) {
+	_, err := bench.Run(context.Background(), config.Config{DataDir: t.TempDir()}, bench.Options{Scenarios: []string{"e2e-99"}})
+	if !errors.Is(err, bench.ErrUnknownScenario) {
+		t.Fatalf("Run: %v, want ErrUnknownScenario", err)
+	}
+}

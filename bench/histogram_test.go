@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	samples := make([]time.Duration, 100000)
+	for i := range samples {
+		// Log-uniform from 1µs to 1s, as latencies spread.
+		samples[i] = time.Duration(1e3 * math.Pow(10, rand.Float64()*6))
+		h.record(samples[i])
+	}
+	slices.Sort(samples)
+	qs := []float64{0.5, 0.99, 0.999}
+	got := h.quantiles(qs...)
+	for i, q := range qs {
+		want := samples[int(q*float64(len(samples)))-1]
+		if diff := float64(got[i]-want) / float64(want); diff > 0.01 || diff < -0.01 {
+			t.Errorf("q%g: %v, want %v ± 1%%", q, got[i], want)
+		}
+	}
+	if h.count() != int64(len(samples)) {
+		t.Errorf("count %d", h.count())
+	}
+}
+
+func TestHistogramEdges(t *testing.T) {
+	var h histogram
+	if q := h.quantiles(0.5); q[0] != 0 {
+		t.Errorf("empty: %v", q)
+	}
+	for _, d := range []time.Duration{-5, 0, 1, 127, 128, 1 << 62} {
+		h.record(d)
+	}
+	q := h.quantiles(0, 1)
+	if q[0] != 0 || q[1] < time.Duration(1)<<40 {
+		t.Errorf("extremes: %v", q)
+	}
+	for i := range numBuckets {
+		if b := bucketOf(bucketValue(i)); b != i {
+			t.Fatalf("bucket %d: middle %v lands in %d", i, bucketValue(i), b)
+		}
+	}
+}
+
+func TestWithSearchPath(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"postgres://u:p@h:5432/db?sslmode=disable", "postgres://u:p@h:5432/db?search_path=s&sslmode=disable"},
+		{"postgres://u@h/db?search_path=public", "postgres://u@h/db?search_path=s"},
+		{"host=h user=u dbname=db", "host=h user=u dbname=db search_path=s"},
+	} {
+		got, err := withSearchPath(c.in, "s")
+		if err != nil || got != c.want {
+			t.Errorf("withSearchPath(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestOccurredAt(t *testing.T) {
+	at, ok := occurredAt([]byte(`{"specversion":"1.0","id":"x","source":"s","type":"t","time":"2025-01-02T03:04:05.123456Z","data":{}}`))
+	if !ok || !at.Equal(time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC)) {
+		t.Errorf("occurredAt: %v, %v", at, ok)
+	}
+	if _, ok := occurredAt([]byte(`{"id":"x"}`)); ok {
+		t.Error("occurredAt found a time where there is none")
+	}
+}

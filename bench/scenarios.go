@@ -1,0 +1,516 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/edupulse"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/store"
+)
+
+// streams is how many streams the scenarios spread their events over:
+// quiz-0 … quiz-9999, as many independent producers would.
+const streams = 10000
+
+func source(scenario string) string { return sourcePrefix + "/" + scenario }
+
+// draft returns a quiz.submitted event of source, in the next stream, that
+// occurred at at: the sink measures end-to-end latency from it.
+func (r *runner) draft(src string, at time.Time) (event.Draft, error) {
+	n := r.seq.Add(1)
+	return eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(n % 100)},
+		eventbus.Subject("quiz-"+strconv.FormatInt(n%streams, 10)), eventbus.OccurredAt(at), eventbus.Source(src))
+}
+
+// limits returns how long a scenario records events, and how many it
+// records at most.
+func (r *runner) limits() (time.Duration, int64) {
+	limit := r.opts.Events
+	if limit == 0 {
+		limit = math.MaxInt64
+	}
+	return r.opts.Duration, limit
+}
+
+// callers runs call on n goroutines until d has passed (when set), limit
+// events are recorded, ctx ends or a call fails. Each call records per
+// events. It returns how many events were recorded and when the last call
+// returned.
+func callers(parent context.Context, n, per int, d time.Duration, limit int64, call func(ctx context.Context) error) (int64, time.Time, error) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	var (
+		taken, done atomic.Int64
+		last        atomic.Int64
+		wg          sync.WaitGroup
+		once        sync.Once
+		ferr        error
+	)
+	last.Store(time.Now().UnixNano())
+	for range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if !deadline.IsZero() && time.Now().After(deadline) {
+					return
+				}
+				if taken.Add(int64(per)) > limit {
+					return
+				}
+				if err := call(ctx); err != nil {
+					if ctx.Err() == nil {
+						once.Do(func() { ferr = err; cancel() })
+					}
+					return
+				}
+				done.Add(int64(per))
+				last.Store(time.Now().UnixNano())
+			}
+		})
+	}
+	wg.Wait()
+	if ferr == nil {
+		ferr = parent.Err()
+	}
+	return done.Load(), time.Unix(0, last.Load()), ferr
+}
+
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+func (r *runner) dispatchLatency(ctx context.Context) (Result, error) {
+	src := source(DispatchLatency)
+	t := r.sink.track(src, nil)
+	h := &histogram{}
+	d, limit := r.limits()
+	start := time.Now()
+	n, last, err := callers(ctx, 1, 1, d, limit, func(ctx context.Context) error {
+		t0 := time.Now()
+		draft, err := r.draft(src, t0)
+		if err != nil {
+			return err
+		}
+		if _, err := r.svc.Bus.Append(ctx, []event.Draft{draft}); err != nil {
+			return err
+		}
+		h.record(time.Since(t0))
+		return nil
+	})
+	res := Result{What: "Dispatch of one event in a transaction of the bus's own, one caller; latency of the call, commit included",
+		Events: n, Seconds: last.Sub(start).Seconds(), PerSecond: rate(n, last.Sub(start)), Latency: latencyOf(h)}
+	if err != nil {
+		return res, err
+	}
+	return res, r.drain(ctx, t, n)
+}
+
+// endToEnd dispatches from n callers, per events per transaction, and
+// measures until the consumer has received them all.
+func (r *runner) endToEnd(ctx context.Context, name string, n, per int) (Result, error) {
+	src := source(name)
+	h := &histogram{}
+	t := r.sink.track(src, h)
+	d, limit := r.limits()
+	start := time.Now()
+	count, _, err := callers(ctx, n, per, d, limit, func(ctx context.Context) error {
+		t0 := time.Now()
+		drafts := make([]event.Draft, per)
+		for i := range drafts {
+			var err error
+			if drafts[i], err = r.draft(src, t0); err != nil {
+				return err
+			}
+		}
+		_, err := r.svc.Bus.Append(ctx, drafts)
+		return err
+	})
+	res := Result{What: fmt.Sprintf("%d callers, %d event(s) per transaction, %d streams; from the first Dispatch to the consumer's receipt of the last event; latency from Dispatch to receipt",
+		n, per, streams), Events: count}
+	if err != nil {
+		return res, err
+	}
+	err = r.drain(ctx, t, count)
+	elapsed := time.Unix(0, t.last.Load()).Sub(start)
+	res.Seconds, res.PerSecond, res.Latency = elapsed.Seconds(), rate(count, elapsed), latencyOf(h)
+	return res, err
+}
+
+// relayLag dispatches at a steady rate and records the relay's lag from
+// each event's recording to the broker's confirm.
+func (r *runner) relayLag(ctx context.Context) (Result, error) {
+	src := source(RelayLag)
+	t := r.sink.track(src, nil)
+	perSec := r.opts.RelayLagRate
+	total := int64(float64(perSec) * r.opts.RelayLagDuration.Seconds())
+	if r.opts.Events > 0 && (total == 0 || r.opts.Events < total) {
+		total = r.opts.Events
+	}
+	interval := time.Second / time.Duration(perSec)
+	h := &histogram{}
+	r.lag.Store(h)
+	defer r.lag.Store(nil)
+
+	var next atomic.Int64
+	start := time.Now()
+	n, last, err := callers(ctx, r.opts.Callers, 1, 0, total, func(ctx context.Context) error {
+		// Event i is due at start + i × interval: callers that fall
+		// behind catch up at once, so the rate holds on average.
+		due := start.Add(time.Duration(next.Add(1)-1) * interval)
+		if wait := time.Until(due); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C:
+			}
+		}
+		draft, err := r.draft(src, time.Now())
+		if err != nil {
+			return err
+		}
+		_, err = r.svc.Bus.Append(ctx, []event.Draft{draft})
+		return err
+	})
+	res := Result{What: fmt.Sprintf("a steady %s events/s from %d callers, one event per transaction; latency is the relay's lag from an event's recording to the broker's confirm",
+		group(float64(perSec)), r.opts.Callers), Events: n, Seconds: last.Sub(start).Seconds(), PerSecond: rate(n, last.Sub(start))}
+	if err != nil {
+		return res, err
+	}
+	err = r.drain(ctx, t, n)
+	r.lag.Store(nil)
+	res.Latency = latencyOf(h)
+	return res, err
+}
+
+// httpPublish posts one event per request from the callers.
+func (r *runner) httpPublish(ctx context.Context) (Result, error) {
+	src := source(HTTP16)
+	t := r.sink.track(src, nil)
+	h := &histogram{}
+	transport := &http.Transport{MaxIdleConnsPerHost: r.opts.Callers, MaxConnsPerHost: r.opts.Callers}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	url := "http://" + r.httpAddr + "/v1/events"
+	d, limit := r.limits()
+	start := time.Now()
+	n, last, err := callers(ctx, r.opts.Callers, 1, d, limit, func(ctx context.Context) error {
+		seq := r.seq.Add(1)
+		body := fmt.Appendf(nil, `{"type":%q,"subject":"quiz-%d","source":%q,"data":{"quiz_id":%q,"learner_id":%q,"score_raw":%d}}`,
+			edupulse.TypeQuizSubmitted, seq%streams, src, uuid.New(), uuid.New(), seq%100)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+r.env.token)
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("POST /v1/events: status %d", resp.StatusCode)
+		}
+		h.record(time.Since(t0))
+		return nil
+	})
+	res := Result{What: fmt.Sprintf("POST /v1/events, one event per request, %d clients over loopback with a token; latency of the request", r.opts.Callers),
+		Events: n, Seconds: last.Sub(start).Seconds(), PerSecond: rate(n, last.Sub(start)), Latency: latencyOf(h)}
+	if err != nil {
+		return res, err
+	}
+	return res, r.drain(ctx, t, n)
+}
+
+// timedInbox times each inbox transaction: begin, the inbox record, the
+// handler and the commit.
+type timedInbox[TTx any] struct {
+	store.Inbox[TTx]
+	h *histogram
+}
+
+func (t timedInbox[TTx]) HandleOnce(ctx context.Context, group string, id uuid.UUID, fn func(ctx context.Context, tx TTx) error) (bool, error) {
+	start := time.Now()
+	handled, err := t.Inbox.HandleOnce(ctx, group, id, fn)
+	if err == nil {
+		t.h.record(time.Since(start))
+	}
+	return handled, err
+}
+
+// consumeAhead is how many messages the consume-inbox publisher keeps in
+// the queue ahead of the consumer: enough that it never waits, few enough
+// that an in-process queue does not weigh on the memory measured.
+const consumeAhead = 4000
+
+// consumeInbox runs a consumer group whose handler writes one row in the
+// inbox transaction, while a publisher keeps its queue filled.
+func (r *runner) consumeInbox(ctx context.Context, name string, concurrency int) (Result, error) {
+	h := &histogram{}
+	var (
+		inbox consume.Inbox
+		route consume.Route
+	)
+	const insert = `INSERT INTO ` + effectsTable + ` (event_id, subject, score) VALUES `
+	if pg, ok := r.svc.Postgres(); ok {
+		inbox = consume.NewInbox[pgx.Tx](timedInbox[pgx.Tx]{Inbox: pg, h: h})
+		route = consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
+			_, err := tx.Exec(ctx, insert+`($1, $2, $3)`, env.ID.String(), env.Subject, q.ScoreRaw)
+			return err
+		})
+	} else if lite, ok := r.svc.SQLite(); ok {
+		inbox = consume.NewInbox[*sql.Tx](timedInbox[*sql.Tx]{Inbox: lite, h: h})
+		route = consume.OnTx(func(ctx context.Context, tx *sql.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
+			_, err := tx.ExecContext(ctx, insert+`(?, ?, ?)`, env.ID.String(), env.Subject, q.ScoreRaw)
+			return err
+		})
+	}
+	group := r.env.queue(name)
+	queues := []string{group, r.env.queue(name + ".dlq"), r.env.queue(name + ".retry.1")}
+	defer func() {
+		// Drop what is left in them now, not at the end of the run.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for _, q := range queues {
+			_ = r.svc.Broker.DeleteQueue(dctx, q)
+		}
+	}()
+	c, err := consume.New(r.svc.Broker, consume.Config{
+		Group: group, Exchange: r.env.cfg.Exchange, Concurrency: concurrency, Inbox: inbox,
+		MaxAttempts: 2, Logger: r.opts.Logger, ShutdownTimeout: 10 * time.Second,
+	}, route)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := c.Declare(ctx); err != nil {
+		return Result{}, err
+	}
+
+	// The publisher keeps consumeAhead messages ahead of the consumer.
+	d, limit := r.limits()
+	pubCtx, stopPublishing := context.WithCancel(ctx)
+	defer stopPublishing()
+	pubErr := make(chan error, 1)
+	var published atomic.Int64
+	go func() { pubErr <- r.keepFilled(pubCtx, group, name, limit, &published, h) }()
+	if err := waitFor(ctx, time.Minute, func() bool { return published.Load() >= min(consumeAhead, limit) }); err != nil {
+		stopPublishing()
+		return Result{}, errors.Join(fmt.Errorf("fill the queue: %w", err), <-pubErr)
+	}
+
+	runCtx, stopConsumer := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	start := time.Now()
+	go func() { runErr <- c.Run(runCtx) }()
+	var deadline time.Time
+	if d > 0 {
+		deadline = start.Add(d)
+	}
+	var failure error
+	for h.count() < limit && (deadline.IsZero() || time.Now().Before(deadline)) {
+		if st := c.Stats(); st.Failed > 0 {
+			failure = fmt.Errorf("%d handler calls failed", st.Failed)
+			break
+		}
+		if ctx.Err() != nil {
+			failure = ctx.Err()
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	handled := h.count()
+	elapsed := time.Since(start)
+	stopPublishing()
+	stopConsumer()
+	failure = errors.Join(failure, <-runErr)
+	if err := <-pubErr; err != nil && !errors.Is(err, context.Canceled) {
+		failure = errors.Join(failure, err)
+	}
+	return Result{What: fmt.Sprintf("consumer group, %d handler(s), each event in an inbox transaction that writes one row; the queue is kept filled; latency of the inbox transaction",
+		concurrency), Events: handled, Seconds: elapsed.Seconds(), PerSecond: rate(handled, elapsed), Latency: latencyOf(h)}, failure
+}
+
+// keepFilled publishes quiz.submitted events to queue, keeping consumeAhead
+// of them ahead of the handled count, until ctx ends or limit are published.
+func (r *runner) keepFilled(ctx context.Context, queue, name string, limit int64, published *atomic.Int64, handled *histogram) error {
+	pub, err := r.svc.Broker.NewPublisher(ctx, broker.PublisherOptions{})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	src := source(name)
+	return broker.Pipeline(ctx, pub, broker.PipelineConfig[struct{}]{
+		Window: consumeAhead,
+		Next: func(ctx context.Context) ([]broker.Outgoing[struct{}], error) {
+			var room int64
+			for {
+				sent := published.Load()
+				if sent >= limit {
+					return nil, io.EOF
+				}
+				room = min(handled.count()+consumeAhead-sent, limit-sent, 500)
+				if room > 0 {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(time.Millisecond):
+				}
+			}
+			out := make([]broker.Outgoing[struct{}], room)
+			for i := range out {
+				seq := r.seq.Add(1)
+				data := fmt.Appendf(nil, `{"quiz_id":%q,"learner_id":%q,"score_raw":%d}`, uuid.New(), uuid.New(), seq%100)
+				m, err := broker.EnvelopeMessage(event.Envelope{
+					ID: uuid.Must(uuid.NewV7()), Type: edupulse.TypeQuizSubmitted, Source: src,
+					Subject: "quiz-" + strconv.FormatInt(seq%streams, 10), StreamVersion: seq/streams + 1,
+					OccurredAt: time.Now().UTC(), CorrelationID: uuid.Must(uuid.NewV7()), Position: seq, Data: data,
+				})
+				if err != nil {
+					return nil, err
+				}
+				out[i] = broker.Outgoing[struct{}]{Exchange: broker.DefaultExchange, RoutingKey: queue, Message: m}
+			}
+			published.Add(room)
+			return out, nil
+		},
+		Confirmed: func(struct{}) {},
+	})
+}
+
+// minReplay is how many events replay wants in the store when it runs
+// without a size: it stores them first when the store holds fewer.
+const minReplay = 50000
+
+// replay replays the stored events to one queue of its own.
+func (r *runner) replay(ctx context.Context) (Result, error) {
+	d, limit := r.limits()
+	want := r.opts.Events
+	if want == 0 {
+		want = minReplay
+	}
+	stats, err := r.svc.Store.Stats(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if missing := want - stats.Events; missing > 0 {
+		if err := r.seed(ctx, missing); err != nil {
+			return Result{}, fmt.Errorf("store events to replay: %w", err)
+		}
+	}
+
+	q := r.env.queue("replay")
+	if err := r.svc.Broker.DeclareQueue(ctx, broker.QueueSpec{Name: q}); err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = r.svc.Broker.DeleteQueue(dctx, q)
+	}()
+	note := ""
+	if r.env.cfg.InProcessBroker() {
+		// In-process, a queue nobody takes from grows in this process's
+		// memory: a worker takes the replayed events, as one would.
+		stop, err := drainQueue(ctx, r.svc.Broker, q)
+		if err != nil {
+			return Result{}, err
+		}
+		defer stop()
+		note = "a consumer takes the replayed events as they arrive"
+	}
+
+	// With a size, the replay takes the oldest events up to it: positions
+	// follow one another, so a range of them selects that many.
+	var f store.Filter
+	if limit < math.MaxInt64 {
+		first, err := r.svc.Store.Read(ctx, store.Filter{Limit: 1})
+		if err != nil {
+			return Result{}, err
+		}
+		if len(first.Events) > 0 {
+			f.FromPosition = first.Events[0].Position
+			f.ToPosition = f.FromPosition + limit - 1
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if d > 0 {
+		runCtx, cancel = context.WithTimeout(runCtx, d)
+		defer cancel()
+	}
+	start := time.Now()
+	res, err := replay.Run(runCtx, r.svc.Store, r.svc.Broker, replay.Options{Filter: f, Target: replay.Target{Queue: q}})
+	elapsed := time.Since(start)
+	if err != nil && runCtx.Err() != nil && ctx.Err() == nil {
+		err = nil // stopped at its size or time, as asked
+	}
+	what := fmt.Sprintf("replay.Run of the stored events (%s) to one queue, in commit order, with confirms", group(float64(res.Total)))
+	return Result{What: what, Note: note, Events: res.Published, Seconds: elapsed.Seconds(), PerSecond: rate(res.Published, elapsed)}, err
+}
+
+// seed stores n events in batches of 1000, for replay, and waits until they
+// have reached the consumer, so that the relay is idle again.
+func (r *runner) seed(ctx context.Context, n int64) error {
+	src := source("seed")
+	t := r.sink.track(src, nil)
+	var stored int64
+	for stored < n {
+		drafts := make([]event.Draft, min(n-stored, 1000))
+		for i := range drafts {
+			var err error
+			if drafts[i], err = r.draft(src, time.Now()); err != nil {
+				return err
+			}
+		}
+		if _, err := r.svc.Bus.Append(ctx, drafts); err != nil {
+			return err
+		}
+		stored += int64(len(drafts))
+	}
+	return r.drain(ctx, t, stored)
+}
+
+// drainQueue acks every message of queue until stop is called.
+func drainQueue(ctx context.Context, b broker.Broker, queue string) (stop func(), err error) {
+	sub, err := b.Consume(ctx, queue, broker.ConsumeOptions{Prefetch: sinkPrefetch})
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for d := range sub.Deliveries() {
+			_ = d.Ack()
+		}
+	})
+	return func() { _ = sub.Close(); wg.Wait() }, nil
+}
