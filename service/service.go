@@ -77,17 +77,24 @@ type Service struct {
 	Metrics  *prometheus.Registry
 	Logger   *slog.Logger
 	registry *event.Registry
-	pg       *postgres.Store
-	lite     *sqlite.Store
-	relay    *relay.Relay
-	relayRef atomic.Pointer[relay.Relay]
-	closers  []func() error
+	pg        *postgres.Store
+	lite      *sqlite.Store
+	memory    *memory.Broker
+	relay     *relay.Relay
+	relayName string
+	relayRef  atomic.Pointer[relay.Relay]
+	closers   []func() error
 }
+
+// connectTimeout bounds how long Open waits for PostgreSQL to answer: a
+// server that accepts connections and says nothing must not hang start-up.
+const connectTimeout = 10 * time.Second
 
 // Open opens the store and the broker that cfg names and builds the bus. It
 // logs where the data lives. Close releases everything.
 func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error) {
-	s := &Service{Config: cfg, Logger: opts.Logger, registry: opts.Registry, Metrics: prometheus.NewRegistry()}
+	s := &Service{Config: cfg, Logger: opts.Logger, registry: opts.Registry, Metrics: prometheus.NewRegistry(),
+		relayName: relay.DefaultName}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
@@ -135,13 +142,25 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error
 			return nil, fmt.Errorf("service: relay metrics: %w", err)
 		}
 	}
-	name := relayCfg.Name
-	if name == "" {
-		name = relay.DefaultName
+	if relayCfg.Name != "" {
+		s.relayName = relayCfg.Name
 	}
-	s.Metrics.MustRegister(relay.NewStatusCollector(s.Store, name))
+	s.Metrics.MustRegister(relay.NewStatusCollector(s.Store, s.relayName))
+	relayBroker := s.Broker
+	if s.memory != nil {
+		// Messages in the in-process broker die with the process: the
+		// relay's checkpoint may only pass an event once consumers have
+		// settled it, so that a restart publishes the rest again.
+		relayBroker = s.memory.DeliveryConfirmed()
+		if relayCfg.DrainTimeout == 0 {
+			// Waiting for in-process consumers that are stopping too
+			// would only delay the stop: what they did not settle is
+			// published again at the next start.
+			relayCfg.DrainTimeout = 200 * time.Millisecond
+		}
+	}
 	var err error
-	if s.relay, err = relay.New(s.Store, s.Broker, relayCfg); err != nil {
+	if s.relay, err = relay.New(s.Store, relayBroker, relayCfg); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -161,28 +180,30 @@ func (s *Service) openStore(ctx context.Context, opts Options) error {
 			return fmt.Errorf("migrate the embedded store at %s: %w", path, err)
 		}
 		abs, _ := filepath.Abs(path)
-		s.Logger.Info("embedded store: SQLite, single process; the data lives in "+abs, "path", abs)
+		s.Logger.Info("embedded default: SQLite event store; the data lives in "+abs+
+			" (set "+config.EnvDatabaseURL+" for PostgreSQL)", "path", abs)
 		return nil
 	}
 	st, err := postgres.Open(ctx, s.Config.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("cannot open PostgreSQL at %s: %w (check %s and that the server is running)",
-			config.Redact(s.Config.DatabaseURL), err, config.EnvDatabaseURL)
+		return postgresError(s.Config.DatabaseURL, "open", err)
 	}
 	s.pg, s.Store = st, st
 	s.closers = append(s.closers, st.Close)
-	if err := st.Ping(ctx); err != nil {
-		return fmt.Errorf("cannot reach PostgreSQL at %s: %w (check %s and that the server is running)",
-			config.Redact(s.Config.DatabaseURL), err, config.EnvDatabaseURL)
+	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	err = st.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return postgresError(s.Config.DatabaseURL, "reach", err)
 	}
 	if opts.Migrate {
 		if err := st.Migrate(ctx); err != nil {
-			return fmt.Errorf("migrate PostgreSQL: %w", err)
+			return postgresError(s.Config.DatabaseURL, "migrate", err)
 		}
 	}
 	cur, latest, err := st.SchemaVersion(ctx)
 	if err != nil {
-		return err
+		return postgresError(s.Config.DatabaseURL, "read the schema version of", err)
 	}
 	if cur < latest {
 		return fmt.Errorf("the PostgreSQL schema is at version %d, this build needs %d: run `eventbus migrate` (or serve --migrate)", cur, latest)
@@ -194,9 +215,10 @@ func (s *Service) openStore(ctx context.Context, opts Options) error {
 func (s *Service) openBroker(ctx context.Context) error {
 	if s.Config.InProcessBroker() {
 		b := memory.New()
-		s.Broker = b
+		s.Broker, s.memory = b, b
 		s.closers = append(s.closers, b.Close)
-		s.Logger.Info("broker: in-process; messages not yet delivered are lost if the process dies, " +
+		s.Logger.Info("embedded default: in-process broker (set " + config.EnvAMQPURL + " for RabbitMQ); " +
+			"workers must run in this process; messages not yet delivered are lost if it dies, " +
 			"and the relay publishes them again from the store when it restarts")
 		return nil
 	}
@@ -261,16 +283,9 @@ func (s *Service) Relay() *relay.Relay { return s.relay }
 
 // Status reports the relay's state.
 func (s *Service) Status(ctx context.Context) (relay.Status, error) {
-	return relay.ReadStatus(ctx, s.Store, s.relayName(), time.Minute)
+	return relay.ReadStatus(ctx, s.Store, s.relayName, time.Minute)
 }
 
-func (s *Service) relayName() string {
-	// The relay defaulted its own name; the status must use the same.
-	if s.relay == nil {
-		return relay.DefaultName
-	}
-	return s.relay.Name()
-}
 
 // Handler returns the HTTP API on the service.
 func (s *Service) Handler() (http.Handler, error) {
@@ -317,6 +332,10 @@ type RunOptions struct {
 // of them fails, then stops them gracefully: the server finishes the
 // requests in flight, the relay waits for its confirms, saves its checkpoint
 // and hands its lease over.
+//
+// With the in-process broker, start the process's consumers first and wait
+// for their Ready: its queues exist only once they are declared, and the
+// relay's events reach no queue before that.
 func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 	if !opts.HTTP && !opts.Relay {
 		return errors.New("service: nothing to run")
@@ -347,6 +366,9 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 				s.Config.HTTPAddr, err, config.EnvHTTPAddr, config.FlagHTTPAddr)
 		}
 		srv := httpapi.NewServer(s.Config.HTTPAddr, h)
+		// The server's own complaints (TLS handshakes, malformed requests)
+		// go to the structured log too.
+		srv.ErrorLog = slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn)
 		s.Logger.Info("HTTP API listening", "addr", ln.Addr().String())
 		if opts.Ready != nil {
 			opts.Ready(ln.Addr().String())

@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -26,20 +28,40 @@ func main() {
 
 // run executes the command line args and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	a, root := newApp(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
+	// One line, whatever the error's text, and never a secret: every
+	// message we write leaves them out, this is the net under them.
+	msg := redactSecrets(oneLine(err.Error()), a.secrets())
 	var usage *usageError
 	if errors.As(err, &usage) {
-		fmt.Fprintf(stderr, "eventbus: %v\n\n", err)
+		fmt.Fprintf(stderr, "eventbus: %s\n\n", msg)
 		if usage.cmd != nil {
 			fmt.Fprint(stderr, usage.cmd.UsageString())
 		}
 		return 2
 	}
-	fmt.Fprintf(stderr, "eventbus: %v\n", err)
+	fmt.Fprintf(stderr, "eventbus: %s\n", msg)
 	return 1
+}
+
+// oneLine joins the lines of s with "; ".
+func oneLine(s string) string {
+	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	return strings.Join(slices.DeleteFunc(lines, func(l string) bool { return l == "" }), "; ")
+}
+
+// redactSecrets replaces every occurrence of a secret in s.
+func redactSecrets(s string, secrets []string) string {
+	for _, secret := range secrets {
+		s = strings.ReplaceAll(s, secret, "xxxxx")
+	}
+	return s
 }

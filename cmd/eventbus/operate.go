@@ -241,7 +241,7 @@ func (a *app) callServer(cmd *cobra.Command, method, server, path string, body [
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token := os.Getenv("EVENTBUS_TOKEN"); token != "" {
+	if token := os.Getenv(envToken); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -261,15 +261,19 @@ func (a *app) callServer(cmd *cobra.Command, method, server, path string, body [
 }
 
 func (a *app) dlqCmd() *cobra.Command {
-	dlq := &cobra.Command{
+	dlq := subcommands(&cobra.Command{
 		Use:   "dlq",
 		Short: "List and requeue a consumer group's dead letters",
 		Long: `dlq shows the messages a consumer group gave up on, with the reason, the
 attempts and when, and puts them back on the group's queue.
 
-The in-process broker of the embedded default lives inside 'eventbus serve':
-reach it with --server.`,
-	}
+The in-process broker of the embedded default lives inside the process that
+runs it ('eventbus serve', or a worker that embeds the service and serves its
+HTTP API): reach it with --server.`,
+		Example: `  EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit:5672/ eventbus dlq list badges
+  EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit:5672/ eventbus dlq requeue badges --all
+  EVENTBUS_TOKEN=admin-token eventbus dlq list badges --server http://127.0.0.1:8080`,
+	})
 	var server string
 	dlq.PersistentFlags().StringVar(&server, "server", "", "act through a running 'eventbus serve' at this URL (needs an admin token in EVENTBUS_TOKEN)")
 

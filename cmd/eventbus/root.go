@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -37,9 +40,13 @@ type app struct {
 	logFormat string
 	logLevel  string
 	logger    *slog.Logger
+	root      *cobra.Command
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+// envToken holds the API token the CLI sends to a running serve (--server).
+const envToken = "EVENTBUS_TOKEN"
+
+func newApp(stdout, stderr io.Writer) (*app, *cobra.Command) {
 	a := &app{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "eventbus",
@@ -54,6 +61,23 @@ Configuration comes from the environment, overridden by flags:
   EVENTBUS_API_TOKENS    name:token:scope1+scope2,... (publish, read, admin); unset: auth off
 
 Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
+		Example: `  # On a bare machine: the whole bus, data under ./eventbus-data
+  eventbus serve
+  eventbus publish quiz.submitted '{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":93}'
+  eventbus events --type quiz.submitted
+
+  # Against PostgreSQL and RabbitMQ
+  export EVENTBUS_DATABASE_URL=postgres://eventbus:secret@db:5432/eventbus
+  export EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit:5672/
+  eventbus migrate && eventbus serve
+  eventbus status --max-lag 30s`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef(cmd, "unknown command %q; see the commands below", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,7 +103,72 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
 	}
-	return root
+	a.root = root
+	return a, root
+}
+
+// secrets returns the secrets the configuration holds, from the environment
+// and the flags: the passwords in the database and broker URLs, the API
+// tokens and the client token. Values under 4 characters are left out:
+// redacting them would mangle messages.
+func (a *app) secrets() []string {
+	value := func(env, flag string) []string {
+		out := []string{os.Getenv(env)}
+		if a.root != nil {
+			if v, err := a.root.PersistentFlags().GetString(flag); err == nil {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	var out []string
+	for _, u := range value(config.EnvDatabaseURL, config.FlagDatabaseURL) {
+		out = append(out, passwords(u)...)
+	}
+	for _, list := range value(config.EnvAMQPURL, config.FlagAMQPURL) {
+		for _, u := range strings.Split(list, ",") {
+			out = append(out, passwords(u)...)
+		}
+	}
+	for _, list := range value(config.EnvAPITokens, config.FlagAPITokens) {
+		for _, entry := range strings.Split(list, ",") {
+			if parts := strings.SplitN(entry, ":", 3); len(parts) >= 2 {
+				out = append(out, strings.TrimSpace(parts[1]))
+			}
+		}
+	}
+	out = append(out, os.Getenv(envToken))
+	out = slices.DeleteFunc(out, func(s string) bool { return len(s) < 4 })
+	// Longest first, so that a secret that contains another goes whole.
+	slices.SortFunc(out, func(x, y string) int { return len(y) - len(x) })
+	return slices.Compact(out)
+}
+
+// dsnPassword finds the password of a key=value DSN or a URL's query.
+var dsnPassword = regexp.MustCompile(`(?i)\b(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&;]+)`)
+
+// passwords returns the passwords in a database or broker URL, or DSN, in
+// every form they may be quoted in: as given, and decoded.
+func passwords(raw string) []string {
+	var out []string
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+				out = append(out, pw)
+				if dec, err := url.PathUnescape(pw); err == nil {
+					out = append(out, dec)
+				}
+			}
+		}
+	}
+	for _, m := range dsnPassword.FindAllStringSubmatch(raw, -1) {
+		pw := strings.Trim(m[1], "'")
+		out = append(out, pw)
+		if dec, err := url.QueryUnescape(pw); err == nil {
+			out = append(out, dec)
+		}
+	}
+	return out
 }
 
 func (a *app) setupLogger(cmd *cobra.Command) error {
@@ -143,7 +232,7 @@ func isTerminal(w io.Writer) bool {
 func exactArgs(n int, names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef(cmd, "%s takes %d argument(s): %s; got %d", cmd.Name(), n, strings.Join(names, " "), len(args))
+			return usagef(cmd, "%s takes %d argument(s): %s; got %d", commandName(cmd), n, strings.Join(names, " "), len(args))
 		}
 		return nil
 	}
@@ -151,9 +240,27 @@ func exactArgs(n int, names ...string) cobra.PositionalArgs {
 
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef(cmd, "%s takes no arguments; got %q", cmd.Name(), args)
+		return usagef(cmd, "%s takes no arguments; got %q", commandName(cmd), args)
 	}
 	return nil
+}
+
+// commandName is the command as typed after "eventbus", such as "dlq list".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
+// subcommands makes a command that only groups others refuse an unknown
+// subcommand as a usage error, and print its help when given none.
+func subcommands(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef(cmd, "unknown %s command %q; see the commands below", commandName(cmd), args[0])
+		}
+		return nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return cmd
 }
 
 // ctxErr turns an interrupted command into its own message.
