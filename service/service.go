@@ -70,13 +70,13 @@ type Options struct {
 // Service is an open store and broker, with the bus, relay and HTTP API built
 // on them.
 type Service struct {
-	Config   config.Config
-	Store    store.Store
-	Broker   broker.Broker
-	Bus      Dispatcher
-	Metrics  *prometheus.Registry
-	Logger   *slog.Logger
-	registry *event.Registry
+	Config    config.Config
+	Store     store.Store
+	Broker    broker.Broker
+	Bus       Dispatcher
+	Metrics   *prometheus.Registry
+	Logger    *slog.Logger
+	registry  *event.Registry
 	pg        *postgres.Store
 	lite      *sqlite.Store
 	memory    *memory.Broker
@@ -285,7 +285,6 @@ func (s *Service) Relay() *relay.Relay { return s.relay }
 func (s *Service) Status(ctx context.Context) (relay.Status, error) {
 	return relay.ReadStatus(ctx, s.Store, s.relayName, time.Minute)
 }
-
 
 // Handler returns the HTTP API on the service.
 func (s *Service) Handler() (http.Handler, error) {

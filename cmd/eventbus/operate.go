@@ -282,8 +282,8 @@ HTTP API): reach it with --server.`,
 		asJSON bool
 	)
 	list := &cobra.Command{
-		Use:     "list GROUP",
-		Short:   "List a consumer group's dead letters, leaving them in place",
+		Use:   "list GROUP",
+		Short: "List a consumer group's dead letters, leaving them in place",
 		Example: `  eventbus dlq list badges
   eventbus dlq list badges --json`,
 		Args: exactArgs(1, "GROUP"),
