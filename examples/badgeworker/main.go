@@ -1,16 +1,25 @@
 // Command badgeworker awards the "quiz ace" badge: when a learner scores 90
-// or more on a quiz, it records a badge.awarded event, caused by the
-// quiz.submitted event, in the same transaction that marks the quiz event
-// handled. A redelivered quiz event therefore never awards a second badge.
+// or more on a quiz, it records a badge.awarded event caused by the
+// quiz.submitted event. It takes effect exactly once per quiz event, even when
+// the broker delivers the quiz event again.
 //
+// It runs wherever the bus runs, configured as `eventbus` is:
+//
+//	go run ./examples/badgeworker     # the embedded default: no servers
 //	EVENTBUS_DATABASE_URL=postgres://... EVENTBUS_AMQP_URL=amqp://... go run ./examples/badgeworker
 //
-// Without them it uses the local PostgreSQL and RabbitMQ. It stops on
-// Ctrl-C, after the handlers in flight finish.
+// On the embedded default (no EVENTBUS_AMQP_URL) the broker lives inside
+// this process, so the worker runs a relay of its own, named "badgeworker",
+// which publishes the store's events to it. Events recorded by other
+// processes on the same data directory (`eventbus publish`, `eventbus serve`)
+// reach it through the store. With RabbitMQ, `eventbus serve` runs the relay.
+//
+// It stops on Ctrl-C or SIGTERM, after the handlers in flight finish.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,79 +27,136 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	eventbus "github.com/edupulse/eventbus"
-	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
-	"github.com/edupulse/eventbus/store/postgres"
+	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/service"
 )
 
 // quizAce identifies the badge this worker awards.
 var quizAce = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://edupulse.example/badges/quiz-ace"))
 
+// group is the worker's consumer group.
+const group = "badgeworker"
+
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, log); err != nil {
+	cfg, err := config.Load(os.LookupEnv, nil)
+	if err != nil {
+		log.Error("badgeworker: bad configuration", "err", err)
+		os.Exit(2)
+	}
+	w, err := open(ctx, cfg, group, log)
+	if err != nil {
+		log.Error("badgeworker cannot start", "err", err)
+		os.Exit(1)
+	}
+	defer w.Close()
+	if err := w.Run(ctx); err != nil {
 		log.Error("badgeworker failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	st, err := postgres.Open(ctx, env("EVENTBUS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	b, err := rabbitmq.Open(ctx, env("EVENTBUS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), rabbitmq.WithLogger(log))
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-
-	bus := eventbus.New(st, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("badgeworker"))
-	worker, err := consume.New(b, consume.Config{
-		Group:       "badgeworker",
-		Inbox:       consume.NewInbox[pgx.Tx](st),
-		Concurrency: 4,
-		Logger:      log,
-	}, consume.OnTx(awardQuizAce(bus)))
-	if err != nil {
-		return err
-	}
-	log.Info("badgeworker: awarding the quiz ace badge for scores of 90 or more", "group", worker.Group())
-	return worker.Run(ctx)
+// worker is the badge worker: the service it runs on and its consumer.
+type worker struct {
+	svc      *service.Service
+	consumer *consume.Consumer
+	// ownRelay is set on the in-process broker, which only a relay in
+	// this process can feed.
+	ownRelay bool
+	log      *slog.Logger
 }
 
-// awardQuizAce is the handler. It runs in tx, the inbox's transaction: the
-// badge event commits with the record that the quiz event was handled. The
-// bus reads the quiz event from ctx, so the badge gets it as causation and
-// shares its correlation ID and trace.
-func awardQuizAce(bus *eventbus.Bus[pgx.Tx]) func(context.Context, pgx.Tx, event.Envelope, edupulse.QuizSubmitted) error {
-	return func(ctx context.Context, tx pgx.Tx, quiz event.Envelope, q edupulse.QuizSubmitted) error {
+// open opens the store and the broker cfg names and builds the consumer.
+func open(ctx context.Context, cfg config.Config, group string, log *slog.Logger) (*worker, error) {
+	svc, err := service.Open(ctx, cfg, service.Options{
+		Logger:  log,
+		Migrate: true,
+		Source:  "badgeworker",
+		// Its own relay name: its broker is its own, and a relay of the
+		// same name in another process (eventbus serve) would take turns
+		// with it, publishing to the other process's broker.
+		Relay: relay.Config{Name: "badgeworker"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c, err := consume.New(svc.Broker, consume.Config{
+		Group:       group,
+		Exchange:    cfg.Exchange,
+		Inbox:       svc.Inbox(),
+		Concurrency: 4,
+		Logger:      log,
+	}, consume.On(awardQuizAce(svc.Bus)))
+	if err != nil {
+		_ = svc.Close()
+		return nil, err
+	}
+	return &worker{svc: svc, consumer: c, ownRelay: cfg.InProcessBroker(), log: log}, nil
+}
+
+// Run handles quiz events until ctx ends. With the in-process broker it
+// starts the relay once the consumer's queue exists, so that no event is
+// published before anyone can receive it.
+func (w *worker) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- w.consumer.Run(ctx) }()
+	running := 1
+	select {
+	case <-w.consumer.Ready():
+	case err := <-errc:
+		return err
+	}
+	w.log.Info("badgeworker: awarding the quiz ace badge for scores of 90 or more",
+		"group", w.consumer.Group(), "relay_in_process", w.ownRelay)
+	if w.ownRelay {
+		running++
+		go func() { errc <- w.svc.Run(ctx, service.RunOptions{Relay: true}) }()
+	}
+	var errs []error
+	for ; running > 0; running-- {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+		stop() // one part ending ends the other
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the broker and the store.
+func (w *worker) Close() error { return w.svc.Close() }
+
+// awardQuizAce is the handler. It records the badge with an ID derived from
+// the quiz event's: recording it again stores nothing new, on any store, so
+// a quiz event handled twice (a crash between the badge's commit and the
+// inbox record) still awards one badge. The handler's ctx carries the quiz
+// event, so the badge gets it as causation and shares its correlation ID.
+func awardQuizAce(bus service.Dispatcher) func(context.Context, event.Envelope, edupulse.QuizSubmitted) error {
+	return func(ctx context.Context, quiz event.Envelope, q edupulse.QuizSubmitted) error {
 		if q.ScoreRaw < 90 {
 			return nil
 		}
-		_, err := bus.Dispatch(ctx, tx, edupulse.BadgeAwarded{
+		d, err := eventbus.NewDraft(edupulse.BadgeAwarded{
 			BadgeID:     quizAce,
 			RecipientID: q.LearnerID,
 			Reason:      fmt.Sprintf("scored %d on quiz %s", q.ScoreRaw, q.QuizID),
-		}, eventbus.Subject("learner-"+q.LearnerID.String()))
+		}, eventbus.Subject("learner-"+q.LearnerID.String()), eventbus.WithID(badgeEventID(quiz.ID)))
+		if err != nil {
+			return consume.Permanent(err)
+		}
+		_, err = bus.Append(ctx, []event.Draft{d})
 		return err
 	}
 }
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+// badgeEventID is the ID of the badge event a quiz event earns.
+func badgeEventID(quiz uuid.UUID) uuid.UUID { return uuid.NewSHA1(quizAce, quiz[:]) }

@@ -8,75 +8,121 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
-	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/broker"
-	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/internal/testenv"
-	"github.com/edupulse/eventbus/store/postgres"
+	"github.com/edupulse/eventbus/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestAwardsQuizAce runs the worker's handler on an exchange and group of
-// the test's own: a score of 95 earns one badge, caused by the quiz event; a
-// score of 50 earns none.
-func TestAwardsQuizAce(t *testing.T) {
-	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
-	ctx := testenv.Context(t, time.Minute)
-	st, err := postgres.Open(ctx, testenv.PostgresSchema(t))
+// loadConfig loads the configuration from env alone.
+func loadConfig(t *testing.T, env map[string]string) config.Config {
+	t.Helper()
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b, err := rabbitmq.Open(ctx, testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	exchange, group := testenv.Name("badge_x"), testenv.Name("badge_g")
-	defer func() {
-		ctx := context.Background()
-		for _, q := range []string{group, consume.DeadLetterQueue(group), consume.RetryQueue(group, 1), consume.RetryQueue(group, 2), consume.RetryQueue(group, 3), consume.RetryQueue(group, 4)} {
-			_ = b.DeleteQueue(ctx, q)
-		}
-		_ = b.DeleteExchange(ctx, exchange)
-	}()
+	return cfg
+}
 
-	bus := eventbus.New(st, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("badgeworker"))
-	worker, err := consume.New(b, consume.Config{
-		Group: group, Exchange: exchange, Inbox: consume.NewInbox[pgx.Tx](st),
-		Logger: slog.New(slog.DiscardHandler),
-	}, consume.OnTx(awardQuizAce(bus)))
+// start opens the worker on cfg with the consumer group g and runs it
+// until the test ends.
+func start(t *testing.T, ctx context.Context, cfg config.Config, g string) *worker {
+	t.Helper()
+	w, err := open(ctx, cfg, g, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- worker.Run(runCtx) }()
-	defer func() {
+	go func() { done <- w.Run(runCtx) }()
+	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
-	<-worker.Ready()
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-w.consumer.Ready():
+	case <-ctx.Done():
+		t.Fatal("the worker never subscribed")
+	}
+	return w
+}
 
-	pub, err := b.NewPublisher(ctx, broker.PublisherOptions{})
+// TestAwardsQuizAceOnPostgresAndRabbitMQ runs the worker on an exchange and
+// group of the test's own: a score of 95 earns one badge, caused by the
+// quiz event, even when the broker delivers the quiz event twice; a score of
+// 50 earns none.
+func TestAwardsQuizAceOnPostgresAndRabbitMQ(t *testing.T) {
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	ctx := testenv.Context(t, time.Minute)
+	exchange, g := testenv.Name("badge_x"), testenv.Name("badge_g")
+	cfg := loadConfig(t, map[string]string{
+		config.EnvDatabaseURL: testenv.PostgresSchema(t),
+		config.EnvAMQPURL:     testenv.AMQPURL(),
+		config.EnvExchange:    exchange,
+	})
+	w := start(t, ctx, cfg, g)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, q := range []string{g, consume.DeadLetterQueue(g), consume.RetryQueue(g, 1), consume.RetryQueue(g, 2), consume.RetryQueue(g, 3), consume.RetryQueue(g, 4)} {
+			_ = w.svc.Broker.DeleteQueue(ctx, q)
+		}
+		_ = w.svc.Broker.DeleteExchange(ctx, exchange)
+	})
+	if w.ownRelay {
+		t.Fatal("the worker runs a relay of its own on RabbitMQ; eventbus serve runs it")
+	}
+	ace, low := quiz(t, 95), quiz(t, 50)
+	// The relay is not running here: publish as it would, the ace twice.
+	publish(t, ctx, w, exchange, ace, low, ace)
+	waitHandled(t, ctx, w, 3)
+	checkOneBadge(t, ctx, w.svc.Store, ace, low)
+}
+
+// TestAwardsQuizAceOnTheEmbeddedDefault runs the worker with no
+// configuration but a data directory: SQLite, the in-process broker and a
+// relay of its own. Quiz events recorded in the store reach it through the
+// relay; a redelivered one awards nothing more.
+func TestAwardsQuizAceOnTheEmbeddedDefault(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	cfg := loadConfig(t, map[string]string{config.EnvDataDir: t.TempDir()})
+	w := start(t, ctx, cfg, group)
+	if !w.ownRelay {
+		t.Fatal("the worker runs no relay on the in-process broker")
+	}
+	ace, low := quiz(t, 95), quiz(t, 50)
+	for _, q := range []event.Envelope{ace, low} {
+		d := event.Draft{ID: q.ID, Type: q.Type, Source: q.Source, OccurredAt: q.OccurredAt, CorrelationID: q.CorrelationID, Data: q.Data}
+		if _, err := w.svc.Bus.Append(ctx, []event.Draft{d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHandled(t, ctx, w, 2)
+	// The broker delivers the ace again, as after a lost ack.
+	publish(t, ctx, w, cfg.Exchange, ace)
+	waitHandled(t, ctx, w, 3)
+	checkOneBadge(t, ctx, w.svc.Store, ace, low)
+}
+
+func publish(t *testing.T, ctx context.Context, w *worker, exchange string, envs ...event.Envelope) {
+	t.Helper()
+	pub, err := w.svc.Broker.NewPublisher(ctx, broker.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	ace := quiz(t, 95)
-	for _, env := range []event.Envelope{ace, quiz(t, 50)} {
+	for _, env := range envs {
 		m, err := broker.EnvelopeMessage(env)
 		if err != nil {
 			t.Fatal(err)
@@ -87,34 +133,52 @@ func TestAwardsQuizAce(t *testing.T) {
 		}
 		<-c.Done()
 	}
-	for worker.Stats().Handled < 2 {
+}
+
+func waitHandled(t *testing.T, ctx context.Context, w *worker, n int64) {
+	t.Helper()
+	for {
+		st := w.consumer.Stats()
+		if st.Handled+st.Duplicates >= n {
+			return
+		}
 		if ctx.Err() != nil {
-			t.Fatal("quizzes not handled")
+			t.Fatalf("%d quiz events handled, want %d", st.Handled+st.Duplicates, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	var q edupulse.QuizSubmitted
-	_ = json.Unmarshal(ace.Data, &q)
-	// Read the learner's stream: Read in commit order would wait for
+}
+
+// checkOneBadge checks that the ace's learner has exactly one badge, and
+// the low scorer's none.
+func checkOneBadge(t *testing.T, ctx context.Context, st store.Store, ace, low event.Envelope) {
+	t.Helper()
+	// Read the learners' streams: a read in commit order would wait for
 	// other tests' open transactions on the shared server.
-	badges, err := st.ReadStream(ctx, "learner-"+q.LearnerID.String(), 1, 10)
-	if err != nil {
-		t.Fatal(err)
+	stream := func(quiz event.Envelope) (edupulse.QuizSubmitted, []event.Envelope) {
+		var q edupulse.QuizSubmitted
+		if err := json.Unmarshal(quiz.Data, &q); err != nil {
+			t.Fatal(err)
+		}
+		badges, err := st.ReadStream(ctx, "learner-"+q.LearnerID.String(), 1, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q, badges
 	}
-	var all int
-	if err := st.Pool().QueryRow(ctx, "SELECT count(*) FROM event_store").Scan(&all); err != nil {
-		t.Fatal(err)
-	}
-	if len(badges) != 1 || all != 1 {
-		t.Fatalf("%d badges for the ace, %d in all; want 1 and 1", len(badges), all)
+	q, badges := stream(ace)
+	_, lowBadges := stream(low)
+	if len(badges) != 1 || len(lowBadges) != 0 {
+		t.Fatalf("%d badges for the ace, %d for the low score; want 1 and 0", len(badges), len(lowBadges))
 	}
 	badge := badges[0]
 	var p edupulse.BadgeAwarded
 	if err := json.Unmarshal(badge.Data, &p); err != nil {
 		t.Fatal(err)
 	}
-	if badge.CausationID != ace.ID || badge.CorrelationID != ace.CorrelationID || p.RecipientID != q.LearnerID || p.BadgeID != quizAce {
-		t.Errorf("badge %+v %+v: want quiz ace for %s caused by %s", badge, p, q.LearnerID, ace.ID)
+	if badge.ID != badgeEventID(ace.ID) || badge.CausationID != ace.ID || badge.CorrelationID != ace.CorrelationID ||
+		p.RecipientID != q.LearnerID || p.BadgeID != quizAce {
+		t.Errorf("badge %+v %+v: want quiz ace %s for %s caused by %s", badge, p, badgeEventID(ace.ID), q.LearnerID, ace.ID)
 	}
 }
 
