@@ -212,12 +212,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options) (rep Report, err 
 	rep.Machine.StoreVersion = env.storeVersion(ctx)
 
 	progress(opts.Progress, "bench: store %s, broker %s; bench objects %s", rep.Store, rep.Broker, env.prefix)
-	rep.Ceilings = measureCeilings(ctx, env, opts, &rep.Machine)
+	m, err := openMeter(ctx, env)
+	if err != nil {
+		return rep, err
+	}
+	defer m.close()
+	rep.Ceilings = measureCeilings(ctx, env, opts, m, &rep.Machine)
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
 
-	r, err := start(ctx, env, opts)
+	r, err := start(ctx, env, opts, m)
 	if err != nil {
 		return rep, err
 	}
@@ -243,6 +248,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) (rep Report, err 
 type runner struct {
 	env    *environment
 	opts   Options
+	meter  *meter
 	svc    *service.Service
 	sink   *sink
 	cancel context.CancelFunc
@@ -256,8 +262,8 @@ type runner struct {
 
 // start opens the service on env, runs its relay (and its HTTP API when a
 // scenario needs it), and starts the consumer that receives every event.
-func start(ctx context.Context, env *environment, opts Options) (*runner, error) {
-	r := &runner{env: env, opts: opts, done: make(chan error, 1)}
+func start(ctx context.Context, env *environment, opts Options, m *meter) (*runner, error) {
+	r := &runner{env: env, opts: opts, meter: m, done: make(chan error, 1)}
 	progress(opts.Progress, "bench: opening the service")
 	svc, err := service.Open(ctx, env.cfg, service.Options{
 		Logger:  opts.Logger,
@@ -341,7 +347,9 @@ func (r *runner) run(ctx context.Context, name string) Result {
 	runtime.GC()
 	debug.FreeOSMemory()
 	rss := startRSS()
+	before := r.meter.snapshot(ctx)
 	res := r.scenario(ctx, name)
+	res.CPU, res.WAL = between(before, r.meter.snapshot(ctx), res.Events)
 	res.PeakRSSBytes = rss.finish()
 	return res
 }

@@ -39,7 +39,7 @@ const ceilingRowData = `{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learn
 
 // measureCeilings measures the ceilings the chosen scenarios are set
 // beside. A ceiling that fails is reported with its error.
-func measureCeilings(ctx context.Context, env *environment, opts Options, m *Machine) []Ceiling {
+func measureCeilings(ctx context.Context, env *environment, opts Options, meter *meter, m *Machine) []Ceiling {
 	need := map[string]bool{}
 	for _, s := range opts.Scenarios {
 		need[ceilingOf[s]] = true
@@ -52,10 +52,12 @@ func measureCeilings(ctx context.Context, env *environment, opts Options, m *Mac
 		}
 		progress(opts.Progress, "bench: ceiling %s ...", name)
 		c := Ceiling{Name: name, Description: what}
+		before := meter.snapshot(ctx)
 		start := time.Now()
 		n, err := fn(ctx, start.Add(d))
 		c.Seconds = time.Since(start).Seconds()
 		c.Count = n
+		c.CPU, c.WAL = between(before, meter.snapshot(ctx), n)
 		if err != nil {
 			c.Error = err.Error()
 		} else if c.Seconds > 0 {

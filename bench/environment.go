@@ -105,18 +105,27 @@ func isolate(ctx context.Context, user config.Config) (*environment, error) {
 		return nil, fmt.Errorf("bench: create schema %s: %w", e.schema, err)
 	}
 	e.onCleanupKind(cleanupStore, e.dropSchema)
-	if e.cfg.DatabaseURL, err = withSearchPath(user.DatabaseURL, e.schema); err != nil {
+	if e.cfg.DatabaseURL, err = benchURL(user.DatabaseURL, e.schema); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-// withSearchPath returns the database URL (or key=value DSN) rawURL with its
+// applicationName names the run's PostgreSQL connections, so that an
+// operator (and the CPU meter) can tell them apart.
+const applicationName = "eventbus-bench"
+
+// benchURL returns the database URL (or key=value DSN) rawURL with its
 // search_path set to schema, so that every connection of the service works
-// in it.
-func withSearchPath(rawURL, schema string) (string, error) {
+// in it, and its application_name set to applicationName unless the URL
+// sets one.
+func benchURL(rawURL, schema string) (string, error) {
 	if !strings.Contains(rawURL, "://") {
-		return rawURL + " search_path=" + schema, nil
+		out := rawURL + " search_path=" + schema
+		if !strings.Contains(rawURL, "application_name") {
+			out += " application_name=" + applicationName
+		}
+		return out, nil
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -124,6 +133,9 @@ func withSearchPath(rawURL, schema string) (string, error) {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	if !q.Has("application_name") {
+		q.Set("application_name", applicationName)
+	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }

@@ -78,7 +78,10 @@ type Ceiling struct {
 	PerSecond   float64 `json:"per_second"`
 	Count       int64   `json:"count"`
 	Seconds     float64 `json:"seconds"`
-	Error       string  `json:"error,omitempty"`
+	// CPU and WAL count per row or message, as a scenario's per event.
+	CPU   *CPU   `json:"cpu,omitempty"`
+	WAL   *WAL   `json:"wal,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Latency holds quantiles, in milliseconds.
@@ -112,8 +115,11 @@ type Result struct {
 	// PerSecond over that ceiling's rate.
 	Ceiling string  `json:"ceiling,omitempty"`
 	Ratio   float64 `json:"ratio,omitempty"`
-	Note    string  `json:"note,omitempty"`
-	Error   string  `json:"error,omitempty"`
+	// CPU says where the processor time went; WAL what PostgreSQL wrote.
+	CPU   *CPU   `json:"cpu,omitempty"`
+	WAL   *WAL   `json:"wal,omitempty"`
+	Note  string `json:"note,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // ceilingOf says which ceiling each scenario is set beside.
@@ -302,6 +308,7 @@ func (rep Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(&b, "%s: %s%s\n", r.Name, r.What, prefixed("; ", r.Note))
 		}
 	}
+	writeCPU(&b, rep)
 	b.WriteString("\ntargets (DESIGN.md):\n")
 	for _, t := range rep.Targets {
 		fmt.Fprintf(&b, "  %-7s %-58s %s\n", t.Status, t.Name, t.Measured)
@@ -392,4 +399,53 @@ func loadAverage() string {
 		return strings.Join(f[:3], " ")
 	}
 	return ""
+}
+
+// writeCPU writes where the processor time went, per event (per row or
+// message for a ceiling), and what that allows on this machine's cores.
+func writeCPU(b *strings.Builder, rep Report) {
+	storeName, brokerName := "store", "broker"
+	if rep.Store == "postgresql" {
+		storeName = "PostgreSQL"
+	}
+	if rep.Broker == "rabbitmq" {
+		brokerName = "RabbitMQ"
+	}
+	b.WriteString("\nwhere the CPU went, in µs of CPU time per event (per row or message for a ceiling); max/s is what the\n")
+	fmt.Fprintf(b, "machine's %d cores allow at that cost; others is the share of the machine other processes took:\n", rep.Machine.Cores)
+	width := len("scenario")
+	for _, c := range rep.Ceilings {
+		width = max(width, len(c.Name))
+	}
+	left := func(s string) string { return s + strings.Repeat(" ", width-len(s)) }
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s\tbus\t%s\t%s\ttotal\tmax/s\tbusy\tothers\tWAL B/event\tevents/fsync\t\n", left("scenario"), storeName, brokerName)
+	row := func(name string, c *CPU, w *WAL) {
+		if c == nil || c.BusPerEvent == 0 {
+			return
+		}
+		us := func(v float64) string {
+			if v == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(v, 'f', 0, 64)
+		}
+		total := c.BusPerEvent + c.StorePerEvent + c.BrokerPerEvent
+		walBytes, perSync := "-", "-"
+		if w != nil {
+			walBytes = strconv.FormatFloat(w.BytesPerEvent, 'f', 0, 64)
+			if w.EventsPerSync > 0 {
+				perSync = strconv.FormatFloat(w.EventsPerSync, 'f', 1, 64)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.0f%%\t%s\t%s\t\n", left(name), us(c.BusPerEvent), us(c.StorePerEvent),
+			us(c.BrokerPerEvent), us(total), group(float64(rep.Machine.Cores)*1e6/total), 100*c.Busy, 100*c.Others, walBytes, perSync)
+	}
+	for _, c := range rep.Ceilings {
+		row(c.Name, c.CPU, c.WAL)
+	}
+	for _, r := range rep.Scenarios {
+		row(r.Name, r.CPU, r.WAL)
+	}
+	_ = tw.Flush()
 }

@@ -49,15 +49,15 @@ func TestHistogramEdges(t *testing.T) {
 	}
 }
 
-func TestWithSearchPath(t *testing.T) {
+func TestBenchURL(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
-		{"postgres://u:p@h:5432/db?sslmode=disable", "postgres://u:p@h:5432/db?search_path=s&sslmode=disable"},
-		{"postgres://u@h/db?search_path=public", "postgres://u@h/db?search_path=s"},
-		{"host=h user=u dbname=db", "host=h user=u dbname=db search_path=s"},
+		{"postgres://u:p@h:5432/db?sslmode=disable", "postgres://u:p@h:5432/db?application_name=eventbus-bench&search_path=s&sslmode=disable"},
+		{"postgres://u@h/db?search_path=public&application_name=me", "postgres://u@h/db?application_name=me&search_path=s"},
+		{"host=h user=u dbname=db", "host=h user=u dbname=db search_path=s application_name=eventbus-bench"},
 	} {
-		got, err := withSearchPath(c.in, "s")
+		got, err := benchURL(c.in, "s")
 		if err != nil || got != c.want {
-			t.Errorf("withSearchPath(%q) = %q, %v; want %q", c.in, got, err, c.want)
+			t.Errorf("benchURL(%q) = %q, %v; want %q", c.in, got, err, c.want)
 		}
 	}
 }
