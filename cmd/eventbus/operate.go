@@ -19,7 +19,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/service"
@@ -136,7 +138,7 @@ replay through it with --server.`,
 				return usagef(cmd, "--rate must not be negative")
 			}
 			if server != "" {
-				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun)
+				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun, samples)
 			}
 			svc, err := a.open(cmd, service.Options{StoreOnly: dryRun})
 			if err != nil {
@@ -153,7 +155,7 @@ replay through it with --server.`,
 				return printEvents(a.stdout, sample, false, true)
 			}
 			if svc.Config.InProcessBroker() {
-				return errors.New("replay needs the broker, and the in-process broker lives inside 'eventbus serve': run this with --server http://<serve address> (and an admin token), or configure EVENTBUS_AMQP_URL")
+				return errors.New("replay needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envToken + "), or set " + config.EnvAMQPURL)
 			}
 			opts := replay.Options{Filter: filter, Rate: rate}
 			if queue != "" {
@@ -207,7 +209,7 @@ func target(exchange, queue string) string {
 }
 
 // replayViaServer runs a replay through POST /v1/replay of a running serve.
-func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, queue string, rate float64, resume string, dryRun bool) error {
+func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, queue string, rate float64, resume string, dryRun bool, samples int) error {
 	q := url.Values{}
 	f.query(q)
 	if queue != "" {
@@ -219,24 +221,54 @@ func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, 
 	if resume != "" {
 		q.Set("after", resume)
 	}
+	where := "the server's exchange"
+	if queue != "" {
+		where = "queue " + queue
+	}
 	if dryRun {
 		q.Set("dry_run", "true")
+		answer, err := a.callServer(cmd, http.MethodPost, server, "/v1/replay?"+q.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		var plan struct {
+			Events []event.Envelope `json:"events"`
+			Total  int64            `json:"total"`
+		}
+		if err := json.Unmarshal(answer, &plan); err != nil {
+			return fmt.Errorf("the server's answer is not a replay plan: %w", err)
+		}
+		fmt.Fprintf(a.stdout, "would replay %d events to %s\n", plan.Total, where)
+		return printEvents(a.stdout, plan.Events[:min(samples, len(plan.Events))], false, true)
 	}
-	return a.callServer(cmd, http.MethodPost, server, "/v1/replay?"+q.Encode(), nil)
+	answer, err := a.callServer(cmd, http.MethodPost, server, "/v1/replay?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		ID        string `json:"id"`
+		Published int64  `json:"published"`
+	}
+	if err := json.Unmarshal(answer, &res); err != nil {
+		return fmt.Errorf("the server's answer is not a replay result: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "replayed %d events to %s (replay %s)\n", res.Published, where, res.ID)
+	return nil
 }
 
-// callServer sends one admin request to a running serve and prints its
-// answer. The token comes from EVENTBUS_TOKEN.
-func (a *app) callServer(cmd *cobra.Command, method, server, path string, body []byte) error {
+// callServer sends one request to a running serve and returns its answer.
+// The token comes from EVENTBUS_TOKEN. An error answer becomes an error
+// that says what the server said.
+func (a *app) callServer(cmd *cobra.Command, method, server, path string, body []byte) ([]byte, error) {
 	base, err := url.Parse(server)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return usagef(cmd, "--server %q: give the serve address as http://host:port", server)
+		return nil, usagef(cmd, "--server %q: give the serve address as http://host:port", server)
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base.String(), "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -246,18 +278,34 @@ func (a *app) callServer(cmd *cobra.Command, method, server, path string, body [
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the server at %s: %w (is 'eventbus serve' running there?)", base.Host, errors.Unwrap(err))
+		if cmd.Context().Err() != nil {
+			return nil, errors.New("interrupted; what the server did up to then stays done")
+		}
+		return nil, fmt.Errorf("cannot reach the server at %s: %v; check that 'eventbus serve' runs there", base.Host, errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("read the server's answer: %w", err)
+		return nil, fmt.Errorf("read the server's answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("the server answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
+		var problem struct {
+			Detail string `json:"detail"`
+		}
+		detail := strings.TrimSpace(string(answer))
+		if json.Unmarshal(answer, &problem) == nil && problem.Detail != "" {
+			detail = problem.Detail
+		}
+		hint := ""
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			hint = "; set " + envToken + " to a token of the server's " + config.EnvAPITokens
+		case http.StatusForbidden:
+			hint = "; " + envToken + " must hold a token with the admin scope"
+		}
+		return nil, fmt.Errorf("the server at %s answered %s: %s%s", base.Host, resp.Status, detail, hint)
 	}
-	_, err = a.stdout.Write(append(answer, '\n'))
-	return err
+	return answer, nil
 }
 
 func (a *app) dlqCmd() *cobra.Command {
@@ -291,26 +339,45 @@ HTTP API): reach it with --server.`,
 			if limit < 1 {
 				return usagef(cmd, "--limit must be at least 1")
 			}
+			var rows []deadLetterRow
 			if server != "" {
-				return a.callServer(cmd, http.MethodGet, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"?limit="+strconv.Itoa(limit), nil)
-			}
-			svc, err := a.openBroker(cmd)
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
-			letters, err := consume.DeadLetters(cmd.Context(), svc.Broker, args[0], limit)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(a.stdout, letters)
+				answer, err := a.callServer(cmd, http.MethodGet, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"?limit="+strconv.Itoa(limit), nil)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					_, err := a.stdout.Write(append(answer, '\n'))
+					return err
+				}
+				var list struct {
+					DeadLetters []deadLetterRow `json:"dead_letters"`
+				}
+				if err := json.Unmarshal(answer, &list); err != nil {
+					return fmt.Errorf("the server's answer is not a list of dead letters: %w", err)
+				}
+				rows = list.DeadLetters
+			} else {
+				svc, err := a.openBroker(cmd)
+				if err != nil {
+					return err
+				}
+				defer svc.Close()
+				letters, err := consume.DeadLetters(cmd.Context(), svc.Broker, args[0], limit)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(a.stdout, letters)
+				}
+				for _, d := range letters {
+					rows = append(rows, deadLetterRow{ID: d.Message.MessageID, Type: d.Message.Type, Attempts: d.Attempts,
+						FailedAt: d.FailedAt, Reason: d.Reason})
+				}
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tREASON")
-			for _, d := range letters {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.Message.MessageID, orDash(d.Message.Type), d.Attempts,
-					d.FailedAt.Format(time.RFC3339), d.Reason)
+			for _, d := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, orDash(d.Type), d.Attempts, d.FailedAt.Format(time.RFC3339), d.Reason)
 			}
 			return tw.Flush()
 		},
@@ -339,25 +406,36 @@ HTTP API): reach it with --server.`,
 				}
 				want[id] = true
 			}
+			var n int
 			if server != "" {
 				var body []byte
 				if !all {
 					body, _ = json.Marshal(map[string][]string{"ids": ids})
 				}
-				return a.callServer(cmd, http.MethodPost, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"/requeue", body)
-			}
-			svc, err := a.openBroker(cmd)
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
-			var pick func(consume.DeadLetter) bool
-			if !all {
-				pick = func(d consume.DeadLetter) bool { return want[d.Message.MessageID] }
-			}
-			n, err := consume.Requeue(cmd.Context(), svc.Broker, args[0], pick)
-			if err != nil {
-				return err
+				answer, err := a.callServer(cmd, http.MethodPost, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"/requeue", body)
+				if err != nil {
+					return err
+				}
+				var res struct {
+					Requeued int `json:"requeued"`
+				}
+				if err := json.Unmarshal(answer, &res); err != nil {
+					return fmt.Errorf("the server's answer is not a requeue result: %w", err)
+				}
+				n = res.Requeued
+			} else {
+				svc, err := a.openBroker(cmd)
+				if err != nil {
+					return err
+				}
+				defer svc.Close()
+				var pick func(consume.DeadLetter) bool
+				if !all {
+					pick = func(d consume.DeadLetter) bool { return want[d.Message.MessageID] }
+				}
+				if n, err = consume.Requeue(cmd.Context(), svc.Broker, args[0], pick); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(a.stdout, "requeued %d dead letters to %s\n", n, args[0])
 			return nil
@@ -369,6 +447,16 @@ HTTP API): reach it with --server.`,
 	return dlq
 }
 
+// deadLetterRow is a dead letter as dlq list prints it, and as the server's
+// GET /v1/dead-letters answers it.
+type deadLetterRow struct {
+	ID       string    `json:"message_id"`
+	Type     string    `json:"type"`
+	Attempts int       `json:"attempts"`
+	FailedAt time.Time `json:"failed_at"`
+	Reason   string    `json:"reason"`
+}
+
 // openBroker opens the service for broker tools, which cannot work on the
 // in-process broker of another process.
 func (a *app) openBroker(cmd *cobra.Command) (*service.Service, error) {
@@ -377,7 +465,7 @@ func (a *app) openBroker(cmd *cobra.Command) (*service.Service, error) {
 		return nil, err
 	}
 	if cfg.InProcessBroker() {
-		return nil, errors.New("this needs the broker, and the in-process broker lives inside 'eventbus serve': use --server http://<serve address> (and an admin token in EVENTBUS_TOKEN), or configure EVENTBUS_AMQP_URL")
+		return nil, errors.New("this needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envToken + "), or set " + config.EnvAMQPURL)
 	}
 	return a.open(cmd, service.Options{})
 }

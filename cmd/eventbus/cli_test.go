@@ -1,0 +1,289 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edupulse/eventbus/internal/testenv"
+)
+
+// TestEveryCommandHasHelpWithExamples: --help of each command exits 0 and
+// shows its usage and examples.
+func TestEveryCommandHasHelpWithExamples(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []string{"", "serve", "migrate", "publish", "events", "tail", "replay", "status", "dlq", "dlq list", "dlq requeue"} {
+		args := append(strings.Fields(c), "--help")
+		r := runCLI(t, dir, nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "Examples:") {
+			t.Errorf("eventbus %s --help: want exit 0 with usage and examples; %v", c, r)
+		}
+	}
+}
+
+// TestUsageErrorsExit2WithTheUsage: mistakes on the command line exit 2,
+// with a message that names the mistake, and the command's usage.
+func TestUsageErrorsExit2WithTheUsage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"frob"}, nil, `unknown command "frob"`},
+		{[]string{"--frob"}, nil, "unknown flag: --frob"},
+		{[]string{"events", "--frob"}, nil, "unknown flag: --frob"},
+		{[]string{"dlq", "frob"}, nil, `unknown dlq command "frob"`},
+		{[]string{"events", "extra"}, nil, `events takes no arguments; got ["extra"]`},
+		{[]string{"publish", "quiz.submitted"}, nil, "publish takes 2 argument(s): TYPE JSON; got 1"},
+		{[]string{"dlq", "list"}, nil, "dlq list takes 1 argument(s): GROUP; got 0"},
+		{[]string{"events", "--limit", "0"}, nil, "--limit 0: use 1 to"},
+		{[]string{"events", "--since", "yesterday"}, nil, `--since: "yesterday" is neither an RFC 3339 time`},
+		{[]string{"events", "--after", "not-a-cursor"}, nil, "--after:"},
+		{[]string{"status", "--max-lag", "soon"}, nil, `invalid argument "soon" for "--max-lag"`},
+		{[]string{"replay", "--rate", "-1"}, nil, "--rate must not be negative"},
+		{[]string{"serve", "--no-relay", "--relay-only"}, nil, "--no-relay and --relay-only exclude each other"},
+		{[]string{"publish", "quiz.submitted", "{}", "--id", "42"}, nil, `--id "42" is not a UUID`},
+		{[]string{"dlq", "requeue", "badges"}, nil, "give either --all or --id"},
+		{[]string{"replay", "--server", "localhost:8080", "--dry-run"}, nil, "give the serve address as http://host:port"},
+		{[]string{"--log-level", "loud", "status"}, nil, `--log-level "loud"`},
+		{[]string{"events"}, []string{"EVENTBUS_DATABASE_URL=mysql://db/x"}, "must start with postgres://"},
+		{[]string{"events"}, []string{"EVENTBUS_HTTP_ADDR=8080"}, "must be host:port"},
+	} {
+		r := runCLI(t, dir, tc.env, tc.args...)
+		first, _, _ := strings.Cut(r.stderr, "\n")
+		if r.code != 2 || !strings.HasPrefix(first, "eventbus: ") || !strings.Contains(first, tc.want) || !strings.Contains(r.stderr, "Usage:") {
+			t.Errorf("eventbus %s: want exit 2, a first line with %q, and the usage; %v", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+}
+
+// TestUnreachableServersGetOneLine: a database or broker that cannot be
+// reached or refuses us fails with exit 1 and one line that names the host,
+// says what to check, and holds no password.
+func TestUnreachableServersGetOneLine(t *testing.T) {
+	t.Parallel()
+	const password = "Pa55-w0rd-never-shown"
+	silent := silentListener(t)
+	pg := testenv.PostgresURL()
+	testenv.Need(t, "PostgreSQL", pg)
+	amqp := testenv.AMQPURL()
+	testenv.Need(t, "RabbitMQ", amqp)
+	pgHost := hostOf(t, pg)
+	amqpHost := hostOf(t, amqp)
+
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want []string // in the one line
+	}{
+		{"PostgreSQL refused", "EVENTBUS_DATABASE_URL=postgres://eventbus:" + password + "@127.0.0.1:1/eventbus",
+			[]string{"events"}, []string{"cannot reach PostgreSQL at 127.0.0.1:1", "connection refused", "check that PostgreSQL is running"}},
+		{"PostgreSQL silent", "EVENTBUS_DATABASE_URL=postgres://eventbus:" + password + "@" + silent + "/eventbus?connect_timeout=1",
+			[]string{"status"}, []string{"cannot reach PostgreSQL at " + silent, "no answer within 1s", "check"}},
+		{"PostgreSQL unknown user", "EVENTBUS_DATABASE_URL=" + withUser(t, pg, "nobody_here", password),
+			[]string{"events"}, []string{"cannot reach PostgreSQL at " + pgHost, `user "nobody_here"`, "does not exist", "check the user"}},
+		{"PostgreSQL unknown database", "EVENTBUS_DATABASE_URL=" + withPath(t, withUser(t, pg, "", password), "/no_such_db"),
+			[]string{"migrate"}, []string{"cannot reach PostgreSQL at " + pgHost, `"no_such_db" does not exist`, "check the database name"}},
+		{"PostgreSQL key=value DSN refused", "EVENTBUS_DATABASE_URL=host=127.0.0.1 port=1 user=eventbus password=" + password + " dbname=eventbus",
+			[]string{"events"}, []string{"cannot reach PostgreSQL at 127.0.0.1:1", "connection refused"}},
+		{"RabbitMQ refused", "EVENTBUS_AMQP_URL=amqp://eventbus:" + password + "@127.0.0.1:1/",
+			[]string{"dlq", "list", "badges"}, []string{"127.0.0.1:1", "connection refused", "check that RabbitMQ is running"}},
+		{"RabbitMQ wrong password", "EVENTBUS_AMQP_URL=" + withUser(t, amqp, "", password),
+			[]string{"dlq", "list", "badges"}, []string{amqpHost, "password", "check the user and password in EVENTBUS_AMQP_URL"}},
+		{"RabbitMQ refused at serve", "EVENTBUS_AMQP_URL=amqp://eventbus:" + password + "@127.0.0.1:1/",
+			[]string{"serve", "--http-addr", "127.0.0.1:0"}, []string{"127.0.0.1:1", "connection refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCLI(t, t.TempDir(), []string{tc.env}, tc.args...)
+			if r.code != 1 {
+				t.Fatalf("want exit 1; %v", r)
+			}
+			errLine := lastLine(r.stderr)
+			if !strings.HasPrefix(errLine, "eventbus: ") {
+				t.Fatalf("the last line of stderr is not eventbus's message; %v", r)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(errLine, want) {
+					t.Errorf("message %q lacks %q", errLine, want)
+				}
+			}
+			// serve logs where its store is before it fails; the other
+			// commands say nothing else.
+			if tc.args[0] != "serve" && strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("want exactly one line on stderr; %v", r)
+			}
+			if strings.Contains(r.stdout+r.stderr, password) {
+				t.Errorf("the password shows; %v", r)
+			}
+		})
+	}
+}
+
+// silentListener returns the address of a server that accepts connections
+// and never says a word.
+func silentListener(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+func hostOf(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+// withUser returns raw with user (unless empty) and password.
+func withUser(t *testing.T, raw, user, password string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user == "" {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}
+
+func withPath(t *testing.T, raw, path string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = path
+	return u.String()
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestServeStopsGracefullyOnSIGTERM: serve on the embedded default exits 0
+// on SIGTERM, having saved the relay's checkpoint and released its lease;
+// status is healthy while it runs and exits 1 once no relay leads.
+func TestServeStopsGracefullyOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	serve := start(t, eventbusBin, dir, nil, "serve", "--http-addr", "127.0.0.1:0")
+	serve.waitLog(func(l map[string]any) bool { return l["msg"] == "relay is the leader" }, "the relay to lead")
+	for i := range 5 {
+		mustRunCLI(t, dir, nil, "publish", "quiz.submitted", quizJSON(90+i))
+	}
+	// The relay reads what other processes commit at its next poll.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r := mustRunCLI(t, dir, nil, "status")
+		if !strings.Contains(r.stdout, "(healthy)") {
+			t.Fatalf("status while serving: %v", r)
+		}
+		if strings.Contains(r.stdout, "backlog        0 events") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay never caught up: %v", r)
+		}
+	}
+	if code := serve.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("serve exited %d on SIGTERM; its log:\n%s", code, serve.log())
+	}
+	for _, want := range []string{`"msg":"relay stopped"`, `"msg":"eventbus stopped"`} {
+		if !strings.Contains(serve.log(), want) {
+			t.Errorf("serve's log lacks %s:\n%s", want, serve.log())
+		}
+	}
+	r := runCLI(t, dir, nil, "status", "--json")
+	if r.code != 1 || !strings.Contains(r.stderr, "unhealthy: partition 0: no relay holds the lease") {
+		t.Fatalf("status after the stop: want exit 1, unhealthy for want of a leader; %v", r)
+	}
+	if !strings.Contains(r.stdout, `"checkpoint_position": 5`) || !strings.Contains(r.stdout, `"leader": ""`) {
+		t.Errorf("status after the stop: want the checkpoint at 5 and no leader; %v", r)
+	}
+}
+
+// TestAuthScopes: with tokens configured, serve lets each token do what its
+// scopes allow and nothing else, and says so at start-up; without tokens it
+// warns that auth is off.
+func TestAuthScopes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const (
+		reader    = "reader-token-0123456789"
+		publisher = "publisher-token-0123456789"
+		admin     = "admin-token-0123456789"
+	)
+	serve := start(t, eventbusBin, dir, []string{
+		"EVENTBUS_API_TOKENS=dashboard:" + reader + ":read,quizzes:" + publisher + ":publish,ops:" + admin + ":admin",
+	}, "serve", "--http-addr", "127.0.0.1:0")
+	if strings.Contains(serve.log(), "auth is OFF") {
+		t.Error("serve warns that auth is off while tokens are configured")
+	}
+	event := `{"type":"quiz.submitted","data":` + quizJSON(95) + `}`
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		want                            int
+	}{
+		{"no token cannot read", "GET", "/v1/events", "", "", 401},
+		{"an unknown token cannot read", "GET", "/v1/events", "not-a-token-of-ours", "", 401},
+		{"read token reads", "GET", "/v1/events", reader, "", 200},
+		{"read token cannot publish", "POST", "/v1/events", reader, event, 403},
+		{"publish token publishes", "POST", "/v1/events", publisher, event, 201},
+		{"publish token cannot read", "GET", "/v1/events", publisher, "", 403},
+		{"publish token cannot replay", "POST", "/v1/replay?dry_run=true", publisher, "", 403},
+		{"read token cannot replay", "POST", "/v1/replay?dry_run=true", reader, "", 403},
+		{"admin token replays", "POST", "/v1/replay?dry_run=true", admin, "", 200},
+		{"admin token reads", "GET", "/v1/status", admin, "", 200},
+		{"probes need no token", "GET", "/healthz", "", "", 200},
+	} {
+		status, body := serve.call(tc.method, tc.path, tc.token, tc.body)
+		if status != tc.want {
+			t.Errorf("%s: %s %s answered %d, want %d: %s", tc.name, tc.method, tc.path, status, tc.want, body)
+		}
+	}
+	// The CLI through --server: a publish token is refused, and told why.
+	r := runCLI(t, dir, []string{"EVENTBUS_TOKEN=" + publisher}, "replay", "--server", serve.url(), "--dry-run")
+	if r.code != 1 || !strings.Contains(r.stderr, "403 Forbidden") || !strings.Contains(r.stderr, "admin scope") {
+		t.Errorf("replay --server with a publish token: want exit 1 and a 403 that names the admin scope; %v", r)
+	}
+	r = mustRunCLI(t, dir, []string{"EVENTBUS_TOKEN=" + admin}, "replay", "--server", serve.url(), "--dry-run")
+	if !strings.Contains(r.stdout, "would replay 1 events to the server's exchange") {
+		t.Errorf("replay --server --dry-run with the admin token: %v", r)
+	}
+
+	open := start(t, eventbusBin, t.TempDir(), nil, "serve", "--http-addr", "127.0.0.1:0")
+	open.waitLog(func(l map[string]any) bool {
+		return l["level"] == "WARN" && strings.Contains(fmt.Sprint(l["msg"]), "auth is OFF")
+	}, "the warning that auth is off")
+}
