@@ -115,6 +115,9 @@ type Options struct {
 	// DrainTimeout bounds the wait, after a scenario, for the relay and the
 	// consumer to catch up; DefaultDrainTimeout if zero.
 	DrainTimeout time.Duration
+	// Relay tunes the service's relay (BatchSize, Window, Gather...), to
+	// compare settings; its OnConfirmed is the bench's own.
+	Relay relay.Config
 	// Progress, if set, receives a line as each step starts and ends.
 	Progress io.Writer
 	// Logger receives the service's logs; nil discards them.
@@ -265,15 +268,17 @@ type runner struct {
 func start(ctx context.Context, env *environment, opts Options, m *meter) (*runner, error) {
 	r := &runner{env: env, opts: opts, meter: m, done: make(chan error, 1)}
 	progress(opts.Progress, "bench: opening the service")
+	relayConfig := opts.Relay
+	relayConfig.OnConfirmed = func(lag time.Duration) {
+		if h := r.lag.Load(); h != nil {
+			h.record(lag)
+		}
+	}
 	svc, err := service.Open(ctx, env.cfg, service.Options{
 		Logger:  opts.Logger,
 		Migrate: true,
 		Source:  sourcePrefix,
-		Relay: relay.Config{OnConfirmed: func(lag time.Duration) {
-			if h := r.lag.Load(); h != nil {
-				h.record(lag)
-			}
-		}},
+		Relay:   relayConfig,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: open the service: %w", err)

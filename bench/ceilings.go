@@ -46,7 +46,9 @@ func measureCeilings(ctx context.Context, env *environment, opts Options, meter 
 	}
 	d := opts.CeilingDuration
 	var out []Ceiling
-	measure := func(name, what string, fn func(ctx context.Context, until time.Time) (int64, error)) {
+	// A ceiling calls done when its clock stops, before it closes its
+	// connections: the CPU of a closed backend can no longer be read.
+	measure := func(name, what string, fn func(ctx context.Context, until time.Time, done func()) (int64, error)) {
 		if !need[name] || ctx.Err() != nil {
 			return
 		}
@@ -54,10 +56,19 @@ func measureCeilings(ctx context.Context, env *environment, opts Options, meter 
 		c := Ceiling{Name: name, Description: what}
 		before := meter.snapshot(ctx)
 		start := time.Now()
-		n, err := fn(ctx, start.Add(d))
-		c.Seconds = time.Since(start).Seconds()
+		var after usage
+		var stopped bool
+		done := func() {
+			if !stopped {
+				stopped = true
+				c.Seconds = time.Since(start).Seconds()
+				after = meter.snapshot(ctx)
+			}
+		}
+		n, err := fn(ctx, start.Add(d), done)
+		done()
 		c.Count = n
-		c.CPU, c.WAL = between(before, meter.snapshot(ctx), n)
+		c.CPU, c.WAL = between(before, after, n)
 		if err != nil {
 			c.Error = err.Error()
 		} else if c.Seconds > 0 {
@@ -69,26 +80,32 @@ func measureCeilings(ctx context.Context, env *environment, opts Options, meter 
 	if env.cfg.Embedded() {
 		dir := env.cfg.DataDir
 		measure(CeilingSingleRow, fmt.Sprintf("raw SQLite single-row INSERT commits, %d goroutines, WAL, synchronous=FULL", ceilingConns),
-			func(ctx context.Context, until time.Time) (int64, error) { return sqliteSingleRow(ctx, dir, until) })
+			func(ctx context.Context, until time.Time, done func()) (int64, error) {
+				return sqliteSingleRow(ctx, dir, until, done)
+			})
 		measure(CeilingBulk, fmt.Sprintf("raw SQLite INSERTs of %d rows per transaction, prepared", ceilingChunk),
-			func(ctx context.Context, until time.Time) (int64, error) { return sqliteBulk(ctx, dir, until) })
+			func(ctx context.Context, until time.Time, done func()) (int64, error) {
+				return sqliteBulk(ctx, dir, until, done)
+			})
 	} else {
 		measure(CeilingSingleRow, fmt.Sprintf("raw pgx single-row INSERT commits into a bare table, %d connections", ceilingConns),
-			func(ctx context.Context, until time.Time) (int64, error) {
-				return pgSingleRow(ctx, env.cfg.DatabaseURL, until)
+			func(ctx context.Context, until time.Time, done func()) (int64, error) {
+				return pgSingleRow(ctx, env.cfg.DatabaseURL, until, done)
 			})
 		measure(CeilingBulk, fmt.Sprintf("COPY of %d-row chunks into a bare table, rows/s", ceilingChunk),
-			func(ctx context.Context, until time.Time) (int64, error) {
-				return pgCopy(ctx, env.cfg.DatabaseURL, until)
+			func(ctx context.Context, until time.Time, done func()) (int64, error) {
+				return pgCopy(ctx, env.cfg.DatabaseURL, until, done)
 			})
 	}
 	if env.cfg.InProcessBroker() {
 		measure(CeilingConfirms, fmt.Sprintf("in-process broker: publish through a topic exchange with confirms, %d in flight, consumed", ceilingWindow),
-			func(ctx context.Context, until time.Time) (int64, error) { return memoryConfirms(ctx, until) })
+			func(ctx context.Context, until time.Time, done func()) (int64, error) {
+				return memoryConfirms(ctx, until, done)
+			})
 	} else {
 		measure(CeilingConfirms, fmt.Sprintf("raw amqp091 pipelined publisher confirms into one quorum queue, %d in flight", ceilingWindow),
-			func(ctx context.Context, until time.Time) (int64, error) {
-				return rabbitConfirms(ctx, env.cfg.AMQPURLs, env.prefix+".ceiling", until, &m.BrokerVersion)
+			func(ctx context.Context, until time.Time, done func()) (int64, error) {
+				return rabbitConfirms(ctx, env.cfg.AMQPURLs, env.prefix+".ceiling", until, done, &m.BrokerVersion)
 			})
 	}
 	if m.BrokerVersion == "" && !env.cfg.InProcessBroker() {
@@ -126,7 +143,7 @@ func parallel(ctx context.Context, n int, until time.Time, fn func(ctx context.C
 	return done.Load(), ferr
 }
 
-func pgSingleRow(ctx context.Context, dbURL string, until time.Time) (int64, error) {
+func pgSingleRow(ctx context.Context, dbURL string, until time.Time, done func()) (int64, error) {
 	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return 0, errors.New("the database URL is not valid")
@@ -140,14 +157,16 @@ func pgSingleRow(ctx context.Context, dbURL string, until time.Time) (int64, err
 	if _, err := pool.Exec(ctx, `CREATE TABLE bench_ceiling_rows (id bigserial PRIMARY KEY, event_id uuid, type text, data json)`); err != nil {
 		return 0, err
 	}
-	return parallel(ctx, ceilingConns, until, func(ctx context.Context) (int64, error) {
+	n, err := parallel(ctx, ceilingConns, until, func(ctx context.Context) (int64, error) {
 		_, err := pool.Exec(ctx, `INSERT INTO bench_ceiling_rows (event_id, type, data) VALUES ($1, $2, $3)`,
 			uuid.New(), edupulse.TypeQuizSubmitted, ceilingRowData)
 		return 1, err
 	})
+	done()
+	return n, err
 }
 
-func pgCopy(ctx context.Context, dbURL string, until time.Time) (int64, error) {
+func pgCopy(ctx context.Context, dbURL string, until time.Time, done func()) (int64, error) {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return 0, err
@@ -168,6 +187,7 @@ func pgCopy(ctx context.Context, dbURL string, until time.Time) (int64, error) {
 		}
 		n += k
 	}
+	done()
 	return n, ctx.Err()
 }
 
@@ -191,20 +211,22 @@ func openCeilingSQLite(ctx context.Context, dir, name string) (*sql.DB, error) {
 	return db, nil
 }
 
-func sqliteSingleRow(ctx context.Context, dir string, until time.Time) (int64, error) {
+func sqliteSingleRow(ctx context.Context, dir string, until time.Time, done func()) (int64, error) {
 	db, err := openCeilingSQLite(ctx, dir, "ceiling-single.db")
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	return parallel(ctx, ceilingConns, until, func(ctx context.Context) (int64, error) {
+	n, err := parallel(ctx, ceilingConns, until, func(ctx context.Context) (int64, error) {
 		_, err := db.ExecContext(ctx, `INSERT INTO rows (event_id, type, data) VALUES (?, ?, ?)`,
 			uuid.NewString(), edupulse.TypeQuizSubmitted, ceilingRowData)
 		return 1, err
 	})
+	done()
+	return n, err
 }
 
-func sqliteBulk(ctx context.Context, dir string, until time.Time) (int64, error) {
+func sqliteBulk(ctx context.Context, dir string, until time.Time, done func()) (int64, error) {
 	db, err := openCeilingSQLite(ctx, dir, "ceiling-bulk.db")
 	if err != nil {
 		return 0, err
@@ -234,6 +256,7 @@ func sqliteBulk(ctx context.Context, dir string, until time.Time) (int64, error)
 		}
 		n += ceilingChunk
 	}
+	done()
 	return n, ctx.Err()
 }
 
@@ -253,7 +276,7 @@ func ceilingMessage() broker.Message {
 
 // rabbitConfirms publishes with amqp091 directly, pipelined, into a quorum
 // queue of its own, which it deletes. It records the server's version.
-func rabbitConfirms(ctx context.Context, urls []string, queue string, until time.Time, version *string) (int64, error) {
+func rabbitConfirms(ctx context.Context, urls []string, queue string, until time.Time, done func(), version *string) (int64, error) {
 	conn, err := dialRabbit(urls)
 	if err != nil {
 		return 0, err
@@ -313,6 +336,7 @@ func rabbitConfirms(ctx context.Context, urls []string, queue string, until time
 			return n, err
 		}
 	}
+	done()
 	return n, nil
 }
 
@@ -347,7 +371,7 @@ func rabbitVersion(_ context.Context, urls []string) string {
 // memoryConfirms publishes into an in-process broker of its own through a
 // topic exchange, pipelined, while a consumer takes the messages (else they
 // would pile up in memory).
-func memoryConfirms(ctx context.Context, until time.Time) (int64, error) {
+func memoryConfirms(ctx context.Context, until time.Time, done func()) (int64, error) {
 	b := memory.New()
 	defer b.Close()
 	if err := b.DeclareExchange(ctx, "x"); err != nil {
@@ -388,5 +412,6 @@ func memoryConfirms(ctx context.Context, until time.Time) (int64, error) {
 		},
 		Confirmed: func(struct{}) { n++ },
 	})
+	done()
 	return n, err
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edupulse/eventbus/bench"
+)
+
+func (a *app) benchCmd() *cobra.Command {
+	var (
+		asJSON    bool
+		duration  time.Duration
+		events    int64
+		scenarios []string
+		quiet     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the bus on the configured store and broker, beside their ceilings",
+		Long: `bench measures the bus on the store and broker the configuration names
+(PostgreSQL and RabbitMQ, or the embedded default) and sets each figure
+beside a ceiling measured in the same run: raw single-row commits, COPY (or
+bulk inserts), and raw publisher confirms. It checks the targets of the
+design and prints PASS or MISS for each.
+
+Scenarios: ` + strings.Join(bench.Scenarios(), ", ") + `.
+
+Everything it creates has names of its own and is removed at the end, also
+on Ctrl-C: a PostgreSQL schema eventbus_bench_<random>, a RabbitMQ exchange
+and queues eventbus.bench.<random>..., or a temporary directory. Your tables,
+exchange and data directory are never touched. It loads the servers for the
+whole run: do not run it against production.`,
+		Example: `  eventbus bench
+  eventbus bench --scenario e2e-16,relay-lag --duration 30s
+  EVENTBUS_DATABASE_URL=postgres://... EVENTBUS_AMQP_URL=amqp://... eventbus bench --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.config(cmd)
+			if err != nil {
+				return err
+			}
+			opts := bench.Options{Duration: duration, Events: events, Logger: a.logger, Progress: a.stderr}
+			if quiet {
+				opts.Progress = io.Discard
+			}
+			for _, s := range scenarios {
+				for _, name := range strings.Split(s, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						opts.Scenarios = append(opts.Scenarios, name)
+					}
+				}
+			}
+			if duration < 0 || events < 0 {
+				return usagef(cmd, "--duration and --events must not be negative")
+			}
+			if !cmd.Flags().Changed("duration") && events > 0 {
+				opts.Duration = 0 // sized by --events alone
+			}
+			rep, err := bench.Run(cmd.Context(), cfg, opts)
+			if errors.Is(err, bench.ErrUnknownScenario) {
+				return usagef(cmd, "%v", err)
+			}
+			if len(rep.Scenarios) > 0 {
+				var perr error
+				if asJSON {
+					perr = printJSON(a.stdout, rep)
+				} else {
+					perr = rep.WriteTable(a.stdout)
+				}
+				err = errors.Join(err, perr)
+			}
+			if errors.Is(err, context.Canceled) {
+				return errors.New("bench: interrupted; what it created was removed")
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().DurationVar(&duration, "duration", bench.DefaultDuration, "how long each scenario runs (relay-lag runs twice as long; each ceiling half as long)")
+	cmd.Flags().Int64Var(&events, "events", 0, "at most this many events per scenario (alone: run each scenario to this many)")
+	cmd.Flags().StringSliceVar(&scenarios, "scenario", nil, "scenarios to run, comma-separated (default all): "+strings.Join(bench.Scenarios(), ", "))
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
+	return cmd
+}

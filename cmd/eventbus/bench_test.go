@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edupulse/eventbus/bench"
+)
+
+// TestBenchCommand runs a tiny bench on the embedded default and reads its
+// JSON report; the figures themselves are never checked.
+func TestBenchCommand(t *testing.T) {
+	for _, env := range []string{"EVENTBUS_DATABASE_URL", "EVENTBUS_AMQP_URL", "EVENTBUS_API_TOKENS", "EVENTBUS_EXCHANGE", "EVENTBUS_HTTP_ADDR"} {
+		t.Setenv(env, "")
+	}
+	t.Setenv("EVENTBUS_DATA_DIR", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"bench", "--events", "300", "--scenario", "e2e-16,replay", "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("the output is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Scenarios) != 2 || rep.Scenarios[0].Name != bench.E2E16 || rep.Scenarios[1].Name != bench.Replay {
+		t.Fatalf("scenarios %+v, want e2e-16 and replay", rep.Scenarios)
+	}
+	for _, s := range rep.Scenarios {
+		if s.Error != "" || s.Events != 300 {
+			t.Errorf("%s: %d events, error %q; want 300 and none", s.Name, s.Events, s.Error)
+		}
+	}
+	if !strings.Contains(stderr.String(), "e2e-16") {
+		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--scenario", "e2e-99"},
+		{"bench", "--duration", "-1s"},
+		{"bench", "extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("eventbus %s: exit %d, want 2\n%s", strings.Join(args, " "), code, stderr.String())
+		}
+	}
+}
