@@ -1,0 +1,135 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
+
+	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/event"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestPostgresErrorsSayWhatToCheck covers the failures the shared test
+// server cannot produce (it trusts every local connection): each message
+// is one line that names the server and what to check, never the password.
+func TestPostgresErrorsSayWhatToCheck(t *testing.T) {
+	const url = "postgres://quiz:s3cret-pw@db.example:6432/quizzes"
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&pgconn.PgError{Code: "28P01", Message: "password authentication failed for user \"quiz\""}, "the password was refused; check the user and password in EVENTBUS_DATABASE_URL"},
+		{&pgconn.PgError{Code: "53300", Message: "sorry, too many clients already"}, "no connection slots left"},
+		{&pgconn.PgError{Code: "XX000", Message: "something odd"}, "something odd (SQLSTATE XX000); check EVENTBUS_DATABASE_URL"},
+		{syscall.ECONNREFUSED, "connection refused; check that PostgreSQL is running"},
+		{context.DeadlineExceeded, "no answer within 10s"},
+		{errors.New("first line\n\tsecond line"), "first line; check"},
+	} {
+		err := postgresError(url, "reach", fmt.Errorf("postgres: ping: %w", tc.err))
+		msg := err.Error()
+		if !strings.HasPrefix(msg, `cannot reach PostgreSQL at db.example:6432 (database "quizzes", user "quiz"): `) ||
+			!strings.Contains(msg, tc.want) || strings.Contains(msg, "s3cret") || strings.Contains(msg, "\n") {
+			t.Errorf("%v: message %q, want one line with %q and no password", tc.err, msg, tc.want)
+		}
+		if !errors.Is(err, tc.err) {
+			t.Errorf("%v: the cause is lost", tc.err)
+		}
+	}
+}
+
+// TestEmbeddedDefault opens the service with no database or broker URL:
+// SQLite under the data directory and the in-process broker, whose relay
+// waits for consumers to settle an event before its checkpoint passes it.
+func TestEmbeddedDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := config.Load(func(k string) (string, bool) {
+		return map[string]string{config.EnvDataDir: t.TempDir()}[k], k == config.EnvDataDir
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := Open(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, ok := svc.SQLite(); !ok {
+		t.Fatal("the embedded default has no SQLite store")
+	}
+	if _, ok := svc.Postgres(); ok {
+		t.Fatal("the embedded default has a PostgreSQL store")
+	}
+
+	// A consumer that holds its first delivery until told.
+	release := make(chan struct{})
+	got := make(chan string, 10)
+	c, err := consume.New(svc.Broker, consume.Config{Group: "holder", Exchange: cfg.Exchange, Inbox: svc.Inbox(),
+		Logger: slog.New(slog.DiscardHandler)},
+		consume.OnAny(func(ctx context.Context, env event.Envelope) error {
+			got <- env.ID.String()
+			<-release
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 2)
+	go func() { errc <- c.Run(runCtx) }()
+	<-c.Ready()
+	go func() { errc <- svc.Run(runCtx, RunOptions{Relay: true}) }()
+	defer func() {
+		stop()
+		for range 2 {
+			if err := <-errc; err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+
+	res, err := svc.Bus.Append(ctx, []event.Draft{{Type: "quiz.submitted",
+		Data: []byte(`{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":93}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := <-got; id != res[0].Envelope.ID.String() {
+		t.Fatalf("the consumer got %s, want %s", id, res[0].Envelope.ID)
+	}
+	// Delivered, not settled: the checkpoint stays behind it.
+	time.Sleep(300 * time.Millisecond) // several checkpoint intervals
+	if pos := checkpoint(t, ctx, svc); pos != 0 {
+		t.Fatalf("checkpoint at %d while the consumer still holds the event", pos)
+	}
+	close(release)
+	for checkpoint(t, ctx, svc) != res[0].Envelope.Position {
+		if ctx.Err() != nil {
+			t.Fatal("the checkpoint never passed the settled event")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func checkpoint(t *testing.T, ctx context.Context, svc *Service) int64 {
+	t.Helper()
+	leases, err := svc.Store.Leases(ctx, svc.relayName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos int64
+	for _, l := range leases {
+		pos = max(pos, l.Checkpoint.Position)
+	}
+	return pos
+}
