@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/internal/testenv"
 )
@@ -286,4 +289,39 @@ func TestAuthScopes(t *testing.T) {
 	open.waitLog(func(l map[string]any) bool {
 		return l["level"] == "WARN" && strings.Contains(fmt.Sprint(l["msg"]), "auth is OFF")
 	}, "the warning that auth is off")
+}
+
+// TestServeRequestIDsAndBodyLimit: every answer carries a request ID (the
+// client's, when sane) that the access log shows too, and a body over 1 MiB
+// is refused with 413.
+func TestServeRequestIDsAndBodyLimit(t *testing.T) {
+	t.Parallel()
+	serve := start(t, eventbusBin, t.TempDir(), nil, "serve", "--http-addr", "127.0.0.1:0")
+	req, _ := http.NewRequest("GET", serve.url()+"/v1/events", nil)
+	req.Header.Set("X-Request-ID", "trace-me-123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Request-ID"); got != "trace-me-123" {
+		t.Errorf("X-Request-ID %q, want the client's", got)
+	}
+	resp, err = http.Get(serve.url() + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	generated := resp.Header.Get("X-Request-ID")
+	if _, err := uuid.Parse(generated); err != nil {
+		t.Errorf("generated X-Request-ID %q is not a UUID", generated)
+	}
+	for _, id := range []string{"trace-me-123", generated} {
+		serve.waitLog(func(l map[string]any) bool { return l["msg"] == "http request" && l["request_id"] == id },
+			"the access log line of request "+id)
+	}
+	big := `{"type":"quiz.submitted","data":{"pad":"` + strings.Repeat("x", 2<<20) + `"}}`
+	if status, body := serve.call("POST", "/v1/events", "", big); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 2 MiB body: %d %s, want 413", status, body)
+	}
 }

@@ -177,7 +177,12 @@ replay through it with --server.`,
 			}
 			res, err := replay.Run(ctx, svc.Store, svc.Broker, opts)
 			if bar != nil {
-				_ = bar.Finish()
+				if err == nil {
+					_ = bar.Finish()
+				} else {
+					_ = bar.Set64(res.Published) // where it stopped, not 100%
+					_ = bar.Exit()
+				}
 				fmt.Fprintln(a.stderr)
 			}
 			if err != nil {
