@@ -261,6 +261,17 @@ type runner struct {
 	// lag receives the relay's commit-to-confirm lags while relay-lag runs.
 	lag atomic.Pointer[histogram]
 	seq atomic.Int64
+	// The scenario's measurement: the memory sampler, and the counters at
+	// its start (see measureFromHere).
+	rss    *rssSampler
+	before usage
+}
+
+// measureFromHere starts the scenario's memory and CPU measurement again,
+// for a scenario that had to prepare first (replay stores events).
+func (r *runner) measureFromHere(ctx context.Context) {
+	r.rss.peak.Store(residentBytes())
+	r.before = r.meter.snapshot(ctx)
 }
 
 // start opens the service on env, runs its relay (and its HTTP API when a
@@ -351,11 +362,11 @@ func (r *runner) run(ctx context.Context, name string) Result {
 	// Start each scenario from the memory it needs, not the last one's.
 	runtime.GC()
 	debug.FreeOSMemory()
-	rss := startRSS()
-	before := r.meter.snapshot(ctx)
+	r.rss = startRSS()
+	r.before = r.meter.snapshot(ctx)
 	res := r.scenario(ctx, name)
-	res.CPU, res.WAL = between(before, r.meter.snapshot(ctx), res.Events)
-	res.PeakRSSBytes = rss.finish()
+	res.CPU, res.WAL = between(r.before, r.meter.snapshot(ctx), res.Events)
+	res.PeakRSSBytes = r.rss.finish()
 	return res
 }
 

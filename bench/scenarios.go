@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -437,6 +439,9 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 		defer cancel()
 		_ = r.svc.Broker.DeleteQueue(dctx, q)
 	}()
+	runtime.GC()
+	debug.FreeOSMemory()
+	r.measureFromHere(ctx)
 	note := ""
 	if r.env.cfg.InProcessBroker() {
 		// In-process, a queue nobody takes from grows in this process's
