@@ -325,3 +325,26 @@ func TestServeRequestIDsAndBodyLimit(t *testing.T) {
 		t.Errorf("a 2 MiB body: %d %s, want 413", status, body)
 	}
 }
+
+// TestPublishRefusalsSayWhatToDo: publish refuses what does not fit, stores
+// nothing, and says what to change.
+func TestPublishRefusalsSayWhatToDo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"publish", "no.such.type", "{}"}, `"no.such.type" is not an event type this build knows; use one of badge.awarded, lesson.published, quiz.submitted`},
+		{[]string{"publish", "quiz.submitted", `{"quiz_id":"x"}`}, `field "quiz_id" must be a UUID; fix the data`},
+		{[]string{"publish", "quiz.submitted", quizJSON(1), "--subject", "s", "--expected-version", "3"}, `stream "s" is at version 0, expected 3; read the stream`},
+	} {
+		r := runCLI(t, dir, nil, tc.args...)
+		if r.code != 1 || !strings.HasPrefix(r.stderr, "eventbus: nothing stored: ") || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("eventbus %s: want exit 1 and %q; %v", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+	if r := mustRunCLI(t, dir, nil, "events"); strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("refused events were stored: %v", r)
+	}
+}

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -89,7 +91,7 @@ nothing is stored. Publishing again with the same --id stores nothing new.`,
 			defer svc.Close()
 			res, err := svc.Bus.Append(cmd.Context(), []event.Draft{d})
 			if err != nil {
-				return err
+				return publishError(err, d.Type, svc.Bus.Registry())
 			}
 			b, err := event.Encode(res[0].Envelope)
 			if err != nil {
@@ -306,4 +308,24 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// publishError says why publish stored nothing, and what to do.
+func publishError(err error, typ string, reg *event.Registry) error {
+	// The bus's own prefixes say nothing to someone who published one event.
+	msg := err.Error()
+	for _, prefix := range []string{"eventbus: dispatch: event 0: ", "eventbus: dispatch 1 events: "} {
+		msg = strings.TrimPrefix(msg, prefix)
+	}
+	switch {
+	case errors.Is(err, event.ErrUnknownType):
+		return fmt.Errorf("nothing stored: %q is not an event type this build knows; use one of %s", typ, strings.Join(reg.Types(), ", "))
+	case errors.Is(err, event.ErrTooLarge):
+		return fmt.Errorf("nothing stored: %s; send smaller data, or a reference to it", msg)
+	case errors.Is(err, event.ErrInvalid):
+		return fmt.Errorf("nothing stored: %s; fix the data and publish again", msg)
+	case errors.Is(err, store.ErrVersionConflict):
+		return fmt.Errorf("nothing stored: %s; read the stream with 'eventbus events --subject ...' and give its version to --expected-version", msg)
+	}
+	return err
 }

@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// One line, whatever the error's text, and never a secret: every
 	// message we write leaves them out, this is the net under them.
 	msg := redactSecrets(oneLine(err.Error()), a.secrets())
+	msg = strings.TrimPrefix(msg, "eventbus: ") // ours comes first
 	var usage *usageError
 	if errors.As(err, &usage) {
 		fmt.Fprintf(stderr, "eventbus: %s\n\n", msg)
