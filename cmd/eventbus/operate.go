@@ -29,8 +29,9 @@ import (
 
 func (a *app) statusCmd() *cobra.Command {
 	var (
-		asJSON bool
-		maxLag time.Duration
+		asJSON    bool
+		maxLag    time.Duration
+		relayName string
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -41,7 +42,8 @@ behind it is, and whether an old open transaction holds readers back. It
 exits 1 when no relay holds the lease or the lag exceeds --max-lag, so that
 scripts and probes can use it.`,
 		Example: `  eventbus status
-  eventbus status --json --max-lag 30s`,
+  eventbus status --json --max-lag 30s
+  eventbus status --relay badgeworker   # the relay of a worker on the embedded default`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			svc, err := a.open(cmd, service.Options{StoreOnly: true})
@@ -49,7 +51,7 @@ scripts and probes can use it.`,
 				return err
 			}
 			defer svc.Close()
-			st, err := relay.ReadStatus(cmd.Context(), svc.Store, relay.DefaultName, maxLag)
+			st, err := relay.ReadStatus(cmd.Context(), svc.Store, relayName, maxLag)
 			if err != nil {
 				return err
 			}
@@ -61,13 +63,14 @@ scripts and probes can use it.`,
 				printStatus(a.stdout, st)
 			}
 			if !st.Healthy {
-				return fmt.Errorf("unhealthy: %s", strings.Join(st.Problems, "; "))
+				return fmt.Errorf("unhealthy: %s; check that the relay runs ('eventbus serve') and what its log says", strings.Join(st.Problems, "; "))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().DurationVar(&maxLag, "max-lag", time.Minute, "lag above which the relay counts as unhealthy")
+	cmd.Flags().StringVar(&relayName, "relay", relay.DefaultName, "the relay's name")
 	return cmd
 }
 
