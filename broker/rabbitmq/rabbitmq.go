@@ -267,10 +267,11 @@ func (b *Broker) dial(ctx context.Context, n *node) (*session, error) {
 				c.Close()
 				return nil, err
 			}
+			cc := newCoalescingConn(c)
 			mu.Lock()
-			netConn = c
+			netConn = cc
 			mu.Unlock()
-			return c, nil
+			return cc, nil
 		},
 	}
 	// Closing the socket is the only way to interrupt a handshake.
@@ -284,6 +285,11 @@ func (b *Broker) dial(ctx context.Context, n *node) (*session, error) {
 	conn, err := amqp.DialConfig(n.url, cfg)
 	interrupted := !stop()
 	if err != nil {
+		mu.Lock()
+		if netConn != nil {
+			netConn.Close() // ends its sender, if amqp091 has not
+		}
+		mu.Unlock()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
