@@ -48,12 +48,44 @@ func TestPostgresErrorsSayWhatToCheck(t *testing.T) {
 	}
 }
 
-// TestEmbeddedDefault opens the service with no database or broker URL:
-// SQLite under the data directory and the in-process broker, whose relay
-// waits for consumers to settle an event before its checkpoint passes it.
-func TestEmbeddedDefault(t *testing.T) {
+// TestEmbeddedRelayWaitsForRetries: an event whose first attempt failed
+// and that waits in a retry queue is not delivered yet: the relay's
+// checkpoint stays behind it until the retry succeeds.
+func TestEmbeddedRelayWaitsForRetries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	svc, cfg := openEmbedded(t, ctx)
+	attempts := make(chan int, 10)
+	n := 0
+	c, err := consume.New(svc.Broker, consume.Config{Group: "flaky", Exchange: cfg.Exchange, Logger: slog.New(slog.DiscardHandler),
+		Backoff: consume.Backoff{Initial: 500 * time.Millisecond}},
+		consume.OnAny(func(ctx context.Context, env event.Envelope) error {
+			n++
+			attempts <- n
+			if n == 1 {
+				return errors.New("first attempt fails")
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runBoth(t, ctx, svc, c)
+	defer stop()
+	pos := appendQuiz(t, ctx, svc)
+	<-attempts
+	time.Sleep(300 * time.Millisecond) // within the backoff, past checkpoint intervals
+	if got := checkpoint(t, ctx, svc); got != 0 {
+		t.Fatalf("checkpoint at %d while the event waits for its retry", got)
+	}
+	<-attempts
+	waitCheckpoint(t, ctx, svc, pos)
+}
+
+// openEmbedded opens the service on the embedded default in a directory of
+// the test's own.
+func openEmbedded(t *testing.T, ctx context.Context) (*Service, config.Config) {
+	t.Helper()
 	cfg, err := config.Load(func(k string) (string, bool) {
 		return map[string]string{config.EnvDataDir: t.TempDir()}[k], k == config.EnvDataDir
 	}, nil)
@@ -64,7 +96,57 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() { svc.Close() })
+	return svc, cfg
+}
+
+// runBoth runs the consumer, then, once it is ready, the relay; stop ends
+// both and waits for them.
+func runBoth(t *testing.T, ctx context.Context, svc *Service, c *consume.Consumer) (stop func()) {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 2)
+	go func() { errc <- c.Run(runCtx) }()
+	<-c.Ready()
+	go func() { errc <- svc.Run(runCtx, RunOptions{Relay: true}) }()
+	return func() {
+		cancel()
+		for range 2 {
+			if err := <-errc; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// appendQuiz stores a quiz event and returns its position.
+func appendQuiz(t *testing.T, ctx context.Context, svc *Service) int64 {
+	t.Helper()
+	res, err := svc.Bus.Append(ctx, []event.Draft{{Type: "quiz.submitted",
+		Data: []byte(`{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":93}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0].Envelope.Position
+}
+
+func waitCheckpoint(t *testing.T, ctx context.Context, svc *Service, pos int64) {
+	t.Helper()
+	for checkpoint(t, ctx, svc) != pos {
+		if ctx.Err() != nil {
+			t.Fatalf("the checkpoint never reached %d", pos)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedDefault opens the service with no database or broker URL:
+// SQLite under the data directory and the in-process broker, whose relay
+// waits for consumers to settle an event before its checkpoint passes it.
+func TestEmbeddedDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, cfg := openEmbedded(t, ctx)
 	if _, ok := svc.SQLite(); !ok {
 		t.Fatal("the embedded default has no SQLite store")
 	}
@@ -85,40 +167,17 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 2)
-	go func() { errc <- c.Run(runCtx) }()
-	<-c.Ready()
-	go func() { errc <- svc.Run(runCtx, RunOptions{Relay: true}) }()
-	defer func() {
-		stop()
-		for range 2 {
-			if err := <-errc; err != nil {
-				t.Error(err)
-			}
-		}
-	}()
-
-	res, err := svc.Bus.Append(ctx, []event.Draft{{Type: "quiz.submitted",
-		Data: []byte(`{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":93}`)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id := <-got; id != res[0].Envelope.ID.String() {
-		t.Fatalf("the consumer got %s, want %s", id, res[0].Envelope.ID)
-	}
+	stop := runBoth(t, ctx, svc, c)
+	defer stop()
+	pos := appendQuiz(t, ctx, svc)
+	<-got
 	// Delivered, not settled: the checkpoint stays behind it.
 	time.Sleep(300 * time.Millisecond) // several checkpoint intervals
-	if pos := checkpoint(t, ctx, svc); pos != 0 {
-		t.Fatalf("checkpoint at %d while the consumer still holds the event", pos)
+	if got := checkpoint(t, ctx, svc); got != 0 {
+		t.Fatalf("checkpoint at %d while the consumer still holds the event", got)
 	}
 	close(release)
-	for checkpoint(t, ctx, svc) != res[0].Envelope.Position {
-		if ctx.Err() != nil {
-			t.Fatal("the checkpoint never passed the settled event")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitCheckpoint(t, ctx, svc, pos)
 }
 
 func checkpoint(t *testing.T, ctx context.Context, svc *Service) int64 {

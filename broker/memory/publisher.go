@@ -75,11 +75,14 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	}
 	// Count the copies before the first is in a queue: a consumer may ack
 	// it at once.
-	var r *receipt
+	var (
+		r     *receipt
+		joins func(*queue) bool
+	)
 	if p.receipts != nil {
 		r = p.track(m.MessageID, len(queues))
 	} else {
-		r = p.b.receipts.join(m, len(queues))
+		r, joins = p.b.receipts.join(m, queues)
 	}
 	if len(queues) == 0 {
 		if p.opts.Mandatory && p.opts.OnReturn != nil {
@@ -94,7 +97,10 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	}
 	first := own(m)
 	for i, q := range queues {
-		msg := &message{m: first, exchange: exchange, routingKey: routingKey, receipt: r}
+		msg := &message{m: first, exchange: exchange, routingKey: routingKey}
+		if joins == nil || joins(q) {
+			msg.receipt = r
+		}
 		if i > 0 {
 			msg.m = own(first) // each queue its own copy
 		}

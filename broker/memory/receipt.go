@@ -21,10 +21,12 @@ import (
 // queue) stays tracked in its new queue. A message with the same MessageID
 // published through a plain publisher while a tracked copy is unsettled
 // joins its tracking: that is how the consumer runtime's retry copies keep
-// an event unconfirmed until a retry succeeds. A copy that carries
-// broker.HeaderFailureReason (the consumer runtime's dead letters) does not
-// join: the message counts as delivered once it is dead-lettered, so that
-// one poison message cannot hold the relay back for ever.
+// an event unconfirmed until a retry succeeds. Except a failure put to rest:
+// a copy that carries broker.HeaderFailureReason into a queue without a time
+// to live (the consumer runtime's dead-letter queue, where it waits for an
+// operator, unlike its retry queues) does not join. The message counts as
+// delivered once it is dead-lettered, so that one poison message cannot
+// hold the relay back for ever.
 //
 // Confirmations may settle out of publish order; broker.Pipeline waits for
 // them in order. A publisher's confirmations still pending when it closes,
@@ -84,22 +86,32 @@ func (p *publisher) track(id string, n int) *receipt {
 	return r
 }
 
-// join returns the unsettled receipt that n new copies of m join, or nil.
-func (rs *receipts) join(m broker.Message, n int) *receipt {
-	if n == 0 || m.MessageID == "" {
-		return nil
+// join returns the unsettled receipt that the copies of m in queues join,
+// if any, and for each queue whether its copy joins.
+func (rs *receipts) join(m broker.Message, queues []*queue) (*receipt, func(*queue) bool) {
+	if len(queues) == 0 || m.MessageID == "" {
+		return nil, nil
 	}
-	if _, dead := m.Headers[broker.HeaderFailureReason]; dead {
-		return nil
+	_, failed := m.Headers[broker.HeaderFailureReason]
+	// A queue's time to live never changes once declared.
+	joins := func(q *queue) bool { return !failed || q.ttl > 0 }
+	n := 0
+	for _, q := range queues {
+		if joins(q) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, nil
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r := rs.byID[m.MessageID]
 	if r == nil {
-		return nil
+		return nil, nil
 	}
 	r.pending += n
-	return r
+	return r, joins
 }
 
 // release records that one copy left the broker's queues.

@@ -116,7 +116,7 @@ func TestDeliveryConfirmedFollowsRetriesNotDeadLetters(t *testing.T) {
 	first := next(t, sa)
 	// As the consumer runtime retries: a copy to the retry queue, then the
 	// ack of the original.
-	mustPublish(t, plain, "", "a.retry", broker.Message{MessageID: "m1", Headers: map[string]any{broker.HeaderAttempt: int64(1)}})
+	mustPublish(t, plain, "", "a.retry", broker.Message{MessageID: "m1", Headers: map[string]any{broker.HeaderAttempt: int64(1), broker.HeaderFailureReason: "boom"}})
 	if err := first.Ack(); err != nil {
 		t.Fatal(err)
 	}
