@@ -16,8 +16,13 @@ event to the broker. Several serve processes may run: exactly one relay
 publishes, the others stand by and take over within seconds.
 
 With no configuration it runs on the embedded default: a SQLite store under
-./eventbus-data and a broker inside the process. It stops gracefully on
-SIGTERM or Ctrl-C.`,
+./eventbus-data and a broker inside the process, which only consumers in the
+same process reach (a worker embeds the service instead: see
+examples/badgeworker). Messages in that broker die with the process; the
+relay publishes every event not yet delivered again when it restarts.
+
+It stops gracefully on SIGTERM or Ctrl-C: the HTTP API finishes the requests
+in flight, the relay saves its checkpoint and hands its lease over.`,
 		Example: `  # On a bare machine: the embedded default
   eventbus serve
 
