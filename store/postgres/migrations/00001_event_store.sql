@@ -153,8 +153,40 @@ DECLARE
 BEGIN
     IF cardinality(p_event_ids) = 1 THEN
         -- One event, the common case: plain statements on scalars, each an
-        -- index probe, cost a third of the set-based path below.
+        -- index probe, cost a third of the set-based path below. The insert
+        -- comes first and finds a duplicate itself (ON CONFLICT), which
+        -- saves a probe of event_id for every new event; only a duplicate
+        -- pays the lookup of its original. An insert that meets an event
+        -- of the same ID still being written waits for it: once it has
+        -- committed, the lookup (a statement of its own, with a newer
+        -- snapshot) finds it.
         r_ord := 1;
+        v_subject := p_subjects[1];
+        IF v_subject IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended(v_subject, 0));
+            SELECT e.stream_version, e.commit_order INTO v_version, v_head_order
+              FROM event_store e WHERE e.subject = v_subject ORDER BY e.stream_version DESC LIMIT 1;
+            v_version := coalesce(v_version, 0) + 1;
+            v_me := greatest(v_me, v_head_order);
+        END IF;
+        IF v_subject IS NULL OR p_expected[1] IS NULL OR p_expected[1] = v_version - 1 THEN
+            INSERT INTO event_store AS e (event_id, type, source, subject, stream_version, occurred_at,
+                                          correlation_id, causation_id, traceparent, tracestate, data, commit_order)
+            VALUES (p_event_ids[1], p_types[1], p_sources[1], v_subject, v_version, p_occurred_at[1],
+                    p_correlation_ids[1], p_causation_ids[1], p_traceparents[1], p_tracestates[1],
+                    p_data[1]::json, v_me)
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING e.id, e.stream_version, e.recorded_at, e.commit_order
+                 INTO r_id, r_stream_version, r_recorded_at, r_commit_order;
+            IF FOUND THEN
+                r_duplicate := false;
+                RETURN NEXT;
+                RETURN;
+            END IF;
+        END IF;
+        -- A duplicate (or a stream not at the expected version): a stored
+        -- original wins over a version conflict, so that a retry of a
+        -- dispatch that committed returns what it stored.
         SELECT true, e.id, e.type, e.source, e.subject, e.stream_version, e.occurred_at, e.recorded_at,
                e.correlation_id, e.causation_id, e.traceparent, e.tracestate, e.data::text, e.commit_order
           INTO r_duplicate, r_id, r_type, r_source, r_subject, r_stream_version, r_occurred_at, r_recorded_at,
@@ -164,32 +196,13 @@ BEGIN
             RETURN NEXT;
             RETURN;
         END IF;
-        v_subject := p_subjects[1];
-        IF v_subject IS NOT NULL THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended(v_subject, 0));
-            SELECT e.stream_version, e.commit_order INTO v_version, v_head_order
-              FROM event_store e WHERE e.subject = v_subject ORDER BY e.stream_version DESC LIMIT 1;
-            v_version := coalesce(v_version, 0) + 1;
-            v_me := greatest(v_me, v_head_order);
-            IF p_expected[1] IS NOT NULL AND p_expected[1] <> v_version - 1 THEN
-                PERFORM eventbus_version_conflict(v_subject, v_version - 1, p_expected[1]);
-            END IF;
+        IF v_subject IS NOT NULL AND p_expected[1] IS NOT NULL AND p_expected[1] <> v_version - 1 THEN
+            PERFORM eventbus_version_conflict(v_subject, v_version - 1, p_expected[1]);
         END IF;
-        INSERT INTO event_store AS e (event_id, type, source, subject, stream_version, occurred_at,
-                                      correlation_id, causation_id, traceparent, tracestate, data, commit_order)
-        VALUES (p_event_ids[1], p_types[1], p_sources[1], v_subject, v_version, p_occurred_at[1],
-                p_correlation_ids[1], p_causation_ids[1], p_traceparents[1], p_tracestates[1],
-                p_data[1]::json, v_me)
-        ON CONFLICT (event_id) DO NOTHING
-        RETURNING e.id, e.stream_version, e.recorded_at, e.commit_order
-             INTO r_id, r_stream_version, r_recorded_at, r_commit_order;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'event % was stored concurrently by another transaction', p_event_ids[1]
-                USING ERRCODE = 'EB002';
-        END IF;
-        r_duplicate := false;
-        RETURN NEXT;
-        RETURN;
+        -- The insert found it, the lookup did not: it committed after this
+        -- transaction's snapshot (REPEATABLE READ or stricter).
+        RAISE EXCEPTION 'event % was stored concurrently by another transaction', p_event_ids[1]
+            USING ERRCODE = 'EB002';
     END IF;
 
     -- Events already stored come back as they were stored. Each is looked up
