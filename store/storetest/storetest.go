@@ -111,8 +111,38 @@ func appendOK(t *testing.T, s store.Store, drafts ...event.Draft) []event.Envelo
 	return out
 }
 
-// readAll reads every visible event matching f, page by page.
-func readAll(t *testing.T, s store.Reader, f store.Filter) []event.Envelope {
+// readAll reads every event matching f, page by page, once every committed
+// event is visible (see settle).
+func readAll(t *testing.T, s store.Store, f store.Filter) []event.Envelope {
+	t.Helper()
+	settle(t, s)
+	return readNow(t, s, f)
+}
+
+// settle waits until readers see every committed event of s. Commit-order
+// readers stop at the oldest transaction still open anywhere on the server,
+// and the tests of other packages share the server: their open transactions
+// hold this store's readers back for a while.
+func settle(t *testing.T, s store.Store) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := s.Stats(ctxFor(t))
+		if err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
+		if st.HeldBack == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d committed events still held back after a minute", st.HeldBack)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// readNow reads every event matching f that readers see now, page by page.
+func readNow(t *testing.T, s store.Reader, f store.Filter) []event.Envelope {
 	t.Helper()
 	var out []event.Envelope
 	for {
@@ -128,7 +158,7 @@ func readAll(t *testing.T, s store.Reader, f store.Filter) []event.Envelope {
 	}
 }
 
-func countAll(t *testing.T, s store.Reader) int {
+func countAll(t *testing.T, s store.Store) int {
 	t.Helper()
 	return len(readAll(t, s, store.Filter{Limit: 1000}))
 }
