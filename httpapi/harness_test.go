@@ -161,10 +161,15 @@ func (h *harness) do(req request) response {
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 
-// publish posts body as JSON with the publish token.
+// publish posts body as JSON with the publish token. It returns once what
+// it stored is visible to readers (see testenv.Settle).
 func (h *harness) publish(body string) response {
 	h.t.Helper()
-	return h.do(request{method: "POST", path: "/v1/events", token: publishSecret, contentType: "application/json", body: body})
+	res := h.do(request{method: "POST", path: "/v1/events", token: publishSecret, contentType: "application/json", body: body})
+	if res.status < 300 {
+		testenv.Settle(h.t, h.store)
+	}
+	return res
 }
 
 // get reads path with the read token.

@@ -84,29 +84,8 @@ func newHarness(t testing.TB, n int, queues ...string) *harness {
 		}
 	}
 	flush()
-	waitVisible(t, s, int64(n))
+	testenv.Settle(t, s)
 	return h
-}
-
-// waitVisible waits until readers see n events. Commit-order readers stop at
-// the oldest transaction still open anywhere on the server, and tests of
-// other packages share the server.
-func waitVisible(t testing.TB, s store.Reader, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, err := s.Count(context.Background(), store.Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d events became visible", got, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // drain takes every message now in queue.

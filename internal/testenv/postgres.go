@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/edupulse/eventbus/store"
 )
 
 // PostgresSchema creates a schema of the test's own on the shared server and
@@ -48,4 +50,28 @@ func PostgresSchema(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// Settle waits until readers see every committed event of s. Commit-order
+// readers stop at the oldest transaction open anywhere on the PostgreSQL
+// server, and the tests of other packages share it: their open transactions
+// hold this test's reads back for a while. On SQLite it returns at once.
+func Settle(t testing.TB, s store.Store) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := s.Stats(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("testenv: store stats: %v", err)
+		}
+		if st.HeldBack == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %d committed events still held back after a minute", st.HeldBack)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -119,27 +120,9 @@ func readAll(t *testing.T, s store.Store, f store.Filter) []event.Envelope {
 	return readNow(t, s, f)
 }
 
-// settle waits until readers see every committed event of s. Commit-order
-// readers stop at the oldest transaction still open anywhere on the server,
-// and the tests of other packages share the server: their open transactions
-// hold this store's readers back for a while.
-func settle(t *testing.T, s store.Store) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st, err := s.Stats(ctxFor(t))
-		if err != nil {
-			t.Fatalf("Stats: %v", err)
-		}
-		if st.HeldBack == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d committed events still held back after a minute", st.HeldBack)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// settle waits until readers see every committed event of s: other test
+// packages' open transactions hold commit-order readers back.
+func settle(t *testing.T, s store.Store) { testenv.Settle(t, s) }
 
 // readNow reads every event matching f that readers see now, page by page.
 func readNow(t *testing.T, s store.Reader, f store.Filter) []event.Envelope {
