@@ -17,6 +17,12 @@ const MaxBatch = 10000
 // MaxSubjectLen is the longest stream name, in bytes.
 const MaxSubjectLen = 512
 
+// MaxDataDepth is how deeply event data may nest arrays and objects. The
+// envelope adds a level on the way to consumers, and JSON decoders stop at
+// some depth (Go's at 10,000, Jackson's at 1,000 by default): deeper data
+// would be stored, then dead-lettered as malformed by every consumer.
+const MaxDataDepth = 512
+
 // CheckDrafts reports the first reason why drafts cannot be appended as they
 // are: every draft needs an ID, a well-formed type, a source, a time, a
 // correlation ID and JSON data, and IDs must differ within a batch. The bus
@@ -56,6 +62,8 @@ func CheckDrafts(drafts []event.Draft) error {
 			return fail("data is required")
 		case !utf8.Valid(d.Data) || !json.Valid(d.Data):
 			return fail("data is not valid JSON")
+		case jsonDepth(d.Data) > MaxDataDepth:
+			return fail("data nests arrays and objects more than %d levels deep", MaxDataDepth)
 		}
 		if err := event.CheckTypeName(d.Type); err != nil {
 			return fmt.Errorf("event %d (%s): %w", i, d.ID, err)
@@ -66,6 +74,49 @@ func CheckDrafts(drafts []event.Draft) error {
 		seen[d.ID] = struct{}{}
 	}
 	return nil
+}
+
+// CheckFilter reports why f cannot be read with: a subject or a type that
+// is not valid UTF-8 or holds NUL, which no store can hold. Stores call it
+// so that such a filter gets an error wrapping ErrBadFilter rather than the
+// database's complaint.
+func CheckFilter(f Filter) error {
+	if !validText(f.Subject) {
+		return fmt.Errorf("%w: the subject must be valid UTF-8 without NUL characters", ErrBadFilter)
+	}
+	for _, t := range f.Types {
+		if !validText(t) {
+			return fmt.Errorf("%w: types must be valid UTF-8 without NUL characters", ErrBadFilter)
+		}
+	}
+	return nil
+}
+
+// jsonDepth returns how deeply valid JSON nests arrays and objects.
+func jsonDepth(data []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // validText reports whether s can be stored as text: valid UTF-8, and no NUL,
