@@ -43,6 +43,9 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrBadCursor reports a cursor token that this store did not issue.
 	ErrBadCursor = errors.New("bad cursor")
+	// ErrBadFilter reports a filter no event could match because a store
+	// cannot even hold its text (see CheckFilter).
+	ErrBadFilter = errors.New("bad filter")
 )
 
 // Appended is the outcome of appending one draft.

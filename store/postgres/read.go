@@ -121,6 +121,9 @@ func where(f store.Filter) (string, []any) {
 
 // Read returns a page of events in commit order; see store.Reader.
 func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
+	if err := store.CheckFilter(f); err != nil {
+		return store.Page{}, fmt.Errorf("postgres: read events: %w", err)
+	}
 	cond, args := where(f)
 	args = append(args, f.EffectiveLimit())
 	sql := "SELECT " + columns + " FROM event_store" + cond + " ORDER BY commit_order, id LIMIT $" + strconv.Itoa(len(args))
@@ -137,6 +140,9 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 
 // Count counts the events Read would return with f.
 func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
+	if err := store.CheckFilter(f); err != nil {
+		return 0, fmt.Errorf("postgres: count events: %w", err)
+	}
 	cond, args := where(f)
 	var n int64
 	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM event_store"+cond, args...).Scan(&n); err != nil {
@@ -147,6 +153,9 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
 
 // ReadStream returns a stream's events in version order.
 func (s *Store) ReadStream(ctx context.Context, subject string, fromVersion int64, limit int) ([]event.Envelope, error) {
+	if err := store.CheckFilter(store.Filter{Subject: subject}); err != nil {
+		return nil, fmt.Errorf("postgres: read stream: %w", err)
+	}
 	limit = store.Filter{Limit: limit}.EffectiveLimit()
 	return s.collect(ctx, "read stream",
 		"SELECT "+columns+" FROM event_store WHERE subject = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3",
