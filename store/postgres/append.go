@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/edupulse/eventbus/event"
@@ -20,19 +21,34 @@ const appendSQL = `SELECT r_ord, r_duplicate, r_id, r_type, r_source, r_subject,
 	r_data, r_commit_order
 	FROM eventbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
+// appendAttempts bounds how often Append runs its statement.
+const appendAttempts = 3
+
 // Append stores drafts atomically. One statement is its own transaction, so
-// this is one round trip.
+// this is one round trip. The statement runs again when it lost a race that
+// left nothing stored: another writer stored an event of the batch at the
+// same moment (its original is then found and returned), or PostgreSQL broke
+// a deadlock by cancelling it. Deadlocks come from callers' transactions that
+// dispatch to several streams in separate calls, taking the streams' locks in
+// their own order.
 func (s *Store) Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error) {
 	if err := store.CheckDrafts(drafts); err != nil {
 		return nil, err
 	}
-	out, err := s.append(ctx, s.pool, drafts)
-	if errors.Is(err, store.ErrConcurrentAppend) {
-		// The concurrent writer has committed: this time its event is found
-		// and returned as the original.
-		out, err = s.append(ctx, s.pool, drafts)
+	for attempt := 1; ; attempt++ {
+		out, err := s.append(ctx, s.pool, drafts)
+		if attempt == appendAttempts || !(errors.Is(err, store.ErrConcurrentAppend) || lostDeadlock(err)) {
+			return out, err
+		}
 	}
-	return out, err
+}
+
+// lostDeadlock reports whether err is PostgreSQL cancelling the statement
+// to break a deadlock (or a serialization failure, its cousin under
+// stricter isolation): nothing of it was done, and running it again is safe.
+func lostDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // AppendTx stores drafts inside tx; see store.TxStore.

@@ -1,0 +1,111 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
+	"github.com/edupulse/eventbus/store"
+)
+
+func draft(subject string) event.Draft {
+	return event.Draft{ID: uuid.New(), Type: "quiz.submitted", Source: "test", Subject: subject,
+		OccurredAt: time.Now(), CorrelationID: uuid.New(), Data: json.RawMessage(`{}`)}
+}
+
+// TestAppendRetriesALostDeadlock: a caller's transaction appends to stream
+// A, then to stream B, in two calls, while Append stores a batch on both,
+// taking their locks in its fixed order: B first. PostgreSQL breaks the
+// deadlock by cancelling one of them; when it is Append's statement, which
+// stored nothing, Append runs it again and succeeds.
+func TestAppendRetriesALostDeadlock(t *testing.T) {
+	s := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	// Name two streams so that the batch locks B before A.
+	a, b := "", ""
+	for i := 0; a == ""; i++ {
+		x, y := "stream-a"+strconv.Itoa(i), "stream-b"+strconv.Itoa(i)
+		var before bool
+		if err := s.Pool().QueryRow(ctx, `SELECT hashtextextended($1, 0) > hashtextextended($2, 0)`, x, y).Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		if before {
+			a, b = x, y
+		}
+	}
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	// PostgreSQL cancels the transaction whose deadlock check runs first.
+	// On a busy machine the batch's could run late: give this transaction
+	// a check far later, so that the batch is always the one cancelled.
+	if _, err := tx.Exec(ctx, `SET LOCAL deadlock_timeout = '20s'`); err != nil {
+		t.Skipf("cannot order the deadlock checks (needs a superuser): %v", err)
+	}
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{draft(a)}); err != nil {
+		t.Fatal(err)
+	}
+	batch := []event.Draft{draft(a), draft(b)}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, batch)
+		done <- err
+	}()
+	// Wait until the batch holds B and waits for A.
+	for {
+		var waiting int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the batch returned before it waited: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// Close the cycle. The batch's deadlock check runs first and cancels
+	// it; this transaction then gets B.
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{draft(b)}); err != nil {
+		t.Fatalf("the caller's transaction lost the deadlock: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Append: %v; want it to run again after losing the deadlock", err)
+	}
+	for _, d := range batch {
+		if _, err := s.Get(ctx, d.ID); err != nil {
+			t.Fatalf("event of the batch: %v", err)
+		}
+	}
+}
+
+// TestReadsRefuseFiltersNoTextMatches: a filter whose text PostgreSQL
+// cannot hold gets ErrBadFilter, not the database's error.
+func TestReadsRefuseFiltersNoTextMatches(t *testing.T) {
+	s := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	bad := store.Filter{Subject: "a\x00b"}
+	if _, err := s.Read(ctx, bad); !errors.Is(err, store.ErrBadFilter) {
+		t.Errorf("Read: %v", err)
+	}
+	if _, err := s.Count(ctx, store.Filter{Types: []string{"\xff"}}); !errors.Is(err, store.ErrBadFilter) {
+		t.Errorf("Count: %v", err)
+	}
+	if _, err := s.ReadStream(ctx, "a\x00b", 1, 10); !errors.Is(err, store.ErrBadFilter) {
+		t.Errorf("ReadStream: %v", err)
+	}
+}
