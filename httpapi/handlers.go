@@ -338,8 +338,12 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = newProblem(http.StatusNotFound, ProblemNotFound, fromSentinel(err, broker.ErrNotFound))
 	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		info.err = err
+		// Not "nothing was stored": a connection that fails after the
+		// commit leaves the events stored and the answer lost.
 		p = newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
-			"the event store cannot be reached at the moment; nothing was stored by this request, retry after the Retry-After delay")
+			"the event store cannot be reached at the moment; retry after the Retry-After delay. "+
+				"Events being published may have been stored before the connection failed: send them again with the same ids, "+
+				"which stores nothing twice and answers 200 with the stored events")
 		p.retryAfter = a.retryAfter
 	case errors.Is(err, broker.ErrUnavailable):
 		info.err = err
