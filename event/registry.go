@@ -216,7 +216,14 @@ func (rt *registeredType) decode(data []byte) (reflect.Value, error) {
 		return reflect.Value{}, &ValidationError{Type: rt.name, Reason: "data is not valid UTF-8"}
 	}
 	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+	err := json.Unmarshal(data, &obj)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		// Say so: "must be a JSON object" would puzzle the sender of an
+		// object that nests too deep for the decoder.
+		return reflect.Value{}, &ValidationError{Type: rt.name, Reason: "data is not valid JSON: " + syntax.Error()}
+	}
+	if err != nil || obj == nil {
 		return reflect.Value{}, &ValidationError{Type: rt.name, Reason: "data must be a JSON object"}
 	}
 	v := reflect.New(rt.goType).Elem()
