@@ -37,7 +37,13 @@ func NewFaultProxy(t testing.TB, upstream string) *FaultProxy {
 }
 
 // Addr returns the proxy's listening address, host:port.
-func (p *FaultProxy) Addr() string { return p.proxy.Listen }
+func (p *FaultProxy) Addr() string {
+	// Toxiproxy rewrites Listen each time the proxy starts, which Cut and
+	// Up do under mu.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.proxy.Listen
+}
 
 // Cut closes every open connection through the proxy. New connections are
 // accepted again at once, as after a network blip.
