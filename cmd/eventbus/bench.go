@@ -19,6 +19,7 @@ func (a *app) benchCmd() *cobra.Command {
 		events    int64
 		scenarios []string
 		quiet     bool
+		lagRate   int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -38,6 +39,7 @@ exchange and data directory are never touched. It loads the servers for the
 whole run: do not run it against production.`,
 		Example: `  eventbus bench
   eventbus bench --scenario e2e-16,relay-lag --duration 30s
+  eventbus bench --scenario relay-lag --relay-lag-rate 2000
   EVENTBUS_DATABASE_URL=postgres://... EVENTBUS_AMQP_URL=amqp://... eventbus bench --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -45,7 +47,7 @@ whole run: do not run it against production.`,
 			if err != nil {
 				return err
 			}
-			opts := bench.Options{Duration: duration, Events: events, Logger: a.logger, Progress: a.stderr}
+			opts := bench.Options{Duration: duration, Events: events, RelayLagRate: lagRate, Logger: a.logger, Progress: a.stderr}
 			if quiet {
 				opts.Progress = io.Discard
 			}
@@ -56,8 +58,8 @@ whole run: do not run it against production.`,
 					}
 				}
 			}
-			if duration < 0 || events < 0 {
-				return usagef(cmd, "--duration and --events must not be negative")
+			if duration < 0 || events < 0 || lagRate < 0 {
+				return usagef(cmd, "--duration, --events and --relay-lag-rate must not be negative")
 			}
 			if !cmd.Flags().Changed("duration") && events > 0 {
 				opts.Duration = 0 // sized by --events alone
@@ -85,6 +87,7 @@ whole run: do not run it against production.`,
 	cmd.Flags().DurationVar(&duration, "duration", bench.DefaultDuration, "how long each scenario runs (relay-lag runs twice as long; each ceiling half as long)")
 	cmd.Flags().Int64Var(&events, "events", 0, "at most this many events per scenario (alone: run each scenario to this many)")
 	cmd.Flags().StringSliceVar(&scenarios, "scenario", nil, "scenarios to run, comma-separated (default all): "+strings.Join(bench.Scenarios(), ", "))
+	cmd.Flags().IntVar(&lagRate, "relay-lag-rate", bench.DefaultRelayLagRate, "events/s of relay-lag's steady load")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
 	return cmd
 }
