@@ -46,32 +46,26 @@ func measureCeilings(ctx context.Context, env *environment, opts Options, meter 
 	}
 	d := opts.CeilingDuration
 	var out []Ceiling
-	// A ceiling calls done when its clock stops, before it closes its
-	// connections: the CPU of a closed backend can no longer be read.
-	measure := func(name, what string, fn func(ctx context.Context, until time.Time, done func()) (int64, error)) {
+	// A ceiling calls begin when it is set up, which starts its clock and
+	// says until when to run, and done when its clock stops, before it
+	// closes its connections: the CPU of a closed backend cannot be read.
+	measure := func(name, what string, fn func(ctx context.Context, t *timing) (int64, error)) {
 		if !need[name] || ctx.Err() != nil {
 			return
 		}
 		progress(opts.Progress, "bench: ceiling %s ...", name)
 		c := Ceiling{Name: name, Description: what}
-		before := meter.snapshot(ctx)
-		start := time.Now()
-		var after usage
-		var stopped bool
-		done := func() {
-			if !stopped {
-				stopped = true
-				c.Seconds = time.Since(start).Seconds()
-				after = meter.snapshot(ctx)
-			}
-		}
-		n, err := fn(ctx, start.Add(d), done)
-		done()
-		c.Count = n
-		c.CPU, c.WAL = between(before, after, n)
-		if err != nil {
+		t := &timing{meter: meter, d: d}
+		n, err := fn(ctx, t)
+		t.done(ctx)
+		c.Count, c.Seconds = n, t.elapsed.Seconds()
+		c.CPU, c.WAL = between(t.before, t.after, n)
+		switch {
+		case err != nil:
 			c.Error = err.Error()
-		} else if c.Seconds > 0 {
+		case n == 0:
+			c.Error = fmt.Sprintf("nothing completed in %v", d)
+		case c.Seconds > 0:
 			c.PerSecond = float64(n) / c.Seconds
 		}
 		out = append(out, c)
@@ -80,32 +74,32 @@ func measureCeilings(ctx context.Context, env *environment, opts Options, meter 
 	if env.cfg.Embedded() {
 		dir := env.cfg.DataDir
 		measure(CeilingSingleRow, fmt.Sprintf("raw SQLite single-row INSERT commits, %d goroutines, WAL, synchronous=FULL", ceilingConns),
-			func(ctx context.Context, until time.Time, done func()) (int64, error) {
-				return sqliteSingleRow(ctx, dir, until, done)
+			func(ctx context.Context, t *timing) (int64, error) {
+				return sqliteSingleRow(ctx, dir, t)
 			})
 		measure(CeilingBulk, fmt.Sprintf("raw SQLite INSERTs of %d rows per transaction, prepared", ceilingChunk),
-			func(ctx context.Context, until time.Time, done func()) (int64, error) {
-				return sqliteBulk(ctx, dir, until, done)
+			func(ctx context.Context, t *timing) (int64, error) {
+				return sqliteBulk(ctx, dir, t)
 			})
 	} else {
 		measure(CeilingSingleRow, fmt.Sprintf("raw pgx single-row INSERT commits into a bare table, %d connections", ceilingConns),
-			func(ctx context.Context, until time.Time, done func()) (int64, error) {
-				return pgSingleRow(ctx, env.cfg.DatabaseURL, until, done)
+			func(ctx context.Context, t *timing) (int64, error) {
+				return pgSingleRow(ctx, env.cfg.DatabaseURL, t)
 			})
 		measure(CeilingBulk, fmt.Sprintf("COPY of %d-row chunks into a bare table, rows/s", ceilingChunk),
-			func(ctx context.Context, until time.Time, done func()) (int64, error) {
-				return pgCopy(ctx, env.cfg.DatabaseURL, until, done)
+			func(ctx context.Context, t *timing) (int64, error) {
+				return pgCopy(ctx, env.cfg.DatabaseURL, t)
 			})
 	}
 	if env.cfg.InProcessBroker() {
 		measure(CeilingConfirms, fmt.Sprintf("in-process broker: publish through a topic exchange with confirms, %d in flight, consumed", ceilingWindow),
-			func(ctx context.Context, until time.Time, done func()) (int64, error) {
-				return memoryConfirms(ctx, until, done)
+			func(ctx context.Context, t *timing) (int64, error) {
+				return memoryConfirms(ctx, t)
 			})
 	} else {
 		measure(CeilingConfirms, fmt.Sprintf("raw amqp091 pipelined publisher confirms into one quorum queue, %d in flight", ceilingWindow),
-			func(ctx context.Context, until time.Time, done func()) (int64, error) {
-				return rabbitConfirms(ctx, env.cfg.AMQPURLs, env.prefix+".ceiling", until, done, &m.BrokerVersion)
+			func(ctx context.Context, t *timing) (int64, error) {
+				return rabbitConfirms(ctx, env.cfg.AMQPURLs, env.prefix+".ceiling", t, &m.BrokerVersion)
 			})
 	}
 	if m.BrokerVersion == "" && !env.cfg.InProcessBroker() {
@@ -143,7 +137,7 @@ func parallel(ctx context.Context, n int, until time.Time, fn func(ctx context.C
 	return done.Load(), ferr
 }
 
-func pgSingleRow(ctx context.Context, dbURL string, until time.Time, done func()) (int64, error) {
+func pgSingleRow(ctx context.Context, dbURL string, t *timing) (int64, error) {
 	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return 0, errors.New("the database URL is not valid")
@@ -157,16 +151,17 @@ func pgSingleRow(ctx context.Context, dbURL string, until time.Time, done func()
 	if _, err := pool.Exec(ctx, `CREATE TABLE bench_ceiling_rows (id bigserial PRIMARY KEY, event_id uuid, type text, data json)`); err != nil {
 		return 0, err
 	}
+	until := t.begin(ctx)
 	n, err := parallel(ctx, ceilingConns, until, func(ctx context.Context) (int64, error) {
 		_, err := pool.Exec(ctx, `INSERT INTO bench_ceiling_rows (event_id, type, data) VALUES ($1, $2, $3)`,
 			uuid.New(), edupulse.TypeQuizSubmitted, ceilingRowData)
 		return 1, err
 	})
-	done()
+	t.done(ctx)
 	return n, err
 }
 
-func pgCopy(ctx context.Context, dbURL string, until time.Time, done func()) (int64, error) {
+func pgCopy(ctx context.Context, dbURL string, t *timing) (int64, error) {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return 0, err
@@ -177,6 +172,7 @@ func pgCopy(ctx context.Context, dbURL string, until time.Time, done func()) (in
 	}
 	rows := make([][]any, ceilingChunk)
 	var n int64
+	until := t.begin(ctx)
 	for time.Now().Before(until) && ctx.Err() == nil {
 		for i := range rows {
 			rows[i] = []any{uuid.New(), edupulse.TypeQuizSubmitted, ceilingRowData}
@@ -187,7 +183,7 @@ func pgCopy(ctx context.Context, dbURL string, until time.Time, done func()) (in
 		}
 		n += k
 	}
-	done()
+	t.done(ctx)
 	return n, ctx.Err()
 }
 
@@ -211,28 +207,30 @@ func openCeilingSQLite(ctx context.Context, dir, name string) (*sql.DB, error) {
 	return db, nil
 }
 
-func sqliteSingleRow(ctx context.Context, dir string, until time.Time, done func()) (int64, error) {
+func sqliteSingleRow(ctx context.Context, dir string, t *timing) (int64, error) {
 	db, err := openCeilingSQLite(ctx, dir, "ceiling-single.db")
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
+	until := t.begin(ctx)
 	n, err := parallel(ctx, ceilingConns, until, func(ctx context.Context) (int64, error) {
 		_, err := db.ExecContext(ctx, `INSERT INTO rows (event_id, type, data) VALUES (?, ?, ?)`,
 			uuid.NewString(), edupulse.TypeQuizSubmitted, ceilingRowData)
 		return 1, err
 	})
-	done()
+	t.done(ctx)
 	return n, err
 }
 
-func sqliteBulk(ctx context.Context, dir string, until time.Time, done func()) (int64, error) {
+func sqliteBulk(ctx context.Context, dir string, t *timing) (int64, error) {
 	db, err := openCeilingSQLite(ctx, dir, "ceiling-bulk.db")
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
 	var n int64
+	until := t.begin(ctx)
 	for time.Now().Before(until) && ctx.Err() == nil {
 		err := func() error {
 			tx, err := db.BeginTx(ctx, nil)
@@ -256,7 +254,7 @@ func sqliteBulk(ctx context.Context, dir string, until time.Time, done func()) (
 		}
 		n += ceilingChunk
 	}
-	done()
+	t.done(ctx)
 	return n, ctx.Err()
 }
 
@@ -276,7 +274,7 @@ func ceilingMessage() broker.Message {
 
 // rabbitConfirms publishes with amqp091 directly, pipelined, into a quorum
 // queue of its own, which it deletes. It records the server's version.
-func rabbitConfirms(ctx context.Context, urls []string, queue string, until time.Time, done func(), version *string) (int64, error) {
+func rabbitConfirms(ctx context.Context, urls []string, queue string, t *timing, version *string) (int64, error) {
 	conn, err := dialRabbit(urls)
 	if err != nil {
 		return 0, err
@@ -307,6 +305,7 @@ func rabbitConfirms(ctx context.Context, urls []string, queue string, until time
 	}
 	inflight := make([]*amqp.DeferredConfirmation, 0, ceilingWindow)
 	var n int64
+	until := t.begin(ctx)
 	settle := func(dc *amqp.DeferredConfirmation) error {
 		acked, err := dc.WaitContext(ctx)
 		switch {
@@ -336,7 +335,7 @@ func rabbitConfirms(ctx context.Context, urls []string, queue string, until time
 			return n, err
 		}
 	}
-	done()
+	t.done(ctx)
 	return n, nil
 }
 
@@ -371,7 +370,7 @@ func rabbitVersion(_ context.Context, urls []string) string {
 // memoryConfirms publishes into an in-process broker of its own through a
 // topic exchange, pipelined, while a consumer takes the messages (else they
 // would pile up in memory).
-func memoryConfirms(ctx context.Context, until time.Time, done func()) (int64, error) {
+func memoryConfirms(ctx context.Context, t *timing) (int64, error) {
 	b := memory.New()
 	defer b.Close()
 	if err := b.DeclareExchange(ctx, "x"); err != nil {
@@ -398,6 +397,7 @@ func memoryConfirms(ctx context.Context, until time.Time, done func()) (int64, e
 	defer pub.Close()
 	m := ceilingMessage()
 	var n int64
+	until := t.begin(ctx)
 	err = broker.Pipeline(ctx, pub, broker.PipelineConfig[struct{}]{
 		Window: ceilingWindow,
 		Next: func(ctx context.Context) ([]broker.Outgoing[struct{}], error) {
@@ -412,6 +412,34 @@ func memoryConfirms(ctx context.Context, until time.Time, done func()) (int64, e
 		},
 		Confirmed: func(struct{}) { n++ },
 	})
-	done()
+	t.done(ctx)
 	return n, err
+}
+
+// timing is a ceiling's clock and CPU counters.
+type timing struct {
+	meter          *meter
+	d              time.Duration
+	start          time.Time
+	elapsed        time.Duration
+	before, after  usage
+	started, ended bool
+}
+
+// begin starts the clock, once the ceiling is set up, and returns when it
+// must stop.
+func (t *timing) begin(ctx context.Context) time.Time {
+	t.before = t.meter.snapshot(ctx)
+	t.start, t.started = time.Now(), true
+	return t.start.Add(t.d)
+}
+
+// done stops the clock; only the first call counts.
+func (t *timing) done(ctx context.Context) {
+	if !t.started || t.ended {
+		return
+	}
+	t.ended = true
+	t.elapsed = time.Since(t.start)
+	t.after = t.meter.snapshot(ctx)
 }
