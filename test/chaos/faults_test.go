@@ -160,7 +160,8 @@ type injector struct {
 	log    *faultLog
 	mu     sync.Mutex
 	timers []*time.Timer
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // restorations
+	kills  sync.WaitGroup
 }
 
 // run applies the plan from start on, until ctx ends.
@@ -176,6 +177,12 @@ func (in *injector) run(ctx context.Context, start time.Time, plan []fault) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if f.Kind == faultKill {
+			// A kill waits for the process to die (up to 2 s for the
+			// consumer's crash): the schedule must not wait with it.
+			in.kills.Go(func() { in.apply(f) })
+			continue
 		}
 		in.apply(f)
 	}
@@ -252,9 +259,10 @@ func (in *injector) later(d time.Duration, fn func()) {
 	in.timers = append(in.timers, t)
 }
 
-// stop cancels the restorations still pending and waits for those running;
-// heal then restores everything.
+// stop waits for the kills in progress, cancels the restorations still
+// pending and waits for those running; heal then restores everything.
 func (in *injector) stop() {
+	in.kills.Wait()
 	in.mu.Lock()
 	for _, t := range in.timers {
 		if t.Stop() {

@@ -151,18 +151,18 @@ func FuzzConsumeDelivery(f *testing.F) {
 	b := memory.New()
 	const group = "fuzz"
 	var mu sync.Mutex
-	var handled []string // "typed id" or "any id"
+	var handled []string // "typed id data" or "any id data"
 	c, err := consume.New(b, consume.Config{Group: group, Exchange: "fuzz.events", MaxAttempts: 1, Logger: quietLogger()},
 		consume.On(func(_ context.Context, env event.Envelope, _ edupulse.QuizSubmitted) error {
 			mu.Lock()
 			defer mu.Unlock()
-			handled = append(handled, "typed "+env.ID.String())
+			handled = append(handled, "typed "+env.ID.String()+" "+string(env.Data))
 			return nil
 		}),
 		consume.OnAny(func(_ context.Context, env event.Envelope) error {
 			mu.Lock()
 			defer mu.Unlock()
-			handled = append(handled, "any "+env.ID.String())
+			handled = append(handled, "any "+env.ID.String()+" "+string(env.Data))
 			return nil
 		}))
 	if err != nil {
@@ -191,11 +191,12 @@ func FuzzConsumeDelivery(f *testing.F) {
 		want := "dead-letter"
 		env, err := broker.DecodeMessage(m)
 		if err == nil {
-			want = "any " + env.ID.String()
+			// The handler gets the data byte for byte (G6).
+			want = "any " + env.ID.String() + " " + string(env.Data)
 			if env.Type == edupulse.TypeQuizSubmitted {
 				want = "dead-letter"
 				if _, err := event.DecodeAs[edupulse.QuizSubmitted](env.Data); err == nil {
-					want = "typed " + env.ID.String()
+					want = "typed " + env.ID.String() + " " + string(env.Data)
 				}
 			}
 		}
@@ -225,7 +226,7 @@ func FuzzConsumeDelivery(f *testing.F) {
 		mu.Unlock()
 		if want != "dead-letter" {
 			if len(got) != 1 || got[0] != want {
-				t.Fatalf("handlers saw %v; want %s", got, want)
+				t.Fatalf("handlers saw %q; want %q", got, want)
 			}
 			return
 		}
