@@ -39,6 +39,7 @@ var (
 	ErrTooLarge         = event.ErrTooLarge
 	ErrVersionConflict  = store.ErrVersionConflict
 	ErrConcurrentAppend = store.ErrConcurrentAppend
+	ErrTxConflict       = store.ErrTxConflict
 	ErrUnavailable      = store.ErrUnavailable
 )
 

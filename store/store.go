@@ -36,6 +36,12 @@ var (
 	// with the same ID while this one was appending it. Nothing of the batch
 	// was stored; retrying returns the stored original.
 	ErrConcurrentAppend = errors.New("event stored concurrently")
+	// ErrTxConflict reports that the database cancelled the transaction to
+	// break a deadlock, or for a serialization conflict: nothing of it
+	// took effect, and running the whole transaction again is safe. It
+	// happens when transactions dispatch to several streams in separate
+	// calls, taking the streams' locks in different orders.
+	ErrTxConflict = errors.New("transaction conflict, retry it")
 	// ErrLeaseLost reports that a relay partition's lease is held by another
 	// relay, so this one must stop publishing.
 	ErrLeaseLost = errors.New("relay lease lost")

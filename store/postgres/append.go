@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/edupulse/eventbus/event"
@@ -37,18 +36,10 @@ func (s *Store) Append(ctx context.Context, drafts []event.Draft) ([]store.Appen
 	}
 	for attempt := 1; ; attempt++ {
 		out, err := s.append(ctx, s.pool, drafts)
-		if attempt == appendAttempts || !(errors.Is(err, store.ErrConcurrentAppend) || lostDeadlock(err)) {
+		if attempt == appendAttempts || !(errors.Is(err, store.ErrConcurrentAppend) || errors.Is(err, store.ErrTxConflict)) {
 			return out, err
 		}
 	}
-}
-
-// lostDeadlock reports whether err is PostgreSQL cancelling the statement
-// to break a deadlock (or a serialization failure, its cousin under
-// stricter isolation): nothing of it was done, and running it again is safe.
-func lostDeadlock(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // AppendTx stores drafts inside tx; see store.TxStore.

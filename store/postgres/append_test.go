@@ -109,3 +109,44 @@ func TestReadsRefuseFiltersNoTextMatches(t *testing.T) {
 		t.Errorf("ReadStream: %v", err)
 	}
 }
+
+// TestCallersDeadlockIsTyped: two callers' transactions dispatch to the same
+// two streams in opposite orders. PostgreSQL cancels one of them; its caller
+// gets ErrTxConflict, which says to run the transaction again.
+func TestCallersDeadlockIsTyped(t *testing.T) {
+	s := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	tx1, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx1.Rollback(context.Background()) }()
+	tx2, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx2.Rollback(context.Background()) }()
+	if _, err := s.AppendTx(ctx, tx1, []event.Draft{draft("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendTx(ctx, tx2, []event.Draft{draft("y")}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() {
+		_, err := s.AppendTx(ctx, tx1, []event.Draft{draft("y")})
+		errs <- err
+	}()
+	go func() {
+		_, err := s.AppendTx(ctx, tx2, []event.Draft{draft("x")})
+		errs <- err
+	}()
+	first, second := <-errs, <-errs
+	lost := first
+	if lost == nil {
+		lost = second
+	}
+	if !errors.Is(lost, store.ErrTxConflict) || (first != nil && second != nil) {
+		t.Fatalf("errors %v and %v; want exactly one ErrTxConflict", first, second)
+	}
+}
