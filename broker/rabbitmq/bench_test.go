@@ -19,6 +19,15 @@ const benchWindow = 4096
 // benchBody is about the size of a CloudEvents envelope of the bus.
 var benchBody = make([]byte, 600)
 
+// openForBench opens a broker that stays open until the benchmark's
+// cleanups have run: they delete its queue through it. (A deferred Close
+// ran first, and every run of a benchmark left its queue behind, full.)
+func openForBench(b *testing.B) *rabbitmq.Broker {
+	br := open(b, testenv.AMQPURL())
+	b.Cleanup(func() { _ = br.Close() })
+	return br
+}
+
 // benchQueue declares a quorum queue of the benchmark's own.
 func benchQueue(b *testing.B, br *rabbitmq.Broker) string {
 	b.Helper()
@@ -26,7 +35,11 @@ func benchQueue(b *testing.B, br *rabbitmq.Broker) string {
 	if err := br.DeclareQueue(context.Background(), broker.QueueSpec{Name: q}); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = br.DeleteQueue(context.Background(), q) })
+	b.Cleanup(func() {
+		if err := br.DeleteQueue(context.Background(), q); err != nil {
+			b.Errorf("delete queue %s: %v", q, err)
+		}
+	})
 	return q
 }
 
@@ -37,8 +50,7 @@ func benchQueue(b *testing.B, br *rabbitmq.Broker) string {
 //	go test ./broker/rabbitmq -run '^$' -bench RawPublishConfirm -benchtime 200000x
 func BenchmarkRawPublishConfirm(b *testing.B) {
 	testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
-	br := open(b, testenv.AMQPURL())
-	defer br.Close()
+	br := openForBench(b)
 	q := benchQueue(b, br)
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	if err != nil {
@@ -84,8 +96,7 @@ func BenchmarkRawPublishConfirm(b *testing.B) {
 // whose confirmations settle in order.
 func BenchmarkPublishConfirm(b *testing.B) {
 	testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
-	br := open(b, testenv.AMQPURL())
-	defer br.Close()
+	br := openForBench(b)
 	q := benchQueue(b, br)
 	ctx := context.Background()
 	p, err := br.NewPublisher(ctx, broker.PublisherOptions{})
