@@ -26,7 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testenv.IgnoreFaultProxyLeaks)
+	goleak.VerifyTestMain(m, testenv.FaultProxyLeaks...)
 }
 
 // brokerKind makes brokers of one implementation. Every behaviour test runs

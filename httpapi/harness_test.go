@@ -26,7 +26,7 @@ import (
 	"github.com/edupulse/eventbus/store/postgres"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.IgnoreFaultProxyLeaks) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.FaultProxyLeaks...) }
 
 // Test tokens. They are long enough for ParseTokens and distinctive enough
 // to grep for in logs.

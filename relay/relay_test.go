@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(subprocessEnv) != "" {
 		os.Exit(runSubprocessRelay())
 	}
-	goleak.VerifyTestMain(m, testenv.IgnoreFaultProxyLeaks)
+	goleak.VerifyTestMain(m, testenv.FaultProxyLeaks...)
 }
 
 // harness is a store, a bus on it, and an exchange of the test's own.

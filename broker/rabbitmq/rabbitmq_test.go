@@ -20,7 +20,7 @@ import (
 	"github.com/edupulse/eventbus/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.IgnoreFaultProxyLeaks) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.FaultProxyLeaks...) }
 
 // upstream is the shared server's host:port, for fault proxies.
 func upstream(t testing.TB) string {

@@ -117,8 +117,13 @@ func (p *FaultProxy) Stop() {
 	p.proxy.Stop()
 }
 
-// IgnoreFaultProxyLeaks is the goleak option for test packages that cut
-// connections through a FaultProxy. Toxiproxy leaks one goroutine when a cut
-// stops a link while data is in flight: its writer is gone and the toxic
-// blocks sending to it for ever. The goroutine is the proxy's, not the bus's.
-var IgnoreFaultProxyLeaks = goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe")
+// FaultProxyLeaks are the goleak options for test packages that cut
+// connections through a FaultProxy. When a cut stops a link while data is in
+// flight, Toxiproxy leaves goroutines blocked for ever: its link's reader
+// sending to a toxic that no longer reads, or a toxic sending to a writer
+// that is gone. They are the proxy's, not the bus's.
+var FaultProxyLeaks = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
+	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"),
+	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe"),
+}

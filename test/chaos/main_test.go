@@ -54,19 +54,13 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	build.cleanup()
 	if code == 0 {
-		if err := goleak.Find(testenv.IgnoreFaultProxyLeaks, ignoreLatencyToxicLeaks); err != nil {
+		if err := goleak.Find(testenv.FaultProxyLeaks...); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
 		}
 	}
 	os.Exit(code)
 }
-
-// ignoreLatencyToxicLeaks: Toxiproxy's latency toxic leaks its goroutine as
-// its no-op toxic does (see testenv.IgnoreFaultProxyLeaks) when a cut stops
-// a link while data is in flight. The goroutine is the proxy's, not the
-// bus's.
-var ignoreLatencyToxicLeaks = goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe")
 
 // commandDir is the eventbus command's source, relative to this package.
 const commandDir = "../../cmd/eventbus"
