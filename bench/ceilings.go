@@ -162,7 +162,7 @@ func pgSingleRow(ctx context.Context, dbURL string, t *timing) (int64, error) {
 }
 
 func pgCopy(ctx context.Context, dbURL string, t *timing) (int64, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := connect(ctx, dbURL)
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
@@ -96,7 +97,7 @@ func isolate(ctx context.Context, user config.Config) (*environment, error) {
 	}
 
 	e.schema = schemaPrefix + suffix
-	conn, err := pgx.Connect(ctx, user.DatabaseURL)
+	conn, err := connect(ctx, user.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("bench: connect to PostgreSQL at %s: %w", config.Redact(user.DatabaseURL), err)
 	}
@@ -141,7 +142,7 @@ func benchURL(rawURL, schema string) (string, error) {
 }
 
 func (e *environment) dropSchema(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, e.user.DatabaseURL)
+	conn, err := connect(ctx, e.user.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("bench: drop schema %s: %w (drop it by hand)", e.schema, err)
 	}
@@ -247,7 +248,7 @@ func (e *environment) storeVersion(ctx context.Context) string {
 		}
 		return v
 	}
-	conn, err := pgx.Connect(ctx, e.user.DatabaseURL)
+	conn, err := connect(ctx, e.user.DatabaseURL)
 	if err != nil {
 		return ""
 	}
@@ -272,4 +273,15 @@ func (e *environment) prepareStore(ctx context.Context, svc *service.Service) er
 		return fmt.Errorf("bench: create table %s: %w", effectsTable, err)
 	}
 	return nil
+}
+
+// connect opens one connection to the database at url. The URL may carry
+// the pool settings the store accepts (pool_max_conns...), which
+// pgx.Connect would send to the server as parameters.
+func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("the database URL is not valid")
+	}
+	return pgx.ConnectConfig(ctx, cfg.ConnConfig)
 }

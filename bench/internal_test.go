@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,5 +71,16 @@ func TestOccurredAt(t *testing.T) {
 	}
 	if _, ok := occurredAt([]byte(`{"id":"x"}`)); ok {
 		t.Error("occurredAt found a time where there is none")
+	}
+}
+
+func TestConnectTakesPoolSettings(t *testing.T) {
+	// pgx.Connect would send pool_max_conns to the server, which refuses
+	// it; the URL must only fail for being unreachable.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := connect(ctx, "postgres://u@127.0.0.1:1/db?pool_max_conns=4&connect_timeout=1")
+	if err == nil || strings.Contains(err.Error(), "not valid") {
+		t.Fatalf("connect: %v, want a connection error", err)
 	}
 }
