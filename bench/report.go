@@ -255,11 +255,17 @@ func (rep Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "broker:  %s\n", broker)
 	o := rep.Options
-	size := fmt.Sprintf("%gs per scenario (relay-lag %gs at %s events/s), ceilings %gs", o.DurationSeconds, o.RelayLagSeconds,
-		group(float64(o.RelayLagRate)), o.CeilingSeconds)
-	if o.Events > 0 {
-		size = fmt.Sprintf("up to %s events per scenario; ", group(float64(o.Events))) + size
+	var size string
+	switch {
+	case o.Events > 0 && o.DurationSeconds == 0:
+		size = fmt.Sprintf("%s events per scenario (relay-lag at %s events/s)", group(float64(o.Events)), group(float64(o.RelayLagRate)))
+	case o.Events > 0:
+		size = fmt.Sprintf("up to %s events or %gs per scenario (relay-lag %gs at %s events/s)", group(float64(o.Events)),
+			o.DurationSeconds, o.RelayLagSeconds, group(float64(o.RelayLagRate)))
+	default:
+		size = fmt.Sprintf("%gs per scenario (relay-lag %gs at %s events/s)", o.DurationSeconds, o.RelayLagSeconds, group(float64(o.RelayLagRate)))
 	}
+	size += fmt.Sprintf(", ceilings %gs", o.CeilingSeconds)
 	fmt.Fprintf(&b, "size:    %s; %d callers, batches of %d from %d callers\n\n", size, o.Callers, o.BatchSize, o.BatchCallers)
 
 	b.WriteString("ceilings (measured in this run):\n")
