@@ -20,7 +20,7 @@ import (
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for _, c := range []string{"", "serve", "migrate", "publish", "events", "tail", "replay", "status", "dlq", "dlq list", "dlq requeue"} {
+	for _, c := range []string{"", "serve", "migrate", "publish", "events", "tail", "replay", "status", "dlq", "dlq list", "dlq requeue", "bench"} {
 		args := append(strings.Fields(c), "--help")
 		r := runCLI(t, dir, nil, args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "Examples:") {

@@ -31,8 +31,11 @@ type Store struct {
 var _ store.TxStore[pgx.Tx] = (*Store)(nil)
 
 // DefaultMaxConns is the pool size Open uses when the URL does not set
-// pool_max_conns: enough for 16 concurrent producers plus the relay.
-const DefaultMaxConns = 24
+// pool_max_conns. PostgreSQL commits fastest with few active connections per
+// core of its own: on a 2-core server, 8 connections gave the throughput of
+// 24 with a third of the latency (BENCHMARKS.md). Callers beyond it queue in
+// the pool. Raise it with the URL's pool_max_conns for a larger server.
+const DefaultMaxConns = 8
 
 // Open connects to the database at url (a postgres:// URL or a key=value
 // DSN) and returns a store that owns its pool. It does not migrate: call
