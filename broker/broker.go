@@ -15,6 +15,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"math"
+	"reflect"
 	"time"
 )
 
@@ -213,4 +215,51 @@ type Delivery struct {
 	RoutingKey  string
 	Redelivered bool
 	Acknowledger
+}
+
+// HeaderValue returns v as every broker here hands header values to
+// consumers: integers of any width as int64 (as AMQP tables come back), and
+// maps and slices converted the same way, recursively, into new ones. Named
+// map types, such as an AMQP library's table, become map[string]any.
+func HeaderValue(v any) any {
+	switch x := v.(type) {
+	case int8:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case uint32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint:
+		if uint64(x) > math.MaxInt64 {
+			return x // as it is, rather than wrapped around
+		}
+		return int64(x)
+	case uint64:
+		if x > math.MaxInt64 {
+			return x
+		}
+		return int64(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = HeaderValue(e)
+		}
+		return out
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Map && rv.Type().Key().Kind() == reflect.String {
+		out := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			out[it.Key().String()] = HeaderValue(it.Value().Interface())
+		}
+		return out
+	}
+	return v
 }

@@ -3,8 +3,6 @@ package memory
 import (
 	"context"
 	"fmt"
-	"maps"
-	"math"
 	"sync"
 	"time"
 
@@ -122,7 +120,7 @@ func own(m broker.Message) broker.Message {
 	if len(m.Headers) > 0 {
 		h := make(map[string]any, len(m.Headers))
 		for k, v := range m.Headers {
-			h[k] = normalize(v)
+			h[k] = broker.HeaderValue(v)
 		}
 		m.Headers = h
 	} else {
@@ -132,48 +130,6 @@ func own(m broker.Message) broker.Message {
 		m.Timestamp = m.Timestamp.Truncate(time.Second).UTC()
 	}
 	return m
-}
-
-func normalize(v any) any {
-	switch x := v.(type) {
-	case int8:
-		return int64(x)
-	case uint8:
-		return int64(x)
-	case int16:
-		return int64(x)
-	case uint16:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case uint32:
-		return int64(x)
-	case int:
-		return int64(x)
-	case uint:
-		if uint64(x) > math.MaxInt64 {
-			return x
-		}
-		return int64(x)
-	case uint64:
-		if x > math.MaxInt64 {
-			return x // as it is, rather than wrapped around
-		}
-		return int64(x)
-	case map[string]any:
-		out := maps.Clone(x)
-		for k, e := range out {
-			out[k] = normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = normalize(e)
-		}
-		return out
-	}
-	return v
 }
 
 func (p *publisher) Done() <-chan struct{} { return p.done }

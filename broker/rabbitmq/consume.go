@@ -209,42 +209,12 @@ func timestamp(t time.Time) time.Time {
 }
 
 // normalizeHeaders returns h as a plain map with every integer as int64 and
-// nested tables as plain maps, converting in place: h is the delivery's own.
+// nested tables as plain maps.
 func normalizeHeaders(h amqp.Table) map[string]any {
 	if h == nil {
 		return nil
 	}
-	for k, v := range h {
-		h[k] = normalizeField(v)
-	}
-	return map[string]any(h)
-}
-
-func normalizeField(v any) any {
-	switch x := v.(type) {
-	case int8:
-		return int64(x)
-	case uint8:
-		return int64(x)
-	case int16:
-		return int64(x)
-	case uint16:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case uint32:
-		return int64(x)
-	case int:
-		return int64(x)
-	case amqp.Table:
-		return normalizeHeaders(x)
-	case []any:
-		for i, e := range x {
-			x[i] = normalizeField(e)
-		}
-		return x
-	}
-	return v
+	return broker.HeaderValue(h).(map[string]any)
 }
 
 // browser takes messages with basic.get on a channel of its own.
