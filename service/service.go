@@ -272,10 +272,7 @@ func (s *Service) Inbox() consume.Inbox {
 // SchemaVersion returns the version the store's schema is at, and the
 // newest this build knows.
 func (s *Service) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
-	if s.pg != nil {
-		return s.pg.SchemaVersion(ctx)
-	}
-	return s.lite.SchemaVersion(ctx)
+	return s.Store.(store.Migrator).SchemaVersion(ctx)
 }
 
 // Relay returns the service's relay.

@@ -136,6 +136,16 @@ type Store interface {
 	Close() error
 }
 
+// Migrator is implemented by stores whose schema is versioned. Migrations
+// never edit history: a schema change is a new version.
+type Migrator interface {
+	// Migrate applies the versions the schema lacks.
+	Migrate(ctx context.Context) error
+	// SchemaVersion returns the version the schema is at, and the newest
+	// this build knows.
+	SchemaVersion(ctx context.Context) (current, latest int64, err error)
+}
+
 // TxStore is a Store that can also append inside a transaction the caller
 // owns (the transactional outbox) and run consumer handlers once per event.
 // TTx is the transaction type of the store's driver: pgx.Tx for PostgreSQL,

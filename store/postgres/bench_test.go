@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -10,41 +9,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/storetest"
 )
 
-func benchDraft() event.Draft {
-	return event.Draft{
-		ID: uuid.Must(uuid.NewV7()), Type: "quiz.submitted", Source: "bench",
-		Subject: "quiz-" + uuid.NewString()[:8], OccurredAt: time.Now(), CorrelationID: uuid.Must(uuid.NewV7()),
-		Data: json.RawMessage(`{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":90}`),
-	}
-}
+func benchDraft() event.Draft { return storetest.BenchDraft() }
 
 // BenchmarkAppend measures events/s through Append from 16 concurrent
 // callers, with 1 and with 100 events per transaction.
 func BenchmarkAppend(b *testing.B) {
-	for _, perTx := range []int{1, 100} {
-		b.Run(itoa(perTx)+"PerTx", func(b *testing.B) {
-			s := newStore(b)
-			ctx := context.Background()
-			b.SetParallelism(16 / max(1, runtimeProcs()))
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				drafts := make([]event.Draft, perTx)
-				for pb.Next() {
-					for i := range drafts {
-						drafts[i] = benchDraft()
-					}
-					if _, err := s.Append(ctx, drafts); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N*perTx)/time.Since(start).Seconds(), "events/s")
-		})
-	}
+	storetest.BenchmarkAppend(b, func(tb testing.TB) store.Store { return newStore(tb) })
 }
 
 // BenchmarkCeilingSingleRowCommits is the PostgreSQL ceiling for one event

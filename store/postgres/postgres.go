@@ -28,7 +28,10 @@ type Store struct {
 	redacted string // the server, for error messages: never the password
 }
 
-var _ store.TxStore[pgx.Tx] = (*Store)(nil)
+var (
+	_ store.TxStore[pgx.Tx] = (*Store)(nil)
+	_ store.Migrator        = (*Store)(nil)
+)
 
 // DefaultMaxConns is the pool size Open uses when the URL does not set
 // pool_max_conns. PostgreSQL commits fastest with few active connections per

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"runtime"
-	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -49,22 +48,5 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
-
-func TestMigrateIsIdempotent(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
-	cur, latest, err := s.SchemaVersion(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cur != latest || latest < 1 {
-		t.Fatalf("schema at %d, latest %d", cur, latest)
-	}
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -86,7 +86,10 @@ type Store struct {
 	busy    time.Duration
 }
 
-var _ store.TxStore[*sql.Tx] = (*Store)(nil)
+var (
+	_ store.TxStore[*sql.Tx] = (*Store)(nil)
+	_ store.Migrator         = (*Store)(nil)
+)
 
 // Synchronous is SQLite's synchronous setting: when commits reach the disk.
 type Synchronous string

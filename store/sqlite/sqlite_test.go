@@ -88,21 +88,6 @@ func testDraft(typ, subject, data string) event.Draft {
 	}
 }
 
-func TestMigrateIsIdempotent(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
-	cur, latest, err := s.SchemaVersion(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cur != latest || latest < 1 {
-		t.Fatalf("schema at %d, latest %d", cur, latest)
-	}
-}
-
 // TestReopenKeepsEverything closes the store and opens the file again: the
 // events, the stream versions, the leases and the inbox are all still there.
 func TestReopenKeepsEverything(t *testing.T) {

@@ -64,6 +64,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"Inbox", testInbox[TTx]},
 		{"StatsAndBacklog", testStatsAndBacklog[TTx]},
 		{"LargePositions", testLargePositions[TTx]},
+		{"MigrateIsIdempotent", testMigrateIsIdempotent[TTx]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
@@ -178,5 +179,25 @@ func wantErr(t *testing.T, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {
 		t.Fatalf("error = %v, want one wrapping %v", err, target)
+	}
+}
+
+// testMigrateIsIdempotent: migrating a store that is up to date changes
+// nothing, and leaves it at the newest version.
+func testMigrateIsIdempotent[TTx any](t *testing.T, h Harness[TTx]) {
+	m, ok := h.open(t).(store.Migrator)
+	if !ok {
+		t.Skip("the store has no versioned schema")
+	}
+	ctx := ctxFor(t)
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate an up-to-date store: %v", err)
+	}
+	cur, latest, err := m.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur != latest || latest < 1 {
+		t.Fatalf("schema at version %d, newest %d", cur, latest)
 	}
 }
