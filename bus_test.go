@@ -25,14 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func newBus(t *testing.T, opts ...eventbus.Option) (*eventbus.Bus[pgx.Tx], *postgres.Store) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := testenv.PostgresStore(t)
 	if _, err := s.Pool().Exec(ctx, "CREATE TABLE quiz_results (learner_id uuid, score int)"); err != nil {
 		t.Fatal(err)
 	}

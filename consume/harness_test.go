@@ -290,14 +290,7 @@ func quizEvent(subject string, version int64, score int32) event.Envelope {
 func newStore(t testing.TB) *postgres.Store {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
-	s, err := postgres.Open(ctx, testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := testenv.PostgresStore(t)
 	// No unique key: a duplicate effect must show, not fail.
 	if _, err := s.Pool().Exec(ctx, `CREATE TABLE effects (event_id uuid NOT NULL, subject text NOT NULL DEFAULT '', version bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)

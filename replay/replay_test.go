@@ -36,14 +36,7 @@ func newHarness(t testing.TB, n int, queues ...string) *harness {
 	t.Helper()
 	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := testenv.PostgresStore(t)
 	b, err := rabbitmq.Open(ctx, testenv.AMQPURL())
 	if err != nil {
 		t.Fatal(err)

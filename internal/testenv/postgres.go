@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
 )
 
 // PostgresSchema creates a schema of the test's own on the shared server and
@@ -74,4 +75,21 @@ func Settle(t testing.TB, s store.Store) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// PostgresStore opens a migrated event store in a schema of the test's own
+// (see PostgresSchema). It is closed when the test ends.
+func PostgresStore(t testing.TB) *postgres.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := postgres.Open(ctx, PostgresSchema(t))
+	if err != nil {
+		t.Fatalf("testenv: open the store: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("testenv: migrate the store: %v", err)
+	}
+	return s
 }

@@ -19,16 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // newStore opens a migrated store in a schema of the test's own.
 func newStore(t testing.TB) *postgres.Store {
 	t.Helper()
-	ctx := context.Background()
-	s, err := postgres.Open(ctx, testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testenv.PostgresStore(t)
 }
 
 func TestConformance(t *testing.T) {
