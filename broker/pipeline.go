@@ -53,14 +53,19 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 	// confirmer outlives it long enough to drain.
 	sendCtx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
-	// abandon stops the sender and waits for it, for an early return.
+	// abandon stops the sender, for an early return. It waits a moment for
+	// the sender to notice; a sender stuck in Publish ends once the caller
+	// closes the publisher, and the queue is drained meanwhile.
 	abandon := func() {
 		stopSending()
 		go func() {
 			for range queue {
 			}
 		}()
-		<-readErr
+		select {
+		case <-readErr:
+		case <-time.After(time.Second):
+		}
 	}
 	go func() {
 		defer close(queue)
@@ -86,22 +91,30 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 		}()
 	}()
 
+	// Once ctx ends, the messages in flight get DrainTimeout to be
+	// confirmed. stopped is ctx's channel until then, nil after.
 	var drainDeadline <-chan time.Time
+	stopped := ctx.Done()
+	startDrain := func() {
+		timer := time.NewTimer(cfg.DrainTimeout)
+		drainDeadline, stopped = timer.C, nil
+	}
 	for p := range queue {
-		if drainDeadline == nil && ctx.Err() != nil {
-			timer := time.NewTimer(cfg.DrainTimeout)
-			defer timer.Stop()
-			drainDeadline = timer.C
-		}
-		select {
-		case <-p.confirm.Done():
-		case <-drainDeadline:
-			abandon()
-			return fmt.Errorf("stopped before the broker confirmed every message: %w", ctx.Err())
-		case <-pub.Done():
-			// The publisher failed; its pending confirms settle as not
-			// acked.
-			<-p.confirm.Done()
+		for settled := false; !settled; {
+			select {
+			case <-p.confirm.Done():
+				settled = true
+			case <-stopped:
+				startDrain()
+			case <-drainDeadline:
+				abandon()
+				return fmt.Errorf("stopped before the broker confirmed every message: %w", ctx.Err())
+			case <-pub.Done():
+				// The publisher failed; its pending confirms settle as
+				// not acked.
+				<-p.confirm.Done()
+				settled = true
+			}
 		}
 		if !p.confirm.Acked() {
 			abandon()
