@@ -370,14 +370,20 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 			opts.Ready(ln.Addr().String())
 		}
 		running++
+		shutDown := make(chan struct{})
 		go func() {
 			err := srv.Serve(ln)
 			if errors.Is(err, http.ErrServerClosed) {
+				// Serve returns as soon as Shutdown begins; the requests in
+				// flight still need the store and the broker, which the
+				// caller closes after Run.
+				<-shutDown
 				err = nil
 			}
 			errc <- err
 		}()
 		go func() {
+			defer close(shutDown)
 			<-runCtx.Done()
 			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
 			defer cancel()

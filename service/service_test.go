@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,9 +17,10 @@ import (
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.FaultProxyLeaks...) }
 
 // TestPostgresErrorsSayWhatToCheck covers the failures the shared test
 // server cannot produce (it trusts every local connection): each message
@@ -191,4 +193,53 @@ func checkpoint(t *testing.T, ctx context.Context, svc *Service) int64 {
 		pos = max(pos, l.Checkpoint.Position)
 	}
 	return pos
+}
+
+// TestRunWaitsForRequestsInFlight: a graceful stop lets the requests in
+// flight finish before Run returns, and so before the caller closes the
+// store they need.
+func TestRunWaitsForRequestsInFlight(t *testing.T) {
+	schema := testenv.PostgresSchema(t)
+	proxy := testenv.NewFaultProxy(t, "127.0.0.1:5432")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := config.Config{DatabaseURL: testenv.WithHost(schema, proxy.Addr()), HTTPAddr: "127.0.0.1:0",
+		Exchange: config.DefaultExchange, DataDir: t.TempDir()}
+	svc, err := Open(ctx, cfg, Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := proxy.AddLatency(400*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	addr := make(chan string, 1)
+	ran := make(chan error, 1)
+	go func() { ran <- svc.Run(runCtx, RunOptions{HTTP: true, Ready: func(a string) { addr <- a }}) }()
+	base := "http://" + <-addr
+	answered := make(chan int, 1)
+	go func() {
+		body := `{"type":"quiz.submitted","data":{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":1}}`
+		res, err := http.Post(base+"/v1/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			answered <- 0
+			return
+		}
+		res.Body.Close()
+		answered <- res.StatusCode
+	}()
+	time.Sleep(200 * time.Millisecond) // the request now waits on the slow store
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case status := <-answered:
+		if status != http.StatusCreated {
+			t.Fatalf("the request in flight got %d, want 201", status)
+		}
+	default:
+		t.Fatal("Run returned before the request in flight was answered")
+	}
 }
