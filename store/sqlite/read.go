@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -77,13 +78,19 @@ func (s *Store) collect(ctx context.Context, op, query string, args ...any) ([]e
 	return out, nil
 }
 
-// after returns the position to read after c. This store's cursors carry
-// the position as their order too; any other cursor was not issued here.
+// after returns the position to read after c. Here an event's commit-order
+// key is its position, so the events after c in (order, position) order are
+// those past c.Order, and the event at c.Order itself when c.Position is
+// below it: a cursor "just before" an event, as tail --from makes.
 func after(c store.Cursor) (int64, error) {
-	if c.Position < 0 || c.Order != uint64(c.Position) {
+	if c.Position < 0 || c.Order > math.MaxInt64 {
 		return 0, fmt.Errorf("sqlite: %w: cursor %v was not issued by this store", store.ErrBadCursor, c)
 	}
-	return c.Position, nil
+	from := int64(c.Order)
+	if c.Position < from {
+		from--
+	}
+	return from, nil
 }
 
 // where builds the WHERE clause that selects f's events of the given types

@@ -390,6 +390,17 @@ func testPaging[TTx any](t *testing.T, h Harness[TTx]) {
 	if fmt.Sprint(got) != fmt.Sprint(ids(all)) {
 		t.Fatalf("paged %v, want %v", got, ids(all))
 	}
+	// A cursor just before an event, made by lowering its position, reads
+	// from that event on (tail --from uses one).
+	before := store.CursorOf(all[4])
+	before.Position--
+	page, err := s.Read(ctxFor(t), store.Filter{After: before, Limit: 2})
+	if err != nil {
+		t.Fatalf("Read just before an event: %v", err)
+	}
+	if len(page.Events) != 2 || page.Events[0].ID != all[4].ID || page.Events[1].ID != all[5].ID {
+		t.Fatalf("Read just before event 4 returned %v, want events 4 and 5", ids(page.Events))
+	}
 	if _, err := store.ParseCursor("not-a-cursor"); !errors.Is(err, store.ErrBadCursor) {
 		t.Fatalf("ParseCursor(garbage) = %v, want ErrBadCursor", err)
 	}
