@@ -323,3 +323,40 @@ func TestChannelClosedByBroker(t *testing.T) {
 	second.waitFor(20, 30*time.Second)
 	t.Logf("relay errors after the channel closed: broker %v, nack %v", metrics.Errors("broker"), metrics.Errors("nack"))
 }
+
+// TestHungDatabaseStopsTheLeaderInTime: the leader's connection to
+// PostgreSQL hangs (latency far above the lease's time to live, no reset).
+// It cannot renew its lease, so it must stop publishing before the lease
+// can expire and a standby take over: renewals have a deadline.
+func TestHungDatabaseStopsTheLeaderInTime(t *testing.T) {
+	h := newHarness(t)
+	pgProxy := testenv.NewFaultProxy(t, "127.0.0.1:5432")
+	relayStore, err := postgres.Open(context.Background(), testenv.WithHost(h.dbURL, pgProxy.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relayStore.Close() })
+	const ttl = time.Second
+	r, err := relay.New(relayStore, openBroker(t, testenv.AMQPURL()), relay.Config{Exchange: h.exchange, LeaseTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		pgProxy.ClearFaults()
+		cancel()
+		<-done
+	})
+	waitUntil(t, 10*time.Second, r.Leader)
+	time.Sleep(300 * time.Millisecond) // a renewal or two succeed first
+	hungAt := time.Now()
+	if err := pgProxy.AddLatency(10*ttl, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*ttl, func() bool { return !r.Leader() })
+	if stopped := time.Since(hungAt); stopped >= ttl {
+		t.Fatalf("the leader published on for %v with a hung database; it must stop within the lease's %v", stopped, ttl)
+	}
+}

@@ -166,6 +166,16 @@ func (r *Relay) Holder() string { return r.cfg.Holder }
 // publishes.
 func (r *Relay) Leader() bool { return r.leader.Load() }
 
+// setLeader records whether the relay publishes, for Leader and the metric.
+func (r *Relay) setLeader(leading bool) {
+	r.leader.Store(leading)
+	if leading {
+		r.cfg.Metrics.leader.Set(1)
+	} else {
+		r.cfg.Metrics.leader.Set(0)
+	}
+}
+
 // Wake tells the relay that events have just committed, so that it reads the
 // store now rather than at its next poll. It never blocks. The bus calls it
 // after it commits in the same process (eventbus.OnCommit).
@@ -245,12 +255,8 @@ var errLeaseExpired = errors.New("relay: lease expired before it could be renewe
 
 // lead publishes from checkpoint on while this relay holds the lease.
 func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
-	r.leader.Store(true)
-	r.cfg.Metrics.leader.Set(1)
-	defer func() {
-		r.leader.Store(false)
-		r.cfg.Metrics.leader.Set(0)
-	}()
+	r.setLeader(true)
+	defer r.setLeader(false)
 	r.cfg.Metrics.checkpoint.Set(float64(checkpoint.Position))
 
 	var (
@@ -284,7 +290,12 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 			case <-tick.C:
 			}
 			c := getConfirmed()
-			err := r.store.Advance(publishCtx, r.partition, r.cfg.Holder, c, r.cfg.LeaseTTL)
+			// A renewal that cannot finish before the lease may be taken
+			// over is abandoned, so that a hung connection cannot keep the
+			// relay publishing past it.
+			renewCtx, cancel := context.WithDeadline(publishCtx, renewedAt.Add(r.cfg.LeaseTTL*3/4))
+			err := r.store.Advance(renewCtx, r.partition, r.cfg.Holder, c, r.cfg.LeaseTTL)
+			cancel()
 			switch {
 			case err == nil:
 				renewedAt = time.Now()
@@ -317,6 +328,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 	}
 	stopPublishing(err)
 	<-keeperDone
+	r.setLeader(false) // it publishes no more; the rest is bookkeeping
 
 	// Save what was confirmed, even when ctx has ended, so that a restart
 	// does not publish it again; then hand the lease over at once.
