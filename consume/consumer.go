@@ -97,7 +97,10 @@ func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 //
 // Bindings are only ever added: to stop receiving a pattern, unbind it on
 // the broker. A retry queue's delay cannot change once declared: after
-// changing Backoff, delete the group's (empty) retry queues.
+// changing Backoff, delete the group's (empty) retry queues. Workers that
+// run meanwhile lose nothing: a retry or dead-letter copy that finds its
+// queue missing comes back from the broker, and the worker declares the
+// topology again (with its own Backoff) before it sends the copy once more.
 func (c *Consumer) Declare(ctx context.Context) error {
 	g := c.cfg.Group
 	if err := c.b.DeclareExchange(ctx, c.cfg.Exchange); err != nil {

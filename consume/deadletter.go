@@ -74,7 +74,9 @@ func DeadLetters(ctx context.Context, b broker.Broker, group string, limit int) 
 // second copy of a message it moved. Each message
 // is moved once the broker has confirmed its copy; if Requeue fails in
 // between, the message is in both queues, and the inbox (if the group has
-// one) suppresses the duplicate.
+// one) suppresses the duplicate. When the group's queue does not exist,
+// Requeue fails with an error wrapping ErrUnroutable and the message stays
+// in the dead-letter queue.
 func Requeue(ctx context.Context, b broker.Broker, group string, selector func(DeadLetter) bool) (int, error) {
 	dlq := DeadLetterQueue(group)
 	br, err := b.Browse(ctx, dlq)

@@ -39,7 +39,10 @@
 // x-eventbus-attempt set to the failed attempt, to retry queue
 // G.retry.<attempt>, waits for the broker's confirm, and acks the original.
 // The retry queue holds the copy for the backoff delay (its message TTL),
-// then dead-letters it back to G. No message waits in memory.
+// then dead-letters it back to G. No message waits in memory. Copies are
+// published mandatory: one that reaches no queue (the queue was deleted)
+// is not taken as stored; the runtime declares the topology again and
+// sends it once more, and if that fails too, returns the original to G.
 //
 // An error that wraps store.ErrUnavailable (the inbox's database, or the
 // handler's, is down) is the store's fault, not the event's: the copy goes

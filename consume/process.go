@@ -23,7 +23,9 @@ func (c *Consumer) process(ctx context.Context, j job) {
 		return // the broker delivers it again on the new subscription
 	}
 	d := j.d
-	attempt := int(d.IntHeader(broker.HeaderAttempt)) + 1
+	// The header counts the attempts made. A foreign or corrupt value must
+	// not name a retry queue that does not exist (G.retry.-3).
+	attempt := int(min(max(d.IntHeader(broker.HeaderAttempt), 0), int64(c.cfg.MaxAttempts))) + 1
 	if n := d.IntHeader(headerDeliveryCount); n >= int64(c.cfg.MaxDeliveries) {
 		c.deadLetter(ctx, d, attempt, causePoison, fmt.Errorf(
 			"consume: message %q was delivered %d times without being settled: the process handling it crashed or lost its connection each time",
@@ -204,7 +206,7 @@ func (c *Consumer) retry(ctx context.Context, d broker.Delivery, env event.Envel
 	ctx, cancel := c.settleContext(ctx)
 	defer cancel()
 	m := failedCopy(d.Message, failed, cause.Error(), c.cfg.Group, time.Now())
-	if err := c.pub.publish(ctx, queue, m); err != nil {
+	if err := c.publishCopy(ctx, queue, m); err != nil {
 		c.requeue(d, "retry", err)
 		return
 	}
@@ -221,7 +223,7 @@ func (c *Consumer) deadLetter(ctx context.Context, d broker.Delivery, attempt in
 	ctx, cancel := c.settleContext(ctx)
 	defer cancel()
 	m := failedCopy(d.Message, attempt, reason.Error(), c.cfg.Group, time.Now())
-	if err := c.pub.publish(ctx, DeadLetterQueue(c.cfg.Group), m); err != nil {
+	if err := c.publishCopy(ctx, DeadLetterQueue(c.cfg.Group), m); err != nil {
 		c.requeue(d, "dead-letter", err)
 		return
 	}
@@ -230,6 +232,22 @@ func (c *Consumer) deadLetter(ctx context.Context, d broker.Delivery, attempt in
 	c.log.Warn("consume: message dead-lettered", "message_id", d.MessageID, "type", d.Type,
 		"cause", cause, "attempt", attempt, "queue", DeadLetterQueue(c.cfg.Group), "reason", reason)
 	c.ack(d)
+}
+
+// publishCopy publishes m to queue, one of the group's. When the queue is
+// missing (an operator deleted it while workers ran), it declares the
+// group's topology again and tries once more: the copy then waits where it
+// should, instead of the original coming straight back.
+func (c *Consumer) publishCopy(ctx context.Context, queue string, m broker.Message) error {
+	err := c.pub.publish(ctx, queue, m)
+	if !errors.Is(err, ErrUnroutable) {
+		return err
+	}
+	c.log.Warn("consume: a queue of the group is missing; declaring the group's topology again", "queue", queue)
+	if derr := c.Declare(ctx); derr != nil {
+		return fmt.Errorf("%w (declaring the topology again failed: %w)", err, derr)
+	}
+	return c.pub.publish(ctx, queue, m)
 }
 
 // requeue gives d back to the broker when its copy could not be stored: it
