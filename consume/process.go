@@ -192,7 +192,7 @@ func (c *Consumer) ack(d broker.Delivery) {
 	}
 }
 
-// settleTimeout bounds a copy's publish and confirm. Shutdown does not cut
+// settleContext bounds a copy's publish and confirm. Shutdown does not cut
 // it short: the message is handled, and only the copy keeps it.
 func (c *Consumer) settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), DefaultSettleTimeout)
