@@ -15,6 +15,7 @@ import (
 
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/backoff"
 )
 
 // ErrRunning reports a second call to Run while the first is running.
@@ -200,9 +201,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 				break
 			}
 			failures++
-			delay := reconnectDelay(failures)
+			delay := resubscribeBackoff.Delay(failures)
 			c.log.Warn("consume: cannot subscribe; trying again", "err", err, "in", delay)
-			sleep(ctx, delay)
+			backoff.Sleep(ctx, delay)
 			continue
 		}
 		opened++
@@ -227,9 +228,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		} else {
 			failures = 0
 		}
-		delay := reconnectDelay(failures)
+		delay := resubscribeBackoff.Delay(failures)
 		c.log.Warn("consume: subscription ended; subscribing again", "err", err, "in", delay)
-		sleep(ctx, delay)
+		backoff.Sleep(ctx, delay)
 	}
 
 	close(w.stop)
@@ -331,20 +332,6 @@ func (c *Consumer) work(ctx context.Context, own chan job, w *workers) {
 	}
 }
 
-// reconnectDelay is the pause before subscription attempt n+1.
-func reconnectDelay(failures int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < failures && d < 10*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Second)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+// resubscribeBackoff paces the attempts to subscribe again after a
+// subscription ended.
+var resubscribeBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 10 * time.Second}

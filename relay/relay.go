@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	mrand "math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/internal/backoff"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -138,6 +137,10 @@ type Relay struct {
 	log       *slog.Logger
 	wake      chan struct{}
 	leader    atomic.Bool
+	backoff   backoff.Policy
+	// lastReturnLog limits warnings about unroutable events to one a
+	// second (UnixNano of the last).
+	lastReturnLog atomic.Int64
 }
 
 // New returns a relay from s to b.
@@ -156,6 +159,7 @@ func New(s store.Store, b broker.Broker, cfg Config) (*Relay, error) {
 		partition: store.Partition{Relay: cfg.Name, Number: cfg.Partition},
 		log:       cfg.Logger.With("relay", cfg.Name, "partition", cfg.Partition, "holder", cfg.Holder),
 		wake:      make(chan struct{}, 1),
+		backoff:   backoff.Policy{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
 	}, nil
 }
 
@@ -202,11 +206,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		case err != nil:
 			r.cfg.Metrics.errors.WithLabelValues("lease").Inc()
 			failures++
-			r.log.Warn("relay cannot claim its lease; retrying", "err", err, "retry_in", r.backoff(failures))
-			sleep(ctx, r.backoff(failures))
+			pause := r.backoff.Delay(failures)
+			r.log.Warn("relay cannot claim its lease; retrying", "err", err, "retry_in", pause)
+			backoff.Sleep(ctx, pause)
 			continue
 		case lease.Holder != r.cfg.Holder:
-			sleep(ctx, r.cfg.StandbyPoll)
+			backoff.Sleep(ctx, r.cfg.StandbyPoll)
 			continue
 		}
 		r.log.Info("relay is the leader", "checkpoint_position", lease.Checkpoint.Position)
@@ -220,27 +225,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		failures++
-		r.log.Warn("relay interrupted; resuming from its checkpoint", "err", err, "retry_in", r.backoff(failures))
-		sleep(ctx, r.backoff(failures))
+		pause := r.backoff.Delay(failures)
+		r.log.Warn("relay interrupted; resuming from its checkpoint", "err", err, "retry_in", pause)
+		backoff.Sleep(ctx, pause)
 	}
 	return nil
-}
-
-// backoff returns the pause after the n-th failure in a row: exponential,
-// with jitter, between MinBackoff and MaxBackoff.
-func (r *Relay) backoff(n int) time.Duration {
-	d := float64(r.cfg.MinBackoff) * math.Pow(2, float64(min(n-1, 20)))
-	d = min(d, float64(r.cfg.MaxBackoff))
-	return time.Duration(d/2 + mrand.Float64()*d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // tag travels with each published message through the pipeline.
@@ -420,8 +409,7 @@ func (r *Relay) tail(cursor store.Cursor) func(context.Context) ([]broker.Outgoi
 				}
 				// Let the commits that follow this one gather.
 				if wait := time.Until(lastRead.Add(r.cfg.Gather)); wait > 0 {
-					sleep(ctx, wait)
-					if ctx.Err() != nil {
+					if !backoff.Sleep(ctx, wait) {
 						return nil, ctx.Err()
 					}
 				}
@@ -459,13 +447,10 @@ func (r *Relay) tail(cursor store.Cursor) func(context.Context) ([]broker.Outgoi
 	}
 }
 
-// lastReturnLog limits warnings about unroutable events to one a second.
-var lastReturnLog atomic.Int64
-
 func (r *Relay) returned(m broker.Returned) {
 	r.cfg.Metrics.errors.WithLabelValues("unroutable").Inc()
 	now := time.Now().UnixNano()
-	if last := lastReturnLog.Load(); now-last > int64(time.Second) && lastReturnLog.CompareAndSwap(last, now) {
+	if last := r.lastReturnLog.Load(); now-last > int64(time.Second) && r.lastReturnLog.CompareAndSwap(last, now) {
 		r.log.Warn("no queue is bound for this event type; the event stays in the store and can be replayed",
 			"type", m.RoutingKey, "event_id", m.MessageID, "reason", m.Reason)
 	}

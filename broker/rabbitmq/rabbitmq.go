@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -36,6 +35,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/internal/backoff"
 )
 
 // Defaults for the options.
@@ -388,7 +388,7 @@ func (b *Broker) watch(s *session) bool {
 func (b *Broker) reconnect() *session {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			t := time.NewTimer(b.backoff(attempt))
+			t := time.NewTimer(backoff.Policy{Min: b.cfg.backoffMin, Max: b.cfg.backoffMax}.Delay(attempt))
 			select {
 			case <-b.ctx.Done():
 				t.Stop()
@@ -419,18 +419,6 @@ func (b *Broker) reconnect() *session {
 		b.mu.Unlock()
 		b.log.Warn("rabbitmq: reconnect attempt failed", "node", n.redacted, "attempt", attempt+1, "err", b.scrub(err).Error())
 	}
-}
-
-// backoff is the wait before attempt: exponential from backoffMin, capped at
-// backoffMax, with jitter so that many clients do not reconnect in step.
-func (b *Broker) backoff(attempt int) time.Duration {
-	d := b.cfg.backoffMin
-	for i := 1; i < attempt && d < b.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, b.cfg.backoffMax)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // Reconnects returns how many times the broker has reconnected after losing
