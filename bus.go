@@ -149,6 +149,9 @@ func Source(source string) DispatchOption { return func(d *event.Draft) { d.Sour
 // NewDraft encodes a typed payload as a draft, for DispatchBatch. It checks
 // the payload first.
 func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
+	if isNil(p) {
+		return event.Draft{}, fmt.Errorf("%w: no payload", event.ErrInvalid)
+	}
 	if err := event.Validate(p); err != nil {
 		return event.Draft{}, err
 	}
@@ -172,7 +175,7 @@ func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
 func (b *Bus[TTx]) Dispatch(ctx context.Context, tx TTx, p event.Payload, opts ...DispatchOption) (event.Envelope, error) {
 	d, err := NewDraft(p, opts...)
 	if err != nil {
-		return event.Envelope{}, fmt.Errorf("eventbus: dispatch %s: %w", p.EventType(), err)
+		return event.Envelope{}, fmt.Errorf("eventbus: dispatch: %w", err)
 	}
 	// The payload was checked as a Go value: decoding its JSON again to
 	// check it would only cost time.
@@ -227,9 +230,17 @@ func (b *Bus[TTx]) appendTx(ctx context.Context, tx TTx, drafts []event.Draft, c
 // does before it stores them. Errors wrap event.ErrInvalid,
 // event.ErrUnknownType or event.ErrTooLarge.
 func (b *Bus[TTx]) Prepare(ctx context.Context, drafts []event.Draft) error {
-	return b.prepare(ctx, drafts, false)
+	if err := b.prepare(ctx, drafts, false); err != nil {
+		return err
+	}
+	return store.CheckDrafts(drafts)
 }
 
+// prepare fills the defaults of drafts and checks their types and data.
+// What every stored event needs (store.CheckDrafts) the store checks when
+// it appends: checking it here too would cost the hot path a second pass
+// over the data. checked says the data was encoded from payloads that
+// checked themselves.
 func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bool) error {
 	now := b.now()
 	corr, hasCorr := event.CorrelationIDFrom(ctx)
@@ -243,13 +254,15 @@ func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bo
 		if len(d.Data) > b.maxData {
 			return fmt.Errorf("event %d (%s): %w: %d bytes, the limit is %d", i, d.Type, event.ErrTooLarge, len(d.Data), b.maxData)
 		}
-		if b.registry.Known(d.Type) {
-			if !checked {
-				if err := b.registry.Check(d.Type, d.Data); err != nil {
-					return fmt.Errorf("event %d: %w", i, err)
-				}
+		switch {
+		case checked:
+			// Encoded from a typed payload that checked itself: it
+			// describes itself, registered or not.
+		case b.registry.Known(d.Type):
+			if err := b.registry.Check(d.Type, d.Data); err != nil {
+				return fmt.Errorf("event %d: %w", i, err)
 			}
-		} else if !b.allowUnknown {
+		case !b.allowUnknown:
 			return fmt.Errorf("event %d: %w: %q (known: %v)", i, event.ErrUnknownType, d.Type, b.registry.Types())
 		}
 		if d.ID == uuid.Nil {
@@ -284,7 +297,7 @@ func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bo
 			d.TraceParent, d.TraceState = parent, state
 		}
 	}
-	return store.CheckDrafts(drafts)
+	return nil
 }
 
 // isNil reports whether a transaction value is nil: a nil interface such

@@ -213,3 +213,26 @@ func TestUnknownTypesPassWhenAllowed(t *testing.T) {
 		t.Fatalf("stored %q, %v; want %q", got.Data, err, raw)
 	}
 }
+
+// TestTypedPayloadsDescribeThemselves: a bus with no registry records typed
+// payloads, which check themselves; it refuses a nil payload with
+// ErrInvalid rather than panicking.
+func TestTypedPayloadsDescribeThemselves(t *testing.T) {
+	s := testenv.PostgresStore(t)
+	bus := eventbus.New(s)
+	ctx := context.Background()
+	if _, err := bus.Dispatch(ctx, nil, quiz(91)); err != nil {
+		t.Fatalf("typed Dispatch on a bus without a registry: %v", err)
+	}
+	if _, err := bus.Dispatch(ctx, nil, nil); !errors.Is(err, eventbus.ErrInvalid) {
+		t.Fatalf("Dispatch of a nil payload: %v, want ErrInvalid", err)
+	}
+	var none *edupulse.QuizSubmitted
+	if _, err := eventbus.NewDraft(none); !errors.Is(err, eventbus.ErrInvalid) {
+		t.Fatalf("NewDraft of a nil pointer: %v, want ErrInvalid", err)
+	}
+	// Raw drafts of unknown types are still refused.
+	if _, err := bus.DispatchBatch(ctx, nil, []event.Draft{{Type: "quiz.graded", Data: json.RawMessage(`{}`)}}); !errors.Is(err, eventbus.ErrUnknownType) {
+		t.Fatalf("raw draft of an unregistered type: %v, want ErrUnknownType", err)
+	}
+}

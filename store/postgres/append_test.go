@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/internal/testenv"
@@ -148,5 +149,32 @@ func TestCallersDeadlockIsTyped(t *testing.T) {
 	}
 	if !errors.Is(lost, store.ErrTxConflict) || (first != nil && second != nil) {
 		t.Fatalf("errors %v and %v; want exactly one ErrTxConflict", first, second)
+	}
+}
+
+// TestRepeatableReadConflictIsTyped: under REPEATABLE READ the stream's head
+// comes from the transaction's snapshot; a concurrent append to the stream
+// makes it stale, and the caller gets ErrTxConflict, not a raw unique
+// violation.
+func TestRepeatableReadConflictIsTyped(t *testing.T) {
+	s := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := s.Append(ctx, []event.Draft{draft("rr")}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.Pool().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM event_store LIMIT 1"); err != nil { // takes the snapshot
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, []event.Draft{draft("rr")}); err != nil { // version 2, after the snapshot
+		t.Fatal(err)
+	}
+	_, err = s.AppendTx(ctx, tx, []event.Draft{draft("rr")})
+	if !errors.Is(err, store.ErrTxConflict) {
+		t.Fatalf("AppendTx on a stale snapshot: %v, want ErrTxConflict", err)
 	}
 }

@@ -118,6 +118,13 @@ func (s *Store) wrap(err error, op string) error {
 			return fmt.Errorf("postgres: %s: %w", op, store.ErrConcurrentAppend)
 		case "40P01", "40001": // deadlock detected, serialization failure
 			return fmt.Errorf("postgres: %s: %w: %w", op, store.ErrTxConflict, err)
+		case "23505": // unique violation
+			if pgErr.ConstraintName == "event_store_stream_idx" {
+				// Under REPEATABLE READ or SERIALIZABLE the stream's head
+				// is read from the transaction's snapshot, which a
+				// concurrent append to the stream made stale.
+				return fmt.Errorf("postgres: %s: %w: %w", op, store.ErrTxConflict, err)
+			}
 		case "57P01", "57P02", "57P03": // admin shutdown, crash shutdown, cannot connect now
 			return fmt.Errorf("postgres: %s on %s: %w: %w", op, s.redacted, store.ErrUnavailable, err)
 		}

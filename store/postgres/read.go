@@ -181,6 +181,11 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (event.Envelope, error) {
 const exactCountBelow = 200000
 
 // Stats reports store figures; see store.Stats.
+//
+// OldestTxAge looks at every database of the server, as readers' snapshots
+// do. It needs to see other roles' transactions in pg_stat_activity: grant
+// the store's role pg_monitor (or pg_read_all_stats), or it reports only
+// the transactions of its own role.
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	var st store.Stats
 	var estimate float64
@@ -191,7 +196,7 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 		(SELECT reltuples FROM pg_class WHERE oid = 'event_store'::regclass),
 		(SELECT count(*) FROM event_store WHERE commit_order >= pg_snapshot_xmin(pg_current_snapshot())),
 		(SELECT coalesce(max(now() - xact_start), '0') FROM pg_stat_activity
-		  WHERE backend_xid IS NOT NULL AND datname = current_database()),
+		  WHERE backend_xid IS NOT NULL),
 		h.commit_order, h.id
 		FROM (SELECT 1) one LEFT JOIN LATERAL (
 			SELECT commit_order, id FROM event_store WHERE `+visible+`
