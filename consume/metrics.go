@@ -1,11 +1,12 @@
 package consume
 
 import (
-	"errors"
 	"fmt"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edupulse/eventbus/internal/promshare"
 )
 
 // Stats counts what a Consumer did since New. The same figures go to
@@ -78,33 +79,20 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 
 	if reg != nil {
 		// Consumers of several groups in one process share the series.
-		var err error
-		if handled, err = registerShared(reg, handled); err != nil {
-			return nil, err
-		}
-		if duplicates, err = registerShared(reg, duplicates); err != nil {
-			return nil, err
-		}
-		if unrouted, err = registerShared(reg, unrouted); err != nil {
-			return nil, err
-		}
-		if failed, err = registerShared(reg, failed); err != nil {
-			return nil, err
-		}
-		if retried, err = registerShared(reg, retried); err != nil {
-			return nil, err
-		}
-		if resubscribes, err = registerShared(reg, resubscribes); err != nil {
-			return nil, err
-		}
-		if deadLettered, err = registerShared(reg, deadLettered); err != nil {
-			return nil, err
-		}
-		if duration, err = registerShared(reg, duration); err != nil {
-			return nil, err
-		}
-		if inFlight, err = registerShared(reg, inFlight); err != nil {
-			return nil, err
+		for _, register := range []func() error{
+			func() error { return promshare.Register(reg, &handled) },
+			func() error { return promshare.Register(reg, &duplicates) },
+			func() error { return promshare.Register(reg, &unrouted) },
+			func() error { return promshare.Register(reg, &failed) },
+			func() error { return promshare.Register(reg, &retried) },
+			func() error { return promshare.Register(reg, &resubscribes) },
+			func() error { return promshare.Register(reg, &deadLettered) },
+			func() error { return promshare.Register(reg, &duration) },
+			func() error { return promshare.Register(reg, &inFlight) },
+		} {
+			if err := register(); err != nil {
+				return nil, fmt.Errorf("consume: register metrics: %w", err)
+			}
 		}
 	}
 	return &metrics{
@@ -118,20 +106,4 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 		duration:     duration.WithLabelValues(group),
 		inFlight:     inFlight.WithLabelValues(group),
 	}, nil
-}
-
-// registerShared registers c, or returns the collector already registered
-// under its name by another consumer.
-func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("consume: register metrics: %w", err)
 }

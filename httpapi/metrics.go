@@ -1,12 +1,14 @@
 package httpapi
 
 import (
-	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edupulse/eventbus/internal/promshare"
 )
 
 // metrics are the handler's Prometheus metrics.
@@ -32,30 +34,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Events received through POST /v1/events, by outcome: stored, or duplicate (the id was already stored).",
 		}, []string{"outcome"}),
 	}
-	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
-		return nil, err
-	}
-	if m.duration, err = register(reg, m.duration); err != nil {
-		return nil, err
-	}
-	if m.events, err = register(reg, m.events); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name: two handlers on one registry share their metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(C); ok {
-			return existing, nil
+	// Two handlers on one registry share their metrics.
+	for _, register := range []func() error{
+		func() error { return promshare.Register(reg, &m.requests) },
+		func() error { return promshare.Register(reg, &m.duration) },
+		func() error { return promshare.Register(reg, &m.events) },
+	} {
+		if err := register(); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	return c, err
+	return m, nil
 }
 
 func (m *metrics) observe(method, route string, status int, d time.Duration) {
