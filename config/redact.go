@@ -55,3 +55,45 @@ var (
 	// queryPassword matches the value of a password parameter in a query.
 	queryPassword = regexp.MustCompile(`(?i)((?:^|[?&;])(?:ssl)?password=)[^&;#]*`)
 )
+
+// Passwords returns the passwords that a database or broker URL, or a
+// key=value DSN, holds: the user's password and password parameters, each as
+// given and decoded, the forms a message may quote them in. Tools use it to
+// scrub text they did not compose; Redact is for URLs.
+func Passwords(raw string) []string {
+	var out []string
+	add := func(pw string, decode func(string) (string, error)) {
+		if pw == "" {
+			return
+		}
+		out = append(out, pw)
+		if dec, err := decode(pw); err == nil && dec != pw {
+			out = append(out, dec)
+		}
+	}
+	_, rest, isURL := strings.Cut(raw, "://")
+	if !isURL {
+		for _, m := range dsnPassword.FindAllStringSubmatch(raw, -1) {
+			add(unquoteDSN(m[2]), url.QueryUnescape)
+		}
+		return out
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+			add(pw, url.PathUnescape)
+		}
+	}
+	for _, m := range queryPassword.FindAllStringSubmatchIndex(raw, -1) {
+		add(raw[m[3]:m[1]], url.QueryUnescape)
+	}
+	return out
+}
+
+// unquoteDSN returns a DSN value without its single quotes and escapes.
+func unquoteDSN(v string) string {
+	if !strings.HasPrefix(v, "'") {
+		return v
+	}
+	v = strings.TrimSuffix(strings.TrimPrefix(v, "'"), "'")
+	return strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(v)
+}

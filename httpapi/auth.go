@@ -85,6 +85,28 @@ func (t Token) GoString() string { return "httpapi.Token{" + t.String() + "}" }
 // LogValue implements slog.LogValuer without the secret.
 func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
+// splitTokenEntry splits name:secret:scopes at its first and last colons:
+// names and scopes hold none, so a secret may.
+func splitTokenEntry(entry string) (name, secret, scopes string, ok bool) {
+	first, last := strings.Index(entry, ":"), strings.LastIndex(entry, ":")
+	if first < 0 || first == last {
+		return "", "", "", false
+	}
+	return entry[:first], entry[first+1 : last], entry[last+1:], true
+}
+
+// TokenSecrets returns the secrets of a token list as ParseTokens reads
+// them, well formed or not, for tools that scrub them from text.
+func TokenSecrets(list string) []string {
+	var out []string
+	for _, entry := range strings.Split(list, ",") {
+		if _, secret, _, ok := splitTokenEntry(strings.TrimSpace(entry)); ok && secret != "" {
+			out = append(out, secret)
+		}
+	}
+	return out
+}
+
 // ParseTokens parses a comma-separated list of name:secret:scope1+scope2
 // entries, as EVENTBUS_API_TOKENS holds. Blank entries are skipped; an empty
 // list gives no tokens (auth off). Names and secrets must be unique.
@@ -100,13 +122,12 @@ func ParseTokens(list string) ([]Token, error) {
 		if entry == "" {
 			continue
 		}
-		first, last := strings.Index(entry, ":"), strings.LastIndex(entry, ":")
-		if first < 0 || first == last {
+		name, secret, scopeList, ok := splitTokenEntry(entry)
+		if !ok {
 			// Without two colons we cannot tell which part is the secret, so
 			// none of the entry is quoted.
 			return nil, fmt.Errorf("%w: entry %d is not name:token:scopes (for example ci:<token>:publish+read)", ErrBadToken, i+1)
 		}
-		name, secret, scopeList := entry[:first], entry[first+1:last], entry[last+1:]
 		if err := checkTokenName(name); err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i+1, err)
 		}

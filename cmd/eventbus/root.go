@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/service"
 )
 
@@ -124,52 +123,21 @@ func (a *app) secrets() []string {
 	}
 	var out []string
 	for _, u := range value(config.EnvDatabaseURL, config.FlagDatabaseURL) {
-		out = append(out, passwords(u)...)
+		out = append(out, config.Passwords(u)...)
 	}
 	for _, list := range value(config.EnvAMQPURL, config.FlagAMQPURL) {
 		for _, u := range strings.Split(list, ",") {
-			out = append(out, passwords(u)...)
+			out = append(out, config.Passwords(u)...)
 		}
 	}
 	for _, list := range value(config.EnvAPITokens, config.FlagAPITokens) {
-		for _, entry := range strings.Split(list, ",") {
-			if parts := strings.SplitN(entry, ":", 3); len(parts) >= 2 {
-				out = append(out, strings.TrimSpace(parts[1]))
-			}
-		}
+		out = append(out, httpapi.TokenSecrets(list)...)
 	}
 	out = append(out, os.Getenv(envToken))
 	out = slices.DeleteFunc(out, func(s string) bool { return len(s) < 4 })
 	// Longest first, so that a secret that contains another goes whole.
 	slices.SortFunc(out, func(x, y string) int { return len(y) - len(x) })
 	return slices.Compact(out)
-}
-
-// dsnPassword finds the password of a key=value DSN or a URL's query.
-var dsnPassword = regexp.MustCompile(`(?i)\b(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&;]+)`)
-
-// passwords returns the passwords in a database or broker URL, or DSN, in
-// every form they may be quoted in: as given, and decoded.
-func passwords(raw string) []string {
-	var out []string
-	if _, rest, ok := strings.Cut(raw, "://"); ok {
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
-				out = append(out, pw)
-				if dec, err := url.PathUnescape(pw); err == nil {
-					out = append(out, dec)
-				}
-			}
-		}
-	}
-	for _, m := range dsnPassword.FindAllStringSubmatch(raw, -1) {
-		pw := strings.Trim(m[1], "'")
-		out = append(out, pw)
-		if dec, err := url.QueryUnescape(pw); err == nil {
-			out = append(out, dec)
-		}
-	}
-	return out
 }
 
 func (a *app) setupLogger(cmd *cobra.Command) error {

@@ -19,7 +19,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 		pgPassword   = "pg-Secret-4b1d9e"
 		amqpPassword = "amqp-Secret-7c2a5f"
 		readToken    = "read-Secret-token-9e8d7c"
-		adminToken   = "admin-Secret-token-3f2e1d"
+		adminToken   = "admin:Secret:token-3f2e1d" // a colon in a token must not split it
 		wrongToken   = "wrong-Secret-token-0a0b0c"
 	)
 	secrets := []string{pgPassword, amqpPassword, readToken, adminToken, wrongToken,
