@@ -43,6 +43,10 @@ var (
 	ErrUnavailable      = store.ErrUnavailable
 )
 
+// DefaultExchange is the topic exchange the relay publishes events to, and
+// consumers bind to, unless configured otherwise (EVENTBUS_EXCHANGE).
+const DefaultExchange = "edupulse.events"
+
 // DefaultMaxDataBytes is the largest event data the bus accepts unless
 // configured otherwise.
 const DefaultMaxDataBytes = 256 << 10

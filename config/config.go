@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/httpapi"
 )
 
@@ -36,7 +37,7 @@ const (
 // Defaults.
 const (
 	DefaultDataDir  = "./eventbus-data"
-	DefaultExchange = "edupulse.events"
+	DefaultExchange = eventbus.DefaultExchange
 	DefaultHTTPAddr = "127.0.0.1:8080"
 )
 

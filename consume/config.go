@@ -11,10 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+
+	eventbus "github.com/edupulse/eventbus"
 )
 
 // DefaultExchange is the exchange the relay publishes to.
-const DefaultExchange = "edupulse.events"
+const DefaultExchange = eventbus.DefaultExchange
 
 // Defaults for the zero values of Config.
 const (

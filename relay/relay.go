@@ -12,13 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/internal/backoff"
 	"github.com/edupulse/eventbus/store"
 )
 
 // DefaultExchange is the topic exchange events are published to.
-const DefaultExchange = "edupulse.events"
+const DefaultExchange = eventbus.DefaultExchange
 
 // Config configures a Relay. The zero value of every field but the store and
 // broker selects a default.

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -222,7 +223,7 @@ func (s *Service) openBroker(ctx context.Context) error {
 			"and the relay publishes them again from the store when it restarts")
 		return nil
 	}
-	b, err := rabbitmq.Open(ctx, joinURLs(s.Config.AMQPURLs), rabbitmq.WithLogger(s.Logger))
+	b, err := rabbitmq.Open(ctx, strings.Join(s.Config.AMQPURLs, ","), rabbitmq.WithLogger(s.Logger))
 	if err != nil {
 		return err
 	}
@@ -234,17 +235,6 @@ func (s *Service) openBroker(ctx context.Context) error {
 	}
 	s.Logger.Info("broker: RabbitMQ", "nodes", redacted, "exchange", s.Config.Exchange)
 	return nil
-}
-
-func joinURLs(urls []string) string {
-	out := ""
-	for i, u := range urls {
-		if i > 0 {
-			out += ","
-		}
-		out += u
-	}
-	return out
 }
 
 // wakeRelay is the bus's commit hook: a relay in this process reads the

@@ -156,8 +156,9 @@ type TxStore[TTx any] interface {
 	// tx is nil, AppendTx is Append.
 	//
 	// On PostgreSQL an error leaves tx aborted, as any failed statement
-	// does: roll it back, and retry the whole transaction if the error says
-	// so (ErrVersionConflict, ErrConcurrentAppend).
+	// does: roll it back. ErrConcurrentAppend and ErrTxConflict say that
+	// running the transaction again will do; ErrVersionConflict says that
+	// the stream moved on: read it again and decide anew.
 	AppendTx(ctx context.Context, tx TTx, drafts []event.Draft) ([]Appended, error)
 	Inbox[TTx]
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func testAppendBatchOrder[TTx any](t *testing.T, h Harness[TTx]) {
 		if i%2 == 1 {
 			subject = "odd"
 		}
-		drafts = append(drafts, draft("test.batch", subject, `{"i":`+itoa(i)+`}`))
+		drafts = append(drafts, draft("test.batch", subject, `{"i":`+strconv.Itoa(i)+`}`))
 	}
 	drafts = append(drafts, draft("test.batch", "", `{"nostream":true}`))
 	got := appendOK(t, s, drafts...)
@@ -209,7 +210,7 @@ func testConcurrentWritersOneStream[TTx any](t *testing.T, h Harness[TTx]) {
 				if current >= versions {
 					return
 				}
-				d := draft("test.contended", "contended", `{"writer":`+itoa(w)+`}`)
+				d := draft("test.contended", "contended", `{"writer":`+strconv.Itoa(w)+`}`)
 				d.ExpectedVersion = event.Expect(current)
 				res, err := s.Append(ctx, []event.Draft{d})
 				mu.Lock()
@@ -375,9 +376,4 @@ func testInvalidDrafts[TTx any](t *testing.T, h Harness[TTx]) {
 	if n := countAll(t, s); n != 0 {
 		t.Fatalf("%d events stored from invalid batches, want 0", n)
 	}
-}
-
-func itoa(i int) string {
-	b, _ := json.Marshal(i)
-	return string(b)
 }

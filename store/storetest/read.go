@@ -296,7 +296,7 @@ func testFilters[TTx any](t *testing.T, h Harness[TTx]) {
 	var drafts []event.Draft
 	for i := 0; i < 12; i++ {
 		typ := []string{"quiz.submitted", "lesson.published", "badge.awarded"}[i%3]
-		d := draft(typ, "subject-"+strconv.Itoa(i%2), `{"i":`+itoa(i)+`}`)
+		d := draft(typ, "subject-"+strconv.Itoa(i%2), `{"i":`+strconv.Itoa(i)+`}`)
 		d.OccurredAt = base.Add(time.Duration(i) * time.Minute)
 		if i < 4 {
 			d.CorrelationID = corr
