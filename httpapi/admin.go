@@ -49,7 +49,7 @@ type Admin struct {
 // drySample is how many of the selected events a dry run shows.
 const drySample = 10
 
-var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "queue", "rate", "dry_run"}
+var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position", "queue", "rate", "dry_run"}
 
 // replayRequest is the query of POST /v1/replay: the filter parameters of
 // GET /v1/events but limit, and queue (default: the exchange), rate (events

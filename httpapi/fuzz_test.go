@@ -87,6 +87,8 @@ func FuzzParseQuery(f *testing.F) {
 		"since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00.5+02:00", "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
 		"since=yesterday", "until=2026-02-30T00:00:00Z", "unknown=1", "a;b", "from=1&limit=5", "from=0", "from=-1", "from=x",
 		"queue=q&dry_run=true&rate=10.5", "rate=NaN", "rate=Inf", "rate=1e300", "max=0", "dry_run=2", "queue=%00",
+		"from_position=10&to_position=20", "from_position=7&to_position=7", "from_position=20&to_position=10", "from_position=0&to_position=0",
+		"from_position=-1", "to_position=x", "to_position=1.5", "from_position=99999999999999999999", "from_position=1&from_position=2",
 	} {
 		f.Add(seed)
 	}
@@ -109,6 +111,9 @@ func FuzzParseQuery(f *testing.F) {
 			}
 			if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
 				t.Fatalf("%s(%q) accepted an empty time range", name, raw)
+			}
+			if f.FromPosition < 0 || f.ToPosition < 0 || (f.FromPosition > 0 && f.ToPosition > 0 && f.ToPosition < f.FromPosition) {
+				t.Fatalf("%s(%q) accepted positions %d to %d", name, raw, f.FromPosition, f.ToPosition)
 			}
 		}
 		f, p := parseFilter(raw)

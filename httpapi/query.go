@@ -46,7 +46,7 @@ func parseQuery(raw string, allowed, repeatable []string) (query, *Problem) {
 
 func (q query) get(name string) string { return q.values.Get(name) }
 
-var eventsParams = []string{"after", "limit", "type", "correlation_id", "subject", "since", "until"}
+var eventsParams = []string{"after", "limit", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position"}
 
 // parseFilter parses the query of GET /v1/events. A problem has status
 // 400. The input is untrusted: this never panics.
@@ -102,7 +102,29 @@ func filterFrom(q query) (store.Filter, *Problem) {
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
 		return f, newProblem(400, ProblemInvalidParameter, "until must be later than since (since is inclusive, until exclusive)").atField("until")
 	}
+	if f.FromPosition, p = parsePosition(q.get("from_position"), "from_position"); p != nil {
+		return f, p
+	}
+	if f.ToPosition, p = parsePosition(q.get("to_position"), "to_position"); p != nil {
+		return f, p
+	}
+	if f.FromPosition > 0 && f.ToPosition > 0 && f.ToPosition < f.FromPosition {
+		return f, newProblem(400, ProblemInvalidParameter, "to_position must not be below from_position (both are inclusive)").atField("to_position")
+	}
 	return f, nil
+}
+
+// parsePosition parses a global position bound; 0 (or absent) means none.
+func parsePosition(v, name string) (int64, *Problem) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, newProblem(400, ProblemInvalidParameter,
+			fmt.Sprintf("%s %s must be a global position: a whole number from 0 (0: no bound)", name, clip(v))).atField(name)
+	}
+	return n, nil
 }
 
 // streamQuery is the query of GET /v1/streams/{subject}.

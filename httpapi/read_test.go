@@ -94,6 +94,48 @@ func TestListEventsPagesInCommitOrderWithFilters(t *testing.T) {
 	}
 }
 
+func TestListEventsByPosition(t *testing.T) {
+	h := newHarness(t, harnessOption{})
+	var ids, positions []string
+	for i := 0; i < 5; i++ {
+		res := h.publish(`{"type":"quiz.submitted","data":` + quizData(i) + `}`)
+		if res.status != 201 {
+			t.Fatalf("publish %d: %d %s", i, res.status, res.body)
+		}
+		e := cloudEvent(t, res.body)
+		ids = append(ids, e.ID())
+		positions = append(positions, fmt.Sprint(e.Extensions()["position"]))
+	}
+	for _, tc := range []struct {
+		query string
+		want  []int
+	}{
+		{"from_position=" + positions[1] + "&to_position=" + positions[3], []int{1, 2, 3}},
+		{"from_position=" + positions[3], []int{3, 4}},
+		{"to_position=" + positions[1], []int{0, 1}},
+		{"from_position=" + positions[2] + "&to_position=" + positions[2], []int{2}},
+		{"from_position=0&to_position=0", []int{0, 1, 2, 3, 4}}, // 0: no bound
+	} {
+		events, _, _ := eventList(t, h.get("/v1/events?"+tc.query).body)
+		var got, want []string
+		for _, e := range events {
+			got = append(got, e.ID())
+		}
+		for _, i := range tc.want {
+			want = append(want, ids[i])
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: got %v, want %v", tc.query, got, want)
+		}
+	}
+	// A replay selects by position alike.
+	res := h.do(request{method: "POST", path: "/v1/replay?dry_run=true&from_position=" + positions[1] + "&to_position=" + positions[3], token: adminSecret})
+	if _, _, obj := eventList(t, res.body); res.status != 200 || string(obj["total"]) != "3" {
+		t.Fatalf("replay dry run by position: %d %s", res.status, res.body)
+	}
+	h.do(request{method: "POST", path: "/v1/replay?dry_run=true&to_position=-3", token: adminSecret}).problem(t, 400, httpapi.ProblemInvalidParameter)
+}
+
 func TestListEventsRejectsBadParameters(t *testing.T) {
 	h := newHarness(t, harnessOption{})
 	for _, tc := range []struct{ query, field string }{
@@ -114,6 +156,11 @@ func TestListEventsRejectsBadParameters(t *testing.T) {
 		{"subject=%ff", "subject"},
 		{"correlationId=" + uuid.NewString(), "correlationId"},
 		{"limit=%zz", ""},
+		{"from_position=-1", "from_position"},
+		{"from_position=1.5", "from_position"},
+		{"to_position=last", "to_position"},
+		{"to_position=99999999999999999999", "to_position"},
+		{"from_position=5&to_position=4", "to_position"},
 	} {
 		t.Run(tc.query[:min(len(tc.query), 40)], func(t *testing.T) {
 			p := h.get("/v1/events?"+tc.query).problem(t, 400, httpapi.ProblemInvalidParameter)

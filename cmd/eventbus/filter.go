@@ -83,6 +83,12 @@ func (f *filterFlags) query(q url.Values) {
 	if t, err := parseWhen(f.until, time.Now()); err == nil && !t.IsZero() {
 		q.Set("until", t.Format(time.RFC3339Nano))
 	}
+	if f.fromPosition > 0 {
+		q.Set("from_position", strconv.FormatInt(f.fromPosition, 10))
+	}
+	if f.toPosition > 0 {
+		q.Set("to_position", strconv.FormatInt(f.toPosition, 10))
+	}
 }
 
 // parseWhen reads an RFC 3339 time, or a duration meaning that long before

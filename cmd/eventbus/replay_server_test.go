@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestReplayViaServerSendsEveryFilter: replay --server passes each filter
+// flag to POST /v1/replay, positions included, so that a bounded replay
+// stays bounded.
+func TestReplayViaServerSendsEveryFilter(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		queries []url.Values
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/replay" {
+			http.NotFound(w, r)
+			return
+		}
+		mu.Lock()
+		queries = append(queries, r.URL.Query())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("dry_run") == "true" {
+			_, _ = w.Write([]byte(`{"events":[],"total":0,"dry_run":true}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"r1","published":0,"total":0,"resume":"","complete":true}`))
+	}))
+	t.Cleanup(srv.Close)
+
+	for _, dry := range []bool{true, false} {
+		args := []string{"replay", "--server", srv.URL, "--from-position", "1000", "--to-position", "2000",
+			"--type", "quiz.submitted", "--subject", "quiz-7", "--queue", "badges"}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, args, &stdout, &stderr)
+		cancel()
+		if code != 0 {
+			t.Fatalf("replay (dry run %v): exit %d\nstdout:\n%s\nstderr:\n%s", dry, code, stdout.String(), stderr.String())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(queries) != 2 {
+		t.Fatalf("the server got %d requests, want 2", len(queries))
+	}
+	for i, q := range queries {
+		for name, want := range map[string]string{
+			"from_position": "1000", "to_position": "2000", "type": "quiz.submitted", "subject": "quiz-7", "queue": "badges",
+		} {
+			if got := q.Get(name); got != want {
+				t.Errorf("request %d (%s): %s = %q, want %q", i, q.Encode(), name, got, want)
+			}
+		}
+	}
+	if queries[0].Get("dry_run") != "true" || queries[1].Has("dry_run") {
+		t.Errorf("dry_run: %q then %q", queries[0].Get("dry_run"), queries[1].Get("dry_run"))
+	}
+}
