@@ -111,11 +111,20 @@ func parseName(name, param string) (string, *Problem) {
 // does; a large one is better run with `eventbus replay`, which shows its
 // progress. When it stops early, the problem's resume member is the cursor
 // to pass as after to go on.
+//
+// The server's WriteTimeout does not bound a replay: past it, the replay
+// would go on while the client saw a broken connection and might send it
+// again. The client's patience, and its going away, bound it instead.
 func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 	req, p := parseReplay(r.URL.RawQuery)
 	if p != nil {
 		writeProblem(w, r, p)
 		return
+	}
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Time{}); err != nil {
+		// Not every server sets deadlines on its connections (HTTP/2 in
+		// some setups, tests): the replay runs all the same.
+		a.log.DebugContext(r.Context(), "httpapi: cannot lift the write deadline for a replay", "err", err)
 	}
 	if req.dryRun {
 		total, sample, err := replay.Plan(r.Context(), a.reader, req.opts.Filter, drySample)

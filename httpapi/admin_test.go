@@ -3,9 +3,12 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/broker/rabbitmq"
@@ -120,6 +123,48 @@ func TestReplayThroughTheAPI(t *testing.T) {
 	h.do(request{method: "POST", path: "/v1/replay", token: adminSecret}).problem(t, 501, httpapi.ProblemNotImplemented)
 	for _, query := range []string{"limit=5", "rate=-1", "rate=NaN", "dry_run=maybe", "queue=" + strings.Repeat("q", 256), "max=3"} {
 		h.do(request{method: "POST", path: "/v1/replay?" + query, token: adminSecret}).problem(t, 400, httpapi.ProblemInvalidParameter)
+	}
+}
+
+// A replay that outlasts the server's WriteTimeout still answers: the
+// handler lifts the deadline, so the client sees the result, not a broken
+// connection it might retry.
+func TestReplayOutlastsTheWriteTimeout(t *testing.T) {
+	b, opt := withBroker(t)
+	const writeTimeout = 100 * time.Millisecond
+	opt.server = func(s *http.Server) { s.WriteTimeout = writeTimeout }
+	h := newHarness(t, opt)
+	// Stored straight into the store: a publish through the API would be
+	// under the tiny write timeout too.
+	const events = 4
+	drafts := make([]event.Draft, events)
+	for i := range drafts {
+		drafts[i] = event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "quiz.submitted", Source: "http-test",
+			CorrelationID: uuid.Must(uuid.NewV7()), OccurredAt: time.Now(), Data: json.RawMessage(quizData(i))}
+	}
+	if _, err := h.store.Append(testenv.Context(t, 30*time.Second), drafts); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Settle(t, h.store)
+	q := testenv.Name("httpapi_slow_replay")
+	declareQueue(t, b, q)
+
+	// At 10 events a second, the 4 events take about 300 ms: three times
+	// the write timeout.
+	start := time.Now()
+	res := h.do(request{method: "POST", path: "/v1/replay?rate=10&queue=" + q, token: adminSecret})
+	if took := time.Since(start); took <= writeTimeout {
+		t.Fatalf("the replay took %v, not longer than the write timeout %v: the test proves nothing", took, writeTimeout)
+	}
+	var result struct {
+		Published int64 `json:"published"`
+		Complete  bool  `json:"complete"`
+	}
+	if err := json.Unmarshal(res.body, &result); err != nil || res.status != 200 || result.Published != events || !result.Complete {
+		t.Fatalf("replay past the write timeout: %d %s", res.status, res.body)
+	}
+	if n := queueDepth(t, b, q); n != events {
+		t.Fatalf("queue holds %d messages, want %d", n, events)
 	}
 }
 

@@ -52,6 +52,7 @@ type harnessOption struct {
 	dbURL   func(schemaURL string) string // the URL the store opens, e.g. through a proxy
 	busOpts []eventbus.Option
 	config  func(*httpapi.Config)
+	server  func(*http.Server) // adjusts the server before it starts
 	noAuth  bool
 }
 
@@ -103,7 +104,11 @@ func newHarness(t testing.TB, opt harnessOption) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if opt.server != nil {
+		opt.server(srv.Config)
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &harness{t: t, store: s, direct: direct, srv: srv, logs: logs, reg: reg}
 }

@@ -6,7 +6,8 @@ import (
 )
 
 // Server timeouts. WriteTimeout leaves room for a page of store.MaxLimit
-// events to a slow client; ReadTimeout for a full body at modest speed.
+// events to a slow client (POST /v1/replay lifts it: a replay takes as long
+// as it takes); ReadTimeout for a full body at modest speed.
 const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 30 * time.Second
