@@ -19,6 +19,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/edupulse/eventbus/broker/rabbitmq"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/event"
@@ -365,12 +366,12 @@ HTTP API): reach it with --server.`,
 				}
 				rows = list.DeadLetters
 			} else {
-				svc, err := a.openBroker(cmd)
+				b, err := a.openBroker(cmd)
 				if err != nil {
 					return err
 				}
-				defer svc.Close()
-				letters, err := consume.DeadLetters(cmd.Context(), svc.Broker, args[0], limit)
+				defer b.Close()
+				letters, err := consume.DeadLetters(cmd.Context(), b, args[0], limit)
 				if err != nil {
 					return err
 				}
@@ -432,16 +433,16 @@ HTTP API): reach it with --server.`,
 				}
 				n = res.Requeued
 			} else {
-				svc, err := a.openBroker(cmd)
+				b, err := a.openBroker(cmd)
 				if err != nil {
 					return err
 				}
-				defer svc.Close()
+				defer b.Close()
 				var pick func(consume.DeadLetter) bool
 				if !all {
 					pick = func(d consume.DeadLetter) bool { return want[d.Message.MessageID] }
 				}
-				if n, err = consume.Requeue(cmd.Context(), svc.Broker, args[0], pick); err != nil {
+				if n, err = consume.Requeue(cmd.Context(), b, args[0], pick); err != nil {
 					return err
 				}
 			}
@@ -465,9 +466,11 @@ type deadLetterRow struct {
 	Reason   string    `json:"reason"`
 }
 
-// openBroker opens the service for broker tools, which cannot work on the
-// in-process broker of another process.
-func (a *app) openBroker(cmd *cobra.Command) (*service.Service, error) {
+// openBroker opens RabbitMQ alone for the broker tools: they need neither
+// the store nor the relay, so they work while PostgreSQL is down or its
+// schema is behind. They cannot work on the in-process broker of another
+// process.
+func (a *app) openBroker(cmd *cobra.Command) (*rabbitmq.Broker, error) {
 	cfg, err := a.config(cmd)
 	if err != nil {
 		return nil, err
@@ -475,5 +478,5 @@ func (a *app) openBroker(cmd *cobra.Command) (*service.Service, error) {
 	if cfg.InProcessBroker() {
 		return nil, errors.New("this needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envToken + "), or set " + config.EnvAMQPURL)
 	}
-	return a.open(cmd, service.Options{})
+	return rabbitmq.Open(cmd.Context(), strings.Join(cfg.AMQPURLs, ","), rabbitmq.WithLogger(a.logger))
 }
