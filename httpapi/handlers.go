@@ -336,6 +336,15 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	case errors.Is(err, broker.ErrNotFound):
 		p = newProblem(http.StatusNotFound, ProblemNotFound, fromSentinel(err, broker.ErrNotFound))
+	case errors.Is(err, store.ErrTxConflict):
+		// Transient: the database broke a deadlock or a serialization
+		// conflict by cancelling this transaction (the bus had retried it
+		// already). It rolled back whole.
+		info.err = err
+		p = newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
+			"the event store cancelled the transaction to resolve a conflict with concurrent ones, and nothing of it was stored; "+
+				"retry after the Retry-After delay")
+		p.retryAfter = a.retryAfter
 	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		info.err = err
 		// Not "nothing was stored": a connection that fails after the

@@ -30,7 +30,7 @@ const (
 	ProblemInvalidData          = problemBase + "invalid-data"           // 422: the data does not fit the event type
 	ProblemInternal             = problemBase + "internal"               // 500
 	ProblemNotImplemented       = problemBase + "not-implemented"        // 501: the operation is not configured
-	ProblemUnavailable          = problemBase + "unavailable"            // 503: the store cannot be reached; retry
+	ProblemUnavailable          = problemBase + "unavailable"            // 503: the store or broker cannot be reached, or a transaction conflicted; retry
 	ProblemNotReady             = problemBase + "not-ready"              // 503: a readiness check failed
 )
 
