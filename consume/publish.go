@@ -69,7 +69,8 @@ func (r *republisher) publish(ctx context.Context, queue string, m broker.Messag
 	returned := sc.returned
 	r.sentMu.Unlock()
 	if returned {
-		return fmt.Errorf("consume: copy of message %q to %s: %w", m.MessageID, queue, ErrUnroutable)
+		// Copies go to a queue by name: unroutable means it does not exist.
+		return fmt.Errorf("consume: copy of message %q to %s: %w (%w)", m.MessageID, queue, ErrUnroutable, broker.ErrNotFound)
 	}
 	return nil
 }

@@ -230,4 +230,23 @@ func TestDeadLettersThroughTheAPI(t *testing.T) {
 	}
 	h.do(request{method: "GET", path: "/v1/dead-letters/" + testenv.Name("no_such_group"), token: adminSecret}).
 		problem(t, 404, httpapi.ProblemNotFound)
+
+	// A dead letter whose group queue is gone stays where it is: 404.
+	conf, err := pub.Publish(ctx, broker.DefaultExchange, consume.DeadLetterQueue(group), failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-conf.Done()
+	if err := b.DeleteQueue(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	h.do(request{method: "POST", path: "/v1/dead-letters/" + group + "/requeue", token: adminSecret}).
+		problem(t, 404, httpapi.ProblemNotFound)
+	// The broker hands a browsed message back asynchronously.
+	for deadline := time.Now().Add(5 * time.Second); queueDepth(t, b, consume.DeadLetterQueue(group)) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the dead letter was not kept after a failed requeue")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

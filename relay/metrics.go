@@ -2,11 +2,13 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/edupulse/eventbus/internal/promshare"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -65,14 +67,16 @@ func (m *Metrics) Published() float64 {
 	return d.GetCounter().GetValue()
 }
 
-// Register registers the metrics with reg.
+// Register registers the metrics with reg. Relays of one process that
+// register with the same registry share its series.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.published, m.errors, m.lag, m.checkpoint, m.leader} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(
+		promshare.Register(reg, &m.published),
+		promshare.Register(reg, &m.errors),
+		promshare.Register(reg, &m.lag),
+		promshare.Register(reg, &m.checkpoint),
+		promshare.Register(reg, &m.leader),
+	)
 }
 
 // StatusCollector exports a relay's Status as Prometheus gauges, read from

@@ -4,7 +4,11 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDelayGrowsWithinBounds(t *testing.T) {
 	p := Policy{Min: 100 * time.Millisecond, Max: time.Second}
