@@ -1,0 +1,53 @@
+package store_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/edupulse/eventbus/store"
+)
+
+// TestCursorTokensRoundTrip: every cursor survives its token, and tokens
+// keep the cursors' order's meaning (a token names exactly one cursor).
+func TestCursorTokensRoundTrip(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		c := store.Cursor{
+			Order:    rapid.Uint64().Draw(t, "order"),
+			Position: rapid.Int64Min(0).Draw(t, "position"),
+		}
+		got, err := store.ParseCursor(c.String())
+		if err != nil {
+			t.Fatalf("ParseCursor(%q): %v", c.String(), err)
+		}
+		if got != c {
+			t.Fatalf("round trip of %+v gave %+v", c, got)
+		}
+	})
+}
+
+// TestParseCursorTakesAnyInput: cursor tokens come from HTTP clients. Any
+// string, or any token-shaped bytes, either parses to a cursor that its own
+// token gives back, or is refused with ErrBadCursor; nothing panics.
+func TestParseCursorTakesAnyInput(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		token := rapid.OneOf(
+			rapid.String(),
+			rapid.Map(rapid.SliceOfN(rapid.Byte(), 0, 24), func(b []byte) string {
+				return base64.RawURLEncoding.EncodeToString(append([]byte{1}, b...))
+			}),
+		).Draw(t, "token")
+		c, err := store.ParseCursor(token)
+		if err != nil {
+			if !errors.Is(err, store.ErrBadCursor) {
+				t.Fatalf("ParseCursor(%q): %v, want ErrBadCursor", token, err)
+			}
+			return
+		}
+		if again, err := store.ParseCursor(c.String()); err != nil || again != c {
+			t.Fatalf("ParseCursor(%q) = %+v, whose own token parses to %+v, %v", token, c, again, err)
+		}
+	})
+}
