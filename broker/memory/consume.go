@@ -98,10 +98,7 @@ func (in *inflight) settle(op string, reject, requeue bool) error {
 	default:
 		in.m.receipt.release()
 	}
-	dead = q.dispatchLocked(dead)
-	q.scheduleLocked()
-	q.mu.Unlock()
-	q.b.deadLetter(dead)
+	q.dispatchAndUnlock(dead)
 	return nil
 }
 
@@ -135,10 +132,7 @@ func (b *Broker) Consume(ctx context.Context, name string, opts broker.ConsumeOp
 	}
 	q.consumers = append(q.consumers, s)
 	q.holders[&s.holder] = struct{}{}
-	dead := q.dispatchLocked(nil)
-	q.scheduleLocked()
-	q.mu.Unlock()
-	b.deadLetter(dead)
+	q.dispatchAndUnlock(nil)
 	return s, nil
 }
 
@@ -210,10 +204,7 @@ func (s *subscription) Close() error {
 		q.next = 0
 	}
 	q.requeueLocked(ms)
-	dead := q.dispatchLocked(nil)
-	q.scheduleLocked()
-	q.mu.Unlock()
-	q.b.deadLetter(dead)
+	q.dispatchAndUnlock(nil)
 	return nil
 }
 
@@ -278,9 +269,6 @@ func (br *browser) Close() error {
 	ms := br.closeLocked()
 	delete(q.holders, &br.holder)
 	q.requeueLocked(ms)
-	dead := q.dispatchLocked(nil)
-	q.scheduleLocked()
-	q.mu.Unlock()
-	q.b.deadLetter(dead)
+	q.dispatchAndUnlock(nil)
 	return nil
 }

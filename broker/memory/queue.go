@@ -72,10 +72,7 @@ func (q *queue) enqueue(m *message) {
 		m.expires = now().Add(q.ttl)
 	}
 	q.ready.pushBack(m)
-	dead := q.dispatchLocked(nil)
-	q.scheduleLocked()
-	q.mu.Unlock()
-	q.b.deadLetter(dead)
+	q.dispatchAndUnlock(nil)
 }
 
 // requeueLocked puts messages back at the head of the queue, the earliest
@@ -94,6 +91,17 @@ func (q *queue) requeueLocked(ms []*message) {
 		ms[i].redelivered = true
 		q.ready.pushFront(ms[i])
 	}
+}
+
+// dispatchAndUnlock ends every change to a locked queue: it hands consumers
+// what they can take, re-arms the expiry timer, unlocks, and only then
+// dead-letters dead with the rest, since that enqueues into other queues
+// and takes their locks.
+func (q *queue) dispatchAndUnlock(dead []deadLetter) {
+	dead = q.dispatchLocked(dead)
+	q.scheduleLocked()
+	q.mu.Unlock()
+	q.b.deadLetter(dead)
 }
 
 // dispatchLocked hands ready messages to consumers with room, round-robin,
