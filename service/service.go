@@ -32,6 +32,7 @@ import (
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/internal/buildinfo"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
@@ -105,7 +106,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error
 	if opts.Source == "" {
 		opts.Source = "eventbus"
 	}
-	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Collector(buildinfo.Read()))
 	ok := false
 	defer func() {
 		if !ok {

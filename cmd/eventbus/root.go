@@ -99,6 +99,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		a.statusCmd(),
 		a.dlqCmd(),
 		a.benchCmd(),
+		a.versionCmd(),
 	)
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
