@@ -4,6 +4,10 @@
 // These types are a contract with every consumer and with the event store's
 // history. A type is never renamed or repurposed, and a field is never
 // removed or given another meaning; new types are added by registering them.
+//
+// It sits just above package event, whose Registry it fills: [Registry] is
+// the set the service and the eventbus command accept by default, and
+// workers decode deliveries into these types (consume.On).
 package edupulse
 
 import (

@@ -10,6 +10,10 @@
 // The envelope keeps its data as raw JSON bytes. An event whose type this build
 // does not know is therefore stored, read, encoded and replayed unchanged
 // (guarantee G6): nothing here ever decodes data it cannot describe.
+//
+// It is the bottom of the architecture: it imports no other package of the
+// bus, and every other package (the bus, the stores, the brokers, the relay,
+// the consumer runtime, the HTTP API) speaks in its types.
 package event
 
 import (

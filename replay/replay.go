@@ -10,6 +10,10 @@
 //
 // A replay that stops early reports the cursor to resume from; passing it
 // back as Filter.After goes on where it stopped, without gaps.
+//
+// It sits beside the relay, between a store.Store and a broker.Broker, and
+// needs neither the relay nor the consumer runtime: `eventbus replay` calls
+// it directly, and `eventbus serve` through POST /v1/replay.
 package replay
 
 import (

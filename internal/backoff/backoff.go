@@ -1,5 +1,8 @@
 // Package backoff paces retries against a server that failed: exponential
 // pauses with jitter, within bounds, and a sleep that ends with its context.
+//
+// It is a leaf that the parts which reconnect share, so that they pace
+// alike: the relay, the consumer runtime and the RabbitMQ broker.
 package backoff
 
 import (

@@ -5,6 +5,9 @@
 // On a developer machine without the servers, tests that need them skip and
 // say so loudly. With EVENTBUS_REQUIRE_SERVICES=1 (as CI sets it) a missing
 // server fails the test instead.
+//
+// Only tests import it: the conformance suites (store/storetest,
+// broker/brokertest), each package's tests and test/chaos.
 package testenv
 
 import (

@@ -1,4 +1,4 @@
-// Package chaos checks the bus's guarantees (DESIGN.md, G1–G8) end to end
+// Package chaos checks the bus's guarantees (docs/guarantees.md, G1–G8) end to end
 // under random faults and sustained load. It holds only tests: it builds the
 // `eventbus` command and runs `eventbus serve` as a subprocess on the shared
 // PostgreSQL and RabbitMQ servers, each connection through a fault proxy
