@@ -2,6 +2,9 @@
 // of one process create alike (the consumers of several groups, two HTTP
 // handlers) on one registry: the second registration reuses the first
 // collector, so both components update the same series instead of failing.
+//
+// It is a leaf under the packages that export metrics: relay, consume and
+// httpapi, whose collectors the service registers on one registry.
 package promshare
 
 import (
