@@ -52,7 +52,8 @@ type Parking interface {
 	// given IDs, and, since a stream is published in order, every event
 	// parked before them in their streams; with all, every parked event.
 	// It returns the events marked, by position. IDs that are not parked
-	// are ignored.
+	// are ignored. The leading relay publishes a stream whose first parked
+	// event is marked as a whole, in order: the rest only waited behind it.
 	RequestRetry(ctx context.Context, relay string, ids []uuid.UUID, all bool) ([]ParkedEvent, error)
 	// Unpark forgets a parked event, once the relay has published it.
 	Unpark(ctx context.Context, p Partition, id uuid.UUID) error
