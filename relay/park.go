@@ -397,7 +397,11 @@ func (r *Relay) sendAlone(ctx context.Context, sp *serial, env event.Envelope, o
 // rest only waited behind it. An event published is unparked; one that fails
 // again stays parked with its attempts counted, and the rest of its stream
 // stays parked behind it.
-func (r *Relay) retryParked(ctx context.Context, sp *serial) error {
+//
+// A stream waits while the relay has not read past its parked events yet
+// (a new leader starts from the last saved checkpoint): publishing them
+// before the events that precede them would break the order.
+func (r *Relay) retryParked(ctx context.Context, sp *serial, cursor store.Cursor) error {
 	events, err := r.loadParked(ctx)
 	if err != nil {
 		return err
@@ -423,13 +427,9 @@ func (r *Relay) retryParked(ctx context.Context, sp *serial) error {
 		if !list[0].RetryRequested {
 			continue // the stream's first parked event was not asked for
 		}
-		if !fresh {
-			sp.drop()
-			fresh = true
-		}
-		// Once its first parked event is due, the whole stream goes, in
-		// order: the rest only waited behind it.
-		for i, pe := range list {
+		envs := make([]event.Envelope, 0, len(list))
+		kept := list[:0]
+		for _, pe := range list {
 			env, err := r.store.Get(ctx, pe.EventID)
 			if errors.Is(err, store.ErrNotFound) {
 				r.log.Warn("a parked event is no longer in the store; unparking it", "event_id", pe.EventID)
@@ -442,6 +442,21 @@ func (r *Relay) retryParked(ctx context.Context, sp *serial) error {
 				r.cfg.Metrics.errors.WithLabelValues("store").Inc()
 				return fmt.Errorf("relay: read parked event %s: %w", pe.EventID, err)
 			}
+			envs = append(envs, env)
+			kept = append(kept, pe)
+		}
+		list = kept
+		if len(envs) == 0 || cursor.Less(store.CursorOf(envs[len(envs)-1])) {
+			continue // not read past yet: retried once the relay has
+		}
+		if !fresh {
+			sp.drop()
+			fresh = true
+		}
+		// Once its first parked event is due, the whole stream goes, in
+		// order: the rest only waited behind it.
+		for i, pe := range list {
+			env := envs[i]
 			reason := ""
 			o, encErr := r.message(env)
 			if encErr != nil {

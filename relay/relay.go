@@ -394,7 +394,7 @@ func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, adv
 	for {
 		if retry {
 			retry = false
-			if err := r.retryParked(publishCtx, sp); err != nil {
+			if err := r.retryParked(publishCtx, sp, cursor); err != nil {
 				if publishCtx.Err() != nil {
 					return nil
 				}
