@@ -291,7 +291,8 @@ func (r *Relay) isolate(ctx context.Context, sp *serial, cursor, upTo store.Curs
 		"from_position", cursor.Position, "to_position", upTo.Position)
 	// Events a nack probe already published, by ID: they are not sent twice.
 	probed := map[uuid.UUID]bool{}
-	for cursor.Less(upTo) {
+	found := false
+	for cursor.Less(upTo) && !(found && len(probed) == 0) {
 		page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
 		if err != nil {
 			r.cfg.Metrics.errors.WithLabelValues("store").Inc()
@@ -305,7 +306,11 @@ func (r *Relay) isolate(ctx context.Context, sp *serial, cursor, upTo store.Curs
 				return nil
 			}
 			t := tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt, skipped: true}
+			if found && len(probed) == 0 {
+				return nil // found it, and passed the probe: pipelining resumes
+			}
 			if probed[env.ID] {
+				delete(probed, env.ID)
 				t.skipped = false
 				settle(t)
 				cursor = t.cursor
@@ -327,9 +332,7 @@ func (r *Relay) isolate(ctx context.Context, sp *serial, cursor, upTo store.Curs
 			t.skipped = !done.published
 			settle(t)
 			cursor = t.cursor
-			if done.parked {
-				return nil // found it: pipelining resumes after it
-			}
+			found = found || done.parked
 		}
 		cursor = page.Next
 	}
