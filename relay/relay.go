@@ -71,7 +71,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// ParkAfterNacks is how many negative confirms in a row, for one event
 	// sent alone, park it (when the broker confirms other events
-	// meanwhile). Default 5.
+	// meanwhile). Default 10, which with the default backoff is about 20s
+	// of nacks: a queue that is full for a moment (reject-publish) stalls
+	// the relay rather than parking events.
 	ParkAfterNacks int
 	// ParkedPoll is how often a relay with parked events looks for retry
 	// requests (eventbus parked retry). Default 1s.
@@ -123,7 +125,7 @@ func (c *Config) setDefaults() {
 	def(&c.DrainTimeout, 5*time.Second)
 	def(&c.ParkedPoll, time.Second)
 	if c.ParkAfterNacks <= 0 {
-		c.ParkAfterNacks = 5
+		c.ParkAfterNacks = 10
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
