@@ -407,11 +407,11 @@ func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, adv
 		if err != nil {
 			return err
 		}
-		var readUpTo store.Cursor
+		readUpTo := &readMark{}
 		err = broker.Pipeline(publishCtx, pub, broker.PipelineConfig[tag]{
 			Window:       r.cfg.Window,
 			DrainTimeout: r.cfg.DrainTimeout,
-			Next:         r.tail(cursor, &readUpTo),
+			Next:         r.tail(cursor, readUpTo),
 			Confirmed:    settle,
 		})
 		switch {
@@ -428,7 +428,7 @@ func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, adv
 				r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
 			}
 			sp.drop()
-			if err := r.isolate(publishCtx, sp, cursor, readUpTo, settle); err != nil {
+			if err := r.isolate(publishCtx, sp, cursor, readUpTo.get(), settle); err != nil {
 				if publishCtx.Err() != nil {
 					return nil
 				}
@@ -445,18 +445,41 @@ func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, adv
 
 var errStoreRead = errors.New("read the store")
 
+// readMark is the cursor of the last event the tail handed to the
+// pipeline: isolate looks no further. The tail runs on the pipeline's
+// goroutine, which may outlive a failed pipeline for a moment.
+type readMark struct {
+	mu sync.Mutex
+	c  store.Cursor
+}
+
+func (m *readMark) set(c store.Cursor) {
+	m.mu.Lock()
+	m.c = c
+	m.mu.Unlock()
+}
+
+func (m *readMark) get() store.Cursor {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.c
+}
+
 // tail returns the pipeline's source: the store's events after cursor, in
 // commit order. When the store has nothing new it waits, from MinPoll
 // doubling up to MaxPoll while idle, or until Wake.
 //
 // It records in readUpTo the cursor of the last event it returned, and
 // stops with errRetryDue when parked events are marked for retry.
-func (r *Relay) tail(cursor store.Cursor, readUpTo *store.Cursor) func(context.Context) ([]broker.Outgoing[tag], error) {
+func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Context) ([]broker.Outgoing[tag], error) {
 	idle := r.cfg.MinPoll
 	full := false
 	var lastRead time.Time
 	return func(ctx context.Context) ([]broker.Outgoing[tag], error) {
 		for {
+			if err := ctx.Err(); err != nil {
+				return nil, err // the pipeline stopped: no more reads, no more parking
+			}
 			if due, err := r.retryDue(ctx); err != nil {
 				return nil, err
 			} else if due {
@@ -502,7 +525,7 @@ func (r *Relay) tail(cursor store.Cursor, readUpTo *store.Cursor) func(context.C
 				}
 			}
 			cursor = page.Next
-			*readUpTo = store.CursorOf(page.Events[len(page.Events)-1])
+			readUpTo.set(store.CursorOf(page.Events[len(page.Events)-1]))
 			return out, nil
 		}
 	}
