@@ -29,6 +29,13 @@ import (
 // refusal, or a negative confirm), the relay cannot tell which of the
 // messages in flight did it. It then publishes the unconfirmed events again
 // one at a time (isolate), and parks only the one that fails alone.
+//
+// A refusal stops the messages after it: the client refuses before sending,
+// or the broker closes the channel and drops what follows. A negative
+// confirm does not: events of the same stream that were in flight after the
+// nacked one may already be delivered when it is parked. Nacks are rare
+// (RabbitMQ nacks on internal errors); parking needs ParkAfterNacks of them
+// in a row, and proof that the broker confirms other events meanwhile.
 
 // Reasons recorded with parked events begin with one of these.
 const (
