@@ -78,7 +78,7 @@
 //
 // With tokens configured (see [ParseTokens]), every route but the open ones
 // needs "Authorization: Bearer <token>". publish allows POST /v1/events, read
-// the GETs of events, streams and status, admin everything. A missing or
+// the GETs of events, streams, status and parked events, admin everything. A missing or
 // unknown token is a 401, a token without the scope a 403. Tokens are
 // compared in constant time against every configured token. With no tokens,
 // auth is off; the caller should warn about it at start-up.
