@@ -438,3 +438,80 @@ func TestParkingOnTheMemoryBroker(t *testing.T) {
 func rabbitmqOpen(url string) (*rabbitmq.Broker, error) {
 	return rabbitmq.Open(context.Background(), url, rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
 }
+
+// TestParkedStreamSurvivesALeaderChange: a standby that takes the lease over
+// loads the parked streams from the store, so a new event of a parked
+// stream parks behind, and other streams flow.
+func TestParkedStreamSurvivesALeaderChange(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := memory.New()
+	t.Cleanup(func() { _ = b.Close() })
+	b.SetMaxMessageSize(1024)
+	const exchange = "edupulse.events"
+	if err := b.DeclareExchange(ctx, exchange); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
+		t.Fatal(err)
+	}
+	add := func(subject, data string) event.Envelope {
+		t.Helper()
+		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
+			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(data)}
+		res, err := s.Append(ctx, []event.Draft{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Envelope
+	}
+	run := func(holder string) (*relay.Relay, func()) {
+		r, err := relay.New(s, b, relay.Config{Exchange: exchange, Holder: holder, LeaseTTL: time.Second, StandbyPoll: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(runCtx) }()
+		stop := func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("relay.Run: %v", err)
+			}
+		}
+		t.Cleanup(func() {
+			select {
+			case <-runCtx.Done():
+			default:
+				stop()
+			}
+		})
+		return r, stop
+	}
+	first, stopFirst := run("first")
+	waitUntil(t, 10*time.Second, first.Leader)
+	second, _ := run("second")
+
+	big := add("big", fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 2000)))
+	waitParked(t, s, "the big event", func(p []store.ParkedEvent) bool { return len(p) == 1 })
+	stopFirst()
+	waitUntil(t, 10*time.Second, second.Leader)
+
+	behind := add("big", `{}`)
+	add("other", `{}`) // flows: the one message in the queue
+	waitUntil(t, 10*time.Second, func() bool {
+		info, err := b.InspectQueue(ctx, "all")
+		return err == nil && info.Messages == 1
+	})
+	parked := waitParked(t, s, "the new event behind the big one", func(p []store.ParkedEvent) bool { return len(p) == 2 })
+	if p := parkedByID(parked)[behind.ID]; !strings.HasPrefix(p.Reason, relay.ReasonBehind+big.ID.String()) {
+		t.Fatalf("after a leader change, the new event of the parked stream is %+v; want it parked behind %s", p, big.ID)
+	}
+}
