@@ -15,7 +15,20 @@ type Outgoing[T any] struct {
 	RoutingKey string
 	Message    Message
 	Tag        T
+	// Skip, when set, publishes nothing: the tag comes back through
+	// Confirmed in its place in the order, once every message before it is
+	// confirmed. The relay skips parked events this way, so that its
+	// checkpoint moves past them.
+	Skip bool
 }
+
+// skipped is the confirmation of a skipped message: settled, positive.
+type skipped struct{}
+
+var settledChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (skipped) Done() <-chan struct{} { return settledChan }
+func (skipped) Acked() bool           { return true }
 
 // PipelineConfig configures Pipeline.
 type PipelineConfig[T any] struct {
@@ -77,9 +90,13 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 					return err
 				}
 				for _, o := range batch {
-					confirm, err := pub.Publish(ctx, o.Exchange, o.RoutingKey, o.Message)
-					if err != nil {
-						return fmt.Errorf("publish to %q with key %q: %w", o.Exchange, o.RoutingKey, err)
+					var confirm Confirmation = skipped{}
+					if !o.Skip {
+						var err error
+						confirm, err = pub.Publish(ctx, o.Exchange, o.RoutingKey, o.Message)
+						if err != nil {
+							return fmt.Errorf("publish to %q with key %.64q: %w", o.Exchange, o.RoutingKey, err)
+						}
 					}
 					select {
 					case queue <- pending{tag: o.Tag, confirm: confirm}:
@@ -120,6 +137,11 @@ func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) 
 			abandon()
 			select {
 			case <-pub.Done():
+				if es, ok := pub.(ErrSource); ok {
+					if cause := es.Err(); cause != nil {
+						return fmt.Errorf("publisher failed before the broker confirmed: %w", cause)
+					}
+				}
 				return fmt.Errorf("publisher failed before the broker confirmed: %w", ErrClosed)
 			default:
 				return fmt.Errorf("negative confirm: %w", ErrNacked)

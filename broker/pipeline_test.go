@@ -109,3 +109,41 @@ func TestPipelineReportsARefusedMessage(t *testing.T) {
 		t.Fatalf("Pipeline to a missing exchange = %v with %d confirmed; want an error and none", err, confirmed)
 	}
 }
+
+// TestPipelineSkipsInOrder: a skipped message is not published, and its tag
+// is confirmed in its place among the others.
+func TestPipelineSkipsInOrder(t *testing.T) {
+	b := memory.New()
+	defer b.Close()
+	pub := setup(t, b)
+	base := source("x", 30)
+	next := func(ctx context.Context) ([]broker.Outgoing[int], error) {
+		out, err := base(ctx)
+		for i := range out {
+			out[i].Skip = out[i].Tag%3 == 0
+		}
+		return out, err
+	}
+	var got []int
+	err := broker.Pipeline(context.Background(), pub, broker.PipelineConfig[int]{
+		Window: 4, Next: next, Confirmed: func(tag int) { got = append(got, tag) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tag := range got {
+		if tag != i {
+			t.Fatalf("confirmed %v; want 0..29 in order", got)
+		}
+	}
+	if len(got) != 30 {
+		t.Fatalf("confirmed %d tags, want 30", len(got))
+	}
+	info, err := b.InspectQueue(context.Background(), "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Messages != 20 {
+		t.Fatalf("queue holds %d messages, want the 20 not skipped", info.Messages)
+	}
+}

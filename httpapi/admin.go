@@ -11,7 +11,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/replay"
 )
 
@@ -44,6 +47,10 @@ type Admin struct {
 	// Requeue moves the dead letters pick selects (all when pick is nil)
 	// back to the group's queue (POST /v1/dead-letters/{group}/requeue).
 	Requeue func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error)
+	// RetryParked marks parked events for retry by the leading relay
+	// (POST /v1/parked/retry): those with ids, or every one with all. For
+	// example relay.RequestRetry(ctx, st, relay.DefaultName, ids, all).
+	RetryParked func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error)
 }
 
 // drySample is how many of the selected events a dry run shows.

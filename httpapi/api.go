@@ -53,6 +53,13 @@ type Config struct {
 	//	}
 	// When nil, the route answers 501.
 	Status func(ctx context.Context) (relay.Status, error)
+	// Parked lists the relay's parked events for GET /v1/parked, for
+	// example
+	//	func(ctx context.Context) ([]relay.Parked, error) {
+	//		return relay.ListParked(ctx, st, relay.DefaultName)
+	//	}
+	// When nil, the route answers 501.
+	Parked func(ctx context.Context) ([]relay.Parked, error)
 	// Ready are the checks of GET /readyz, typically the store's and the
 	// broker's Ping. Each gets ReadyTimeout. With none, /readyz answers 200.
 	Ready        []Check
@@ -79,6 +86,7 @@ type api struct {
 	bus          Appender
 	reader       store.Reader
 	status       func(ctx context.Context) (relay.Status, error)
+	parked       func(ctx context.Context) ([]relay.Parked, error)
 	ready        []Check
 	readyTimeout time.Duration
 	auth         *authenticator
@@ -116,7 +124,7 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
 	a := &api{
-		bus: cfg.Bus, reader: cfg.Reader, status: cfg.Status, ready: cfg.Ready,
+		bus: cfg.Bus, reader: cfg.Reader, status: cfg.Status, parked: cfg.Parked, ready: cfg.Ready,
 		readyTimeout: orDefault(cfg.ReadyTimeout, DefaultReadyTimeout), auth: auth,
 		maxBody: orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes), retryAfter: orDefault(cfg.RetryAfter, DefaultRetryAfter),
 		log: cfg.Logger, admin: cfg.Admin, metrics: m, mux: http.NewServeMux(),
@@ -130,6 +138,8 @@ func New(cfg Config) (http.Handler, error) {
 	a.route("GET /v1/streams/{subject...}", ScopeRead, a.getStream)
 	a.route("GET /v1/status", ScopeRead, a.getStatus)
 	a.route("POST /v1/replay", ScopeAdmin, a.replay)
+	a.route("GET /v1/parked", ScopeRead, a.listParked)
+	a.route("POST /v1/parked/retry", ScopeAdmin, a.retryParked)
 	a.route("GET /v1/dead-letters/{group}", ScopeAdmin, a.listDeadLetters)
 	a.route("POST /v1/dead-letters/{group}/requeue", ScopeAdmin, a.requeueDeadLetters)
 	a.route("GET /healthz", 0, a.healthz)

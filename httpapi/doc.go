@@ -15,6 +15,8 @@
 //	GET  /v1/streams/{subject}            read     one stream's events, in version order
 //	GET  /v1/status                       read     the relay's status (relay.Status)
 //	POST /v1/replay                       admin    send stored events again, or plan it (dry_run)
+//	GET  /v1/parked                       read     the events the relay parked (G9), [] when none
+//	POST /v1/parked/retry                 admin    {"event_ids": [...]} or {"all": true}: 202, the leading relay republishes them
 //	GET  /v1/dead-letters/{group}         admin    a consumer group's dead letters
 //	POST /v1/dead-letters/{group}/requeue admin    move dead letters back to the group's queue
 //	GET  /healthz                         open     liveness: the process answers
@@ -76,7 +78,7 @@
 //
 // With tokens configured (see [ParseTokens]), every route but the open ones
 // needs "Authorization: Bearer <token>". publish allows POST /v1/events, read
-// the GETs of events, streams and status, admin everything. A missing or
+// the GETs of events, streams, status and parked events, admin everything. A missing or
 // unknown token is a 401, a token without the scope a 403. Tokens are
 // compared in constant time against every configured token. With no tokens,
 // auth is off; the caller should warn about it at start-up.

@@ -12,4 +12,12 @@
 // store, on the database clock, and a standby takes over when the holder
 // stops renewing it. The checkpoint is fenced by the lease: a relay that lost
 // its lease cannot move the checkpoint, and stops.
+//
+// One event never stops the relay (G9). An event the broker refuses in a way
+// that sending it again cannot fix is parked (see park.go and
+// store.Parking), the later events of its stream wait parked behind it, and
+// the checkpoint moves past them; a broker that is down, blocked or full is
+// retried with backoff instead. Operators list parked events and ask for a
+// retry (ListParked, RequestRetry); the leading relay carries it out, in
+// order.
 package relay

@@ -34,7 +34,7 @@ func NewMetrics() *Metrics {
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "eventbus", Subsystem: "relay", Name: "errors_total",
-			Help: "Relay errors by kind: nack, unroutable, broker, store, checkpoint, lease, encode.",
+			Help: "Relay errors by kind: nack, unroutable, broker, store, checkpoint, lease, encode, parked.",
 		}, []string{"kind"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "eventbus", Subsystem: "relay", Name: "lag_seconds",
@@ -87,7 +87,7 @@ type StatusCollector struct {
 	relay   string
 	timeout time.Duration
 
-	backlog, lag, heldBack, oldestTx, events, healthy *prometheus.Desc
+	backlog, lag, heldBack, oldestTx, events, healthy, parked *prometheus.Desc
 }
 
 // NewStatusCollector returns a collector for relay's status in s.
@@ -102,13 +102,14 @@ func NewStatusCollector(s store.Store, relay string) *StatusCollector {
 		heldBack: desc("held_back_events", "Committed events readers cannot see yet because an older transaction is open."),
 		oldestTx: desc("oldest_transaction_age_seconds", "Age of the oldest open writing transaction, which holds readers back."),
 		events:   desc("store_events", "Events in the store (an estimate on large stores)."),
-		healthy:  desc("healthy", "1 when a relay holds every partition's lease."),
+		healthy:  desc("healthy", "1 when a relay holds every partition's lease and nothing is parked."),
+		parked:   desc("parked_events", "Events parked because the broker refuses them, with the events of their streams waiting behind them."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.backlog, c.lag, c.heldBack, c.oldestTx, c.events, c.healthy} {
+	for _, d := range []*prometheus.Desc{c.backlog, c.lag, c.heldBack, c.oldestTx, c.events, c.healthy, c.parked} {
 		ch <- d
 	}
 }
@@ -132,4 +133,5 @@ func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.oldestTx, prometheus.GaugeValue, time.Duration(st.OldestTxAge).Seconds())
 	ch <- prometheus.MustNewConstMetric(c.events, prometheus.GaugeValue, float64(st.Events))
 	ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, healthy)
+	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(st.Parked))
 }

@@ -14,6 +14,7 @@ import (
 
 	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/internal/backoff"
 	"github.com/edupulse/eventbus/store"
 )
@@ -68,6 +69,15 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the pause after a failure, before the
 	// relay tries again. Defaults 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// ParkAfterNacks is how many negative confirms in a row, for one event
+	// sent alone, park it (when the broker confirms other events
+	// meanwhile). Default 10, which with the default backoff is about 20s
+	// of nacks: a queue that is full for a moment (reject-publish) stalls
+	// the relay rather than parking events.
+	ParkAfterNacks int
+	// ParkedPoll is how often a relay with parked events looks for retry
+	// requests (eventbus parked retry). Default 1s.
+	ParkedPoll time.Duration
 	// DrainTimeout bounds how long a stopping relay waits for the confirms
 	// of messages in flight. Default 5s.
 	DrainTimeout time.Duration
@@ -113,6 +123,10 @@ func (c *Config) setDefaults() {
 	def(&c.MinBackoff, 100*time.Millisecond)
 	def(&c.MaxBackoff, 5*time.Second)
 	def(&c.DrainTimeout, 5*time.Second)
+	def(&c.ParkedPoll, time.Second)
+	if c.ParkAfterNacks <= 0 {
+		c.ParkAfterNacks = 10
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -139,6 +153,8 @@ type Relay struct {
 	wake      chan struct{}
 	leader    atomic.Bool
 	backoff   backoff.Policy
+	// parked is the partition's parked events, while leading.
+	parked *parkedSet
 	// lastReturnLog limits warnings about unroutable events to one a
 	// second (UnixNano of the last).
 	lastReturnLog atomic.Int64
@@ -161,6 +177,7 @@ func New(s store.Store, b broker.Broker, cfg Config) (*Relay, error) {
 		log:       cfg.Logger.With("relay", cfg.Name, "partition", cfg.Partition, "holder", cfg.Holder),
 		wake:      make(chan struct{}, 1),
 		backoff:   backoff.Policy{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
+		parked:    newParkedSet(),
 	}, nil
 }
 
@@ -237,6 +254,7 @@ func (r *Relay) Run(ctx context.Context) error {
 type tag struct {
 	cursor     store.Cursor
 	recordedAt time.Time
+	skipped    bool // parked, not published
 }
 
 // errLeaseExpired stops a leader that could not renew its lease in time: a
@@ -344,59 +362,129 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 
 // publish reads the store from checkpoint on and publishes, until publishCtx
 // ends or something fails. advance is called with each cursor the broker
-// has confirmed, in order. When publishing stops, it waits up to
-// DrainTimeout for the confirms in flight.
+// has confirmed or the relay has parked, in order. When publishing stops, it
+// waits up to DrainTimeout for the confirms in flight.
+//
+// Parked events that are marked for retry are published first, one at a
+// time; then the pipeline runs until it fails or a retry is due. A failure
+// that one message may have caused is followed by isolate, which parks that
+// message; any other failure is returned, and the relay retries with
+// backoff.
 func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, advance func(store.Cursor)) error {
 	if err := r.broker.DeclareExchange(publishCtx, r.cfg.Exchange); err != nil {
 		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
 		return fmt.Errorf("relay: declare exchange %q: %w", r.cfg.Exchange, err)
 	}
-	pub, err := r.broker.NewPublisher(publishCtx, broker.PublisherOptions{Mandatory: true, OnReturn: r.returned})
-	if err != nil {
-		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
-		return fmt.Errorf("relay: open publisher: %w", err)
+	sp := &serial{r: r}
+	defer sp.drop()
+	cursor := checkpoint
+	settle := func(t tag) {
+		cursor = t.cursor
+		advance(t.cursor)
+		if t.skipped {
+			return
+		}
+		lag := time.Since(t.recordedAt)
+		r.cfg.Metrics.published.Inc()
+		r.cfg.Metrics.lag.Observe(lag.Seconds())
+		if r.cfg.OnConfirmed != nil {
+			r.cfg.OnConfirmed(lag)
+		}
 	}
-	defer pub.Close()
-	err = broker.Pipeline(publishCtx, pub, broker.PipelineConfig[tag]{
-		Window:       r.cfg.Window,
-		DrainTimeout: r.cfg.DrainTimeout,
-		Next:         r.tail(checkpoint),
-		Confirmed: func(t tag) {
-			advance(t.cursor)
-			lag := time.Since(t.recordedAt)
-			r.cfg.Metrics.published.Inc()
-			r.cfg.Metrics.lag.Observe(lag.Seconds())
-			if r.cfg.OnConfirmed != nil {
-				r.cfg.OnConfirmed(lag)
+	// retry is due at the start, for what the last leader left marked.
+	retry := true
+	for {
+		if retry {
+			retry = false
+			if err := r.retryParked(publishCtx, sp, cursor); err != nil {
+				if publishCtx.Err() != nil {
+					return nil
+				}
+				return err
 			}
-		},
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, broker.ErrNacked):
-		r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
-	case errors.Is(err, errStoreRead), errors.Is(err, errEncode):
-	default:
-		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
+		}
+		pub, err := sp.get(publishCtx)
+		if err != nil {
+			return err
+		}
+		readUpTo := &readMark{}
+		err = broker.Pipeline(publishCtx, pub, broker.PipelineConfig[tag]{
+			Window:       r.cfg.Window,
+			DrainTimeout: r.cfg.DrainTimeout,
+			Next:         r.tail(cursor, readUpTo),
+			Confirmed:    settle,
+		})
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errRetryDue):
+			retry = true // the messages in flight are confirmed
+			continue
+		case errors.Is(err, broker.ErrRefused), errors.Is(err, broker.ErrNacked):
+			// One message may have caused it: find it among those not
+			// confirmed. The pipeline may have left a publish running on
+			// this publisher: use a new one.
+			if errors.Is(err, broker.ErrNacked) {
+				r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
+			}
+			sp.drop()
+			if err := r.isolate(publishCtx, sp, cursor, readUpTo.get(), settle); err != nil {
+				if publishCtx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			continue
+		case errors.Is(err, errStoreRead):
+		default:
+			r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
+		}
+		return fmt.Errorf("relay: %w", err)
 	}
-	return fmt.Errorf("relay: %w", err)
 }
 
-var (
-	errStoreRead = errors.New("read the store")
-	errEncode    = errors.New("encode an event")
-)
+var errStoreRead = errors.New("read the store")
+
+// readMark is the cursor of the last event the tail handed to the
+// pipeline: isolate looks no further. The tail runs on the pipeline's
+// goroutine, which may outlive a failed pipeline for a moment.
+type readMark struct {
+	mu sync.Mutex
+	c  store.Cursor
+}
+
+func (m *readMark) set(c store.Cursor) {
+	m.mu.Lock()
+	m.c = c
+	m.mu.Unlock()
+}
+
+func (m *readMark) get() store.Cursor {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.c
+}
 
 // tail returns the pipeline's source: the store's events after cursor, in
 // commit order. When the store has nothing new it waits, from MinPoll
 // doubling up to MaxPoll while idle, or until Wake.
-func (r *Relay) tail(cursor store.Cursor) func(context.Context) ([]broker.Outgoing[tag], error) {
+//
+// It records in readUpTo the cursor of the last event it returned, and
+// stops with errRetryDue when parked events are marked for retry.
+func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Context) ([]broker.Outgoing[tag], error) {
 	idle := r.cfg.MinPoll
 	full := false
 	var lastRead time.Time
 	return func(ctx context.Context) ([]broker.Outgoing[tag], error) {
 		for {
+			if err := ctx.Err(); err != nil {
+				return nil, err // the pipeline stopped: no more reads, no more parking
+			}
+			if due, err := r.retryDue(ctx); err != nil {
+				return nil, err
+			} else if due {
+				return nil, errRetryDue
+			}
 			if !full {
 				t := time.NewTimer(idle)
 				select {
@@ -432,20 +520,45 @@ func (r *Relay) tail(cursor store.Cursor) func(context.Context) ([]broker.Outgoi
 			idle = r.cfg.MinPoll
 			out := make([]broker.Outgoing[tag], len(page.Events))
 			for i, env := range page.Events {
-				msg, err := broker.EnvelopeMessage(env)
-				if err != nil {
-					// The store holds JSON it validated: this is a bug, and
-					// skipping the event would lose it. Stop loudly.
-					r.cfg.Metrics.errors.WithLabelValues("encode").Inc()
-					return nil, fmt.Errorf("%w at position %d: %w", errEncode, env.Position, err)
+				if out[i], err = r.outgoing(ctx, env); err != nil {
+					return nil, err
 				}
-				out[i] = broker.Outgoing[tag]{Exchange: r.cfg.Exchange, RoutingKey: env.Type, Message: msg,
-					Tag: tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt}}
 			}
 			cursor = page.Next
+			readUpTo.set(store.CursorOf(page.Events[len(page.Events)-1]))
 			return out, nil
 		}
 	}
+}
+
+// message maps env to the message the relay publishes.
+func (r *Relay) message(env event.Envelope) (broker.Outgoing[tag], error) {
+	msg, err := broker.EnvelopeMessage(env)
+	if err != nil {
+		return broker.Outgoing[tag]{}, err
+	}
+	return broker.Outgoing[tag]{Exchange: r.cfg.Exchange, RoutingKey: env.Type, Message: msg,
+		Tag: tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt}}, nil
+}
+
+// outgoing returns what the relay does with env: publish it, or skip it
+// because it is parked: already, behind an earlier parked event of its
+// stream (which parks it now), or because it cannot be encoded (which parks
+// it now too: a stored event must never stop the relay).
+func (r *Relay) outgoing(ctx context.Context, env event.Envelope) (broker.Outgoing[tag], error) {
+	skip := broker.Outgoing[tag]{Skip: true, Tag: tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt, skipped: true}}
+	if r.parked.has(env.ID) {
+		return skip, nil
+	}
+	if head, ok := r.parked.blocking(env.Subject); ok {
+		return skip, r.parkBehind(ctx, env, head)
+	}
+	o, err := r.message(env)
+	if err != nil {
+		r.cfg.Metrics.errors.WithLabelValues("encode").Inc()
+		return skip, r.parkRefused(ctx, env, ReasonEncode+err.Error())
+	}
+	return o, nil
 }
 
 func (r *Relay) returned(m broker.Returned) {

@@ -30,8 +30,13 @@ type Status struct {
 	// age.
 	HeldBack    int64    `json:"held_back"`
 	OldestTxAge Duration `json:"oldest_tx_age"`
-	// Healthy is false when no relay holds a partition's lease, or the lag
-	// exceeds the threshold given to ReadStatus. Problems says why.
+	// Parked counts the events the relay parked because the broker refuses
+	// them, with the events waiting behind them (G9): see
+	// `eventbus parked list`.
+	Parked int `json:"parked"`
+	// Healthy is false when no relay holds a partition's lease, an event is
+	// parked, or the lag exceeds the threshold given to ReadStatus.
+	// Problems says why.
 	Healthy  bool     `json:"healthy"`
 	Problems []string `json:"problems,omitempty"`
 }
@@ -99,6 +104,14 @@ func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Du
 				st.Lag = max(st.Lag, Duration(now.Sub(page.Events[0].RecordedAt)))
 			}
 		}
+	}
+	parked, err := s.Parked(ctx, relay)
+	if err != nil {
+		return st, fmt.Errorf("relay status: %w", err)
+	}
+	if st.Parked = len(parked); st.Parked > 0 {
+		st.Healthy = false
+		st.Problems = append(st.Problems, fmt.Sprintf("%d parked events: the broker refuses them; see 'eventbus parked list', fix the cause, then 'eventbus parked retry --all'", st.Parked))
 	}
 	if maxLag > 0 && time.Duration(st.Lag) > maxLag {
 		st.Healthy = false

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -281,9 +282,12 @@ func (s *Service) Handler() (http.Handler, error) {
 		return nil, errors.New("service: the HTTP API needs the broker; open the service without StoreOnly")
 	}
 	return httpapi.New(httpapi.Config{
-		Bus:     s.Bus,
-		Reader:  s.Store,
-		Status:  s.Status,
+		Bus:    s.Bus,
+		Reader: s.Store,
+		Status: s.Status,
+		Parked: func(ctx context.Context) ([]relay.Parked, error) {
+			return relay.ListParked(ctx, s.Store, s.relayName)
+		},
 		Metrics: s.Metrics,
 		Tokens:  s.Config.Tokens,
 		Logger:  s.Logger,
@@ -301,6 +305,9 @@ func (s *Service) Handler() (http.Handler, error) {
 			},
 			Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
 				return consume.Requeue(ctx, s.Broker, group, pick)
+			},
+			RetryParked: func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error) {
+				return relay.RequestRetry(ctx, s.Store, s.relayName, ids, all)
 			},
 		},
 	})

@@ -126,6 +126,7 @@ type Store interface {
 	// is returned as the original, flagged Duplicate.
 	Append(ctx context.Context, drafts []event.Draft) ([]Appended, error)
 	Leases
+	Parking
 	// Stats returns figures for status reports and metrics.
 	Stats(ctx context.Context) (Stats, error)
 	// Backlog counts the events committed after c, up to limit.

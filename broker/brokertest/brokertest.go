@@ -59,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"DefaultExchangeRoutesByQueueName", testDefaultExchange},
 		{"PropertiesAndHeadersRoundTrip", testRoundTrip},
 		{"ConfirmsAreAcked", testConfirmsAcked},
+		{"UnencodableMessageIsRefusedAlone", testRefusedAlone},
 		{"MandatoryUnroutableIsReturned", testMandatoryReturn},
 		{"PublishToMissingExchangeIsNotAcked", testPublishMissingExchange},
 		{"QueueKeepsOrder", testFIFO},

@@ -33,6 +33,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
@@ -63,7 +64,16 @@ type Broker struct {
 	// receipts are the unsettled confirmations of delivery-confirmed
 	// publishers.
 	receipts receipts
+
+	// maxMessageSize refuses bodies over it, when positive (see
+	// SetMaxMessageSize).
+	maxMessageSize atomic.Int64
 }
+
+// SetMaxMessageSize makes Publish refuse, with broker.ErrRefused, a message
+// whose body is over n bytes, as RabbitMQ's max_message_size does; n <= 0
+// removes the limit (the default). It takes effect at once.
+func (b *Broker) SetMaxMessageSize(n int) { b.maxMessageSize.Store(int64(n)) }
 
 var _ broker.Broker = (*Broker)(nil)
 

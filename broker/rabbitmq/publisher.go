@@ -28,6 +28,7 @@ type publisher struct {
 	pending  []*confirmation
 	wake     chan struct{} // cap 1: pending grew
 	finished bool          // the watcher has stopped
+	closeErr *amqp.Error   // why the channel closed, when the server said
 }
 
 // confirmation is the broker's verdict on one message. It settles when
@@ -150,6 +151,9 @@ func (p *publisher) watch(closes chan *amqp.Error, returns chan amqp.Return, onR
 			if ok {
 				if err != nil {
 					p.b.log.Debug("rabbitmq: publisher channel closed", "err", p.b.scrub(err).Error())
+					p.mu.Lock()
+					p.closeErr = err
+					p.mu.Unlock()
 				}
 				continue // amqp091 closes closes next
 			}
@@ -209,9 +213,15 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 		return nil, fmt.Errorf("rabbitmq: publish: %w", broker.ErrClosed)
 	default:
 	}
+	// amqp091 shuts the whole connection down on a short string it cannot
+	// encode, and every publisher and consumer on it with it: refuse such a
+	// message here, alone.
+	if err := broker.CheckMessage(exchange, routingKey, m); err != nil {
+		return nil, fmt.Errorf("rabbitmq: publish message %.64q: %w", m.MessageID, err)
+	}
 	headers, err := toTable(m.Headers)
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: publish message %q: %w", m.MessageID, err)
+		return nil, fmt.Errorf("rabbitmq: publish message %q: %w: %w", m.MessageID, broker.ErrRefused, err)
 	}
 	msg := amqp.Publishing{
 		Headers:       headers,
@@ -256,6 +266,30 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 // Done is closed when the publisher's channel has closed and its
 // confirmations have settled.
 func (p *publisher) Done() <-chan struct{} { return p.done }
+
+// Err says why the publisher stopped, once Done is closed (see
+// broker.ErrSource). A channel the server closed with PRECONDITION_FAILED
+// was closed on one message (over max_message_size, say): that error wraps
+// broker.ErrRefused. Anything else, a lost connection above all, wraps
+// broker.ErrClosed only.
+func (p *publisher) Err() error {
+	select {
+	case <-p.done:
+	default:
+		return nil
+	}
+	p.mu.Lock()
+	cause := p.closeErr
+	p.mu.Unlock()
+	switch {
+	case cause == nil:
+		return fmt.Errorf("rabbitmq: publisher: %w", broker.ErrClosed)
+	case cause.Server && cause.Code == amqp.PreconditionFailed:
+		return fmt.Errorf("rabbitmq: the broker closed the channel on a message it refuses: %w: %w: %w",
+			broker.ErrRefused, broker.ErrClosed, p.b.scrub(cause))
+	}
+	return fmt.Errorf("rabbitmq: publisher: %w: %w", broker.ErrClosed, p.b.scrub(cause))
+}
 
 // Close closes the channel. Confirmations still pending settle as not
 // acked.

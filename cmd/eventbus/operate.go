@@ -40,7 +40,8 @@ func (a *app) statusCmd() *cobra.Command {
 		Long: `status reads the relay's state from the store: which relay leads, its
 checkpoint, the backlog of events not yet confirmed by the broker, how far
 behind it is, and whether an old open transaction holds readers back. It
-exits 1 when no relay holds the lease or the lag exceeds --max-lag, so that
+exits 1 when no relay holds the lease, an event is parked ('eventbus parked
+list'), or the lag exceeds --max-lag, so that
 scripts and probes can use it.`,
 		Example: `  eventbus status
   eventbus status --json --max-lag 30s
@@ -94,6 +95,7 @@ func printStatus(w io.Writer, st relay.Status) {
 	fmt.Fprintf(tw, "lag\t%s\n", time.Duration(st.Lag).Round(time.Millisecond))
 	fmt.Fprintf(tw, "events stored\t%d\n", st.Events)
 	fmt.Fprintf(tw, "held back\t%d events, by a transaction open for %s\n", st.HeldBack, time.Duration(st.OldestTxAge).Round(time.Millisecond))
+	fmt.Fprintf(tw, "parked\t%d events\n", st.Parked)
 	for _, p := range st.Problems {
 		fmt.Fprintf(tw, "problem\t%s\n", p)
 	}

@@ -98,6 +98,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		a.replayCmd(),
 		a.statusCmd(),
 		a.dlqCmd(),
+		a.parkedCmd(),
 		a.benchCmd(),
 		a.versionCmd(),
 	)

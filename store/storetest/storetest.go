@@ -62,6 +62,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"InvalidDraftsStoreNothing", testInvalidDrafts[TTx]},
 		{"Leases", testLeases[TTx]},
 		{"Inbox", testInbox[TTx]},
+		{"Parked", testParked[TTx]},
 		{"StatsAndBacklog", testStatsAndBacklog[TTx]},
 		{"LargePositions", testLargePositions[TTx]},
 		{"MigrateIsIdempotent", testMigrateIsIdempotent[TTx]},

@@ -1,0 +1,171 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/memory"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
+	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/sqlite"
+)
+
+// nackingBroker is the in-process broker with a fault: its publishers nack
+// the messages that nack selects (RabbitMQ nacks on internal errors, for
+// instance when a queue cannot take a message), and confirm the rest.
+type nackingBroker struct {
+	*memory.Broker
+	mu   sync.Mutex
+	nack func(broker.Message) bool
+}
+
+func (b *nackingBroker) setNack(f func(broker.Message) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nack = f
+}
+
+func (b *nackingBroker) NewPublisher(ctx context.Context, opts broker.PublisherOptions) (broker.Publisher, error) {
+	p, err := b.Broker.NewPublisher(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &nackingPublisher{Publisher: p, b: b}, nil
+}
+
+type nackingPublisher struct {
+	broker.Publisher
+	b *nackingBroker
+}
+
+type nacked struct{}
+
+var settled = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (nacked) Done() <-chan struct{} { return settled }
+func (nacked) Acked() bool           { return false }
+
+func (p *nackingPublisher) Publish(ctx context.Context, exchange, key string, m broker.Message) (broker.Confirmation, error) {
+	p.b.mu.Lock()
+	nack := p.b.nack != nil && p.b.nack(m)
+	p.b.mu.Unlock()
+	if nack {
+		return nacked{}, nil
+	}
+	return p.Publisher.Publish(ctx, exchange, key, m)
+}
+
+// TestParksAnEventNackedAgainAndAgain: an event the broker nacks every time,
+// while it confirms the others, is parked after ParkAfterNacks tries, and
+// the rest flow. A broker that nacks everything is failing as a whole: that
+// is retried with backoff, and nothing is parked.
+func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mem := memory.New()
+	t.Cleanup(func() { _ = mem.Close() })
+	b := &nackingBroker{Broker: mem}
+	const exchange = "edupulse.events"
+	if err := mem.DeclareExchange(ctx, exchange); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
+		t.Fatal(err)
+	}
+	add := func(subject string) event.Envelope {
+		t.Helper()
+		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
+			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(`{}`)}
+		res, err := s.Append(ctx, []event.Draft{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Envelope
+	}
+
+	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	go func() {
+		for d := range sub.Deliveries() {
+			mu.Lock()
+			delivered[d.MessageID] = true
+			mu.Unlock()
+			_ = d.Ack()
+		}
+	}()
+	arrived := func(ids ...uuid.UUID) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			if !delivered[id.String()] {
+				return false
+			}
+		}
+		return true
+	}
+
+	// First the whole broker nacks: nothing may be parked.
+	b.setNack(func(broker.Message) bool { return true })
+	a := add("a")
+	bad := add("bad")
+	c := add("c")
+	metrics := relay.NewMetrics()
+	r, err := relay.New(s, b, relay.Config{Exchange: exchange, ParkAfterNacks: 3, MinBackoff: time.Millisecond,
+		MaxBackoff: 20 * time.Millisecond, Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay.Run: %v", err)
+		}
+	})
+	waitUntil(t, 10*time.Second, func() bool { return metrics.Errors("nack") >= 10 })
+	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
+		t.Fatalf("with every message nacked, parked = %s (%v); want nothing parked", describeParked(p), err)
+	}
+
+	// Now only one event is nacked: it parks, the others flow.
+	b.setNack(func(m broker.Message) bool { return m.MessageID == bad.ID.String() })
+	parked := waitParked(t, s, "the nacked event", func(p []store.ParkedEvent) bool { return len(p) == 1 })
+	if p := parked[0]; p.EventID != bad.ID || !strings.HasPrefix(p.Reason, relay.ReasonNacked) || p.Attempts != 1 {
+		t.Fatalf("parked %s; want the nacked event, with reason %q...", describeParked(parked), relay.ReasonNacked)
+	}
+	waitUntil(t, 10*time.Second, func() bool { return arrived(a.ID, c.ID) })
+
+	// A later event of its stream parks behind it; other streams flow.
+	behind := add("bad")
+	d := add("d")
+	waitUntil(t, 10*time.Second, func() bool { return arrived(d.ID) })
+	waitParked(t, s, "the later event behind the nacked one", func(p []store.ParkedEvent) bool {
+		return len(p) == 2 && p[1].EventID == behind.ID && strings.HasPrefix(p[1].Reason, relay.ReasonBehind+bad.ID.String())
+	})
+	if arrived(bad.ID) || arrived(behind.ID) {
+		t.Fatal("a parked event reached the queue")
+	}
+}
