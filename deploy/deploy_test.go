@@ -38,14 +38,6 @@ const (
 	dashboardFile = "grafana/eventbus.json"
 )
 
-// notYetRegistered are metrics the files name before the service registers
-// them: they are being built in parallel with these files (DESIGN, parked
-// events). The lead removes each entry once the metric lands; the test
-// says so when it finds one registered.
-var notYetRegistered = map[string]bool{
-	"eventbus_relay_parked_events": true, // parked events (issue 12); remove once parking lands
-}
-
 // rulesFile is the part of a Prometheus rules file the test checks.
 type rulesFile struct {
 	Groups []struct {
@@ -262,23 +254,12 @@ func TestAlertsAndDashboardNameRegisteredMetrics(t *testing.T) {
 			used[m] = append(used[m], "panel "+name)
 		}
 	}
-	for m := range notYetRegistered {
-		if used[m] == nil {
-			t.Errorf("%s is allowed to be missing but nothing uses it: drop it from notYetRegistered", m)
-		}
-	}
-
 	families := registeredMetrics(t, func(families map[string]*dto.MetricFamily) bool {
 		return len(missing(used, families)) == 0
 	})
 	for _, m := range missing(used, families) {
 		slices.Sort(used[m])
 		t.Errorf("%s is not a metric the service registers; used by %s", m, strings.Join(used[m], ", "))
-	}
-	for m := range notYetRegistered {
-		if families[m] != nil {
-			t.Logf("NOTE: %s is registered now: remove it from notYetRegistered in deploy/deploy_test.go", m)
-		}
 	}
 	build := families["eventbus_build_info"]
 	if build == nil || len(build.GetMetric()) != 1 || build.GetMetric()[0].GetGauge().GetValue() != 1 {
@@ -291,7 +272,7 @@ func TestAlertsAndDashboardNameRegisteredMetrics(t *testing.T) {
 func missing(used map[string][]string, families map[string]*dto.MetricFamily) []string {
 	var out []string
 	for m := range used {
-		if families[m] != nil || notYetRegistered[m] {
+		if families[m] != nil {
 			continue
 		}
 		found := false
