@@ -69,6 +69,7 @@ type result struct {
 	seconds        float64
 	p50, p99       time.Duration
 	hasLatency     bool
+	delivers       bool
 	cpu            cpuDelta
 	err            error
 }
@@ -155,7 +156,7 @@ func scenarioNames() []string {
 // consumer to catch up, measures, waits for the consumer again, and removes
 // everything it created.
 func runPoint(ctx context.Context, o options, sc scenario, callers int, runID string) (res result) {
-	res = result{scenario: sc.name, what: sc.what, callers: callers}
+	res = result{scenario: sc.name, what: sc.what, callers: callers, delivers: sc.delivers}
 	suffix := runID + "_" + strings.ReplaceAll(sc.name, "-", "_") + fmt.Sprintf("_%d", callers)
 	p := point{callers: callers, amqpURL: o.AMQPURL, schema: "peers_" + suffix,
 		exchange: "eventbus.peers." + strings.ReplaceAll(suffix, "_", ".")}
