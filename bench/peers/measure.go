@@ -12,10 +12,10 @@ import (
 )
 
 // cpuTimes is a snapshot of CPU time spent so far by the bench process, by
-// PostgreSQL's processes, by RabbitMQ's, and by the whole machine.
+// each of PostgreSQL's and RabbitMQ's processes (per process, so that a
+// delta counts only what each did in between), and by the whole machine.
 type cpuTimes struct {
-	bench, postgres, rabbit, machineBusy time.Duration
-	// per process, so that a delta counts only what each did in between
+	bench, machineBusy         time.Duration
 	postgresProcs, rabbitProcs map[int]time.Duration
 }
 
