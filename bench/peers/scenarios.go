@@ -67,13 +67,25 @@ func scenarios() []scenario {
 // seq numbers the events of a run: the streams and the scores come from it.
 var seq atomic.Int64
 
-// quizSubmitted returns the event every scenario records: the same
-// quiz.submitted data, which each design wraps in its own envelope.
-func quizSubmitted() edupulse.QuizSubmitted {
-	return edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(seq.Add(1) % 100)}
+// streams is how many streams (subjects) the bus's events are spread over,
+// as in `eventbus bench`: quiz-0 … quiz-9999.
+const streams = 10000
+
+// quizSubmitted returns the event every scenario records, the same
+// quiz.submitted data that each design wraps in its own envelope, and its
+// number in the run.
+func quizSubmitted() (edupulse.QuizSubmitted, int64) {
+	n := seq.Add(1)
+	return edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(n % 100)}, n
 }
 
-func payloadJSON() ([]byte, error) { return json.Marshal(quizSubmitted()) }
+// stream names the stream of event n.
+func stream(n int64) string { return "quiz-" + strconv.FormatInt(n%streams, 10) }
+
+func payloadJSON() ([]byte, error) {
+	q, _ := quizSubmitted()
+	return json.Marshal(q)
+}
 
 // openPool opens a pool of n connections to the point's schema.
 func openPool(ctx context.Context, dbURL string, n int) (*pgxpool.Pool, error) {
@@ -317,16 +329,21 @@ func setupBus(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 		}
 		rel.Store(r)
 		runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		var wg sync.WaitGroup
-		var runErr error
-		wg.Go(func() { runErr = r.Run(runCtx) })
-		closeAll := func(context.Context) error {
+		runErr := make(chan error, 1)
+		go func() { runErr <- r.Run(runCtx) }()
+		closeAll := func(ctx context.Context) error {
 			stop()
-			wg.Wait() // the relay bounds its own stop (DrainTimeout)
-			return errors.Join(runErr, b.Close(), st.Close())
+			var err error
+			select {
+			case err = <-runErr:
+			case <-ctx.Done():
+				err = fmt.Errorf("the relay did not stop: %w", ctx.Err())
+			}
+			return errors.Join(err, b.Close(), st.Close())
 		}
 		dispatch := func(ctx context.Context, tx pgx.Tx) error {
-			_, err := bus.Dispatch(ctx, tx, quizSubmitted(), eventbus.Subject("quiz-"+strconv.FormatInt(seq.Load()%10000, 10)))
+			q, n := quizSubmitted()
+			_, err := bus.Dispatch(ctx, tx, q, eventbus.Subject(stream(n)))
 			return err
 		}
 		call := func(ctx context.Context) error { return dispatch(ctx, nil) }
@@ -367,14 +384,14 @@ func setupCeilingCommit(ctx context.Context, p point) (*instance, error) {
 		return nil, fmt.Errorf("create the ceiling table: %w", err)
 	}
 	call := func(ctx context.Context) error {
-		data, err := payloadJSON()
+		q, n := quizSubmitted()
+		data, err := json.Marshal(q)
 		if err != nil {
 			return err
 		}
-		n := seq.Load()
 		_, err = pool.Exec(ctx, `INSERT INTO ceiling_rows (event_id, type, source, subject, stream_version, occurred_at, correlation_id, data)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			uuid.New(), edupulse.TypeQuizSubmitted, "eventbus-peers", "quiz-"+strconv.FormatInt(n%10000, 10), n/10000+1,
+			uuid.New(), edupulse.TypeQuizSubmitted, "eventbus-peers", stream(n), n/streams+1,
 			time.Now(), uuid.New(), string(data))
 		return err
 	}
