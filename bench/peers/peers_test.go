@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	testDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	testAMQPURL     = "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+// needServers skips the test when the local servers are not there, unless
+// EVENTBUS_REQUIRE_SERVICES=1 (as CI sets) makes that a failure.
+func needServers(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	if conn, err := pgx.Connect(ctx, testDatabaseURL); err != nil {
+		errs = append(errs, err)
+	} else {
+		conn.Close(ctx)
+	}
+	if conn, err := dialAMQP(ctx, testAMQPURL, "peers-test"); err != nil {
+		errs = append(errs, err)
+	} else {
+		_ = conn.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		if os.Getenv("EVENTBUS_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("the local PostgreSQL and RabbitMQ are required: %v", err)
+		}
+		t.Skipf("the local PostgreSQL and RabbitMQ are not reachable: %v", err)
+	}
+}
+
+// TestEveryScenarioDeliversAllItsEvents runs each scenario briefly with 1
+// and 2 callers and checks that the consumer received every event that was
+// dispatched: correctness of the comparison, not speed.
+func TestEveryScenarioDeliversAllItsEvents(t *testing.T) {
+	needServers(t)
+	o := options{Duration: time.Second, Warmup: 200 * time.Millisecond, Drain: time.Minute,
+		Callers: []int{1, 2}, DatabaseURL: testDatabaseURL, AMQPURL: testAMQPURL}
+	results := runAll(t.Context(), o)
+	seen := map[string]bool{}
+	for _, r := range results {
+		seen[r.scenario] = true
+		if r.err != nil {
+			t.Errorf("%s, %d callers: %v", r.scenario, r.callers, r.err)
+			continue
+		}
+		if r.events == 0 {
+			t.Errorf("%s, %d callers: no event was dispatched", r.scenario, r.callers)
+		}
+		if r.delivers && r.received < r.events {
+			t.Errorf("%s, %d callers: the consumer received %d of %d events", r.scenario, r.callers, r.received, r.events)
+		}
+		if r.seconds <= 0 {
+			t.Errorf("%s, %d callers: measured over %v s", r.scenario, r.callers, r.seconds)
+		}
+	}
+	for _, name := range scenarioNames() {
+		if !seen[name] {
+			t.Errorf("scenario %s did not run", name)
+		}
+	}
+	report := markdown(o, machine{cores: 2}, time.Now(), results)
+	for _, want := range []string{"| bus-in-tx | 1 |", "| watermill | 2 |", "bus-in-tx / first-version"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+// TestReadCPUFindsTheLocalServers checks that the CPU meter finds the
+// PostgreSQL and RabbitMQ processes of the local servers.
+func TestReadCPUFindsTheLocalServers(t *testing.T) {
+	needServers(t)
+	c := readCPU()
+	if len(c.postgresProcs) == 0 {
+		t.Error("no postgres process found in /proc")
+	}
+	if len(c.rabbitProcs) == 0 {
+		t.Error("no beam.smp process found in /proc")
+	}
+	if c.bench <= 0 || c.machineBusy <= 0 {
+		t.Errorf("bench CPU %v, machine busy %v: want both positive", c.bench, c.machineBusy)
+	}
+}
+
+func TestFlagsAreChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{"--callers", "1,x"},
+		{"--callers", "0"},
+		{"--duration", "0s"},
+		{"--scenarios", "kafka"},
+		{"extra"},
+	} {
+		var out, errOut strings.Builder
+		if err := run(args, &out, &errOut); err == nil {
+			t.Errorf("run(%q) succeeded, want an error", args)
+		}
+	}
+}
+
+func TestLatencyQuantiles(t *testing.T) {
+	l := &latencies{}
+	var part []time.Duration
+	for i := 100; i >= 1; i-- {
+		part = append(part, time.Duration(i)*time.Millisecond)
+	}
+	l.add(part)
+	if got := l.quantile(0.5); got != 50*time.Millisecond {
+		t.Errorf("p50 = %v, want 50ms", got)
+	}
+	if got := l.quantile(0.99); got != 99*time.Millisecond {
+		t.Errorf("p99 = %v, want 99ms", got)
+	}
+	if got := (&latencies{}).quantile(0.5); got != 0 {
+		t.Errorf("p50 of nothing = %v, want 0", got)
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// machine describes where a run took place.
+type machine struct {
+	cores              int
+	postgres, rabbitmq string
+	modules            []string // path@version of the peers and clients
+}
+
+func describeMachine(ctx context.Context, o options) machine {
+	m := machine{cores: runtime.NumCPU()}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(ctx, o.DatabaseURL); err == nil {
+		_ = conn.QueryRow(ctx, "SHOW server_version").Scan(&m.postgres)
+		conn.Close(ctx)
+	}
+	if conn, err := dialAMQP(ctx, o.AMQPURL, "peers-version"); err == nil {
+		if v, ok := conn.Properties["version"].(string); ok {
+			m.rabbitmq = v
+		}
+		_ = conn.Close()
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "github.com/ThreeDotsLabs/watermill", "github.com/ThreeDotsLabs/watermill-sql/v4",
+				"github.com/ThreeDotsLabs/watermill-amqp/v3", "github.com/jackc/pgx/v5", "github.com/rabbitmq/amqp091-go":
+				m.modules = append(m.modules, d.Path+" "+d.Version)
+			case "github.com/edupulse/eventbus":
+				m.modules = append(m.modules, d.Path+" (this checkout)")
+			}
+		}
+	}
+	return m
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// markdown renders the header, the table and the ratios.
+func markdown(o options, m machine, started time.Time, results []result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Peer comparison, one run (`cd bench/peers && go run .`), %s UTC\n\n", started.Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "- machine: %d cores (nproc), %s/%s, %s\n", m.cores, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(&b, "- servers: PostgreSQL %s, RabbitMQ %s\n", orUnknown(m.postgres), orUnknown(m.rabbitmq))
+	fmt.Fprintf(&b, "- modules: %s\n", strings.Join(m.modules, ", "))
+	fmt.Fprintf(&b, "- each point: %v warm-up, then %v measured; events/s counts the events the consumer received, from the first call to the last receipt; "+
+		"latency is the caller's call (commit or confirm included); CPU is per event over the measured interval, from /proc: "+
+		"this process (callers, relay or forwarder, consumer), all postgres processes, beam.smp, and the rest of the machine\n\n", o.Warmup, o.Duration)
+
+	b.WriteString("| scenario | callers | events/s | dispatch p50 | dispatch p99 | bench µs/event | PostgreSQL µs/event | RabbitMQ µs/event | total µs/event | other processes µs/event | status |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range results {
+		status := "ok"
+		if extra := r.received - r.events; r.err == nil && extra > 0 && r.delivers {
+			// At-least-once designs may deliver an event twice.
+			status = fmt.Sprintf("ok, %d received twice", extra)
+		}
+		if r.err != nil {
+			status = "FAILED: " + strings.ReplaceAll(r.err.Error(), "|", "/")
+		}
+		p50, p99 := "—", "—"
+		if r.hasLatency && r.events > 0 {
+			p50, p99 = ms(r.p50), ms(r.p99)
+		}
+		total := r.cpu.bench + r.cpu.postgres + r.cpu.rabbit
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s |\n",
+			r.scenario, r.callers, group(r.perSecond()), p50, p99,
+			r.perEvent(r.cpu.bench), r.perEvent(r.cpu.postgres), r.perEvent(r.cpu.rabbit), r.perEvent(total), r.perEvent(r.cpu.other), status)
+	}
+
+	b.WriteString("\nRatios of events/s (the issue's targets: ≥ 1.5× the first version at 1 and 16 callers; ≥ 5× Watermill at 16, ≥ 1.5× at 1):\n\n")
+	b.WriteString("| callers | bus-in-tx / first-version | bus-in-tx / watermill |\n|---:|---:|---:|\n")
+	for _, n := range o.Callers {
+		bus, ok := find(results, BusInTx, n)
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s |\n", n, ratio(bus, results, FirstVersion, n), ratio(bus, results, Watermill, n))
+	}
+
+	b.WriteString("\nScenarios:\n\n")
+	for _, sc := range chosen(o.Scenarios) {
+		fmt.Fprintf(&b, "- `%s`: %s\n", sc.name, sc.what)
+	}
+	return b.String()
+}
+
+func find(results []result, name string, callers int) (result, bool) {
+	for _, r := range results {
+		if r.scenario == name && r.callers == callers {
+			return r, r.err == nil && r.perSecond() > 0
+		}
+	}
+	return result{}, false
+}
+
+func ratio(bus result, results []result, peer string, callers int) string {
+	p, ok := find(results, peer, callers)
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", bus.perSecond()/p.perSecond())
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// group writes n rounded, with thousands separated by commas.
+func group(n float64) string {
+	s := fmt.Sprintf("%.0f", n)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
