@@ -118,11 +118,17 @@ func CheckSource(source string) error {
 	case len(source) > MaxShortString:
 		return fieldError("source", ErrTooLong, "is %d bytes long; the limit is %d (the source is the AMQP app_id, a short string)", len(source), MaxShortString)
 	}
-	if why := uriReferenceProblem(source); why != "" {
+	why, authority := uriReferenceProblem(source)
+	if why != "" {
 		return fieldError("source", ErrNotURIReference, "%s is not a URI-reference (RFC 3986): %s", Quote(source), why)
 	}
-	if simplePath(source) {
-		return nil // the common case ("quiz-service", "/svc"): net/url agrees
+	if source == "#" {
+		return fieldError("source", ErrNotURIReference, "%s names no resource; CloudEvents needs a non-empty source", Quote(source))
+	}
+	if !authority {
+		// Without an authority net/url takes every URI-reference, and the
+		// only one it reads back empty is "#": no need to ask it.
+		return nil
 	}
 	u, err := url.Parse(source)
 	if err != nil {
@@ -238,28 +244,14 @@ func Quote(s string) string {
 	return fmt.Sprintf("%q…", s[:cut])
 }
 
-// simplePath reports whether s is a relative reference made only of
-// unreserved characters and slashes, not starting with "//": such a path
-// means the same to RFC 3986 and to net/url, which need not be asked.
-func simplePath(s string) bool {
-	if strings.HasPrefix(s, "//") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isUnreserved(s[i]) && s[i] != '/' {
-			return false
-		}
-	}
-	return true
-}
-
 // uriReferenceProblem says why s is not a URI-reference of RFC 3986
-// (section 4.1), or returns "" when it is one. It reads s once, byte by byte.
+// (section 4.1), or returns "" when it is one, and whether it has an
+// authority ("//host"). It reads s once, byte by byte.
 //
 //	URI-reference = URI / relative-ref
 //	URI           = scheme ":" hier-part [ "?" query ] [ "#" fragment ]
 //	relative-ref  = relative-part [ "?" query ] [ "#" fragment ]
-func uriReferenceProblem(s string) string {
+func uriReferenceProblem(s string) (why string, authority bool) {
 	rest := s
 	// A scheme is letters first, then letters, digits, '+', '-', '.', up to
 	// the first ':' that comes before any '/', '?' or '#'. Without one, the
@@ -268,14 +260,14 @@ func uriReferenceProblem(s string) string {
 		c := rest[i]
 		if c == ':' {
 			if i == 0 {
-				return "it starts with ':'"
+				return "it starts with ':'", false
 			}
 			if !isAlpha(rest[0]) {
-				return "the part before the first ':' is neither a scheme (a letter, then letters, digits, '+', '-', '.') nor a path segment (put \"./\" before it)"
+				return "the part before the first ':' is neither a scheme (a letter, then letters, digits, '+', '-', '.') nor a path segment (put \"./\" before it)", false
 			}
 			for j := 1; j < i; j++ {
 				if !isAlpha(rest[j]) && !isDigit(rest[j]) && rest[j] != '+' && rest[j] != '-' && rest[j] != '.' {
-					return "the part before the first ':' is neither a scheme (a letter, then letters, digits, '+', '-', '.') nor a path segment (put \"./\" before it)"
+					return "the part before the first ':' is neither a scheme (a letter, then letters, digits, '+', '-', '.') nor a path segment (put \"./\" before it)", false
 				}
 			}
 			rest = rest[i+1:]
@@ -288,13 +280,13 @@ func uriReferenceProblem(s string) string {
 	// Fragment and query come last: cut them off and check them.
 	if i := strings.IndexByte(rest, '#'); i >= 0 {
 		if why := checkChars(rest[i+1:], "/?", "the fragment"); why != "" {
-			return why
+			return why, false
 		}
 		rest = rest[:i]
 	}
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
 		if why := checkChars(rest[i+1:], "/?", "the query"); why != "" {
-			return why
+			return why, false
 		}
 		rest = rest[:i]
 	}
@@ -306,11 +298,11 @@ func uriReferenceProblem(s string) string {
 			auth, path = auth[:i], auth[i:]
 		}
 		if why := checkAuthority(auth); why != "" {
-			return why
+			return why, true
 		}
-		return checkChars(path, "/", "the path")
+		return checkChars(path, "/", "the path"), true
 	}
-	return checkChars(rest, "/", "the path")
+	return checkChars(rest, "/", "the path"), false
 }
 
 // checkAuthority checks authority = [ userinfo "@" ] host [ ":" port ].

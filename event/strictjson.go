@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -24,7 +25,7 @@ func CheckData(data []byte) error {
 // "\ud800" (which decoders would replace with U+FFFD), whose objects hold no
 // key twice (decoders disagree on which one wins), and which nests arrays
 // and objects at most maxDepth levels deep (0: no limit). It reads b once,
-// and allocates nothing for an object of up to 16 keys whose keys have no
+// and allocates nothing for objects of up to 16 keys whose keys have no
 // escapes. Errors are *FieldError whose Field is the JSON path of the fault,
 // such as "events[1].data.x"; "" is the value as a whole.
 func CheckJSON(b []byte, maxDepth int) error {
@@ -35,14 +36,25 @@ func CheckJSON(b []byte, maxDepth int) error {
 // names only the first depthLevels levels of its path (-1: all), so that it
 // names the field rather than a path hundreds of levels long.
 func checkJSON(b []byte, root string, maxDepth, depthLevels int) error {
-	s := scanner{b: b, root: root, maxDepth: maxDepth, depthLevels: depthLevels}
-	s.frames = s.frameBuf[:0]
-	s.keys = s.keyBuf[:0]
-	if err := s.run(); err != nil {
-		return err
+	s := scanners.Get().(*scanner)
+	s.b, s.i, s.root, s.maxDepth, s.depthLevels = b, 0, root, maxDepth, depthLevels
+	err := s.run()
+	// Keep no reference to b, nor stacks grown by one odd input.
+	clear(s.frames[:cap(s.frames)])
+	clear(s.keys[:cap(s.keys)])
+	if cap(s.frames) > 64 || cap(s.keys) > 256 {
+		s.frames, s.keys = make([]frame, 0, 8), make([][]byte, 0, 32)
 	}
-	return nil
+	s.b, s.frames, s.keys = nil, s.frames[:0], s.keys[:0]
+	scanners.Put(s)
+	return err
 }
+
+// scanners keeps scanners and their stacks between checks: a check then
+// allocates nothing for the common event.
+var scanners = sync.Pool{New: func() any {
+	return &scanner{frames: make([]frame, 0, 8), keys: make([][]byte, 0, 32)}
+}}
 
 // smallObject is how many keys an object may have before duplicates are
 // found with a map rather than by comparing with each key.
@@ -56,8 +68,6 @@ type scanner struct {
 	depthLevels int
 	frames      []frame
 	keys        [][]byte // the keys of the open objects, innermost last
-	frameBuf    [8]frame
-	keyBuf      [32][]byte
 }
 
 // frame is an open array or object.
