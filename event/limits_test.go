@@ -261,7 +261,6 @@ func manyKeys(n int, dup bool) string {
 	return sb.String()
 }
 
-
 func TestCheckDraftNamesEachField(t *testing.T) {
 	good := event.Draft{Type: "quiz.submitted", Source: "/quiz", Subject: "quiz-1", OccurredAt: time.Now(),
 		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Data: json.RawMessage(`{"a":1}`)}
