@@ -179,7 +179,10 @@ func strictProblem(err error, batch bool) *Problem {
 		}
 	}
 	if errors.Is(err, event.ErrTooDeep) {
-		field = "data" // nothing else in an event nests
+		// Name the event's field, not a path hundreds of levels long.
+		if i := strings.IndexAny(field, ".["); i > 0 {
+			field = field[:i]
+		}
 	}
 	return inEvent(fieldProblem(field, fe.Reason), index)
 }

@@ -52,6 +52,7 @@ func TestInputLimitsAnswer400NamingTheField(t *testing.T) {
 		{"duplicate envelope key in a batch", `{"events":[` + event("") + `,` + event("") + `,{"subject":"a","subject":"b","type":"t","data":1}]}`, "subject", 2},
 		{"lone surrogate in a batch", `{"events":[{"type":"note.added","data":"\udc00"},` + event("") + `]}`, "data", 0},
 		{"data too deep in a batch", `{"events":[` + event("") + `,{"type":"t","data":` + strings.Repeat("[", 513) + strings.Repeat("]", 513) + `}]}`, "data", 1},
+		{"deep subject in a batch", `{"events":[` + event("") + `,{"type":"t","data":1,"subject":` + strings.Repeat("[", 513) + strings.Repeat("]", 513) + `}]}`, "subject", 1},
 		{"source of 256 bytes in a batch", `{"events":[` + event("") + `,` + event(`"source":`+str(long(256))+`,`) + `]}`, "source", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
