@@ -453,7 +453,8 @@ func checkChars(s, extra, part string) string {
 		c := s[i]
 		switch {
 		case isUnreserved(c) || isSubDelim(c) || c == ':' || c == '@':
-			if (part == "the host" || part == "the user information" && c == '@') && (c == ':' || c == '@') {
+			// A host holds neither (they delimit it), user information no '@'.
+			if part == "the host" && (c == ':' || c == '@') || part == "the user information" && c == '@' {
 				return fmt.Sprintf("%s holds %q", part, c)
 			}
 		case c == '%':
