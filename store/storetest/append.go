@@ -313,11 +313,13 @@ func testTxCommit[TTx any](t *testing.T, h Harness[TTx]) {
 func testUnknownTypeBytes[TTx any](t *testing.T, h Harness[TTx]) {
 	s := h.open(t)
 	// Shapes a normalising store would rewrite: key order, whitespace,
-	// duplicate keys, escapes, number spellings, big numbers, deep nesting.
+	// escaped keys, escapes, number spellings, big numbers, deep nesting.
+	// (Duplicate keys are refused before they reach a store: the input
+	// limits, testInvalidDrafts.)
 	payloads := []string{
 		`{"z":1,"a":2}`,
 		"{ \"spaced\" : [ 1 , 2 ,\n 3 ] ,\t\"tab\":true }",
-		`{"dup":1,"dup":2}`,
+		`{"k":1,"\u006b\u0032":2}`,
 		`{"escaped":"\u00e9\u0000\ud83d\ude00","html":"<a>&</a>","slash":"\/"}`,
 		`{"num":1.0,"exp":1E+2,"neg":-0,"big":123456789012345678901234567890}`,
 		`{"nested":{"b":[{"y":null,"x":{}}],"a":[]}}`,
