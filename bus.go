@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -42,6 +43,12 @@ var (
 	ErrTxConflict       = store.ErrTxConflict
 	ErrUnavailable      = store.ErrUnavailable
 )
+
+// FieldError is the error of an input limit: it names the field at fault
+// ("source", "data.answers[2]") and the rule broken (see event.FieldError).
+// Dispatch, DispatchBatch and Append return it, wrapped, for a draft that
+// breaks one; test for it with errors.As.
+type FieldError = event.FieldError
 
 // DefaultExchange is the topic exchange the relay publishes events to, and
 // consumers bind to, unless configured otherwise (EVENTBUS_EXCHANGE).
@@ -81,8 +88,10 @@ type config struct {
 // passed to Dispatch always describe themselves.
 func WithRegistry(r *event.Registry) Option { return func(c *config) { c.registry = r } }
 
-// WithSource sets the default source of dispatched events. It defaults to
-// the program's name.
+// WithSource sets the default source of dispatched events: a URI-reference
+// (RFC 3986) of at most 255 bytes, such as "/quiz-service" (see
+// event.CheckSource; a source that breaks it fails every Dispatch that uses
+// it). It defaults to the program's name.
 func WithSource(source string) Option { return func(c *config) { c.source = source } }
 
 // WithMaxDataBytes sets the largest event data accepted, in bytes.
@@ -103,7 +112,7 @@ func OnCommit(fn func()) Option { return func(c *config) { c.onCommit = fn } }
 
 // New returns a bus that records events in s.
 func New[TTx any](s store.TxStore[TTx], opts ...Option) *Bus[TTx] {
-	c := config{source: filepath.Base(os.Args[0]), maxData: DefaultMaxDataBytes, now: time.Now}
+	c := config{source: programSource(), maxData: DefaultMaxDataBytes, now: time.Now}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -176,6 +185,10 @@ func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
 // The event gets a UUIDv7 ID, the current time, the correlation and
 // causation of the event being handled in ctx (see event.WithCause), and the
 // trace context of the span in ctx, unless options say otherwise.
+//
+// An event that breaks an input limit (DESIGN "Input limits": its type,
+// source, subject or data) is not stored; the error wraps ErrInvalid and a
+// *FieldError that names the field.
 func (b *Bus[TTx]) Dispatch(ctx context.Context, tx TTx, p event.Payload, opts ...DispatchOption) (event.Envelope, error) {
 	d, err := NewDraft(p, opts...)
 	if err != nil {
@@ -241,10 +254,10 @@ func (b *Bus[TTx]) Prepare(ctx context.Context, drafts []event.Draft) error {
 }
 
 // prepare fills the defaults of drafts and checks their types and data.
-// What every stored event needs (store.CheckDrafts) the store checks when
-// it appends: checking it here too would cost the hot path a second pass
-// over the data. checked says the data was encoded from payloads that
-// checked themselves.
+// What every stored event needs (store.CheckDrafts), the input limits
+// among it (event.CheckDraft), the store checks when it appends: checking
+// it here too would cost the hot path a second pass over the data. checked
+// says the data was encoded from payloads that checked themselves.
 func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bool) error {
 	now := b.now()
 	corr, hasCorr := event.CorrelationIDFrom(ctx)
@@ -302,6 +315,20 @@ func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bo
 		}
 	}
 	return nil
+}
+
+// programSource is the default source: the program's name, escaped as a
+// URI path segment if need be, or "eventbus" if even that breaks the
+// source's limits.
+func programSource() string {
+	name := filepath.Base(os.Args[0])
+	if event.CheckSource(name) == nil {
+		return name
+	}
+	if escaped := url.PathEscape(name); event.CheckSource(escaped) == nil {
+		return escaped
+	}
+	return "eventbus"
 }
 
 // isNil reports whether a transaction value is nil: a nil interface such

@@ -297,24 +297,3 @@ func payloadFields(t reflect.Type) []payloadField {
 	}
 	return fields
 }
-
-// CheckTypeName enforces the shape of event type names: words of letters,
-// digits, '_' or '-', joined by dots. Dots matter: the type is the routing
-// key, and topic patterns match on its dot-separated words, so '*' and '#'
-// cannot appear in it.
-func CheckTypeName(name string) error {
-	if name == "" || len(name) > 255 {
-		return fmt.Errorf("%w: type name must be 1 to 255 characters", ErrInvalid)
-	}
-	for _, word := range strings.Split(name, ".") {
-		if word == "" {
-			return fmt.Errorf("%w: type %q has an empty word", ErrInvalid, name)
-		}
-		for _, c := range word {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-				return fmt.Errorf("%w: type %q may hold only letters, digits, '_', '-' and '.'", ErrInvalid, name)
-			}
-		}
-	}
-	return nil
-}

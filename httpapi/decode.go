@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -49,6 +50,17 @@ func decodeEvents(body []byte) (drafts []event.Draft, batch bool, p *Problem) {
 	var w wireEvent
 	if p := decodeObject(body, &w, -1); p != nil {
 		return nil, false, p
+	}
+	// encoding/json keeps the last of two equal keys, and turns a lone
+	// surrogate escape into U+FFFD: the input limits refuse both, in the
+	// envelope and in the data. Data sits one level down in an event, three
+	// in a batch ({"events": [{"data": ...}]}).
+	depth := event.MaxDataDepth + 1
+	if w.Events != nil {
+		depth = event.MaxDataDepth + 3
+	}
+	if err := event.CheckJSON(body, depth); err != nil {
+		return nil, w.Events != nil, strictProblem(err, w.Events != nil)
 	}
 	if w.Events == nil {
 		d, p := w.draft(-1)
@@ -149,21 +161,74 @@ func jsonProblem(err error) *Problem {
 	return newProblem(400, ProblemMalformedRequest, fmt.Sprintf("the body is not valid JSON: %v", err))
 }
 
+// strictProblem is the problem for a body that breaks the strict JSON
+// rules: it names the event (in a batch) and the field, such as
+// "data.answers[2]".
+func strictProblem(err error, batch bool) *Problem {
+	var fe *event.FieldError
+	if !errors.As(err, &fe) || errors.Is(err, event.ErrNotJSON) {
+		// encoding/json read the body already: this cannot happen.
+		return newProblem(400, ProblemMalformedRequest, "the body is not valid JSON: "+err.Error())
+	}
+	field, index := fe.Field, -1
+	if rest, ok := strings.CutPrefix(field, "events["); batch && ok {
+		if n, after, ok := strings.Cut(rest, "]"); ok {
+			if i, err := strconv.Atoi(n); err == nil {
+				field, index = strings.TrimPrefix(after, "."), i
+			}
+		}
+	}
+	if errors.Is(err, event.ErrTooDeep) {
+		// Name the event's field, not a path hundreds of levels long.
+		if i := strings.IndexAny(field, ".["); i > 0 {
+			field = field[:i]
+		}
+	}
+	return inEvent(fieldProblem(field, fe.Reason), index)
+}
+
+// fieldProblem is the 400 for an event whose field breaks an input limit.
+func fieldProblem(field, reason string) *Problem {
+	subject := field
+	if subject == "" {
+		subject = "the body"
+	}
+	return newProblem(400, ProblemInvalidEvent, subject+" "+reason).atField(field)
+}
+
 // draft checks the envelope fields and returns the draft. The bus fills
-// what is left out. index is the event's place in a batch, or -1.
+// what is left out. index is the event's place in a batch, or -1. The input
+// limits are the event package's: the library checks the same.
 func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 	fail := func(field, format string, args ...any) (event.Draft, *Problem) {
 		return event.Draft{}, inEvent(newProblem(400, ProblemInvalidEvent, fmt.Sprintf(format, args...)).atField(field), index)
 	}
-	d := event.Draft{Type: w.Type, Subject: w.Subject, Source: w.Source, Data: w.Data, ExpectedVersion: w.ExpectedVersion}
-	if w.Type == "" {
-		return fail("type", `type is required, for example "quiz.submitted"`)
+	failLimit := func(err error) (event.Draft, *Problem) {
+		var fe *event.FieldError
+		if !errors.As(err, &fe) {
+			return fail("", "%v", err)
+		}
+		return event.Draft{}, inEvent(fieldProblem(fe.Field, fe.Reason), index)
 	}
+	d := event.Draft{Type: w.Type, Subject: w.Subject, Source: w.Source, Data: w.Data, ExpectedVersion: w.ExpectedVersion}
 	if err := event.CheckTypeName(w.Type); err != nil {
-		return fail("type", "type %s is not a valid event type: words of letters, digits, '_' or '-', joined by dots", clip(w.Type))
+		return failLimit(err)
 	}
 	if len(w.Data) == 0 || string(w.Data) == "null" {
 		return fail("data", "data is required: the event's payload, as JSON")
+	}
+	if w.Source != "" {
+		if err := event.CheckSource(w.Source); err != nil {
+			return failLimit(err)
+		}
+	}
+	if err := event.CheckSubject(w.Subject); err != nil {
+		return failLimit(err)
+	}
+	for _, f := range []struct{ name, value string }{{"correlation_id", w.CorrelationID}, {"causation_id", w.CausationID}} {
+		if err := event.CheckShortText(f.name, f.value); err != nil {
+			return failLimit(err)
+		}
 	}
 	var p *Problem
 	parseID := func(field, s string) uuid.UUID {
@@ -186,12 +251,6 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 		return event.Draft{}, p
 	}
 	switch {
-	case len(w.Subject) > store.MaxSubjectLen:
-		return fail("subject", "subject is %d bytes long; the limit is %d", len(w.Subject), store.MaxSubjectLen)
-	case strings.ContainsRune(w.Subject, 0):
-		return fail("subject", "subject must not contain NUL characters")
-	case strings.ContainsRune(w.Source, 0):
-		return fail("source", "source must not contain NUL characters")
 	case w.ExpectedVersion != nil && w.Subject == "":
 		return fail("expected_version", "expected_version needs a subject: it is the version that stream must be at")
 	case w.ExpectedVersion != nil && *w.ExpectedVersion < 0:
@@ -202,14 +261,4 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 
 // clip quotes s for an error message, cut short if it is long: details echo
 // what the client sent, never a megabyte of it.
-func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%q…", s[:cut])
-}
+func clip(s string) string { return event.Quote(s) }

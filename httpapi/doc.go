@@ -44,6 +44,16 @@
 // misspelt expected_version cannot silently skip the version check. The W3C
 // traceparent and tracestate headers become the events' trace context.
 //
+// The input limits of the event package apply, the same as in the library
+// (DESIGN "Input limits"): type 1 to 255 bytes of letters, digits, '_', '-'
+// and dots; source a URI-reference (RFC 3986) of at most 255 bytes;
+// correlation_id and causation_id at most 255 bytes without control
+// characters (and UUIDs); subject at most 512 bytes, not only white space.
+// The body must be strict JSON: no object holds a key twice, and no string
+// holds a lone surrogate escape such as "\ud800", anywhere in the envelope
+// or the data. A violation is a 400 whose field names the place, such as
+// "source" or "data.answers[2]" (and event, in a batch); nothing is stored.
+//
 // A single event is answered with its stored CloudEvent
 // (application/cloudevents+json) and a Location header; a batch with
 // {"events": [...]} in the order sent. The status is 201 when at least one

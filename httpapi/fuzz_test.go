@@ -13,9 +13,10 @@ import (
 )
 
 // FuzzDecodeEvents feeds the POST /v1/events decoder arbitrary bodies. It
-// must not panic; it refuses with a 400 *Problem; and what it accepts, the
-// store accepts once the bus has filled its defaults, with every event's
-// data a verbatim piece of the body.
+// must not panic; it refuses with a 400 *Problem; and what it accepts is
+// strict JSON (no repeated key, no lone surrogate, anywhere in the body)
+// within the input limits, which the store accepts once the bus has filled
+// its defaults, with every event's data a verbatim piece of the body.
 //
 //	go test -fuzz FuzzDecodeEvents ./httpapi/
 func FuzzDecodeEvents(f *testing.F) {
@@ -32,6 +33,15 @@ func FuzzDecodeEvents(f *testing.F) {
 		`{"type":"a","data":{},"id":"00000000-0000-0000-0000-000000000000"}`, `{"type":"a","data":{},"Type":"b"}`,
 		`{"type":"a","data":{},"extra":1}`, `{"type":"a","data":{}} x`, `{"type":"a","data":{"x":"\ud800"}}`,
 		"{\"type\":\"a\",\"data\":\"\xff\"}", ``, ` `, `[]`, `null`, `"x"`, `{`, `{"type":`, `{"data":{"a":[[[[[[]]]]]]},"type":"t"}`,
+		// The input limits.
+		`{"type":"a","type":"b","data":{}}`, `{"type":"a","data":{"x":1,"x":2}}`, `{"type":"a","data":{"x":1,"\u0078":2}}`,
+		`{"type":"a","data":{},"subject":"\ud800"}`, `{"type":"a","data":{},"subject":"\ud83d\ude00"}`, `{"type":"a","data":["\udc00"]}`,
+		`{"type":"a","data":{},"source":"` + strings.Repeat("s", 256) + `"}`, `{"type":"a","data":{},"source":"` + strings.Repeat("s", 255) + `"}`,
+		`{"type":"` + strings.Repeat("t", 256) + `","data":{}}`, `{"type":"a","data":{},"source":"%zz"}`, `{"type":"a","data":{},"source":"a\tb"}`,
+		`{"type":"a","data":{},"source":"http://[::1"}`, `{"type":"a","data":{},"source":"a\r\nb"}`, `{"type":"a","data":{},"source":"urn:edupulse:quiz"}`,
+		`{"type":"a","data":{},"source":"https://x.example/a?b#c"}`, `{"type":"a","data":{},"subject":" "}`,
+		`{"type":"a","data":{},"correlation_id":"` + strings.Repeat("c", 256) + `"}`, `{"events":[{"type":"a","data":1},{"type":"a","data":{"k":1,"k":2}}]}`,
+		`{"events":[{"type":"a","data":1}],"events":[]}`, `{"type":"a","data":` + strings.Repeat("[", 513) + strings.Repeat("]", 513) + `}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -48,6 +58,9 @@ func FuzzDecodeEvents(f *testing.F) {
 		}
 		if len(drafts) == 0 || (!batch && len(drafts) != 1) {
 			t.Fatalf("%d drafts, batch %v", len(drafts), batch)
+		}
+		if err := event.CheckJSON(body, 0); err != nil {
+			t.Fatalf("decoder accepted a body that is not strict JSON: %v", err)
 		}
 		for i := range drafts {
 			d := &drafts[i]

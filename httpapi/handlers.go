@@ -307,8 +307,13 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	info := infoFrom(r.Context())
 	var verr *event.ValidationError
+	var ferr *event.FieldError
 	var p *Problem
 	switch {
+	case errors.As(err, &ferr):
+		// An input limit, found by the bus in what it filled in (the
+		// server's default source, say): the decoder checked the rest.
+		p = fieldProblem(ferr.Field, ferr.Reason)
 	case errors.Is(err, store.ErrVersionConflict):
 		p = newProblem(http.StatusConflict, ProblemVersionConflict,
 			fromSentinel(err, store.ErrVersionConflict)+"; read the stream, then retry with its current version as expected_version")

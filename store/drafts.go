@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -15,19 +14,20 @@ import (
 const MaxBatch = 10000
 
 // MaxSubjectLen is the longest stream name, in bytes.
-const MaxSubjectLen = 512
+const MaxSubjectLen = event.MaxSubjectLen
 
-// MaxDataDepth is how deeply event data may nest arrays and objects. The
-// envelope adds a level on the way to consumers, and JSON decoders stop at
-// some depth (Go's at 10,000, Jackson's at 1,000 by default): deeper data
-// would be stored, then dead-lettered as malformed by every consumer.
-const MaxDataDepth = 512
+// MaxDataDepth is how deeply event data may nest arrays and objects (see
+// event.MaxDataDepth).
+const MaxDataDepth = event.MaxDataDepth
 
 // CheckDrafts reports the first reason why drafts cannot be appended as they
-// are: every draft needs an ID, a well-formed type, a source, a time, a
-// correlation ID and JSON data, and IDs must differ within a batch. The bus
-// fills these before it appends; stores call CheckDrafts so that a direct
-// caller gets the same clear error. Errors wrap event.ErrInvalid.
+// are: every draft needs an ID, a source, a time, a correlation ID, and
+// IDs must differ within a batch; and every draft must keep the input
+// limits (event.CheckDraft: its type, source, subject and data), so that
+// whatever is stored can be published. The bus fills the first before it
+// appends; stores call CheckDrafts so that a direct caller gets the same
+// clear error. Errors wrap event.ErrInvalid; a broken input limit is an
+// *event.FieldError.
 func CheckDrafts(drafts []event.Draft) error {
 	if len(drafts) == 0 {
 		return fmt.Errorf("%w: no events to append", event.ErrInvalid)
@@ -50,22 +50,12 @@ func CheckDrafts(drafts []event.Draft) error {
 			return fail("occurred_at is required")
 		case d.CorrelationID == uuid.Nil:
 			return fail("correlation_id is required")
-		case len(d.Subject) > MaxSubjectLen:
-			return fail("subject is longer than %d bytes", MaxSubjectLen)
-		case !validText(d.Subject) || !validText(d.Source) || !validText(d.TraceParent) || !validText(d.TraceState):
-			return fail("text attributes must be valid UTF-8 without NUL characters")
 		case d.ExpectedVersion != nil && d.Subject == "":
 			return fail("expected_version needs a subject")
 		case d.ExpectedVersion != nil && *d.ExpectedVersion < 0:
 			return fail("expected_version must not be negative")
-		case len(d.Data) == 0 || string(d.Data) == "null":
-			return fail("data is required")
-		case !utf8.Valid(d.Data) || !json.Valid(d.Data):
-			return fail("data is not valid JSON")
-		case jsonDepth(d.Data) > MaxDataDepth:
-			return fail("data nests arrays and objects more than %d levels deep", MaxDataDepth)
 		}
-		if err := event.CheckTypeName(d.Type); err != nil {
+		if err := event.CheckDraft(d); err != nil {
 			return fmt.Errorf("event %d (%s): %w", i, d.ID, err)
 		}
 		if _, dup := seen[d.ID]; dup {
@@ -90,33 +80,6 @@ func CheckFilter(f Filter) error {
 		}
 	}
 	return nil
-}
-
-// jsonDepth returns how deeply valid JSON nests arrays and objects.
-func jsonDepth(data []byte) int {
-	depth, deepest := 0, 0
-	inString, escaped := false, false
-	for _, c := range data {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			switch c {
-			case '\\':
-				escaped = true
-			case '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return deepest
 }
 
 // validText reports whether s can be stored as text: valid UTF-8, and no NUL,

@@ -338,6 +338,8 @@ func TestPublishRefusalsSayWhatToDo(t *testing.T) {
 		{[]string{"publish", "no.such.type", "{}"}, `"no.such.type" is not an event type this build knows; use one of badge.awarded, lesson.published, quiz.submitted`},
 		{[]string{"publish", "quiz.submitted", `{"quiz_id":"x"}`}, `field "quiz_id" must be a UUID; fix the data`},
 		{[]string{"publish", "quiz.submitted", quizJSON(1), "--subject", "s", "--expected-version", "3"}, `stream "s" is at version 0, expected 3; read the stream`},
+		{[]string{"publish", "quiz.submitted", strings.TrimSuffix(quizJSON(1), "}") + `,"score_raw":2}`}, `data.score_raw appears twice in the same object`},
+		{[]string{"publish", "quiz.submitted", strings.TrimSuffix(quizJSON(1), "}") + `,"note":"\ud800"}`}, `data.note holds the lone surrogate escape \ud800`},
 	} {
 		r := runCLI(t, dir, nil, tc.args...)
 		if r.code != 1 || !strings.HasPrefix(r.stderr, "eventbus: nothing stored: ") || !strings.Contains(r.stderr, tc.want) {

@@ -355,6 +355,47 @@ func badInputs() []badInput {
 			},
 		},
 		{
+			// DESIGN "Input limits": what the broker or the CloudEvents SDKs
+			// would refuse, or what decoders read differently, is refused
+			// before it is stored.
+			name: "input limits",
+			http: []httpCase{
+				post(`{"type":"quiz.submitted","source":"/`+strings.Repeat("s", 255)+`","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","source":"%zz","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","source":"quiz\tservice","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","source":"http://[::1","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","source":"/quiz\r\nX-Evil: 1","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"`+strings.Repeat("q", 256)+`","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","correlation_id":"`+strings.Repeat("c", 256)+`","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","subject":"learner-\ud800","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","subject":" ","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.exploded","type":"quiz.submitted","data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","data":`+strings.TrimSuffix(valid, "}")+`,"score_raw":99}}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"type":"quiz.submitted","data":`+strings.TrimSuffix(valid, "}")+`,"note":"\udc00"}}`, 400, httpapi.ProblemInvalidEvent),
+				post(`{"events":[{"type":"quiz.submitted","data":`+valid+`},{"type":"quiz.submitted","data":`+strings.TrimSuffix(valid, "}")+`,"x":{"y":1,"y":2}}}]}`, 400, httpapi.ProblemInvalidEvent),
+			},
+			lib: []libCase{
+				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Source = "/" + strings.Repeat("s", 255) }), event.ErrTooLong},
+				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Source = "%zz" }), event.ErrNotURIReference},
+				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Source = "quiz\tservice" }), event.ErrNotURIReference},
+				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Source = "http://[::1" }), event.ErrNotURIReference},
+				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Source = "/quiz\r\nX-Evil: 1" }), event.ErrNotURIReference},
+				{dispatchRaw(strings.Repeat("q", 256), valid), event.ErrTooLong},
+				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Subject = " \t" }), event.ErrEmpty},
+				{dispatchRaw(quiz, strings.TrimSuffix(valid, "}")+`,"score_raw":99}`), event.ErrDuplicateKey},
+				{dispatchRaw(quiz, strings.TrimSuffix(valid, "}")+`,"note":"\ud800"}`), event.ErrLoneSurrogate},
+				{inTx(quiz, strings.TrimSuffix(valid, "}")+`,"x":[{"y":1,"y":2}]}`), event.ErrDuplicateKey},
+				{func(ctx context.Context, l *library) error {
+					_, err := l.bus.Dispatch(ctx, nil, edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New()}, eventbus.Source("/"+strings.Repeat("s", 255)))
+					var fe *eventbus.FieldError
+					if errors.As(err, &fe) && fe.Field != "source" {
+						return fmt.Errorf("the error names %q, not source: %w", fe.Field, err)
+					}
+					return err
+				}, event.ErrTooLong},
+			},
+		},
+		{
 			name: "wrong field types",
 			http: []httpCase{
 				post(`{"type":5,"data":`+valid+`}`, 400, httpapi.ProblemInvalidEvent),
