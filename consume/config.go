@@ -71,7 +71,9 @@ type Config struct {
 	// quorum queues do (x-delivery-count).
 	MaxDeliveries int
 	// HandlerTimeout, when set, bounds each handler call; a call that
-	// outlives it fails (and is retried).
+	// outlives it fails (and is retried), even if it ignores its context:
+	// the consumer abandons it (Stats.Abandoned) and goes on, and its inbox
+	// transaction rolls back, so it cannot commit later.
 	HandlerTimeout time.Duration
 	// ShutdownTimeout bounds how long Run takes to return once its context
 	// ends, even when a handler ignores its context or the broker stops
