@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -32,6 +33,9 @@ const (
 	EnvExchange    = "EVENTBUS_EXCHANGE"
 	EnvHTTPAddr    = "EVENTBUS_HTTP_ADDR"
 	EnvAPITokens   = "EVENTBUS_API_TOKENS"
+
+	EnvRequestTimeout  = "EVENTBUS_REQUEST_TIMEOUT"
+	EnvShutdownTimeout = "EVENTBUS_SHUTDOWN_TIMEOUT"
 )
 
 // Defaults.
@@ -39,6 +43,12 @@ const (
 	DefaultDataDir  = "./eventbus-data"
 	DefaultExchange = eventbus.DefaultExchange
 	DefaultHTTPAddr = "127.0.0.1:8080"
+
+	// DefaultRequestTimeout bounds each HTTP request's store and broker
+	// calls (DESIGN "Bounded answers").
+	DefaultRequestTimeout = 5 * time.Second
+	// DefaultShutdownTimeout bounds a process's stop after SIGTERM.
+	DefaultShutdownTimeout = 15 * time.Second
 )
 
 // ErrInvalid reports a configuration value that cannot be used. Messages
@@ -62,6 +72,14 @@ type Config struct {
 	HTTPAddr string
 	// Tokens are the HTTP API's tokens. Empty: auth is off.
 	Tokens []httpapi.Token
+
+	// RequestTimeout bounds every HTTP request: when the store or the
+	// broker has not answered by then, the client gets a 503 with
+	// Retry-After.
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds a process's stop after SIGTERM or Ctrl-C,
+	// even when the store, the broker or a handler does not answer.
+	ShutdownTimeout time.Duration
 }
 
 // Embedded reports whether the store is the embedded SQLite store.
@@ -88,6 +106,9 @@ const (
 	FlagExchange    = "exchange"
 	FlagHTTPAddr    = "http-addr"
 	FlagAPITokens   = "api-tokens"
+
+	FlagRequestTimeout  = "request-timeout"
+	FlagShutdownTimeout = "shutdown-timeout"
 )
 
 // AddFlags defines the configuration's flags on fs (for example a cobra
@@ -99,6 +120,8 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagExchange, DefaultExchange, "topic exchange events are published to ("+EnvExchange+")")
 	fs.String(FlagHTTPAddr, DefaultHTTPAddr, "host:port the HTTP API listens on; port 0 picks a free one ("+EnvHTTPAddr+")")
 	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
+	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
+	fs.String(FlagShutdownTimeout, DefaultShutdownTimeout.String(), "how long the process may take to stop after SIGTERM or Ctrl-C ("+EnvShutdownTimeout+")")
 	return &Flags{fs: fs}
 }
 
@@ -142,7 +165,31 @@ func Load(lookupEnv func(string) (string, bool), flags *Flags) (Config, error) {
 	if c.Tokens, err = httpapi.ParseTokens(get(EnvAPITokens, FlagAPITokens, "")); err != nil {
 		return Config{}, fmt.Errorf("%w: %s (or --%s): %w", ErrInvalid, EnvAPITokens, FlagAPITokens, err)
 	}
+	if c.RequestTimeout, err = parseTimeout(EnvRequestTimeout, FlagRequestTimeout, get(EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String())); err != nil {
+		return Config{}, err
+	}
+	if c.ShutdownTimeout, err = parseTimeout(EnvShutdownTimeout, FlagShutdownTimeout, get(EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String())); err != nil {
+		return Config{}, err
+	}
 	return c, nil
+}
+
+// maxTimeout bounds the timeouts: past an hour, a "timeout" is a hang.
+const maxTimeout = time.Hour
+
+// parseTimeout reads a timeout setting: a Go duration such as 5s or 1m30s.
+func parseTimeout(env, flag, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(v, 64); nerr == nil {
+			return 0, fmt.Errorf("%w: %s (or --%s) %q needs a unit, for example %ss", ErrInvalid, env, flag, v, v)
+		}
+		return 0, fmt.Errorf("%w: %s (or --%s) %q is not a duration; write it as 5s, 500ms or 1m30s", ErrInvalid, env, flag, v)
+	}
+	if d <= 0 || d > maxTimeout {
+		return 0, fmt.Errorf("%w: %s (or --%s) %s must be above 0 and at most %s", ErrInvalid, env, flag, v, maxTimeout)
+	}
+	return d, nil
 }
 
 func checkDatabaseURL(raw string) error {

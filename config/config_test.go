@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
@@ -196,5 +197,45 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 	embedded, _ := config.Load(env{}.lookup, nil)
 	if s := embedded.String(); s != "database=sqlite:./eventbus-data broker=in-process exchange=edupulse.events http_addr=127.0.0.1:8080 auth=off" {
 		t.Fatalf("String() = %q", s)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	c, err := config.Load(env{}.lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RequestTimeout != 5*time.Second || c.ShutdownTimeout != 15*time.Second {
+		t.Fatalf("default timeouts: request %s, shutdown %s; want 5s and 15s", c.RequestTimeout, c.ShutdownTimeout)
+	}
+	e := env{config.EnvRequestTimeout: "1500ms", config.EnvShutdownTimeout: "1m"}
+	if c, err = config.Load(e.lookup, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.RequestTimeout != 1500*time.Millisecond || c.ShutdownTimeout != time.Minute {
+		t.Fatalf("timeouts from the environment: %s, %s", c.RequestTimeout, c.ShutdownTimeout)
+	}
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	flags := config.AddFlags(fs)
+	if err := fs.Parse([]string{"--request-timeout=2s", "--shutdown-timeout", "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = config.Load(e.lookup, flags); err != nil {
+		t.Fatal(err)
+	}
+	if c.RequestTimeout != 2*time.Second || c.ShutdownTimeout != 3*time.Second {
+		t.Fatalf("flags do not override the environment: %s, %s", c.RequestTimeout, c.ShutdownTimeout)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{config.EnvRequestTimeout, "5", "needs a unit"},
+		{config.EnvRequestTimeout, "soon", "not a duration"},
+		{config.EnvShutdownTimeout, "0s", "above 0"},
+		{config.EnvShutdownTimeout, "-1s", "above 0"},
+		{config.EnvRequestTimeout, "2h", "at most"},
+	} {
+		_, err := config.Load(env{tc.name: tc.value}.lookup, nil)
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.name) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: %v; want ErrInvalid naming %s and saying %q", tc.name, tc.value, err, tc.name, tc.want)
+		}
 	}
 }

@@ -25,7 +25,7 @@ const (
 	DefaultInitialBackoff  = time.Second
 	DefaultMaxBackoff      = time.Minute
 	DefaultMultiplier      = 3.0
-	DefaultShutdownTimeout = 30 * time.Second
+	DefaultShutdownTimeout = 15 * time.Second
 	// DefaultSettleTimeout bounds how long a worker waits for the broker to
 	// confirm a retry or dead-letter copy.
 	DefaultSettleTimeout = 30 * time.Second
@@ -71,11 +71,16 @@ type Config struct {
 	// quorum queues do (x-delivery-count).
 	MaxDeliveries int
 	// HandlerTimeout, when set, bounds each handler call; a call that
-	// outlives it fails (and is retried).
+	// outlives it fails (and is retried), even if it ignores its context:
+	// the consumer abandons it (Stats.Abandoned) and goes on, and its inbox
+	// transaction rolls back, so it cannot commit later.
 	HandlerTimeout time.Duration
-	// ShutdownTimeout is how long Run waits, once its context ends, for
-	// handlers in flight to finish before it cancels their contexts;
-	// DefaultShutdownTimeout if zero.
+	// ShutdownTimeout bounds how long Run takes to return once its context
+	// ends, even when a handler ignores its context or the broker stops
+	// answering: it waits for the handlers in flight for most of it, then
+	// cancels their contexts and abandons those that still run (their
+	// deliveries stay unacknowledged, so the broker delivers them again);
+	// DefaultShutdownTimeout (15 s, as EVENTBUS_SHUTDOWN_TIMEOUT) if zero.
 	ShutdownTimeout time.Duration
 
 	// Inbox, when set, suppresses duplicates: see NewInbox. OnTx routes need

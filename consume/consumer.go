@@ -154,8 +154,9 @@ type workers struct {
 
 // Run subscribes to the group's queue and handles its events until ctx ends,
 // then shuts down gracefully: it stops taking messages, lets the handlers in
-// flight finish (for up to ShutdownTimeout, then cancels their contexts),
-// and returns nil. Messages it received and did not handle go back to the
+// flight finish (for most of ShutdownTimeout, then cancels their contexts
+// and abandons those that ignore it), and returns nil within
+// ShutdownTimeout. Messages it received and did not handle go back to the
 // queue.
 //
 // When the subscription ends (the connection failed, the broker restarted),
@@ -234,24 +235,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	close(w.stop)
+	// The shutdown ends within ShutdownTimeout: the handlers get most of
+	// it, then their contexts end (a handler that ignores its context is
+	// abandoned, see handle), and the rest closes the subscription, which
+	// a broker that does not answer could hold up.
+	deadline := time.Now().Add(c.cfg.ShutdownTimeout)
+	grace := min(c.cfg.ShutdownTimeout/5, 2*time.Second)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	timer := time.NewTimer(c.cfg.ShutdownTimeout)
-	select {
-	case <-done:
-	case <-timer.C:
-		c.log.Warn("consume: handlers still running after the shutdown timeout; cancelling them",
+	if !waitUntil(done, deadline.Add(-grace)) {
+		c.log.Warn("consume: handlers still running near the shutdown timeout; cancelling them",
 			"timeout", c.cfg.ShutdownTimeout, "in_flight", c.stats.inFlight.Load())
 		cancelHandlers()
-		<-done
+		if !waitUntil(done, deadline.Add(-grace/2)) {
+			c.log.Error("consume: workers did not stop after their handlers were cancelled; leaving them", "in_flight", c.stats.inFlight.Load())
+		}
 	}
-	timer.Stop()
-	if sub != nil {
-		sess.ended.Store(true)
-		_ = sub.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		if sub != nil {
+			sess.ended.Store(true)
+			_ = sub.Close()
+		}
+		c.pub.close()
+	}()
+	if !waitUntil(closed, deadline) {
+		c.log.Error("consume: the subscription did not close within the shutdown timeout (is the broker answering?); stopping without it",
+			"timeout", c.cfg.ShutdownTimeout)
 	}
-	c.pub.close()
 	return nil
+}
+
+// waitUntil waits for done to close, until deadline; it reports whether
+// done closed.
+func waitUntil(done <-chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 var consumerTags atomic.Int64

@@ -35,7 +35,9 @@
 // # Failures
 //
 // A handler that returns an error, panics or outlives HandlerTimeout fails
-// the attempt. The runtime publishes a copy of the message, with header
+// the attempt. One that outlives it by ignoring its context is abandoned:
+// the worker goes on, and the handler's inbox transaction rolls back when
+// its context ends, so that nothing of it commits later. The runtime publishes a copy of the message, with header
 // x-eventbus-attempt set to the failed attempt, to retry queue
 // G.retry.<attempt>, waits for the broker's confirm, and acks the original.
 // The retry queue holds the copy for the backoff delay (its message TTL),

@@ -20,17 +20,24 @@ type Stats struct {
 	DeadLettered int64 // messages sent to the dead-letter queue
 	Resubscribes int64 // subscriptions opened again after one ended
 	InFlight     int64 // handler calls running now
+	// Abandoned counts handler calls that did not return when their
+	// context ended (HandlerTimeout, or the shutdown timeout): the
+	// consumer went on without them. Each is a goroutine that may still
+	// run: a handler that ignores its context.
+	Abandoned int64
 }
 
 type counters struct {
 	handled, duplicates, unrouted, failed, retried, deadLettered, resubscribes, inFlight atomic.Int64
+
+	abandoned atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Handled: c.handled.Load(), Duplicates: c.duplicates.Load(), Unrouted: c.unrouted.Load(),
 		Failed: c.failed.Load(), Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(),
-		Resubscribes: c.resubscribes.Load(), InFlight: c.inFlight.Load(),
+		Resubscribes: c.resubscribes.Load(), InFlight: c.inFlight.Load(), Abandoned: c.abandoned.Load(),
 	}
 }
 

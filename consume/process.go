@@ -140,8 +140,52 @@ func (c *Consumer) handle(ctx context.Context, r *route, call func(context.Conte
 		c.metrics.inFlight.Dec()
 		c.stats.inFlight.Add(-1)
 	}()
-	defer c.recoverInto(&err, env)
 
+	// The handler runs on a goroutine of its own, so that one that ignores
+	// its context cannot hold its worker, nor the consumer's shutdown: when
+	// ctx ends (HandlerTimeout; or the shutdown timeout, which cancels the
+	// handlers), the worker stops waiting. The delivery then counts as
+	// failed (and is retried), or, at shutdown, stays unacknowledged (and
+	// is delivered again). The goroutine is abandoned to finish on its own.
+	//
+	// An abandoned handler cannot commit an inbox record afterwards: its
+	// inbox transaction ends with ctx. On PostgreSQL the store closes the
+	// connection when ctx ends, so the server rolls the transaction back
+	// and frees the inbox row for the retry; on SQLite database/sql rolls
+	// back a transaction whose context ends. The handler's effect and the
+	// inbox record commit together, before ctx ended, or not at all: if a
+	// commit wins that race, the retry finds the record and skips the
+	// handler, so the event still takes effect once.
+	type outcome struct {
+		duplicate bool
+		err       error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() { done <- o }()
+		defer c.recoverInto(&o.err, env)
+		o.duplicate, o.err = c.runHandler(ctx, r, call, env)
+	}()
+	select {
+	case o := <-done:
+		return o.duplicate, o.err
+	case <-ctx.Done():
+	}
+	select {
+	case o := <-done: // it returned as ctx ended
+		return o.duplicate, o.err
+	default:
+	}
+	c.stats.abandoned.Add(1)
+	c.log.Warn("consume: handler did not return when its context ended; abandoned, it may still be running (does it ignore its context?)",
+		"type", env.Type, "event_id", env.ID, "attempt", attempt, "cause", context.Cause(ctx))
+	return false, fmt.Errorf("consume: handler of event %s abandoned: it did not return when its context ended: %w", env.ID, context.Cause(ctx))
+}
+
+// runHandler runs the route's handler for env, in the inbox when there is
+// one.
+func (c *Consumer) runHandler(ctx context.Context, r *route, call func(context.Context, any, []Middleware) error, env event.Envelope) (duplicate bool, err error) {
 	// A panic is recovered inside the inbox transaction too, so that it
 	// rolls back as any failure does.
 	run := func(ctx context.Context, tx any) (err error) {
@@ -192,10 +236,13 @@ func (c *Consumer) ack(d broker.Delivery) {
 	}
 }
 
-// settleContext bounds a copy's publish and confirm. Shutdown does not cut
-// it short: the message is handled, and only the copy keeps it.
+// settleContext bounds a copy's publish and confirm. ctx is the worker's,
+// which ends only when the shutdown timeout has passed: the shutdown waits
+// for a copy until then, and no longer, so that a silent broker cannot hold
+// the process. A message whose copy was cut short stays unacknowledged and
+// is delivered again.
 func (c *Consumer) settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), DefaultSettleTimeout)
+	return context.WithTimeout(ctx, DefaultSettleTimeout)
 }
 
 // retry sends a copy of d to the retry queue of attempt n, from which the

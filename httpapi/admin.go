@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/consume"
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/replay"
 )
@@ -134,7 +135,12 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 		a.log.DebugContext(r.Context(), "httpapi: cannot lift the write deadline for a replay", "err", err)
 	}
 	if req.dryRun {
-		total, sample, err := replay.Plan(r.Context(), a.reader, req.opts.Filter, drySample)
+		var total int64
+		var sample []event.Envelope
+		err := withinTimeout(r.Context(), a.requestTimeout, func(ctx context.Context) (err error) {
+			total, sample, err = replay.Plan(ctx, a.reader, req.opts.Filter, drySample)
+			return err
+		})
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -160,7 +166,7 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 		}
 		req.opts.Target.Exchange = a.admin.Exchange
 	}
-	res, err := a.admin.Replay(r.Context(), req.opts)
+	res, err := a.replayBounded(r.Context(), req.opts)
 	if err != nil {
 		if res.Published > 0 && r.Context().Err() == nil {
 			infoFrom(r.Context()).err = err

@@ -75,6 +75,13 @@ type Config struct {
 	MaxBodyBytes int64
 	// RetryAfter is the Retry-After of 503 answers (DefaultRetryAfter when 0).
 	RetryAfter time.Duration
+	// RequestTimeout bounds every request, from its body read to the start
+	// of its answer (DefaultRequestTimeout when 0): a request whose store
+	// or broker calls do not finish in time gets a 503 with Retry-After.
+	// POST /v1/replay is bounded by its progress instead: it answers 503
+	// when no event is confirmed for RequestTimeout. /readyz answers within
+	// the lesser of ReadyTimeout and RequestTimeout.
+	RequestTimeout time.Duration
 	// Logger receives the access log and the errors behind 5xx answers.
 	// When nil, nothing is logged.
 	Logger *slog.Logger
@@ -96,6 +103,9 @@ type api struct {
 	admin        Admin
 	metrics      *metrics
 	mux          *http.ServeMux
+
+	// requestTimeout bounds each request; see Config.RequestTimeout.
+	requestTimeout time.Duration
 }
 
 // New returns the HTTP API's handler.
@@ -103,8 +113,8 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Bus == nil || cfg.Reader == nil {
 		return nil, errors.New("httpapi: Config.Bus and Config.Reader are required")
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.RetryAfter < 0 || cfg.ReadyTimeout < 0 {
-		return nil, errors.New("httpapi: MaxBodyBytes, RetryAfter and ReadyTimeout must not be negative")
+	if cfg.MaxBodyBytes < 0 || cfg.RetryAfter < 0 || cfg.ReadyTimeout < 0 || cfg.RequestTimeout < 0 {
+		return nil, errors.New("httpapi: MaxBodyBytes, RetryAfter, ReadyTimeout and RequestTimeout must not be negative")
 	}
 	for _, c := range cfg.Ready {
 		if c.Name == "" || c.Check == nil {
@@ -128,7 +138,9 @@ func New(cfg Config) (http.Handler, error) {
 		readyTimeout: orDefault(cfg.ReadyTimeout, DefaultReadyTimeout), auth: auth,
 		maxBody: orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes), retryAfter: orDefault(cfg.RetryAfter, DefaultRetryAfter),
 		log: cfg.Logger, admin: cfg.Admin, metrics: m, mux: http.NewServeMux(),
+		requestTimeout: orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 	}
+	a.readyTimeout = min(a.readyTimeout, a.requestTimeout)
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -149,6 +161,14 @@ func New(cfg Config) (http.Handler, error) {
 	return a, nil
 }
 
+// selfBounded are the routes that the request timeout does not bound as a
+// whole: a replay runs as long as it makes progress, and /readyz has its
+// own, shorter, deadline. Streaming routes belong here too.
+var selfBounded = map[string]bool{
+	"POST /v1/replay": true,
+	"GET /readyz":     true,
+}
+
 func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
@@ -158,9 +178,13 @@ func orDefault[T comparable](v, def T) T {
 }
 
 // route registers h for pattern. scope is what the token must grant; 0 for
-// an open route.
+// an open route. h runs under the request timeout (see bounded), but for
+// the routes in selfBounded, which bound their own calls.
 func (a *api) route(pattern string, scope Scope, h http.HandlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
+	if !selfBounded[pattern] {
+		h = a.bounded(h)
+	}
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		info := infoFrom(r.Context())
 		info.route = path

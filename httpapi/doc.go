@@ -84,6 +84,21 @@
 // what to change; they never hold secrets, and errors of the store or the
 // broker are logged, not returned.
 //
+// # Bounded answers
+//
+// Every request is answered within Config.RequestTimeout (default 5 s) of
+// its body's arrival: when the store or the broker has not answered by
+// then (a server that accepts connections and says nothing), the client
+// gets a 503 problem with Retry-After, and the call is cancelled and left
+// to end on its own. A POST /v1/events answered so may have stored its
+// events: sending them again with the same ids is safe. POST /v1/replay is
+// bounded by its progress instead: it answers 503, with the cursor to
+// resume from, when no event is confirmed for the request timeout. /readyz
+// answers within ReadyTimeout (2 s), counting a check that has not
+// answered as failing. A store whose file is damaged
+// (store.ErrCorrupt) is a 500 of type store-damaged, with what to do, and
+// /readyz reports the store check as "damaged": retrying would not help.
+//
 // # Authentication
 //
 // With tokens configured (see [ParseTokens]), every route but the open ones

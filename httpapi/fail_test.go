@@ -31,6 +31,8 @@ func TestFailMapsErrorsToProblems(t *testing.T) {
 		{"version conflict", fmt.Errorf("postgres: %w", store.ErrVersionConflict), 409, ProblemVersionConflict, ""},
 		{"concurrent append", fmt.Errorf("postgres: %w", store.ErrConcurrentAppend), 409, ProblemConcurrentAppend, ""},
 		{"anything else", errors.New("disk on fire"), 500, ProblemInternal, ""},
+		{"store damaged", fmt.Errorf("sqlite: read: %w", store.ErrCorrupt), 500, ProblemStoreDamaged, ""},
+		{"request timeout", fmt.Errorf("replay: %w", errRequestTimeout), 503, ProblemUnavailable, "3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			info := &requestInfo{id: "req-1"}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/propagation"
@@ -266,32 +265,60 @@ func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
 }
 
-// readyz runs the readiness checks at once, each with ReadyTimeout. The
-// route is open, so a failing check is named without its error, which is
-// logged instead.
+// readyz runs the readiness checks at once, and answers within
+// ReadyTimeout: a check that has not returned by then (a server that
+// accepts connections and says nothing) counts as failing, and is left to
+// end on its own. The route is open, so a failing check is named without
+// its error, which is logged instead; a damaged store is the exception, as
+// it needs an operator, not a retry.
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.readyTimeout)
 	defer cancel()
-	errs := make([]error, len(a.ready))
-	var wg sync.WaitGroup
-	for i, c := range a.ready {
-		wg.Go(func() { errs[i] = c.Check(ctx) })
+	type result struct {
+		i   int
+		err error
 	}
-	wg.Wait()
-	checks := make(map[string]string, len(a.ready))
-	var failing []string
+	results := make(chan result, len(a.ready))
 	for i, c := range a.ready {
-		checks[c.Name] = "ok"
-		if errs[i] != nil {
-			checks[c.Name] = "failing"
-			failing = append(failing, c.Name)
-			a.log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
-				slog.String("check", c.Name), slog.String("error", errs[i].Error()), slog.String("request_id", infoFrom(r.Context()).id))
+		go func() { results <- result{i, c.Check(ctx)} }()
+	}
+	errs := make([]error, len(a.ready))
+	answered := make([]bool, len(a.ready))
+collect:
+	for range a.ready {
+		select {
+		case res := <-results:
+			errs[res.i], answered[res.i] = res.err, true
+		case <-ctx.Done():
+			break collect
 		}
 	}
+	checks := make(map[string]string, len(a.ready))
+	var failing, damaged []string
+	for i, c := range a.ready {
+		checks[c.Name] = "ok"
+		err := errs[i]
+		if !answered[i] {
+			err = fmt.Errorf("no answer within %s", a.readyTimeout)
+		}
+		if err == nil {
+			continue
+		}
+		checks[c.Name] = "failing"
+		failing = append(failing, c.Name)
+		if errors.Is(err, store.ErrCorrupt) {
+			checks[c.Name] = "damaged"
+			damaged = append(damaged, c.Name)
+		}
+		a.log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+			slog.String("check", c.Name), slog.String("error", err.Error()), slog.String("request_id", infoFrom(r.Context()).id))
+	}
 	if len(failing) > 0 {
-		p := newProblem(http.StatusServiceUnavailable, ProblemNotReady,
-			fmt.Sprintf("not ready: %s failing; the server's log says why", strings.Join(failing, " and ")))
+		detail := fmt.Sprintf("not ready: %s failing; the server's log says why", strings.Join(failing, " and "))
+		if len(damaged) > 0 {
+			detail = fmt.Sprintf("not ready: %s failing; %s", strings.Join(failing, " and "), damagedAdvice)
+		}
+		p := newProblem(http.StatusServiceUnavailable, ProblemNotReady, detail)
 		p.Checks, p.retryAfter = checks, a.retryAfter
 		writeProblem(w, r, p)
 		return
@@ -301,6 +328,11 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		Checks map[string]string `json:"checks"`
 	}{"ready", checks})
 }
+
+// damagedAdvice says what a damaged store needs.
+const damagedAdvice = "the event store's file is damaged (corrupt pages, or not a database): retrying will not help. " +
+	"Stop the service and restore the file from a backup, or check it with `sqlite3 FILE \"PRAGMA integrity_check\"` " +
+	"and recover what it can with `sqlite3 FILE .recover`; the server's log names the file"
 
 // fail answers a store or bus error as a problem. Errors of the server's
 // side are logged with the request, and answered without their text.
@@ -335,6 +367,13 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = newProblem(http.StatusBadRequest, ProblemInvalidEvent, busDetail(err))
 	case errors.Is(err, store.ErrBadCursor):
 		p = newProblem(http.StatusBadRequest, ProblemInvalidParameter, "the cursor is not one this server issued").atField("after")
+	case errors.Is(err, store.ErrCorrupt):
+		// Not a 503: a client that retries gets the same answer for ever.
+		info.err = err
+		p = newProblem(http.StatusInternalServerError, ProblemStoreDamaged, damagedAdvice)
+	case errors.Is(err, errRequestTimeout):
+		info.err = err
+		p = a.timeoutProblem(r)
 	case r.Context().Err() != nil:
 		// The client went away: nobody reads an answer.
 		info.err, info.clientGone = err, true

@@ -29,6 +29,7 @@ const (
 	ProblemUnknownType          = problemBase + "unknown-type"           // 422: the event type is not registered
 	ProblemInvalidData          = problemBase + "invalid-data"           // 422: the data does not fit the event type
 	ProblemInternal             = problemBase + "internal"               // 500
+	ProblemStoreDamaged         = problemBase + "store-damaged"          // 500: the store's file is corrupt; retrying does not help
 	ProblemNotImplemented       = problemBase + "not-implemented"        // 501: the operation is not configured
 	ProblemUnavailable          = problemBase + "unavailable"            // 503: the store or broker cannot be reached, or a transaction conflicted; retry
 	ProblemNotReady             = problemBase + "not-ready"              // 503: a readiness check failed
@@ -49,6 +50,7 @@ var problemTitles = map[string]string{
 	ProblemUnknownType:          "Unknown event type",
 	ProblemInvalidData:          "Invalid event data",
 	ProblemInternal:             "Internal server error",
+	ProblemStoreDamaged:         "Event store damaged",
 	ProblemNotImplemented:       "Not implemented",
 	ProblemUnavailable:          "Service unavailable",
 	ProblemNotReady:             "Not ready",

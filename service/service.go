@@ -291,6 +291,8 @@ func (s *Service) Handler() (http.Handler, error) {
 		Metrics: s.Metrics,
 		Tokens:  s.Config.Tokens,
 		Logger:  s.Logger,
+		// The HTTP API bounds each request by it; 0 is its default.
+		RequestTimeout: s.Config.RequestTimeout,
 		Ready: []httpapi.Check{
 			{Name: "store", Check: s.Store.Ping},
 			{Name: "broker", Check: s.Broker.Ping},
@@ -319,7 +321,9 @@ type RunOptions struct {
 	Relay bool
 	// Ready, if set, is told the HTTP API's address once it listens.
 	Ready func(addr string)
-	// ShutdownTimeout bounds the graceful stop. Default 15s.
+	// ShutdownTimeout bounds the stop: Run returns within it once ctx
+	// ends. Default: the configuration's (EVENTBUS_SHUTDOWN_TIMEOUT), else
+	// 15s.
 	ShutdownTimeout time.Duration
 }
 
@@ -339,7 +343,10 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 		return errors.New("service: opened StoreOnly, it cannot run")
 	}
 	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 15 * time.Second
+		opts.ShutdownTimeout = s.Config.ShutdownTimeout
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = config.DefaultShutdownTimeout
 	}
 	// One part failing stops the other.
 	runCtx, stop := context.WithCancel(ctx)
@@ -384,7 +391,10 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 		go func() {
 			defer close(shutDown)
 			<-runCtx.Done()
-			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
+			// Requests in flight get most of the shutdown timeout (each is
+			// bounded by the request timeout anyway); streams and replays
+			// still running then are cut.
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout*3/4)
 			defer cancel()
 			if err := srv.Shutdown(shutdownCtx); err != nil {
 				s.Logger.Warn("HTTP API did not stop cleanly", "err", err)
@@ -398,12 +408,31 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 		running++
 		go func() { errc <- s.relay.Run(runCtx) }()
 	}
+	// Once stopping, the parts get ShutdownTimeout: a store or a broker
+	// that does not answer must not hold the process (DESIGN "Bounded
+	// answers"). A part still running then is left behind.
 	var errs []error
-	for i := 0; i < running; i++ {
-		if err := <-errc; err != nil {
-			s.Logger.Error("service stopping after a failure", "err", err)
-			errs = append(errs, err)
-			stop()
+	stopping := runCtx.Done()
+	var deadline <-chan time.Time
+	for stopped := 0; stopped < running; {
+		select {
+		case err := <-errc:
+			stopped++
+			if err != nil {
+				s.Logger.Error("service stopping after a failure", "err", err)
+				errs = append(errs, err)
+				stop()
+			}
+		case <-stopping:
+			stopping = nil
+			t := time.NewTimer(opts.ShutdownTimeout)
+			defer t.Stop()
+			deadline = t.C
+		case <-deadline:
+			err := fmt.Errorf("service: %d of %d parts (HTTP API, relay) still running after the shutdown timeout of %s "+
+				"(is the store or the broker answering?); stopping without them", running-stopped, running, opts.ShutdownTimeout)
+			s.Logger.Error(err.Error())
+			return errors.Join(append(errs, err)...)
 		}
 	}
 	return errors.Join(errs...)

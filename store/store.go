@@ -47,6 +47,10 @@ var (
 	ErrLeaseLost = errors.New("relay lease lost")
 	// ErrUnavailable reports that the store cannot be reached.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrCorrupt reports that the store's data is damaged (a corrupted
+	// page of the SQLite file, or a file that is not a database). It is
+	// not transient: retrying does not help, restoring a backup does.
+	ErrCorrupt = errors.New("store file damaged")
 	// ErrBadCursor reports a cursor token that this store did not issue.
 	ErrBadCursor = errors.New("bad cursor")
 	// ErrBadFilter reports a filter no event could match because a store

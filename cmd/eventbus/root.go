@@ -58,6 +58,8 @@ Configuration comes from the environment, overridden by flags:
   EVENTBUS_EXCHANGE      topic exchange (edupulse.events)
   EVENTBUS_HTTP_ADDR     HTTP API address (127.0.0.1:8080)
   EVENTBUS_API_TOKENS    name:token:scope1+scope2,... (publish, read, admin); unset: auth off
+  EVENTBUS_REQUEST_TIMEOUT   an HTTP request's wait for the store and the broker (5s), then 503
+  EVENTBUS_SHUTDOWN_TIMEOUT  the longest a stop takes after SIGTERM or Ctrl-C (15s)
 
 Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		Example: `  # On a bare machine: the whole bus, data under ./eventbus-data

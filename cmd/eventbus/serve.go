@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"github.com/spf13/cobra"
 
+	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/service"
 )
 
@@ -43,15 +48,46 @@ in flight, the relay saves its checkpoint and hands its lease over.`,
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
 			a.logger.Info("eventbus serving", "config", svc.Config, "http", !relayOnly, "relay", !noRelay)
-			err = svc.Run(cmd.Context(), service.RunOptions{HTTP: !relayOnly, Relay: !noRelay})
+			done := make(chan error, 1)
+			go func() {
+				err := svc.Run(cmd.Context(), service.RunOptions{HTTP: !relayOnly, Relay: !noRelay})
+				_ = svc.Close()
+				done <- err
+			}()
+			if err := stopWithin(cmd.Context(), done, svc.Config.ShutdownTimeout); err != nil {
+				a.logger.Error("eventbus stopped", "err", err)
+				return err
+			}
 			a.logger.Info("eventbus stopped")
-			return err
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&noRelay, "no-relay", false, "run the HTTP API without the relay")
 	cmd.Flags().BoolVar(&relayOnly, "relay-only", false, "run the relay without the HTTP API")
 	cmd.Flags().BoolVar(&migrate, "migrate", false, "bring the PostgreSQL schema up to date before serving (the embedded store always does)")
 	return cmd
+}
+
+// stopWithin waits for done, the end of the service's run and close. Once
+// ctx ends (SIGTERM, Ctrl-C) it waits at most timeout more: a store or a
+// broker that does not answer must not keep the process alive (DESIGN
+// "Bounded answers"). Past it, it returns an error, and the process exits
+// with what did not stop still running.
+func stopWithin(ctx context.Context, done <-chan error, timeout time.Duration) error {
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("did not stop within the shutdown timeout of %s (%s or --%s): the store or the broker did not answer; "+
+			"exiting without them: events the relay published since its last checkpoint will be published again",
+			timeout, config.EnvShutdownTimeout, config.FlagShutdownTimeout)
+	}
 }

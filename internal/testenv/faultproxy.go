@@ -105,7 +105,21 @@ func (p *FaultProxy) AddLatency(latency, jitter time.Duration) error {
 	return nil
 }
 
-// ClearFaults removes added latency.
+// Blackhole makes the server fall silent: the proxy keeps accepting
+// connections and data, and forwards nothing either way, until
+// ClearFaults. This is a server that hangs, or a network that drops
+// packets: without deadlines, a client waits for ever.
+func (p *FaultProxy) Blackhole() error {
+	for _, stream := range []string{"upstream", "downstream"} {
+		spec := fmt.Sprintf(`{"name":"blackhole_%s","type":"timeout","stream":%q,"attributes":{"timeout":0}}`, stream, stream)
+		if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+			return fmt.Errorf("testenv: blackhole: %w", err)
+		}
+	}
+	return nil
+}
+
+// ClearFaults removes added latency and blackholes.
 func (p *FaultProxy) ClearFaults() {
 	p.proxy.Toxics.ResetToxics(context.Background())
 }
@@ -126,4 +140,5 @@ var FaultProxyLeaks = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe"),
+	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*TimeoutToxic).Pipe"),
 }

@@ -15,13 +15,43 @@ const inboxInsert = `INSERT INTO eventbus_inbox (consumer_group, event_id) VALUE
 // HandleOnce runs fn in a transaction that records (group, id) in the inbox.
 // A concurrent delivery of the same event waits on the inbox row, then finds
 // it and skips fn.
+//
+// When ctx ends while the transaction is open (a handler past its
+// HandlerTimeout, which its consumer abandons; a shutdown), the connection
+// is closed at once: the server rolls the transaction back and releases the
+// inbox row it locked, so that the event's retry does not wait behind a
+// handler that may never return, and nothing that handler does afterwards
+// can commit: its statements and its commit fail on the closed connection.
+// The effect and the inbox record commit together or not at all, so the
+// event takes effect once either way: if the commit won the race with ctx,
+// the retry finds the record and skips fn.
 func (s *Store) HandleOnce(ctx context.Context, group string, id uuid.UUID, fn func(context.Context, pgx.Tx) error) (handled bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return false, s.wrap(err, "inbox: begin")
 	}
+	netConn := tx.Conn().PgConn().Conn()
+	closed := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		_ = netConn.Close()
+	})
+	// detach stops watching ctx, before the connection goes back to the
+	// pool; it reports false when the watch has closed the connection.
+	watching, connClosed := true, false
+	detach := func() bool {
+		if watching {
+			watching = false
+			if !stopWatch() {
+				<-closed
+				connClosed = true
+			}
+		}
+		return !connClosed
+	}
 	defer func() {
 		if !handled {
+			detach()
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
@@ -34,6 +64,10 @@ func (s *Store) HandleOnce(ctx context.Context, group string, id uuid.UUID, fn f
 	}
 	if err := fn(ctx, tx); err != nil {
 		return false, err
+	}
+	if !detach() {
+		return false, fmt.Errorf("postgres: inbox: commit %s: the handler's context ended first, and the transaction was rolled back: %w",
+			id, context.Cause(ctx))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return false, s.wrap(err, "inbox: commit "+id.String())

@@ -23,6 +23,14 @@ func scanLease(r pgx.Row) (store.Lease, error) {
 
 // Claim takes or renews a relay partition's lease; see store.Leases.
 func (s *Store) Claim(ctx context.Context, p store.Partition, holder string, ttl time.Duration) (store.Lease, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// A claim answered after its lease ran out is worth nothing, and a
+		// server that accepts and never answers must not hang a standby
+		// relay for ever.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ttl)
+		defer cancel()
+	}
 	l, err := scanLease(s.pool.QueryRow(ctx, `
 		WITH claimed AS (
 			INSERT INTO eventbus_relay_partitions AS p (relay, partition, holder, lease_until)

@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -52,6 +54,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	setNetworkTimeouts(cfg, url)
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "eventbus"
 	}
@@ -62,6 +65,40 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	s := New(pool)
 	s.ownsPool = true
 	return s, nil
+}
+
+// Network timeouts of the connections Open makes. A server that accepts a
+// connection and never answers, or a peer that vanished (a host down, a
+// firewall dropping packets), must not hang a caller whose context has no
+// deadline: connecting gives up after DefaultConnectTimeout, and the
+// kernel gives up on a connection whose peer stops acknowledging data
+// (TCP_USER_TIMEOUT) or keepalive probes. Calls made for HTTP requests
+// carry deadlines of their own (the request timeout).
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	tcpKeepAliveIdle      = 15 * time.Second
+	tcpKeepAliveInterval  = 5 * time.Second
+	tcpKeepAliveCount     = 3
+	tcpUserTimeout        = 30 * time.Second
+)
+
+// setNetworkTimeouts sets the connect timeout (unless url sets
+// connect_timeout) and TCP keepalive and user timeout on the connections
+// cfg dials.
+func setNetworkTimeouts(cfg *pgxpool.Config, url string) {
+	timeout := cfg.ConnConfig.ConnectTimeout
+	if !strings.Contains(url, "connect_timeout") || timeout <= 0 {
+		timeout = DefaultConnectTimeout
+		cfg.ConnConfig.ConnectTimeout = timeout
+	}
+	d := &net.Dialer{
+		Timeout: timeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: tcpKeepAliveIdle, Interval: tcpKeepAliveInterval, Count: tcpKeepAliveCount,
+		},
+		Control: setTCPUserTimeout,
+	}
+	cfg.ConnConfig.DialFunc = d.DialContext
 }
 
 // New returns a store on an existing pool. Close does not close the pool.

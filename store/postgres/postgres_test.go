@@ -14,7 +14,7 @@ import (
 	"github.com/edupulse/eventbus/store/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.FaultProxyLeaks...) }
 
 // newStore opens a migrated store in a schema of the test's own.
 func newStore(t testing.TB) *postgres.Store {

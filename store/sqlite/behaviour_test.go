@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/store"
 	"github.com/edupulse/eventbus/store/sqlite"
 )
@@ -459,5 +461,47 @@ func TestFilteredPagingFromAnyCursor(t *testing.T) {
 	// no position here can have was not issued by this store.
 	if _, err := s.Read(ctx, store.Filter{After: store.Cursor{Order: math.MaxUint64, Position: 3}}); !errors.Is(err, store.ErrBadCursor) {
 		t.Fatalf("Read with a cursor of another store = %v, want ErrBadCursor", err)
+	}
+}
+
+// A damaged file is not a store that is down: the error says so
+// (store.ErrCorrupt, not store.ErrUnavailable, which callers retry), and
+// Ping, which readiness checks call, reports it.
+func TestCorruptPageIsDamageNotUnavailability(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		appendOne(t, s, testDraft("quiz.submitted", "quiz-"+strconv.Itoa(i), `{"n":1}`))
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping before the damage: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.CorruptSQLitePage(t, path, "event_store")
+
+	s, err = sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Ping(ctx)
+	if !errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("ping of a damaged file: %v; want store.ErrCorrupt and not store.ErrUnavailable", err)
+	}
+	_, err = s.Read(ctx, store.Filter{})
+	if !errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("read of a damaged file: %v; want store.ErrCorrupt and not store.ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "backup") {
+		t.Fatalf("error %q should name the file and say what to do", err)
 	}
 }

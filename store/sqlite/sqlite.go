@@ -84,6 +84,9 @@ type Store struct {
 	closed  atomic.Bool
 	closeMu sync.Once
 	busy    time.Duration
+	// damaged holds the first error that found the file corrupt: Ping
+	// reports it from then on, as damage does not heal by itself.
+	damaged atomic.Pointer[error]
 }
 
 var (
@@ -247,13 +250,19 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Ping checks that the database file can be read.
+// Ping checks that the database file can be read: it reads the newest
+// event, which walks the event table's tree from its root. Once any call
+// found the file damaged, Ping reports that damage (store.ErrCorrupt).
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return s.wrap(errClosed, "ping")
 	}
-	var one int
-	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := s.damaged.Load(); err != nil {
+		return *err
+	}
+	var id int64
+	err := s.read.QueryRowContext(ctx, "SELECT id FROM event_store ORDER BY id DESC LIMIT 1").Scan(&id)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) && !strings.Contains(err.Error(), "no such table") {
 		return s.wrap(err, "ping")
 	}
 	return nil
@@ -282,8 +291,14 @@ func (s *Store) wrap(err error, op string) error {
 			op, s.path, s.busy, store.ErrUnavailable, err)
 	case sqlite3.SQLITE_FULL:
 		return fmt.Errorf("sqlite: %s: the disk holding %s is full: %w: %w", op, s.path, store.ErrUnavailable, err)
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		// Not transient: a retry reads the same damaged page.
+		werr := fmt.Errorf("sqlite: %s: %s is damaged (restore it from a backup, or check it with PRAGMA integrity_check): %w: %w",
+			op, s.path, store.ErrCorrupt, err)
+		s.damaged.CompareAndSwap(nil, &werr)
+		return werr
 	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM,
-		sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL:
+		sqlite3.SQLITE_PROTOCOL:
 		return fmt.Errorf("sqlite: %s on %s: %w: %w", op, s.path, store.ErrUnavailable, err)
 	case sqlite3.SQLITE_CONSTRAINT:
 		if strings.Contains(err.Error(), "event_store.event_id") {

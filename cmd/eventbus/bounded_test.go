@@ -1,0 +1,82 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edupulse/eventbus/internal/testenv"
+)
+
+// Issue 12, "Bounded answers": with PostgreSQL fallen silent (a proxy that
+// accepts and forwards nothing), serve answers requests with a 503 within
+// the request timeout, and stops within EVENTBUS_SHUTDOWN_TIMEOUT of
+// SIGTERM. Before, a request hung for a minute and more, and the stop
+// waited for it.
+func TestServeStaysBoundedWhenPostgreSQLFallsSilent(t *testing.T) {
+	t.Parallel()
+	const shutdownTimeout = 3 * time.Second
+	schemaURL := testenv.PostgresSchema(t)
+	u, err := url.Parse(schemaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewFaultProxy(t, u.Host)
+	env := []string{
+		"EVENTBUS_DATABASE_URL=" + testenv.WithHost(schemaURL, proxy.Addr()),
+		"EVENTBUS_REQUEST_TIMEOUT=1s",
+		"EVENTBUS_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
+	}
+	serve := start(t, eventbusBin, t.TempDir(), env, "serve", "--http-addr", "127.0.0.1:0", "--migrate")
+	serve.waitLog(func(l map[string]any) bool { return l["msg"] == "relay is the leader" }, "the relay to lead")
+	if err := proxy.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.ClearFaults)
+
+	// A bound, not a speed claim: the client waits far longer than the
+	// request timeout.
+	client := &http.Client{Timeout: 15 * time.Second}
+	for _, path := range []string{"/v1/status", "/v1/events", "/readyz"} {
+		res, err := client.Get(serve.url() + path)
+		if err != nil {
+			t.Fatalf("GET %s with PostgreSQL silent: no answer: %v", path, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Fatalf("GET %s with PostgreSQL silent: %d %s; want 503 with Retry-After", path, res.StatusCode, body)
+		}
+	}
+	// A request still waiting for the store when SIGTERM comes.
+	go func() {
+		res, err := client.Post(serve.url()+"/v1/events", "application/json",
+			strings.NewReader(`{"type":"quiz.submitted","data":`+quizJSON(1)+`}`))
+		if err == nil {
+			res.Body.Close()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // let it reach the server; it is bounded either way
+
+	sent := time.Now()
+	if err := serve.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Again a bound: well past the shutdown timeout, well short of the
+	// minute and more it took before.
+	limit := shutdownTimeout + 10*time.Second
+	select {
+	case <-serve.done:
+	case <-time.After(limit):
+		t.Fatalf("serve still running %s after SIGTERM (EVENTBUS_SHUTDOWN_TIMEOUT %s); its log:\n%s", limit, shutdownTimeout, serve.log())
+	}
+	t.Logf("serve exited %d, %s after SIGTERM (EVENTBUS_SHUTDOWN_TIMEOUT %s)",
+		serve.cmd.ProcessState.ExitCode(), time.Since(sent).Round(time.Millisecond), shutdownTimeout)
+	if !strings.Contains(serve.log(), `"msg":"eventbus stopped"`) {
+		t.Errorf("serve's log does not say it stopped:\n%s", serve.log())
+	}
+}
