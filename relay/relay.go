@@ -139,9 +139,8 @@ type Relay struct {
 	wake      chan struct{}
 	leader    atomic.Bool
 	backoff   backoff.Policy
-	// lastReturnLog limits warnings about unroutable events to one a
-	// second (UnixNano of the last).
-	lastReturnLog atomic.Int64
+	// unroutable holds the types already warned about.
+	unroutable unroutableTypes
 }
 
 // New returns a relay from s to b.
@@ -448,11 +447,4 @@ func (r *Relay) tail(cursor store.Cursor) func(context.Context) ([]broker.Outgoi
 	}
 }
 
-func (r *Relay) returned(m broker.Returned) {
-	r.cfg.Metrics.errors.WithLabelValues("unroutable").Inc()
-	now := time.Now().UnixNano()
-	if last := r.lastReturnLog.Load(); now-last > int64(time.Second) && r.lastReturnLog.CompareAndSwap(last, now) {
-		r.log.Warn("no queue is bound for this event type; the event stays in the store and can be replayed",
-			"type", m.RoutingKey, "event_id", m.MessageID, "reason", m.Reason)
-	}
-}
+func (r *Relay) returned(m broker.Returned) { r.noteUnroutable(m) }
