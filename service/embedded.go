@@ -59,8 +59,9 @@ func (s *Service) openEmbeddedStore(ctx context.Context, opts Options) error {
 	if isNew {
 		// A tool run from another directory creates a store there: say so
 		// loudly enough that it is noticed.
-		s.Logger.Warn("created a new, empty event store at "+abs+" (set "+config.EnvDataDir+" to use another, or "+
-			config.EnvDatabaseURL+" for PostgreSQL)", "path", abs)
+		s.Logger.Warn("embedded default: SQLite event store; the data lives in "+abs+" (a new, empty store, created now; set "+
+			config.EnvDataDir+" to use another, or "+config.EnvDatabaseURL+" for PostgreSQL)", "path", abs)
+		return nil
 	}
 	s.Logger.Info("embedded default: SQLite event store; the data lives in "+abs+
 		" (set "+config.EnvDatabaseURL+" for PostgreSQL)", "path", abs)

@@ -91,7 +91,7 @@ func TestReadOnlyToolsCreateNoStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "created a new, empty event store at "+abs) {
+	if !strings.Contains(logs.String(), "the data lives in "+abs+" (a new, empty store, created now") {
 		t.Errorf("a writing tool created the store without a warning that names it:\n%s", logs.String())
 	}
 	_ = svc.Close()

@@ -374,7 +374,7 @@ func TestReadOnlyCommandsCreateNoStore(t *testing.T) {
 		t.Fatalf("a read-only command created the data directory: %v", err)
 	}
 	r := mustRunCLI(t, dir, nil, "publish", "quiz.submitted", quizJSON(70))
-	if !strings.Contains(r.stderr, "created a new, empty event store at "+abs) {
+	if !strings.Contains(r.stderr, "the data lives in "+abs+" (a new, empty store, created now") {
 		t.Errorf("publish created the store without saying where: %v", r)
 	}
 	if r := mustRunCLI(t, dir, nil, "events"); strings.Count(r.stdout, "\n") != 2 || r.stderr != "" {
