@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -13,8 +14,23 @@ import (
 	"github.com/edupulse/eventbus/internal/connurl"
 )
 
-// redactURL returns raw without its password, for errors and logs.
-func redactURL(raw string) string { return connurl.Redact(raw) }
+// redactURL returns raw without its password, for errors and logs. A URL
+// whose user info is ambiguous, or that does not parse, gets
+// connurl.Redact's redaction, which hides everything that could be
+// password.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || connurl.CheckUserInfo(raw) != nil {
+		return connurl.Redact(raw)
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = connurl.Redacted, ""
+	}
+	return u.String()
+}
 
 // newScrubber returns a replacer that removes the given URLs (replaced by
 // their redacted form) and their passwords, in every form a text may quote
