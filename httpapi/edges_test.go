@@ -88,3 +88,23 @@ func TestRelativeTimesAsTheCLITakesThem(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyListsAreEmptyArrays: a list with nothing in it is [], never
+// null, in every answer that holds one.
+func TestEmptyListsAreEmptyArrays(t *testing.T) {
+	h := newHarness(t, harnessOption{})
+	for _, path := range []string{"/v1/events", "/v1/events?type=nothing.here", "/v1/streams/nothing-here"} {
+		res := h.get(path)
+		if res.status != 200 || !strings.Contains(string(res.body), `"events":[]`) || strings.Contains(string(res.body), "null") {
+			t.Errorf("GET %s: %d %s; want an empty events list", path, res.status, res.body)
+		}
+	}
+	res := h.do(request{method: "POST", path: "/v1/replay?dry_run=true&type=nothing.here", token: adminSecret})
+	if res.status != 200 || !strings.Contains(string(res.body), `"events":[]`) {
+		t.Errorf("replay dry run: %d %s; want an empty events list", res.status, res.body)
+	}
+	res = h.get("/v1/status")
+	if res.status != 200 || strings.Contains(string(res.body), "null") {
+		t.Errorf("GET /v1/status: %d %s; want no null", res.status, res.body)
+	}
+}

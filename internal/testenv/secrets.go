@@ -13,10 +13,14 @@ var SecretParts = []string{"lpha7", "ravo8"}
 
 // ShowsSecret reports whether text holds a part of a SpecialPasswords
 // password, and which.
+// The parts are looked for as they are and percent-encoded byte by byte,
+// the form of SpecialPasswords that spells no letter out.
 func ShowsSecret(text string) (string, bool) {
 	for _, p := range SecretParts {
-		if strings.Contains(text, p) {
-			return p, true
+		for _, form := range []string{p, encodeAll(p), strings.ToLower(encodeAll(p))} {
+			if strings.Contains(text, form) {
+				return form, true
+			}
 		}
 	}
 	return "", false
