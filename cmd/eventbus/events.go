@@ -208,6 +208,9 @@ what commits from now on; --from starts at a global position or a time.`,
 			defer svc.Close()
 			ctx := cmd.Context()
 			if filter.After, err = tailStart(ctx, svc.Store, from != "", pos, at); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			header := !asJSON
@@ -215,7 +218,10 @@ what commits from now on; --from starts at a global position or a time.`,
 				filter.Limit = store.MaxLimit
 				page, err := svc.Store.Read(ctx, filter)
 				if err != nil {
-					return ctxErr(ctx, err)
+					if ctx.Err() != nil {
+						return nil // SIGTERM or Ctrl-C: the normal end of tail
+					}
+					return err
 				}
 				if len(page.Events) > 0 {
 					if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {
