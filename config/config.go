@@ -23,6 +23,7 @@ import (
 
 	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/internal/connurl"
 )
 
 // Environment variables.
@@ -202,6 +203,9 @@ func checkDatabaseURL(raw string) error {
 		}
 		return fmt.Errorf("%w: %s is neither a postgres:// URL nor a key=value DSN; for example postgres://user:password@localhost:5432/eventbus", ErrInvalid, EnvDatabaseURL)
 	}
+	if err := connurl.CheckUserInfo(raw); err != nil {
+		return fmt.Errorf("%w: %s (%s): %w", ErrInvalid, EnvDatabaseURL, Redact(raw), err)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse's error quotes the URL, password included: leave it out.
@@ -222,6 +226,14 @@ func parseAMQPURLs(list string) ([]string, error) {
 		raw = strings.TrimSpace(raw)
 		if raw == "" {
 			continue
+		}
+		if !strings.Contains(raw, "://") {
+			// Not a URL: perhaps the end of a password holding a comma,
+			// which split the list. Show none of it.
+			return nil, fmt.Errorf("%w: %s: entry %d is not an amqp:// URL; separate URLs with commas, and percent-encode a comma in a password as %%2C", ErrInvalid, EnvAMQPURL, i+1)
+		}
+		if err := connurl.CheckUserInfo(raw); err != nil {
+			return nil, fmt.Errorf("%w: %s: URL %d (%s): %w", ErrInvalid, EnvAMQPURL, i+1, Redact(raw), err)
 		}
 		u, err := url.Parse(raw)
 		switch {

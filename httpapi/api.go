@@ -342,7 +342,7 @@ func (w *recorder) WriteHeader(code int) {
 		if code == http.StatusMethodNotAllowed {
 			typ, detail = ProblemMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", w.req.Method, w.req.URL.Path, w.Header().Get("Allow"))
 		}
-		writeProblem(w.ResponseWriter, w.req, newProblem(code, typ, detail))
+		writeProblem(countingWriter{w.ResponseWriter, &w.bytes}, w.req, newProblem(code, typ, detail))
 		w.swallow = true
 		return
 	}
@@ -358,6 +358,19 @@ func (w *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
+	return n, err
+}
+
+// countingWriter adds what it writes to n: the access log records the
+// bytes of the problems that replace the mux's own answers too.
+type countingWriter struct {
+	http.ResponseWriter
+	n *int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	*c.n += int64(n)
 	return n, err
 }
 

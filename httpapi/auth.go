@@ -243,8 +243,12 @@ func (a *authenticator) authenticate(r *http.Request, want Scope) (Token, *Probl
 	}
 	t := a.tokens[match]
 	if !t.Scopes.Allows(want) {
+		needs := want.String()
+		if want != ScopeAdmin {
+			needs += " (or admin)"
+		}
 		p := newProblem(http.StatusForbidden, ProblemForbidden,
-			fmt.Sprintf("the token %q has the scopes %s; this route needs %s (or admin)", t.Name, t.Scopes, want))
+			fmt.Sprintf("the token %q has the scopes %s; this route needs %s", t.Name, t.Scopes, needs))
 		p.header = http.Header{"Www-Authenticate": {fmt.Sprintf(`Bearer realm="eventbus", error="insufficient_scope", scope=%q`, want.String())}}
 		return t, p
 	}

@@ -66,7 +66,8 @@
 // GET /v1/events takes after (a cursor token), limit (1 to store.MaxLimit,
 // default store.DefaultLimit; anything else is a 400, never silently
 // clamped), type (repeated or comma-separated), correlation_id, subject,
-// since and until (RFC 3339; since inclusive, until exclusive), and
+// since and until (RFC 3339, or a duration before now such as 15m or 24h,
+// as the CLI takes them; since inclusive, until exclusive), and
 // from_position and to_position (global positions, both inclusive). Unknown
 // parameters are a 400, so that a misspelt filter cannot return everything.
 // The answer is {"events": [...], "next": "cursor"}; read on with

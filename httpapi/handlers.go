@@ -379,7 +379,11 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		info.err, info.clientGone = err, true
 		return
 	case errors.Is(err, broker.ErrNotFound):
-		p = newProblem(http.StatusNotFound, ProblemNotFound, fromSentinel(err, broker.ErrNotFound))
+		// The broker's text names hosts, virtual hosts and internals: it
+		// goes to the log, with the request ID, not to the client.
+		info.err = err
+		p = newProblem(http.StatusNotFound, ProblemNotFound,
+			"the broker has no such queue; check the name (a consumer group's queues exist once its consumer has started)")
 	case errors.Is(err, store.ErrTxConflict):
 		// Transient: the database broke a deadlock or a serialization
 		// conflict by cancelling this transaction (the bus had retried it
@@ -393,10 +397,12 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		info.err = err
 		// Not "nothing was stored": a connection that fails after the
 		// commit leaves the events stored and the answer lost.
-		p = newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
-			"the event store cannot be reached at the moment; retry after the Retry-After delay. "+
-				"Events being published may have been stored before the connection failed: send them again with the same ids, "+
-				"which stores nothing twice and answers 200 with the stored events")
+		detail := "the event store cannot be reached at the moment; retry after the Retry-After delay"
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/events" {
+			detail += ". The events may have been stored before the connection failed: send them again with the same ids, " +
+				"which stores nothing twice and answers 200 with the stored events"
+		}
+		p = newProblem(http.StatusServiceUnavailable, ProblemUnavailable, detail)
 		p.retryAfter = a.retryAfter
 	case errors.Is(err, broker.ErrUnavailable):
 		info.err = err

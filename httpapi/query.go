@@ -170,10 +170,10 @@ func parseTime(v, name string) (time.Time, *Problem) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	// The CLI's parser: what --since takes, since= takes.
+	t, err := store.ParseTime(v, time.Now())
 	if err != nil {
-		return time.Time{}, newProblem(400, ProblemInvalidParameter,
-			fmt.Sprintf("%s %s is not an RFC 3339 time, such as 2026-01-31T12:00:00Z", name, clip(v))).atField(name)
+		return time.Time{}, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("%s: %v", name, err)).atField(name)
 	}
 	return t, nil
 }

@@ -19,6 +19,7 @@ import (
 type Metrics struct {
 	published  prometheus.Counter
 	errors     *prometheus.CounterVec
+	unroutable *prometheus.CounterVec
 	lag        prometheus.Histogram
 	checkpoint prometheus.Gauge
 	leader     prometheus.Gauge
@@ -36,6 +37,10 @@ func NewMetrics() *Metrics {
 			Namespace: "eventbus", Subsystem: "relay", Name: "errors_total",
 			Help: "Relay errors by kind: nack, unroutable, broker, store, checkpoint, lease, encode, parked.",
 		}, []string{"kind"}),
+		unroutable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "eventbus", Subsystem: "relay", Name: "unroutable_total",
+			Help: "Events the broker returned because no queue is bound for their type, by type (_other past 1000 types).",
+		}, []string{"type"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "eventbus", Subsystem: "relay", Name: "lag_seconds",
 			Help:    "Time from an event's recording in the store to the broker's confirm.",
@@ -59,6 +64,14 @@ func (m *Metrics) Errors(kind string) float64 {
 	return d.GetCounter().GetValue()
 }
 
+// Unroutable returns how many events of type the broker returned for want
+// of a queue bound to it.
+func (m *Metrics) Unroutable(typ string) float64 {
+	var d dto.Metric
+	_ = m.unroutable.WithLabelValues(typ).Write(&d)
+	return d.GetCounter().GetValue()
+}
+
 // Published returns how many events the relay has published and had
 // confirmed.
 func (m *Metrics) Published() float64 {
@@ -73,6 +86,7 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 	return errors.Join(
 		promshare.Register(reg, &m.published),
 		promshare.Register(reg, &m.errors),
+		promshare.Register(reg, &m.unroutable),
 		promshare.Register(reg, &m.lag),
 		promshare.Register(reg, &m.checkpoint),
 		promshare.Register(reg, &m.leader),

@@ -155,9 +155,8 @@ type Relay struct {
 	backoff   backoff.Policy
 	// parked is the partition's parked events, while leading.
 	parked *parkedSet
-	// lastReturnLog limits warnings about unroutable events to one a
-	// second (UnixNano of the last).
-	lastReturnLog atomic.Int64
+	// unroutable holds the types already warned about.
+	unroutable unroutableTypes
 }
 
 // New returns a relay from s to b.
@@ -561,11 +560,4 @@ func (r *Relay) outgoing(ctx context.Context, env event.Envelope) (broker.Outgoi
 	return o, nil
 }
 
-func (r *Relay) returned(m broker.Returned) {
-	r.cfg.Metrics.errors.WithLabelValues("unroutable").Inc()
-	now := time.Now().UnixNano()
-	if last := r.lastReturnLog.Load(); now-last > int64(time.Second) && r.lastReturnLog.CompareAndSwap(last, now) {
-		r.log.Warn("no queue is bound for this event type; the event stays in the store and can be replayed",
-			"type", m.RoutingKey, "event_id", m.MessageID, "reason", m.Reason)
-	}
-}
+func (r *Relay) returned(m broker.Returned) { r.noteUnroutable(m) }

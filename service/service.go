@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -68,6 +67,10 @@ type Options struct {
 	// StoreOnly opens the store and the bus, not the broker nor the relay:
 	// for tools that only read or record events.
 	StoreOnly bool
+	// MustExist refuses to create the embedded store: for tools that only
+	// read, which would otherwise create an empty store wherever they run
+	// and report that it holds nothing.
+	MustExist bool
 }
 
 // Service is an open store and broker, with the bus, relay and HTTP API built
@@ -173,20 +176,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error
 
 func (s *Service) openStore(ctx context.Context, opts Options) error {
 	if s.Config.Embedded() {
-		path := filepath.Join(s.Config.DataDir, "eventbus.db")
-		st, err := sqlite.Open(ctx, path)
-		if err != nil {
-			return fmt.Errorf("open the embedded store at %s: %w (check that %s is a writable directory)", path, err, s.Config.DataDir)
-		}
-		s.lite, s.Store = st, st
-		s.closers = append(s.closers, st.Close)
-		if err := st.Migrate(ctx); err != nil {
-			return fmt.Errorf("migrate the embedded store at %s: %w", path, err)
-		}
-		abs, _ := filepath.Abs(path)
-		s.Logger.Info("embedded default: SQLite event store; the data lives in "+abs+
-			" (set "+config.EnvDatabaseURL+" for PostgreSQL)", "path", abs)
-		return nil
+		return s.openEmbeddedStore(ctx, opts)
 	}
 	st, err := postgres.Open(ctx, s.Config.DatabaseURL)
 	if err != nil {

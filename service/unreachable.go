@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/internal/connurl"
 )
 
 // unreachableError is a store that cannot be reached or used, described in
@@ -32,17 +34,32 @@ func (e *unreachableError) Unwrap() error { return e.err }
 func postgresError(url, op string, err error) error {
 	where := config.Redact(url)
 	timeout := connectTimeout
-	if cfg, perr := pgconn.ParseConfig(url); perr == nil {
+	// With ambiguous user info pgx reads parts of the password as the host
+	// or the database: only the redacted URL is safe to show.
+	ambiguous := connurl.CheckUserInfo(url) != nil
+	if cfg, perr := pgconn.ParseConfig(url); perr == nil && !ambiguous {
 		where = fmt.Sprintf("%s (database %q, user %q)", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), cfg.Database, cfg.User)
 		if cfg.ConnectTimeout > 0 {
 			timeout = min(timeout, cfg.ConnectTimeout)
 		}
 	}
 	reason, hint := postgresReason(err, timeout)
-	return &unreachableError{
-		msg: fmt.Sprintf("cannot %s PostgreSQL at %s: %s; %s", op, where, reason, hint),
-		err: err,
+	if ambiguous {
+		reason, hint = "the URL is ambiguous", connurl.ErrAmbiguous.Error()
 	}
+	msg := fmt.Sprintf("cannot %s PostgreSQL at %s: %s; %s", op, where, reason, hint)
+	// The driver's and the server's texts are not ours: whatever they
+	// quote, no form of the password leaves.
+	// Longest first, so that a form that contains another goes whole;
+	// forms under 4 characters would mangle the message.
+	pws := config.Passwords(url)
+	slices.SortFunc(pws, func(a, b string) int { return len(b) - len(a) })
+	for _, pw := range pws {
+		if len(pw) >= 4 {
+			msg = strings.ReplaceAll(msg, pw, connurl.Redacted)
+		}
+	}
+	return &unreachableError{msg: msg, err: err}
 }
 
 // postgresReason says in a few words why PostgreSQL failed, and what to

@@ -43,4 +43,6 @@ type Leases interface {
 	Release(ctx context.Context, p Partition, holder string) error
 	// Leases lists the partitions of relay.
 	Leases(ctx context.Context, relay string) ([]Lease, error)
+	// Relays lists the names of the relays that have partitions, sorted.
+	Relays(ctx context.Context) ([]string, error)
 }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/internal/backoff"
+	"github.com/edupulse/eventbus/internal/connurl"
 )
 
 // Defaults for the options.
@@ -200,10 +201,20 @@ func Open(ctx context.Context, urls string, opts ...Option) (*Broker, error) {
 		queues:    map[string]broker.QueueSpec{},
 	}
 	for i, raw := range raws {
+		if !strings.Contains(raw, "://") {
+			// Perhaps the end of a password holding a comma, which split
+			// the list: show none of it.
+			return nil, fmt.Errorf("rabbitmq: AMQP entry %d of %d is not an amqp:// URL (separate URLs with commas, and percent-encode a comma in a password as %%2C): %w",
+				i+1, len(raws), broker.ErrUnavailable)
+		}
+		if err := connurl.CheckUserInfo(raw); err != nil {
+			return nil, fmt.Errorf("rabbitmq: AMQP URL %d of %d (%s): %w: %w", i+1, len(raws), redactURL(raw), err, broker.ErrUnavailable)
+		}
 		if _, err := amqp.ParseURI(raw); err != nil {
-			// ParseURI's errors can quote the URL, password included.
+			// ParseURI's errors quote parts of the URL, of a password cut
+			// short by a comma perhaps, which no scrubber knows whole.
 			return nil, fmt.Errorf("rabbitmq: AMQP URL %d of %d (%s) is not valid (expected amqp://user:password@host:5672/vhost, with reserved characters percent-encoded): %w: %w",
-				i+1, len(raws), redactURL(raw), broker.ErrUnavailable, b.scrub(err))
+				i+1, len(raws), redactURL(raw), broker.ErrUnavailable, &scrubbedError{err: err, text: "it does not parse"})
 		}
 		b.nodes = append(b.nodes, node{url: raw, redacted: redactURL(raw)})
 	}

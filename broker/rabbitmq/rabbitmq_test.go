@@ -110,6 +110,27 @@ func TestOpenErrorsNeverShowThePassword(t *testing.T) {
 	}
 }
 
+// TestOpenHidesSpecialPasswords: passwords that hold the characters URLs
+// give a meaning to, as they are and percent-encoded, in one URL and in
+// lists, show in no part in Open's error or its logs.
+func TestOpenHidesSpecialPasswords(t *testing.T) {
+	for _, pw := range testenv.SpecialPasswords(false) {
+		for _, urls := range []string{
+			"amqp://guest:" + pw + "@127.0.0.1:1/",
+			"amqp://guest:" + pw + "@127.0.0.1:1/,amqp://guest:" + pw + "@127.0.0.1:2/vhost",
+		} {
+			logs := &syncBuffer{}
+			_, err := rabbitmq.Open(context.Background(), urls, rabbitmq.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+			if err == nil {
+				t.Fatalf("%s: Open succeeded", urls)
+			}
+			if part, shows := testenv.ShowsSecret(err.Error() + "\n" + logs.String()); shows {
+				t.Errorf("%s: %q shows: %v\n%s", urls, part, err, logs.String())
+			}
+		}
+	}
+}
+
 func TestOpenSkipsAnUnreachableNode(t *testing.T) {
 	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
 	b := open(t, "amqp://guest:guest@127.0.0.1:1/,"+testenv.AMQPURL())

@@ -10,23 +10,32 @@ import (
 	"syscall"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/edupulse/eventbus/internal/connurl"
 )
 
-// redactURL returns raw without its password, for errors and logs.
+// redactURL returns raw without its password, for errors and logs. A URL
+// whose user info is ambiguous, or that does not parse, gets
+// connurl.Redact's redaction, which hides everything that could be
+// password.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "<URL hidden>"
+	if err != nil || u.Host == "" || connurl.CheckUserInfo(raw) != nil {
+		return connurl.Redact(raw)
 	}
 	if u.User != nil {
 		u.User = url.User(u.User.Username())
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = connurl.Redacted, ""
 	}
 	return u.String()
 }
 
 // newScrubber returns a replacer that removes the given URLs (replaced by
-// their redacted form) and their passwords from text that other code wrote,
-// such as amqp091's errors, which may echo the URL they were given.
+// their redacted form) and their passwords, in every form a text may quote
+// them in, from text that other code wrote, such as amqp091's errors, which
+// may echo the URL they were given.
 func newScrubber(rawURLs []string) *strings.Replacer {
 	var pairs []string
 	for _, raw := range rawURLs {
@@ -35,18 +44,8 @@ func newScrubber(rawURLs []string) *strings.Replacer {
 	// Bare passwords come after the URLs so that a whole URL is replaced
 	// by its redacted form before its password alone would be.
 	for _, raw := range rawURLs {
-		u, err := url.Parse(raw)
-		if err != nil || u.User == nil {
-			continue
-		}
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			pairs = append(pairs, pw, "xxxxx")
-			if escaped := url.PathEscape(pw); escaped != pw {
-				pairs = append(pairs, escaped, "xxxxx")
-			}
-			if escaped := url.QueryEscape(pw); escaped != pw {
-				pairs = append(pairs, escaped, "xxxxx")
-			}
+		for _, pw := range connurl.Passwords(raw) {
+			pairs = append(pairs, pw, connurl.Redacted)
 		}
 	}
 	return strings.NewReplacer(pairs...)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,9 +31,10 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	}
 }
 
-// TestUsageErrorsExit2WithTheUsage: mistakes on the command line exit 2,
-// with a message that names the mistake, and the command's usage.
-func TestUsageErrorsExit2WithTheUsage(t *testing.T) {
+// TestUsageErrorsExit2WithOneLine: mistakes on the command line or in the
+// configuration exit 2 with one line that names the mistake and where the
+// command's help is, not the whole usage.
+func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -58,11 +61,14 @@ func TestUsageErrorsExit2WithTheUsage(t *testing.T) {
 		{[]string{"--log-level", "loud", "status"}, nil, `--log-level "loud"`},
 		{[]string{"events"}, []string{"EVENTBUS_DATABASE_URL=mysql://db/x"}, "must start with postgres://"},
 		{[]string{"events"}, []string{"EVENTBUS_HTTP_ADDR=8080"}, "must be host:port"},
+		{[]string{"serve"}, []string{"EVENTBUS_API_TOKENS=ci:short"}, "EVENTBUS_API_TOKENS"},
+		{[]string{"events"}, []string{"EVENTBUS_DATABASE_URL=postgres://u:p@ss@db/x"}, "percent-encode"},
 	} {
 		r := runCLI(t, dir, tc.env, tc.args...)
-		first, _, _ := strings.Cut(r.stderr, "\n")
-		if r.code != 2 || !strings.HasPrefix(first, "eventbus: ") || !strings.Contains(first, tc.want) || !strings.Contains(r.stderr, "Usage:") {
-			t.Errorf("eventbus %s: want exit 2, a first line with %q, and the usage; %v", strings.Join(tc.args, " "), tc.want, r)
+		first, rest, _ := strings.Cut(r.stderr, "\n")
+		if r.code != 2 || !strings.HasPrefix(first, "eventbus: ") || !strings.Contains(first, tc.want) ||
+			!strings.Contains(first, " --help'") || rest != "" || r.stdout != "" {
+			t.Errorf("eventbus %s: want exit 2 and one line with %q and where the help is; %v", strings.Join(tc.args, " "), tc.want, r)
 		}
 	}
 }
@@ -342,11 +348,59 @@ func TestPublishRefusalsSayWhatToDo(t *testing.T) {
 		{[]string{"publish", "quiz.submitted", strings.TrimSuffix(quizJSON(1), "}") + `,"note":"\ud800"}`}, `data.note holds the lone surrogate escape \ud800`},
 	} {
 		r := runCLI(t, dir, nil, tc.args...)
-		if r.code != 1 || !strings.HasPrefix(r.stderr, "eventbus: nothing stored: ") || !strings.Contains(r.stderr, tc.want) {
+		// The first also warns that it created the store.
+		if r.code != 1 || !strings.HasPrefix(lastLine(r.stderr), "eventbus: nothing stored: ") || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("eventbus %s: want exit 1 and %q; %v", strings.Join(tc.args, " "), tc.want, r)
 		}
 	}
 	if r := mustRunCLI(t, dir, nil, "events"); strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("refused events were stored: %v", r)
+	}
+}
+
+// TestReadOnlyCommandsCreateNoStore: run where no store is, the commands
+// that only read say where they looked and what to do, exit 1, and create
+// nothing; publish creates the store and says where; then they read it.
+func TestReadOnlyCommandsCreateNoStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	abs := filepath.Join(dir, "eventbus-data", "eventbus.db")
+	for _, args := range [][]string{{"events"}, {"tail"}, {"status"}, {"replay", "--dry-run"}} {
+		r := runCLI(t, dir, nil, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "no event store at "+abs) || !strings.Contains(r.stderr, "EVENTBUS_DATA_DIR") ||
+			!strings.Contains(r.stderr, "EVENTBUS_DATABASE_URL") || !strings.Contains(r.stderr, "eventbus serve") {
+			t.Errorf("eventbus %s where no store is: want exit 1 and where it looked; %v", strings.Join(args, " "), r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "eventbus-data")); !os.IsNotExist(err) {
+		t.Fatalf("a read-only command created the data directory: %v", err)
+	}
+	r := mustRunCLI(t, dir, nil, "publish", "quiz.submitted", quizJSON(70))
+	if !strings.Contains(r.stderr, "the data lives in "+abs+" (a new, empty store, created now") {
+		t.Errorf("publish created the store without saying where: %v", r)
+	}
+	if r := mustRunCLI(t, dir, nil, "events"); strings.Count(r.stdout, "\n") != 2 || r.stderr != "" {
+		t.Errorf("events after publish: want the header and one event, and nothing on stderr; %v", r)
+	}
+}
+
+// TestStatusOfAnUnknownRelay: status --relay with a name no relay has run
+// under says so and names the relays there are, instead of reporting an
+// unhealthy relay.
+func TestStatusOfAnUnknownRelay(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	serve := start(t, eventbusBin, dir, nil, "serve", "--http-addr", "127.0.0.1:0")
+	serve.waitLog(func(l map[string]any) bool { return l["msg"] == "relay is the leader" }, "the relay to lead")
+	r := runCLI(t, dir, nil, "status", "--relay", "nosuch")
+	if r.code != 1 || !strings.Contains(r.stderr, "no relay named nosuch") || !strings.Contains(r.stderr, "its relays: default") ||
+		strings.Contains(r.stdout+r.stderr, "UNHEALTHY") {
+		t.Errorf("status --relay nosuch: want exit 1, no relay named nosuch, and the relays there are; %v", r)
+	}
+	if r := runCLI(t, dir, nil, "status"); r.code != 0 || !strings.Contains(r.stdout, "(healthy)") {
+		t.Errorf("status of the running relay: %v", r)
+	}
+	if code := serve.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("serve exited %d", code)
 	}
 }

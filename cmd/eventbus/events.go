@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -142,7 +143,7 @@ prints the --after token of the next page on standard error.`,
 				return usagef(cmd, "--limit %d: use 1 to %d", limit, store.MaxLimit)
 			}
 			filter.Limit = limit
-			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			svc, err := a.openReadOnly(cmd)
 			if err != nil {
 				return err
 			}
@@ -200,13 +201,16 @@ what commits from now on; --from starts at a global position or a time.`,
 					return usagef(cmd, "--from: %v", err)
 				}
 			}
-			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			svc, err := a.openReadOnly(cmd)
 			if err != nil {
 				return err
 			}
 			defer svc.Close()
 			ctx := cmd.Context()
 			if filter.After, err = tailStart(ctx, svc.Store, from != "", pos, at); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			header := !asJSON
@@ -214,7 +218,10 @@ what commits from now on; --from starts at a global position or a time.`,
 				filter.Limit = store.MaxLimit
 				page, err := svc.Store.Read(ctx, filter)
 				if err != nil {
-					return ctxErr(ctx, err)
+					if ctx.Err() != nil {
+						return nil // SIGTERM or Ctrl-C: the normal end of tail
+					}
+					return err
 				}
 				if len(page.Events) > 0 {
 					if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {
@@ -303,11 +310,53 @@ func orDash(s string) string {
 	return s
 }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON. Lists are lists even when empty:
+// [] where encoding/json would write null for a nil slice, which scripts
+// that iterate over the answer trip on.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if v == nil {
+		return enc.Encode(v)
+	}
+	copied := reflect.New(reflect.TypeOf(v)).Elem()
+	copied.Set(reflect.ValueOf(v))
+	emptyLists(copied, 0)
+	return enc.Encode(copied.Interface())
+}
+
+// emptyLists replaces the nil slices reachable from v through exported
+// fields, elements and pointers with empty ones. Byte slices (raw JSON,
+// bodies) keep their own encoding.
+func emptyLists(v reflect.Value, depth int) {
+	if depth > 16 {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			emptyLists(v.Elem(), depth+1)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				emptyLists(v.Field(i), depth+1)
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return
+		}
+		if v.IsNil() {
+			if v.CanSet() {
+				v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+			}
+			return
+		}
+		for i := 0; i < v.Len(); i++ {
+			emptyLists(v.Index(i), depth+1)
+		}
+	}
 }
 
 // publishError says why publish stored nothing, and what to do.

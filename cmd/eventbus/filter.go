@@ -52,10 +52,10 @@ func (f *filterFlags) filter(cmd *cobra.Command) (store.Filter, error) {
 	}
 	out.Subject = f.subject
 	var err error
-	if out.Since, err = parseWhen(f.since, time.Now()); err != nil {
+	if out.Since, err = store.ParseTime(f.since, time.Now()); err != nil {
 		return out, usagef(cmd, "--since: %v", err)
 	}
-	if out.Until, err = parseWhen(f.until, time.Now()); err != nil {
+	if out.Until, err = store.ParseTime(f.until, time.Now()); err != nil {
 		return out, usagef(cmd, "--until: %v", err)
 	}
 	if f.fromPosition < 0 || f.toPosition < 0 {
@@ -77,10 +77,10 @@ func (f *filterFlags) query(q url.Values) {
 	}
 	set("correlation_id", f.correlationID)
 	set("subject", f.subject)
-	if t, err := parseWhen(f.since, time.Now()); err == nil && !t.IsZero() {
+	if t, err := store.ParseTime(f.since, time.Now()); err == nil && !t.IsZero() {
 		q.Set("since", t.Format(time.RFC3339Nano))
 	}
-	if t, err := parseWhen(f.until, time.Now()); err == nil && !t.IsZero() {
+	if t, err := store.ParseTime(f.until, time.Now()); err == nil && !t.IsZero() {
 		q.Set("until", t.Format(time.RFC3339Nano))
 	}
 	if f.fromPosition > 0 {
@@ -89,21 +89,6 @@ func (f *filterFlags) query(q url.Values) {
 	if f.toPosition > 0 {
 		q.Set("to_position", strconv.FormatInt(f.toPosition, 10))
 	}
-}
-
-// parseWhen reads an RFC 3339 time, or a duration meaning that long before
-// now. "" is the zero time.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(strings.TrimSuffix(strings.TrimSpace(s), " ago")); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-11-27T08:00:00Z) nor a duration (15m, 24h)", s)
 }
 
 // parseCursor reads a cursor token given on the command line.
@@ -123,6 +108,6 @@ func positionOrTime(s string) (position int64, at time.Time, err error) {
 		}
 		return n, time.Time{}, nil
 	}
-	at, err = parseWhen(s, time.Now())
+	at, err = store.ParseTime(s, time.Now())
 	return 0, at, err
 }

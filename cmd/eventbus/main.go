@@ -40,10 +40,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	msg = strings.TrimPrefix(msg, "eventbus: ") // ours comes first
 	var usage *usageError
 	if errors.As(err, &usage) {
-		fmt.Fprintf(stderr, "eventbus: %s\n\n", msg)
+		// One line: what was wrong, and where the usage is. The whole
+		// usage would bury the one line that matters.
+		help := "eventbus --help"
 		if usage.cmd != nil {
-			fmt.Fprint(stderr, usage.cmd.UsageString())
+			help = usage.cmd.CommandPath() + " --help"
 		}
+		fmt.Fprintf(stderr, "eventbus: %s (see '%s')\n", msg, help)
 		return 2
 	}
 	fmt.Fprintf(stderr, "eventbus: %s\n", msg)

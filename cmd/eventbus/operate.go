@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -48,11 +49,14 @@ scripts and probes can use it.`,
   eventbus status --relay badgeworker   # the relay of a worker on the embedded default`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			svc, err := a.openReadOnly(cmd)
 			if err != nil {
 				return err
 			}
 			defer svc.Close()
+			if err := checkRelayName(cmd, svc, relayName); err != nil {
+				return err
+			}
 			st, err := relay.ReadStatus(cmd.Context(), svc.Store, relayName, maxLag)
 			if err != nil {
 				return err
@@ -74,6 +78,23 @@ scripts and probes can use it.`,
 	cmd.Flags().DurationVar(&maxLag, "max-lag", time.Minute, "lag above which the relay counts as unhealthy")
 	cmd.Flags().StringVar(&relayName, "relay", relay.DefaultName, "the relay's name")
 	return cmd
+}
+
+// checkRelayName fails when the store knows no relay named name, and says
+// which relays it knows, unless it knows none at all: then no relay has run
+// yet, which the status of the default relay says best.
+func checkRelayName(cmd *cobra.Command, svc *service.Service, name string) error {
+	names, err := svc.Store.Relays(cmd.Context())
+	if err != nil {
+		return err
+	}
+	if slices.Contains(names, name) || (len(names) == 0 && name == relay.DefaultName) {
+		return nil
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("no relay named %s has run on this store, nor any other; check --relay, and that the relay runs ('eventbus serve')", name)
+	}
+	return fmt.Errorf("no relay named %s has run on this store; its relays: %s (give one to --relay)", name, strings.Join(names, ", "))
 }
 
 func printStatus(w io.Writer, st relay.Status) {
@@ -146,7 +167,7 @@ replay through it with --server.`,
 			if server != "" {
 				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun, samples)
 			}
-			svc, err := a.open(cmd, service.Options{StoreOnly: dryRun})
+			svc, err := a.open(cmd, service.Options{StoreOnly: dryRun, MustExist: true})
 			if err != nil {
 				return err
 			}

@@ -314,4 +314,8 @@ func TestDeadLettersOnRabbitMQ(t *testing.T) {
 	if !sameSet(back, ids) || len(back) != 3 || len(dead) != 0 {
 		t.Fatalf("after requeue: %d messages in the group's queue, %d dead letters; want the 3 events back and none dead", len(back), len(dead))
 	}
+	// No dead letters is an empty list, not null.
+	if r = mustRunCLI(t, dir, noDB, "dlq", "list", group, "--json"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("dlq list --json of an empty DLQ: want [], got %v", r)
+	}
 }

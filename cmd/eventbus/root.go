@@ -17,7 +17,8 @@ import (
 	"github.com/edupulse/eventbus/service"
 )
 
-// usageError is a mistake on the command line: exit code 2, with the usage.
+// usageError is a mistake on the command line or in the configuration:
+// exit code 2, with one line that points to the command's --help.
 type usageError struct {
 	cmd *cobra.Command
 	err error
@@ -74,7 +75,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
   eventbus status --max-lag 30s`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef(cmd, "unknown command %q; see the commands below", args[0])
+				return usagef(cmd, "unknown command %q", args[0])
 			}
 			return nil
 		},
@@ -194,6 +195,13 @@ func (a *app) open(cmd *cobra.Command, opts service.Options) (*service.Service, 
 	return service.Open(cmd.Context(), cfg, opts)
 }
 
+// openReadOnly opens the store for a command that only reads it: it never
+// creates an embedded store (one run from another directory would find an
+// empty one and report nothing), and says where it looked instead.
+func (a *app) openReadOnly(cmd *cobra.Command) (*service.Service, error) {
+	return a.open(cmd, service.Options{StoreOnly: true, MustExist: true})
+}
+
 // isTerminal reports whether w is a terminal, for progress bars and
 // colours.
 func isTerminal(w io.Writer) bool {
@@ -228,7 +236,7 @@ func commandName(cmd *cobra.Command) string {
 func subcommands(cmd *cobra.Command) *cobra.Command {
 	cmd.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return usagef(cmd, "unknown %s command %q; see the commands below", commandName(cmd), args[0])
+			return usagef(cmd, "unknown %s command %q", commandName(cmd), args[0])
 		}
 		return nil
 	}

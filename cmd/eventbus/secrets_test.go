@@ -3,6 +3,7 @@ package main
 import (
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -103,4 +104,69 @@ func TestSecretsNeverAppear(t *testing.T) {
 			t.Errorf("no output mentions %q: the test misses a case", want)
 		}
 	}
+}
+
+// TestSpecialPasswordsNeverShowInTheCLI runs commands on database and
+// broker URLs (one, and lists) whose passwords hold the characters URLs give
+// a meaning to, as they are and percent-encoded, and serve on PostgreSQL
+// and RabbitMQ with such passwords, and checks that no part of a password
+// shows in the output or the logs.
+func TestSpecialPasswordsNeverShowInTheCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	check := func(what, out string) {
+		t.Helper()
+		if part, shows := testenv.ShowsSecret(out); shows {
+			t.Errorf("%s shows %q:\n%s", what, part, out)
+		}
+	}
+	type run struct {
+		env  string
+		args []string
+	}
+	var runs []run
+	for _, pw := range testenv.SpecialPasswords(true) {
+		runs = append(runs,
+			run{"EVENTBUS_DATABASE_URL=postgres://quiz:" + pw + "@127.0.0.1:1/quiz", []string{"events"}},
+			run{"EVENTBUS_AMQP_URL=amqp://guest:" + pw + "@127.0.0.1:1/,amqp://guest:" + pw + "@127.0.0.1:2/", []string{"dlq", "list", "badges"}})
+	}
+	// A few at a time: each is a process of its own.
+	results := make([]result, len(runs))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = runCLI(t, dir, []string{r.env}, r.args...)
+		}()
+	}
+	wg.Wait()
+	for i, r := range runs {
+		if results[i].code == 0 {
+			t.Errorf("%s eventbus %s: exit 0", r.env, strings.Join(r.args, " "))
+		}
+		check(r.env+" eventbus "+strings.Join(r.args, " "), results[i].stdout+results[i].stderr)
+	}
+
+	// Working URLs: the shared PostgreSQL trusts local connections, and
+	// ignores the password; RabbitMQ refuses it.
+	pw := "Alpha7/@:%#? Bravo8"
+	pgURL := withUser(t, testenv.PostgresSchema(t), "", pw)
+	amqpURL := withUser(t, testenv.AMQPURL(), "", pw)
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	res := runCLI(t, dir, []string{"EVENTBUS_AMQP_URL=" + amqpURL}, "dlq", "list", "badges", "--log-level", "debug")
+	if res.code != 1 {
+		t.Errorf("dlq list with a wrong RabbitMQ password: want exit 1; %v", res)
+	}
+	check("dlq list with a wrong RabbitMQ password", res.stdout+res.stderr)
+	serve := start(t, eventbusBin, dir, []string{"EVENTBUS_DATABASE_URL=" + pgURL},
+		"serve", "--http-addr", "127.0.0.1:0", "--log-level", "debug", "--migrate")
+	serve.call("GET", "/v1/status", "", "")
+	if code := serve.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("serve exited %d", code)
+	}
+	check("serve's log", serve.log())
 }

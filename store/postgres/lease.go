@@ -69,6 +69,16 @@ func (s *Store) Advance(ctx context.Context, p store.Partition, holder string, c
 	return nil
 }
 
+// Relays lists the names of the relays that have partitions.
+func (s *Store) Relays(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT relay FROM eventbus_relay_partitions ORDER BY relay`)
+	if err != nil {
+		return nil, s.wrap(err, "list relays")
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return names, s.wrap(err, "list relays")
+}
+
 // Release gives up a lease.
 func (s *Store) Release(ctx context.Context, p store.Partition, holder string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE eventbus_relay_partitions SET holder = NULL, lease_until = NULL, updated_at = clock_timestamp()

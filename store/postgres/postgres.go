@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/edupulse/eventbus/internal/connurl"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -46,6 +47,11 @@ const DefaultMaxConns = 8
 // DSN) and returns a store that owns its pool. It does not migrate: call
 // Migrate.
 func Open(ctx context.Context, url string) (*Store, error) {
+	if err := connurl.CheckUserInfo(url); err != nil {
+		// pgx would read a host, port or database out of the password,
+		// and every message would show them.
+		return nil, fmt.Errorf("postgres: the database URL %s is not valid: %w: %w", connurl.Redact(url), err, store.ErrUnavailable)
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's parse errors can quote the URL, password included.

@@ -95,6 +95,25 @@ func (s *Store) Release(ctx context.Context, p store.Partition, holder string) e
 	return s.wrap(err, "release relay partition "+partitionName(p))
 }
 
+// Relays lists the names of the relays that have partitions.
+func (s *Store) Relays(ctx context.Context) ([]string, error) {
+	const op = "list relays"
+	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT relay FROM eventbus_relay_partitions ORDER BY relay`)
+	if err != nil {
+		return nil, s.wrap(err, op)
+	}
+	defer func() { _ = rows.Close() }()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, s.wrap(err, op)
+		}
+		names = append(names, name)
+	}
+	return names, s.wrap(rows.Err(), op)
+}
+
 // Leases lists a relay's partitions.
 func (s *Store) Leases(ctx context.Context, relay string) ([]store.Lease, error) {
 	const op = "list relay partitions"

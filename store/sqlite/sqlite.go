@@ -59,6 +59,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,6 +67,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	sqlitedriver "modernc.org/sqlite"
@@ -151,8 +153,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	case cfg.readConns < 1:
 		return nil, fmt.Errorf("sqlite: open %s: the read pool needs at least one connection", path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create the directory of %s: %w: %w", path, store.ErrUnavailable, err)
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("sqlite: create %s: %w: %w", path, store.ErrUnavailable, err)
 	}
 
 	busy := strconv.FormatInt(cfg.busy.Milliseconds(), 10)
@@ -214,6 +219,42 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: the database is in journal mode %q and could not switch to WAL (is it on a network file system?)", path, mode)
 	}
 	return s, nil
+}
+
+// FileMode is the mode of the store's files: events are personal data, for
+// the owner's eyes only.
+const FileMode fs.FileMode = 0o600
+
+// Files returns the paths of the store's files: the database and, when they
+// exist, its write-ahead log and shared-memory index.
+func Files(path string) []string { return []string{path, path + "-wal", path + "-shm"} }
+
+// createPrivate creates the database file with FileMode unless it exists:
+// SQLite would create it 0644, and gives the -wal and -shm files the
+// database file's mode. Files of an existing store that are readable by
+// others are tightened when this process owns them; the service
+// warns about those it could not tighten.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	for _, p := range Files(path) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 && ownedByProcess(fi) {
+			_ = os.Chmod(p, fi.Mode().Perm()&0o700) // best effort: see above
+		}
+	}
+	return nil
+}
+
+// ownedByProcess reports whether this process's user owns the file: only
+// then does it change the file's mode (root could change anyone's).
+func ownedByProcess(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
 }
 
 // DB returns the write pool: one connection, whose transactions begin

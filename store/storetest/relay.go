@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,6 +70,13 @@ func testLeases[TTx any](t *testing.T, h Harness[TTx]) {
 	}
 	if leases, err = s.Leases(ctx, "other"); err != nil || len(leases) != 0 {
 		t.Fatalf("Leases(other) = %d, %v; want none", len(leases), err)
+	}
+	// Relays names each relay that has a partition, once, in order.
+	if _, err := s.Claim(ctx, store.Partition{Relay: "badges"}, "relay-c", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := s.Relays(ctx); err != nil || fmt.Sprint(names) != "[badges default]" {
+		t.Fatalf("Relays = %q, %v; want [badges default]", names, err)
 	}
 }
 
