@@ -39,7 +39,7 @@ relay publish them again, in order. Both read and write the store directly.`,
   eventbus parked list --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			svc, err := a.openReadOnly(cmd)
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,8 @@ attempts counted. retry waits up to --wait for the relay's verdict and exits
 				}
 				ids = append(ids, id)
 			}
-			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			// A retry asks a relay of an existing store: never create one.
+			svc, err := a.open(cmd, service.Options{StoreOnly: true, MustExist: true})
 			if err != nil {
 				return err
 			}
