@@ -214,7 +214,13 @@ func testTailUnderConcurrency[TTx any](t *testing.T, h Harness[TTx]) {
 	var seen []event.Envelope
 	cursor := store.Cursor{}
 	rng := rand.New(rand.NewSource(seed))
-	for finished := false; ; {
+	// settled is set once the writers are done and nothing is held back:
+	// every committed event is visible from then on, so the next empty page
+	// is the end. The order matters: Stats first, then a read. A read that
+	// came back empty before Stats said "nothing held back" proves nothing,
+	// since another package's transaction may have ended in between and
+	// released the events that read could not see.
+	for finished, settled := false, false; ; {
 		select {
 		case <-writersDone:
 			finished = true
@@ -226,16 +232,23 @@ func testTailUnderConcurrency[TTx any](t *testing.T, h Harness[TTx]) {
 		}
 		seen = append(seen, page.Events...)
 		cursor = page.Next
-		if len(page.Events) == 0 {
-			if finished {
-				// Nothing new: done, unless another package's open
-				// transaction still hides committed events.
-				if st, err := s.Stats(ctx); err != nil || st.HeldBack == 0 {
-					break
-				}
-			}
-			time.Sleep(time.Millisecond)
+		if len(page.Events) > 0 {
+			continue
 		}
+		if settled {
+			break
+		}
+		if finished {
+			st, err := s.Stats(ctx)
+			if err != nil {
+				t.Fatalf("stats: %v", err)
+			}
+			if st.HeldBack == 0 {
+				settled = true
+				continue
+			}
+		}
+		time.Sleep(time.Millisecond)
 	}
 	close(errs)
 	for err := range errs {
