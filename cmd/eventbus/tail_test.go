@@ -146,7 +146,9 @@ func TestTailEndsCleanlyWhenStoppedAnywhere(t *testing.T) {
 		stdout := &firstWrite{written: make(chan struct{})}
 		var stderr bytes.Buffer
 		exit := make(chan int, 1)
-		go func() { exit <- run(tailCtx, []string{"tail", "--from", "1", "--json", "--poll", "1ms"}, stdout, &stderr) }()
+		go func() {
+			exit <- run(tailCtx, []string{"tail", "--from", "1", "--json", "--poll", "1ms"}, stdout, &stderr)
+		}()
 		select {
 		case <-stdout.written: // tail has read the event: it is in its loop
 		case code := <-exit:
