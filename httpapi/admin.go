@@ -1,12 +1,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -57,18 +62,141 @@ type Admin struct {
 // drySample is how many of the selected events a dry run shows.
 const drySample = 10
 
-var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position", "queue", "rate", "dry_run"}
+// replayParams are the parameters of POST /v1/replay, in its query string
+// or as the members of its JSON body.
+var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position", "queue", "rate", "dry_run", "all"}
 
-// replayRequest is the query of POST /v1/replay: the filter parameters of
-// GET /v1/events but limit, and queue (default: the exchange), rate (events
-// per second) and dry_run.
+// replayRequest is a parsed POST /v1/replay: the filter parameters of GET
+// /v1/events but limit, and queue (default: the exchange), rate (events per
+// second), dry_run and all.
 type replayRequest struct {
 	opts   replay.Options
 	dryRun bool
 }
 
-// parseReplay parses the query of POST /v1/replay. A problem has status
-// 400.
+// readReplay reads the parameters of POST /v1/replay from the query string
+// or from a JSON body with the same names: one or the other, never both,
+// so that no parameter is silently ignored. A problem has status 400 (or
+// 413 and 415 for the body).
+func (a *api) readReplay(r *http.Request) (replayRequest, *Problem) {
+	body, p := a.readBody(r)
+	if p != nil {
+		return replayRequest{}, p
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return parseReplay(r.URL.RawQuery)
+	}
+	if r.URL.RawQuery != "" {
+		return replayRequest{}, newProblem(http.StatusBadRequest, ProblemMalformedRequest,
+			"the replay's parameters are given both in the query string and in a JSON body; give them in one of the two")
+	}
+	if p := checkJSONBody(r); p != nil {
+		return replayRequest{}, p
+	}
+	values, p := replayBodyValues(body)
+	if p != nil {
+		return replayRequest{}, p
+	}
+	return parseReplay(values.Encode())
+}
+
+// replayBodyValues turns the JSON body of POST /v1/replay into the query
+// parameters it stands for, so that both forms are checked by the same
+// code. The body is an object whose members are the query's parameters:
+// strings, type a string or an array of them, from_position and
+// to_position integers, rate a number, dry_run and all booleans.
+func replayBodyValues(body []byte) (url.Values, *Problem) {
+	malformed := func(format string, args ...any) (url.Values, *Problem) {
+		return nil, newProblem(http.StatusBadRequest, ProblemMalformedRequest, fmt.Sprintf(format, args...))
+	}
+	wrongType := func(name, want string) (url.Values, *Problem) {
+		return nil, newProblem(http.StatusBadRequest, ProblemInvalidParameter, fmt.Sprintf("%s must be %s", name, want)).atField(name)
+	}
+	if !utf8.Valid(body) {
+		return malformed("the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return malformed(`the body must be a JSON object of the replay's parameters, such as {"type": "quiz.submitted", "queue": "badges"}`)
+	}
+	values := url.Values{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return malformed("the body is not valid JSON: %v", err)
+		}
+		name, ok := tok.(string) // inside an object, the token before a value is its key
+		if !ok {
+			return malformed("the body is not valid JSON: a member's name is not a string")
+		}
+		if !slices.Contains(replayParams, name) {
+			return nil, newProblem(http.StatusBadRequest, ProblemInvalidParameter,
+				fmt.Sprintf("unknown field %s; a replay takes %s", clip(name), strings.Join(replayParams, ", "))).atField(name)
+		}
+		if values.Has(name) {
+			return nil, newProblem(http.StatusBadRequest, ProblemInvalidParameter, fmt.Sprintf("%s is given twice; give it once", name)).atField(name)
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return malformed("the body is not valid JSON: %v", err)
+		}
+		switch name {
+		case "type":
+			switch v := v.(type) {
+			case string:
+				values.Add(name, v)
+			case []any:
+				for _, t := range v {
+					ts, ok := t.(string)
+					if !ok {
+						return wrongType(name, "a type name or an array of them")
+					}
+					values.Add(name, ts)
+				}
+				if len(v) == 0 {
+					values[name] = []string{}
+				}
+			default:
+				return wrongType(name, "a type name or an array of them")
+			}
+		case "from_position", "to_position":
+			n, ok := v.(json.Number)
+			if _, err := strconv.ParseInt(string(n), 10, 64); !ok || err != nil {
+				return wrongType(name, "a global position: a whole number from 0 (0: no bound)")
+			}
+			values.Set(name, string(n))
+		case "rate":
+			n, ok := v.(json.Number)
+			if !ok {
+				return wrongType(name, "a number of events per second above 0")
+			}
+			values.Set(name, string(n))
+		case "dry_run", "all":
+			b, ok := v.(bool)
+			if !ok {
+				return wrongType(name, "true or false")
+			}
+			values.Set(name, strconv.FormatBool(b))
+		default:
+			str, ok := v.(string)
+			if !ok {
+				return wrongType(name, "a string")
+			}
+			values.Set(name, str)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return malformed("the body is not valid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return malformed("the body holds more than one JSON value; send one object")
+	}
+	return values, nil
+}
+
+// parseReplay parses the parameters of POST /v1/replay, given as a query
+// string. A problem has status 400.
 func parseReplay(rawQuery string) (replayRequest, *Problem) {
 	var req replayRequest
 	q, p := parseQuery(rawQuery, replayParams, []string{"type"})
@@ -98,6 +226,18 @@ func parseReplay(rawQuery string) (replayRequest, *Problem) {
 		}
 		req.dryRun = b
 	}
+	all := false
+	if v := q.get("all"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return req, newProblem(400, ProblemInvalidParameter, fmt.Sprintf("all %s must be true or false", clip(v))).atField("all")
+		}
+		all = b
+	}
+	if !all && !replay.Selective(req.opts.Filter) {
+		return req, newProblem(400, ProblemInvalidParameter,
+			"the replay names no filter, so it would send every stored event again; name one (type, subject, correlation_id, since, until, from_position, to_position, after), or say all=true to replay the whole store").atField("all")
+	}
 	return req, nil
 }
 
@@ -124,7 +264,7 @@ func parseName(name, param string) (string, *Problem) {
 // would go on while the client saw a broken connection and might send it
 // again. The client's patience, and its going away, bound it instead.
 func (a *api) replay(w http.ResponseWriter, r *http.Request) {
-	req, p := parseReplay(r.URL.RawQuery)
+	req, p := a.readReplay(r)
 	if p != nil {
 		writeProblem(w, r, p)
 		return

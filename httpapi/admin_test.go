@@ -23,7 +23,7 @@ import (
 func TestAdminRoutesAnswer501UntilConfigured(t *testing.T) {
 	h := newHarness(t, harnessOption{})
 	for _, r := range []request{
-		{method: "POST", path: "/v1/replay"},
+		{method: "POST", path: "/v1/replay?all=true"},
 		{method: "GET", path: "/v1/dead-letters/grading"},
 		{method: "POST", path: "/v1/dead-letters/grading/requeue"},
 	} {
@@ -34,7 +34,7 @@ func TestAdminRoutesAnswer501UntilConfigured(t *testing.T) {
 		h.do(r).problem(t, 501, httpapi.ProblemNotImplemented)
 	}
 	// A dry run only reads the store: it needs no replay func.
-	if res := h.do(request{method: "POST", path: "/v1/replay?dry_run=true", token: adminSecret}); res.status != 200 {
+	if res := h.do(request{method: "POST", path: "/v1/replay?dry_run=true&all=true", token: adminSecret}); res.status != 200 {
 		t.Fatalf("dry run: %d %s", res.status, res.body)
 	}
 }
@@ -120,9 +120,82 @@ func TestReplayThroughTheAPI(t *testing.T) {
 		t.Fatalf("queue holds %d messages, want the 3 replayed", n)
 	}
 	// Without a queue, a replay goes to the exchange, which is not set here.
-	h.do(request{method: "POST", path: "/v1/replay", token: adminSecret}).problem(t, 501, httpapi.ProblemNotImplemented)
+	h.do(request{method: "POST", path: "/v1/replay?all=true", token: adminSecret}).problem(t, 501, httpapi.ProblemNotImplemented)
 	for _, query := range []string{"limit=5", "rate=-1", "rate=NaN", "dry_run=maybe", "queue=" + strings.Repeat("q", 256), "max=3"} {
 		h.do(request{method: "POST", path: "/v1/replay?" + query, token: adminSecret}).problem(t, 400, httpapi.ProblemInvalidParameter)
+	}
+}
+
+// TestReplayDoesOnlyWhatItIsAskedFor: POST /v1/replay takes its parameters
+// from the query string or from a JSON body with the same names. A body
+// used to be ignored, which replayed the whole store to the exchange. A
+// request that names no filter, or that the API cannot read exactly, is a
+// 400 (415 for a body that is not JSON) and replays nothing.
+func TestReplayDoesOnlyWhatItIsAskedFor(t *testing.T) {
+	b, opt := withBroker(t)
+	h := newHarness(t, opt)
+	for i := 0; i < 2; i++ {
+		h.publish(`{"type":"quiz.submitted","data":` + quizData(i) + `}`)
+	}
+	h.publish(`{"type":"badge.awarded","data":{"badge_id":"0190d1e2-0000-7000-8000-000000000001","recipient_id":"0190d1e2-0000-7000-8000-000000000002","reason":"r"}}`)
+	testenv.Settle(t, h.store)
+	q := testenv.Name("httpapi_replay_body")
+	declareQueue(t, b, q) // a consumer's queue: it must receive only what is asked for
+	jq, _ := json.Marshal(q)
+
+	for _, c := range []struct {
+		name, query, contentType, body string
+		status                         int
+		field                          string
+	}{
+		{"no filter in the query", "queue=" + q, "", "", 400, "all"},
+		{"no filter in the body", "", "application/json", `{"queue":` + string(jq) + `}`, 400, "all"},
+		{"all=false", "", "application/json", `{"queue":` + string(jq) + `,"all":false}`, 400, "all"},
+		{"an empty type list", "", "application/json", `{"queue":` + string(jq) + `,"type":[]}`, 400, "all"},
+		{"an unknown field", "", "application/json", `{"queue":` + string(jq) + `,"all":true,"typ":"quiz.submitted"}`, 400, "typ"},
+		{"a field given twice", "", "application/json", `{"queue":` + string(jq) + `,"type":"badge.awarded","type":"quiz.submitted"}`, 400, "type"},
+		{"a wrong type", "", "application/json", `{"queue":` + string(jq) + `,"all":"yes"}`, 400, "all"},
+		{"a position as text", "", "application/json", `{"queue":` + string(jq) + `,"from_position":"x"}`, 400, "from_position"},
+		{"malformed JSON", "", "application/json", `{"queue":` + string(jq) + `,"all":true`, 400, ""},
+		{"two JSON values", "", "application/json", `{"queue":` + string(jq) + `,"all":true} {}`, 400, ""},
+		{"not an object", "", "application/json", `[` + string(jq) + `]`, 400, ""},
+		{"both query and body", "queue=" + q, "application/json", `{"all":true}`, 400, ""},
+		{"a body that is not JSON", "", "text/plain", `{"queue":` + string(jq) + `,"all":true}`, 415, ""},
+	} {
+		path := "/v1/replay"
+		if c.query != "" {
+			path += "?" + c.query
+		}
+		res := h.do(request{method: "POST", path: path, token: adminSecret, contentType: c.contentType, body: c.body})
+		var p struct {
+			Field  string `json:"field"`
+			Detail string `json:"detail"`
+		}
+		_ = json.Unmarshal(res.body, &p)
+		if res.status != c.status || res.header.Get("Content-Type") != httpapi.ProblemContentType || p.Detail == "" || (c.field != "" && p.Field != c.field) {
+			t.Errorf("%s: %d %s; want a %d problem naming %q", c.name, res.status, res.body, c.status, c.field)
+		}
+		if n := queueDepth(t, b, q); n != 0 {
+			t.Fatalf("%s: the bad request replayed %d events into the queue", c.name, n)
+		}
+	}
+
+	var result struct {
+		Published int64 `json:"published"`
+		Total     int64 `json:"total"`
+	}
+	res := h.do(request{method: "POST", path: "/v1/replay", token: adminSecret, contentType: "application/json",
+		body: `{"type":["quiz.submitted"],"queue":` + string(jq) + `,"rate":1000}`})
+	if err := json.Unmarshal(res.body, &result); err != nil || res.status != 200 || result.Published != 2 {
+		t.Fatalf("replay with a JSON body: %d %s; want the 2 quiz events", res.status, res.body)
+	}
+	if n := queueDepth(t, b, q); n != 2 {
+		t.Fatalf("the queue holds %d messages, want the 2 replayed", n)
+	}
+	res = h.do(request{method: "POST", path: "/v1/replay", token: adminSecret, contentType: "application/json",
+		body: `{"all":true,"dry_run":true,"queue":` + string(jq) + `}`})
+	if err := json.Unmarshal(res.body, &result); err != nil || res.status != 200 || result.Total != 3 {
+		t.Fatalf("dry run of everything with a JSON body: %d %s; want a total of 3", res.status, res.body)
 	}
 }
 
@@ -152,7 +225,7 @@ func TestReplayOutlastsTheWriteTimeout(t *testing.T) {
 	// At 10 events a second, the 4 events take about 300 ms: three times
 	// the write timeout.
 	start := time.Now()
-	res := h.do(request{method: "POST", path: "/v1/replay?rate=10&queue=" + q, token: adminSecret})
+	res := h.do(request{method: "POST", path: "/v1/replay?all=true&rate=10&queue=" + q, token: adminSecret})
 	if took := time.Since(start); took <= writeTimeout {
 		t.Fatalf("the replay took %v, not longer than the write timeout %v: the test proves nothing", took, writeTimeout)
 	}

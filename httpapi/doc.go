@@ -32,6 +32,20 @@
 // client can tell "not enabled on this server" from a typo in the path. A
 // replay's dry run only reads the store and always works.
 //
+// # Replay
+//
+// POST /v1/replay takes the filters of GET /v1/events (but limit), queue
+// (default: the exchange), rate, dry_run and all, either as query
+// parameters or as the members of a JSON body with the same names
+// ({"type": ["quiz.submitted"], "since": "2026-01-01T00:00:00Z", "queue":
+// "badges"}; type is a string or an array, positions are integers, rate a
+// number, dry_run and all booleans). Never both: a request with a query
+// string and a body is a 400, so that no parameter is silently ignored. A
+// body member the route does not know, one given twice, or one of the
+// wrong type is a 400 that names it. A request that names no filter is a
+// 400 unless it says all=true: replaying the whole store is never an
+// accident. Nothing is sent on any 4xx.
+//
 // # Publishing
 //
 // The body is one event

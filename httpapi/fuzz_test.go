@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bytes"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -150,6 +153,41 @@ func FuzzParseQuery(f *testing.F) {
 			if o.Rate < 0 || o.Rate != o.Rate || o.Filter.Limit != 0 || len(o.Target.Queue) > 255 || o.Target.Exchange != "" {
 				t.Fatalf("parseReplay(%q) accepted %+v", raw, o)
 			}
+			q, _ := url.ParseQuery(raw)
+			if all, _ := strconv.ParseBool(q.Get("all")); !all && !replay.Selective(o.Filter) {
+				t.Fatalf("parseReplay(%q) accepted a replay of the whole store without all=true", raw)
+			}
+		}
+	})
+}
+
+// FuzzReplayBody feeds the JSON body decoder of POST /v1/replay arbitrary
+// bodies. It must not panic; it refuses with a 400 *Problem; and what it
+// accepts stands for a query that names only the route's parameters.
+//
+//	go test -fuzz FuzzReplayBody ./httpapi/
+func FuzzReplayBody(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"quiz.submitted","queue":"badges"}`, `{"type":["a.b","c.d"],"from_position":3,"to_position":9}`,
+		`{"all":true}`, `{"all":"yes"}`, `{}`, `[]`, `null`, `{"type":[1]}`, `{"rate":1e400}`, `{"type":"a","type":"b"}`,
+		`{"subject":"s"} {}`, `{"nope":1}`, `{"dry_run":true,"since":"2026-01-01T00:00:00Z"}`, `{"from_position":1.5}`, "{\"subject\":\"\xff\"}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		values, p := replayBodyValues(body)
+		if p != nil {
+			if p.Status != 400 || p.Detail == "" {
+				t.Fatalf("replayBodyValues(%q): problem %+v, want a 400 that explains", body, p)
+			}
+			return
+		}
+		if _, p := parseQuery(values.Encode(), replayParams, []string{"type"}); p != nil {
+			t.Fatalf("replayBodyValues(%q) = %v, which names what the route does not take: %s", body, values, p.Detail)
+		}
+		req, p := parseReplay(values.Encode())
+		if all, _ := strconv.ParseBool(values.Get("all")); p == nil && !all && !replay.Selective(req.opts.Filter) {
+			t.Fatalf("body %q replays the whole store without all", body)
 		}
 	})
 }

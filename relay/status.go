@@ -20,8 +20,9 @@ type Status struct {
 	// Backlog counts events committed but not yet confirmed by the broker,
 	// summed over partitions (capped at BacklogCap each).
 	Backlog int64 `json:"backlog"`
-	// Lag is the age of the oldest event not yet confirmed: how far behind
-	// the relay is. Zero when the backlog is empty.
+	// Lag is the age of the oldest committed event not yet confirmed: how
+	// far behind the relay is. It counts the held-back events too, which
+	// the relay cannot even read yet. Zero when the backlog is empty.
 	Lag Duration `json:"lag"`
 	// Events is the number of stored events (an estimate on large stores).
 	Events int64 `json:"events"`
@@ -72,6 +73,12 @@ func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Du
 		return st, fmt.Errorf("relay status: %w", err)
 	}
 	st.Events, st.HeldBack, st.OldestTxAge = stats.Events, stats.HeldBack, Duration(stats.OldestTxAge)
+	now := time.Now()
+	if !stats.OldestHeldBack.IsZero() {
+		// Held-back events are after every checkpoint: no reader has seen
+		// them.
+		st.Lag = Duration(max(now.Sub(stats.OldestHeldBack), 0))
+	}
 	leases, err := s.Leases(ctx, relay)
 	if err != nil {
 		return st, fmt.Errorf("relay status: %w", err)
@@ -79,7 +86,6 @@ func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Du
 	if len(leases) == 0 {
 		leases = []store.Lease{{Partition: store.Partition{Relay: relay}}}
 	}
-	now := time.Now()
 	for _, l := range leases {
 		ps := PartitionState{Partition: l.Number, LeaseUntil: l.Until, Checkpoint: l.Checkpoint.String(),
 			Position: l.Checkpoint.Position, UpdatedAt: l.UpdatedAt}
@@ -115,7 +121,12 @@ func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Du
 	}
 	if maxLag > 0 && time.Duration(st.Lag) > maxLag {
 		st.Healthy = false
-		st.Problems = append(st.Problems, fmt.Sprintf("lag %s exceeds %s", time.Duration(st.Lag).Round(time.Millisecond), maxLag))
+		problem := fmt.Sprintf("lag %s exceeds %s", time.Duration(st.Lag).Round(time.Millisecond), maxLag)
+		if st.HeldBack > 0 {
+			problem += fmt.Sprintf(" (%d events held back by a transaction open for %s, in any database of the server)",
+				st.HeldBack, time.Duration(st.OldestTxAge).Round(time.Millisecond))
+		}
+		st.Problems = append(st.Problems, problem)
 	}
 	return st, nil
 }

@@ -191,6 +191,10 @@ type Stats struct {
 	// HeldBack counts events that have committed but that readers cannot see
 	// yet, because an older transaction is still open.
 	HeldBack int64
+	// OldestHeldBack is when the oldest of those events was recorded; zero
+	// when none is held back. No reader, the relay included, has seen it,
+	// so the relay's lag counts from it.
+	OldestHeldBack time.Time
 	// OldestTxAge is how long the oldest open writing transaction has been
 	// running: the time it can hold readers back.
 	OldestTxAge time.Duration

@@ -54,10 +54,12 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"events", "--after", "not-a-cursor"}, nil, "--after:"},
 		{[]string{"status", "--max-lag", "soon"}, nil, `invalid argument "soon" for "--max-lag"`},
 		{[]string{"replay", "--rate", "-1"}, nil, "--rate must not be negative"},
+		{[]string{"replay", "--queue", "badges"}, nil, "replay names no filter, so it would send every stored event again"},
+		{[]string{"replay", "--server", "http://127.0.0.1:1", "--dry-run"}, nil, "or --all to replay the whole store"},
 		{[]string{"serve", "--no-relay", "--relay-only"}, nil, "--no-relay and --relay-only exclude each other"},
 		{[]string{"publish", "quiz.submitted", "{}", "--id", "42"}, nil, `--id "42" is not a UUID`},
 		{[]string{"dlq", "requeue", "badges"}, nil, "give either --all or --id"},
-		{[]string{"replay", "--server", "localhost:8080", "--dry-run"}, nil, "give the serve address as http://host:port"},
+		{[]string{"replay", "--server", "localhost:8080", "--dry-run", "--all"}, nil, "give the serve address as http://host:port"},
 		{[]string{"--log-level", "loud", "status"}, nil, `--log-level "loud"`},
 		{[]string{"events"}, []string{"EVENTBUS_DATABASE_URL=mysql://db/x"}, "must start with postgres://"},
 		{[]string{"events"}, []string{"EVENTBUS_HTTP_ADDR=8080"}, "must be host:port"},
@@ -270,9 +272,9 @@ func TestAuthScopes(t *testing.T) {
 		{"read token cannot publish", "POST", "/v1/events", reader, event, 403},
 		{"publish token publishes", "POST", "/v1/events", publisher, event, 201},
 		{"publish token cannot read", "GET", "/v1/events", publisher, "", 403},
-		{"publish token cannot replay", "POST", "/v1/replay?dry_run=true", publisher, "", 403},
-		{"read token cannot replay", "POST", "/v1/replay?dry_run=true", reader, "", 403},
-		{"admin token replays", "POST", "/v1/replay?dry_run=true", admin, "", 200},
+		{"publish token cannot replay", "POST", "/v1/replay?dry_run=true&all=true", publisher, "", 403},
+		{"read token cannot replay", "POST", "/v1/replay?dry_run=true&all=true", reader, "", 403},
+		{"admin token replays", "POST", "/v1/replay?dry_run=true&all=true", admin, "", 200},
 		{"admin token reads", "GET", "/v1/status", admin, "", 200},
 		{"probes need no token", "GET", "/healthz", "", "", 200},
 	} {
@@ -282,11 +284,11 @@ func TestAuthScopes(t *testing.T) {
 		}
 	}
 	// The CLI through --server: a publish token is refused, and told why.
-	r := runCLI(t, dir, []string{"EVENTBUS_TOKEN=" + publisher}, "replay", "--server", serve.url(), "--dry-run")
+	r := runCLI(t, dir, []string{"EVENTBUS_TOKEN=" + publisher}, "replay", "--server", serve.url(), "--dry-run", "--all")
 	if r.code != 1 || !strings.Contains(r.stderr, "403 Forbidden") || !strings.Contains(r.stderr, "admin scope") {
 		t.Errorf("replay --server with a publish token: want exit 1 and a 403 that names the admin scope; %v", r)
 	}
-	r = mustRunCLI(t, dir, []string{"EVENTBUS_TOKEN=" + admin}, "replay", "--server", serve.url(), "--dry-run")
+	r = mustRunCLI(t, dir, []string{"EVENTBUS_TOKEN=" + admin}, "replay", "--server", serve.url(), "--dry-run", "--all")
 	if !strings.Contains(r.stdout, "would replay 1 events to the server's exchange") {
 		t.Errorf("replay --server --dry-run with the admin token: %v", r)
 	}

@@ -201,27 +201,30 @@ what commits from now on; --from starts at a global position or a time.`,
 					return usagef(cmd, "--from: %v", err)
 				}
 			}
-			svc, err := a.openReadOnly(cmd)
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+			// SIGTERM and Ctrl-C are how tail normally ends, wherever they
+			// find it: an error that comes after them is the stop itself.
 			ctx := cmd.Context()
-			if filter.After, err = tailStart(ctx, svc.Store, from != "", pos, at); err != nil {
-				if ctx.Err() != nil {
+			stopped := func(err error) error {
+				var usage *usageError
+				if ctx.Err() != nil && !errors.As(err, &usage) {
 					return nil
 				}
 				return err
+			}
+			svc, err := a.openReadOnly(cmd)
+			if err != nil {
+				return stopped(err)
+			}
+			defer svc.Close()
+			if filter.After, err = tailStart(ctx, svc.Store, from != "", pos, at); err != nil {
+				return stopped(err)
 			}
 			header := !asJSON
 			for ctx.Err() == nil {
 				filter.Limit = store.MaxLimit
 				page, err := svc.Store.Read(ctx, filter)
 				if err != nil {
-					if ctx.Err() != nil {
-						return nil // SIGTERM or Ctrl-C: the normal end of tail
-					}
-					return err
+					return stopped(err)
 				}
 				if len(page.Events) > 0 {
 					if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {

@@ -132,6 +132,7 @@ func (a *app) replayCmd() *cobra.Command {
 		resume  string
 		server  string
 		samples int
+		all     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay",
@@ -142,6 +143,9 @@ types), or with --queue to one consumer group's queue only. Each message
 carries the header x-eventbus-replay. Consumers with an inbox skip events
 they already handled.
 
+Without a filter it refuses to run unless --all says so: replaying the
+whole store is never an accident.
+
 With --dry-run it prints how many events it would send and the first few.
 If it is interrupted it prints the --resume token that goes on from there.
 
@@ -151,7 +155,7 @@ replay through it with --server.`,
   eventbus replay --type quiz.submitted --since 24h --queue badges --rate 500
   eventbus replay --correlation-id 0190d1e2-0000-7000-8000-000000000001
   eventbus replay --from-position 1000 --to-position 2000 --resume AQID
-  eventbus replay --server http://127.0.0.1:8080 --queue badges`,
+  eventbus replay --server http://127.0.0.1:8080 --queue badges --all`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			filter, err := f.filter(cmd)
@@ -164,8 +168,11 @@ replay through it with --server.`,
 			if rate < 0 {
 				return usagef(cmd, "--rate must not be negative")
 			}
+			if !all && !replay.Selective(filter) {
+				return usagef(cmd, "replay names no filter, so it would send every stored event again; give a filter (--type, --subject, --correlation-id, --since, --until, --from-position, --to-position, --resume), or --all to replay the whole store")
+			}
 			if server != "" {
-				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun, samples)
+				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun, samples, all)
 			}
 			svc, err := a.open(cmd, service.Options{StoreOnly: dryRun, MustExist: true})
 			if err != nil {
@@ -230,6 +237,7 @@ replay through it with --server.`,
 	cmd.Flags().StringVar(&resume, "resume", "", "go on after this token, printed by an interrupted replay")
 	cmd.Flags().StringVar(&server, "server", "", "replay through a running 'eventbus serve' at this URL (needs an admin token in EVENTBUS_TOKEN)")
 	cmd.Flags().IntVar(&samples, "sample", 5, "how many events --dry-run shows")
+	cmd.Flags().BoolVar(&all, "all", false, "replay every stored event; needed when no filter is given")
 	return cmd
 }
 
@@ -241,9 +249,12 @@ func target(exchange, queue string) string {
 }
 
 // replayViaServer runs a replay through POST /v1/replay of a running serve.
-func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, queue string, rate float64, resume string, dryRun bool, samples int) error {
+func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, queue string, rate float64, resume string, dryRun bool, samples int, all bool) error {
 	q := url.Values{}
 	f.query(q)
+	if all {
+		q.Set("all", "true")
+	}
 	if queue != "" {
 		q.Set("queue", queue)
 	}

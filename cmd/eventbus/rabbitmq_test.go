@@ -142,7 +142,7 @@ func TestReplayOnRabbitMQ(t *testing.T) {
 	// server, and other packages' tests share it: wait until ours show.
 	var r result
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		r = mustRunCLI(t, dir, s.env, "replay", "--queue", q, "--dry-run", "--sample", "3")
+		r = mustRunCLI(t, dir, s.env, "replay", "--queue", q, "--dry-run", "--sample", "3", "--all")
 		if !strings.HasPrefix(r.stdout, "would replay 0 events") || time.Now().After(deadline) {
 			break
 		}
@@ -156,7 +156,7 @@ func TestReplayOnRabbitMQ(t *testing.T) {
 	}
 
 	// Slowly, so that it is still running when interrupted.
-	cmd := exec.Command(eventbusBin, "replay", "--queue", q, "--rate", "200")
+	cmd := exec.Command(eventbusBin, "replay", "--queue", q, "--rate", "200", "--all")
 	cmd.Dir, cmd.Env = dir, append(baseEnv(), s.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -13,7 +13,8 @@ import (
 
 // TestReplayViaServerSendsEveryFilter: replay --server passes each filter
 // flag to POST /v1/replay, positions included, so that a bounded replay
-// stays bounded.
+// stays bounded; and a replay without a filter sends nothing unless --all
+// says so (all=true).
 func TestReplayViaServerSendsEveryFilter(t *testing.T) {
 	var (
 		mu      sync.Mutex
@@ -50,8 +51,30 @@ func TestReplayViaServerSendsEveryFilter(t *testing.T) {
 			t.Fatalf("replay (dry run %v): exit %d\nstdout:\n%s\nstderr:\n%s", dry, code, stdout.String(), stderr.String())
 		}
 	}
+	// No filter: refused before anything is sent, unless --all says so,
+	// which the server is told.
+	for _, all := range []bool{false, true} {
+		args := []string{"replay", "--server", srv.URL, "--queue", "badges"}
+		if all {
+			args = append(args, "--all")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, args, &stdout, &stderr)
+		cancel()
+		if want := map[bool]int{false: 2, true: 0}[all]; code != want {
+			t.Fatalf("replay without a filter (--all %v): exit %d, want %d\nstderr:\n%s", all, code, want, stderr.String())
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	if len(queries) != 3 {
+		t.Fatalf("the server got %d requests, want 3: a replay without a filter or --all must send none", len(queries))
+	}
+	if q := queries[2]; q.Get("all") != "true" || q.Get("queue") != "badges" || len(q) != 2 {
+		t.Errorf("replay --all sent %s, want all=true and the queue only", q.Encode())
+	}
+	queries = queries[:2]
 	if len(queries) != 2 {
 		t.Fatalf("the server got %d requests, want 2", len(queries))
 	}

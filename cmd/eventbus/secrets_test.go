@@ -59,7 +59,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 		{[]string{"EVENTBUS_AMQP_URL=" + withUser(t, amqp, "", amqpPassword)}, []string{"dlq", "list", "badges"}, 1},
 		// RabbitMQ takes seconds to refuse a password: the other cases
 		// use closed ports.
-		{[]string{"EVENTBUS_AMQP_URL=amqp://guest:" + amqpPassword + "@127.0.0.1:1/,amqp://guest:" + amqpPassword + "@127.0.0.1:2/"}, []string{"replay", "--queue", "q"}, 1},
+		{[]string{"EVENTBUS_AMQP_URL=amqp://guest:" + amqpPassword + "@127.0.0.1:1/,amqp://guest:" + amqpPassword + "@127.0.0.1:2/"}, []string{"replay", "--queue", "q", "--all"}, 1},
 		{[]string{"EVENTBUS_AMQP_URL=ftp://guest:" + amqpPassword + "@127.0.0.1/"}, []string{"dlq", "list", "badges"}, 2},
 		{[]string{"EVENTBUS_API_TOKENS=dash:" + readToken + ":read,dash2:" + readToken + ":read"}, []string{"serve"}, 2},
 		{[]string{"EVENTBUS_API_TOKENS=dash:" + readToken + ":fly"}, []string{"serve"}, 2},
@@ -84,10 +84,10 @@ func TestSecretsNeverAppear(t *testing.T) {
 		serve.call("GET", "/healthz", token, "") // logged at debug level
 		serve.call("GET", "/v1/events", token, "")
 		serve.call("POST", "/v1/events", token, `{"type":"quiz.submitted","data":`+quizJSON(95)+`}`)
-		serve.call("POST", "/v1/replay?dry_run=true", token, "")
+		serve.call("POST", "/v1/replay?dry_run=true&all=true", token, "")
 	}
 	for _, token := range []string{wrongToken, readToken, adminToken} {
-		res := runCLI(t, dir, []string{"EVENTBUS_TOKEN=" + token}, "replay", "--server", serve.url(), "--dry-run")
+		res := runCLI(t, dir, []string{"EVENTBUS_TOKEN=" + token}, "replay", "--server", serve.url(), "--dry-run", "--all")
 		check("replay --server", res.stdout+res.stderr)
 	}
 	if code := serve.stop(syscall.SIGTERM); code != 0 {

@@ -57,7 +57,9 @@ func PostgresSchema(t testing.TB) string {
 // readers stop at the oldest transaction open anywhere on the PostgreSQL
 // server, and the tests of other packages share it: their open transactions
 // hold this test's reads back for a while. On SQLite it returns at once.
-func Settle(t testing.TB, s store.Store) {
+// It returns the figures it saw with nothing held back: a later Stats call
+// may find events held back again, by a transaction begun since.
+func Settle(t testing.TB, s store.Store) store.Stats {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -68,7 +70,7 @@ func Settle(t testing.TB, s store.Store) {
 			t.Fatalf("testenv: store stats: %v", err)
 		}
 		if st.HeldBack == 0 {
-			return
+			return st
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("testenv: %d committed events still held back after a minute", st.HeldBack)

@@ -192,18 +192,26 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	var oldest pgtype.Interval
 	var headOrder pgtype.Uint64
 	var headID pgtype.Int8
+	var oldestHeldBack pgtype.Timestamptz
+	// The committed rows at or above the snapshot's xmin are the held-back
+	// ones: this statement sees them, commit-order readers do not.
 	err := s.pool.QueryRow(ctx, `SELECT
 		(SELECT reltuples FROM pg_class WHERE oid = 'event_store'::regclass),
-		(SELECT count(*) FROM event_store WHERE commit_order >= pg_snapshot_xmin(pg_current_snapshot())),
+		held.n, held.oldest,
 		(SELECT coalesce(max(now() - xact_start), '0') FROM pg_stat_activity
 		  WHERE backend_xid IS NOT NULL),
 		h.commit_order, h.id
-		FROM (SELECT 1) one LEFT JOIN LATERAL (
+		FROM (SELECT count(*) AS n, min(recorded_at) AS oldest FROM event_store
+			WHERE commit_order >= pg_snapshot_xmin(pg_current_snapshot())) held
+		LEFT JOIN LATERAL (
 			SELECT commit_order, id FROM event_store WHERE `+visible+`
 			ORDER BY commit_order DESC, id DESC LIMIT 1) h ON true`).
-		Scan(&estimate, &st.HeldBack, &oldest, &headOrder, &headID)
+		Scan(&estimate, &st.HeldBack, &oldestHeldBack, &oldest, &headOrder, &headID)
 	if err != nil {
 		return st, s.wrap(err, "stats")
+	}
+	if oldestHeldBack.Valid {
+		st.OldestHeldBack = oldestHeldBack.Time.UTC()
 	}
 	st.OldestTxAge = time.Duration(oldest.Microseconds+int64(oldest.Days)*86400e6) * time.Microsecond
 	st.Head = store.Cursor{Order: headOrder.Uint64, Position: headID.Int64}

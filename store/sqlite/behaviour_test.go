@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math"
@@ -503,5 +504,35 @@ func TestCorruptPageIsDamageNotUnavailability(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "backup") {
 		t.Fatalf("error %q should name the file and say what to do", err)
+	}
+}
+
+// TestWriteConnectionReplacedBehindTheStatementCache: database/sql closes the
+// write connection on its own when it turns bad (a query interrupted when its
+// context ends, as at shutdown). The append statements prepared on it must
+// then be dropped, not finalized on the closed connection: that crashed the
+// process with SIGSEGV, in the next commit group or in Close.
+func TestWriteConnectionReplacedBehindTheStatementCache(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	discardWriteConnection := func() {
+		t.Helper()
+		conn, err := s.DB().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// ErrBadConn from Raw makes database/sql close the connection, as it
+		// does when the driver reports the connection unusable.
+		if err := conn.Raw(func(any) error { return driver.ErrBadConn }); !errors.Is(err, driver.ErrBadConn) {
+			t.Fatalf("Raw = %v, want driver.ErrBadConn", err)
+		}
+		_ = conn.Close()
+	}
+	appendOne(t, s, testDraft("test.replaced", "", `{}`)) // prepares the statements
+	discardWriteConnection()
+	appendOne(t, s, testDraft("test.replaced", "", `{}`)) // prepares them on the new connection
+	discardWriteConnection()
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
 	}
 }

@@ -13,6 +13,15 @@ import (
 // rawCache holds the append statements prepared on the write connection,
 // at the driver's level. They belong to one connection: if database/sql
 // replaces it, they are prepared again on the new one.
+//
+// database/sql closes the write connection on its own when it turns bad
+// (for example after a query on it was interrupted because its context
+// ended), and the driver's Close frees what finalizing a statement needs.
+// So statements are finalized only on the connection they were prepared
+// on, while the caller holds it; the statements of a connection that has
+// been replaced are dropped, never finalized. The write pool holds one
+// connection, so a connection other than the cached one means that the
+// cached one was closed first.
 type rawCache struct {
 	mu    sync.Mutex
 	conn  any
@@ -32,32 +41,34 @@ func (c *rawCache) writer(dc any) (*rawWriter, error) {
 		return nil, fmt.Errorf("the driver's connection (%T) cannot prepare or execute with a context", dc)
 	}
 	if c.conn != dc {
-		c.closeLocked()
+		c.releaseLocked(dc)
+		c.conn = dc
 		for i, q := range stmtSQL {
 			st, err := conn.PrepareContext(context.Background(), q)
 			if err != nil {
-				c.closeLocked()
+				c.releaseLocked(dc)
 				return nil, fmt.Errorf("prepare (is the schema migrated?): %w", err)
 			}
 			c.stmts[i] = st
 		}
-		c.conn = dc
 	}
-	return &rawWriter{cache: c, conn: conn, stmts: c.stmts}, nil
+	return &rawWriter{cache: c, conn: conn, dc: dc, stmts: c.stmts}, nil
 }
 
-func (c *rawCache) close() {
+// release empties the cache. dc is the driver connection that the caller
+// holds: the statements are finalized only if they were prepared on it.
+func (c *rawCache) release(dc any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closeLocked()
+	c.releaseLocked(dc)
 }
 
-func (c *rawCache) closeLocked() {
+func (c *rawCache) releaseLocked(dc any) {
 	for i, st := range c.stmts {
-		if st != nil {
+		if st != nil && c.conn == dc {
 			_ = st.Close()
-			c.stmts[i] = nil
 		}
+		c.stmts[i] = nil
 	}
 	c.conn = nil
 }
@@ -67,6 +78,7 @@ func (c *rawCache) closeLocked() {
 type rawWriter struct {
 	cache *rawCache
 	conn  driver.ExecerContext
+	dc    any // the driver connection, as database/sql hands it out
 	stmts [numStmts]driver.Stmt
 }
 
@@ -78,7 +90,7 @@ func (w *rawWriter) execSQL(query string) error {
 // discard closes the statements and returns driver.ErrBadConn, which makes
 // database/sql close the connection.
 func (w *rawWriter) discard() error {
-	w.cache.close()
+	w.cache.release(w.dc)
 	return driver.ErrBadConn
 }
 

@@ -257,9 +257,10 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (event.Envelope, error) {
 // gaps unless the sequence was moved by hand).
 const exactCountBelow = 200000
 
-// Stats reports store figures; see store.Stats. HeldBack is always 0: a
-// reader sees every event as soon as it commits, since commits take
-// positions in order. OldestTxAge is 0 too: a long transaction here holds
+// Stats reports store figures; see store.Stats. HeldBack is always 0 (and
+// OldestHeldBack zero): a reader sees every event as soon as it commits,
+// since commits take positions in order, so the lag of a relay is the age
+// of the first event after its checkpoint. OldestTxAge is 0 too: a long transaction here holds
 // back writers (they wait for the write connection), not readers.
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	var st store.Stats

@@ -283,7 +283,10 @@ func (s *Store) Close() error {
 			// Keep the planner's statistics fresh; cheap when nothing
 			// changed.
 			_, _ = conn.ExecContext(ctx, "PRAGMA optimize")
-			s.raw.close()
+			_ = conn.Raw(func(dc any) error {
+				s.raw.release(dc)
+				return nil
+			})
 			_ = conn.Close()
 		}
 		err = errors.Join(s.read.Close(), s.write.Close())

@@ -124,7 +124,7 @@ func readAll(t *testing.T, s store.Store, f store.Filter) []event.Envelope {
 
 // settle waits until readers see every committed event of s: other test
 // packages' open transactions hold commit-order readers back.
-func settle(t *testing.T, s store.Store) { testenv.Settle(t, s) }
+func settle(t *testing.T, s store.Store) store.Stats { return testenv.Settle(t, s) }
 
 // readNow reads every event matching f that readers see now, page by page.
 func readNow(t *testing.T, s store.Reader, f store.Filter) []event.Envelope {
