@@ -367,7 +367,7 @@ func TestReadOnlyCommandsCreateNoStore(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	abs := filepath.Join(dir, "eventbus-data", "eventbus.db")
-	for _, args := range [][]string{{"events"}, {"tail"}, {"status"}, {"replay", "--dry-run"}, {"parked", "list"}, {"parked", "retry", "--all"}} {
+	for _, args := range [][]string{{"events"}, {"tail"}, {"status"}, {"replay", "--dry-run", "--all"}, {"parked", "list"}, {"parked", "retry", "--all"}} {
 		r := runCLI(t, dir, nil, args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "no event store at "+abs) || !strings.Contains(r.stderr, "EVENTBUS_DATA_DIR") ||
 			!strings.Contains(r.stderr, "EVENTBUS_DATABASE_URL") || !strings.Contains(r.stderr, "eventbus serve") {
