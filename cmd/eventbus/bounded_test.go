@@ -80,3 +80,33 @@ func TestServeStaysBoundedWhenPostgreSQLFallsSilent(t *testing.T) {
 		t.Errorf("serve's log does not say it stopped:\n%s", serve.log())
 	}
 }
+
+// eventbus status is what probes and cron jobs run: with PostgreSQL fallen
+// silent it fails (exit 1, saying the store did not answer) within the
+// request timeout, the bound the operator configured, rather than after
+// the driver's own connect timeout or, on a connection that goes silent
+// after the handshake, never.
+func TestStatusFailsWhenPostgreSQLFallsSilent(t *testing.T) {
+	t.Parallel()
+	schemaURL := testenv.PostgresSchema(t)
+	u, err := url.Parse(schemaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewFaultProxy(t, u.Host)
+	env := []string{
+		"EVENTBUS_DATABASE_URL=" + testenv.WithHost(schemaURL, proxy.Addr()),
+		"EVENTBUS_REQUEST_TIMEOUT=1s",
+	}
+	dir := t.TempDir()
+	mustRunCLI(t, dir, env, "migrate")
+	if err := proxy.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.ClearFaults)
+	// runCLI kills the command after a minute.
+	r := runCLI(t, dir, env, "status")
+	if r.code != 1 || !strings.Contains(r.stderr, "the store did not answer within 1s (EVENTBUS_REQUEST_TIMEOUT)") {
+		t.Fatalf("eventbus status with PostgreSQL silent: want exit 1 saying the store did not answer; %v", r)
+	}
+}

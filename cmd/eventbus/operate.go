@@ -49,17 +49,32 @@ scripts and probes can use it.`,
   eventbus status --relay badgeworker   # the relay of a worker on the embedded default`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.openReadOnly(cmd)
+			// Probes and cron jobs run status: a store that does not
+			// answer must make it fail in bounded time, not hang it.
+			cfg, err := a.config(cmd)
 			if err != nil {
 				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), cfg.RequestTimeout)
+			defer cancel()
+			cmd.SetContext(ctx)
+			timedOut := func(err error) error {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return fmt.Errorf("unhealthy: the store did not answer within %s (%s): %w", cfg.RequestTimeout, config.EnvRequestTimeout, err)
+				}
+				return err
+			}
+			svc, err := a.openReadOnly(cmd)
+			if err != nil {
+				return timedOut(err)
 			}
 			defer svc.Close()
 			if err := checkRelayName(cmd, svc, relayName); err != nil {
-				return err
+				return timedOut(err)
 			}
-			st, err := relay.ReadStatus(cmd.Context(), svc.Store, relayName, maxLag)
+			st, err := relay.ReadStatus(ctx, svc.Store, relayName, maxLag)
 			if err != nil {
-				return err
+				return timedOut(err)
 			}
 			if asJSON {
 				if err := printJSON(a.stdout, st); err != nil {
