@@ -96,6 +96,7 @@ type api struct {
 	admin        Admin
 	metrics      *metrics
 	mux          *http.ServeMux
+	routes       []Endpoint // what route registered, for GET /v1
 }
 
 // New returns the HTTP API's handler.
@@ -146,6 +147,7 @@ func New(cfg Config) (http.Handler, error) {
 	a.route("GET /readyz", 0, a.readyz)
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)})
 	a.route("GET /metrics", 0, metricsHandler.ServeHTTP)
+	a.routeDocs()
 	return a, nil
 }
 
@@ -161,6 +163,7 @@ func orDefault[T comparable](v, def T) T {
 // an open route.
 func (a *api) route(pattern string, scope Scope, h http.HandlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
+	a.routes = append(a.routes, endpointOf(pattern, scope))
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		info := infoFrom(r.Context())
 		info.route = path
