@@ -196,15 +196,15 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 		}})
 		cfg.MaxBodyBytes = 64 << 10
 	}})
-	const json = "application/json"
+	const jsonType = "application/json"
 	publish := func(body string) request {
-		return request{method: "POST", path: "/v1/events", token: publishSecret, contentType: json, body: body}
+		return request{method: "POST", path: "/v1/events", token: publishSecret, contentType: jsonType, body: body}
 	}
 	get := func(path string) request { return request{method: "GET", path: path, token: readSecret} }
 	admin := func(method, path, body string) request {
 		r := request{method: method, path: path, token: adminSecret, body: body}
 		if body != "" {
-			r.contentType = json
+			r.contentType = jsonType
 		}
 		return r
 	}
@@ -331,7 +331,7 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	bare := newHarness(t, harnessOption{noAuth: true})
 	for _, r := range []request{
 		{method: "GET", path: "/v1/parked"},
-		{method: "POST", path: "/v1/parked/retry", contentType: json, body: `{"all":true}`},
+		{method: "POST", path: "/v1/parked/retry", contentType: jsonType, body: `{"all":true}`},
 		{method: "POST", path: "/v1/replay?type=quiz.submitted"},
 		{method: "GET", path: "/v1/dead-letters/grading"},
 		{method: "POST", path: "/v1/dead-letters/grading/requeue"},
