@@ -103,6 +103,7 @@ type api struct {
 	admin        Admin
 	metrics      *metrics
 	mux          *http.ServeMux
+	routes       []Endpoint // what route registered, for GET /v1
 
 	// requestTimeout bounds each request; see Config.RequestTimeout.
 	requestTimeout time.Duration
@@ -158,6 +159,7 @@ func New(cfg Config) (http.Handler, error) {
 	a.route("GET /readyz", 0, a.readyz)
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)})
 	a.route("GET /metrics", 0, metricsHandler.ServeHTTP)
+	a.routeDocs()
 	return a, nil
 }
 
@@ -182,6 +184,7 @@ func orDefault[T comparable](v, def T) T {
 // the routes in selfBounded, which bound their own calls.
 func (a *api) route(pattern string, scope Scope, h http.HandlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
+	a.routes = append(a.routes, endpointOf(pattern, scope))
 	if !selfBounded[pattern] {
 		h = a.bounded(h)
 	}
