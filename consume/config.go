@@ -211,34 +211,3 @@ func checkPattern(p string) error {
 	}
 	return nil
 }
-
-// topicMatch reports whether routing key key matches topic pattern p, as
-// the broker matches them.
-func topicMatch(p, key string) bool {
-	return matchWords(strings.Split(p, "."), strings.Split(key, "."))
-}
-
-func matchWords(p, k []string) bool {
-	for len(p) > 0 {
-		switch p[0] {
-		case "#":
-			// '#' matches zero or more words: try every split.
-			for i := 0; i <= len(k); i++ {
-				if matchWords(p[1:], k[i:]) {
-					return true
-				}
-			}
-			return false
-		case "*":
-			if len(k) == 0 {
-				return false
-			}
-		default:
-			if len(k) == 0 || k[0] != p[0] {
-				return false
-			}
-		}
-		p, k = p[1:], k[1:]
-	}
-	return len(k) == 0
-}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 
+	"github.com/edupulse/eventbus/broker/topic"
 	"github.com/edupulse/eventbus/event"
 )
 
@@ -206,7 +207,7 @@ func (rt router) checkReachable(patterns []string) error {
 	for typ := range rt.byType {
 		reachable := false
 		for _, p := range patterns {
-			if topicMatch(p, typ) {
+			if topic.Match(p, typ) {
 				reachable = true
 				break
 			}

@@ -7,6 +7,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -50,4 +51,18 @@ func TestParseCursorTakesAnyInput(t *testing.T) {
 			t.Fatalf("ParseCursor(%q) = %+v, whose own token parses to %+v, %v", token, c, again, err)
 		}
 	})
+}
+
+// TestPageAfter: a page's Next is its last event's cursor, and an empty
+// page keeps the cursor it was read after, so paging never goes back.
+func TestPageAfter(t *testing.T) {
+	after := store.Cursor{Order: 7, Position: 3}
+	if got := store.PageAfter(after, nil); got.Next != after || len(got.Events) != 0 {
+		t.Fatalf("empty page = %+v, want Next %v", got, after)
+	}
+	events := []event.Envelope{{Position: 4, CommitOrder: 9}, {Position: 5, CommitOrder: 12}}
+	got := store.PageAfter(after, events)
+	if want := (store.Cursor{Order: 12, Position: 5}); got.Next != want || len(got.Events) != 2 {
+		t.Fatalf("page = %+v, want Next %v and both events", got, want)
+	}
 }

@@ -105,6 +105,18 @@ type Page struct {
 	Next Cursor
 }
 
+// PageAfter is the page of events that a read after cursor after returned:
+// Next is the last event's cursor, or after itself when there is none, so
+// that reading on from Next neither repeats nor skips an event. Every
+// store's Read ends with it.
+func PageAfter(after Cursor, events []event.Envelope) Page {
+	page := Page{Events: events, Next: after}
+	if len(events) > 0 {
+		page.Next = CursorOf(events[len(events)-1])
+	}
+	return page
+}
+
 // Reader reads the event store.
 type Reader interface {
 	// Read returns the committed events that match f, in commit order,

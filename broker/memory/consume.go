@@ -253,8 +253,7 @@ func (br *browser) Next(ctx context.Context) (broker.Delivery, bool, error) {
 		break
 	}
 	q.scheduleLocked()
-	q.mu.Unlock()
-	q.b.deadLetter(dead)
+	q.deadLetterAndUnlock(dead)
 	return d, ok, nil
 }
 

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/broker/topic"
 )
 
 // DefaultPrefetch is the prefetch of a subscription whose
@@ -88,7 +89,7 @@ type exchange struct {
 
 type binding struct {
 	raw     string
-	pattern pattern
+	pattern topic.Pattern
 	q       *queue
 }
 
@@ -147,6 +148,9 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 		if bind.Exchange == broker.DefaultExchange {
 			return fmt.Errorf("memory: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
 		}
+		if err := topic.Validate(bind.Pattern); err != nil {
+			return fmt.Errorf("memory: %s: bind to exchange %q: %w", op, bind.Exchange, err)
+		}
 		if _, ok := b.exchanges[bind.Exchange]; !ok {
 			return fmt.Errorf("memory: %s: bind to exchange %q: %w", op, bind.Exchange, broker.ErrNotFound)
 		}
@@ -166,7 +170,7 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 		if slices.ContainsFunc(x.bindings, func(e binding) bool { return e.q == q && e.raw == bind.Pattern }) {
 			continue
 		}
-		x.bindings = append(x.bindings, binding{raw: bind.Pattern, pattern: compilePattern(bind.Pattern), q: q})
+		x.bindings = append(x.bindings, binding{raw: bind.Pattern, pattern: topic.Compile(bind.Pattern), q: q})
 		x.resetCache()
 	}
 	return nil
@@ -274,10 +278,10 @@ func (b *Broker) route(exchangeName, key string) ([]*queue, error) {
 	if qs, ok := x.cache[key]; ok {
 		return qs, nil
 	}
-	words := splitWords(key)
+	words := topic.Words(key)
 	var qs []*queue
 	for _, bind := range x.bindings {
-		if !slices.Contains(qs, bind.q) && bind.pattern.matches(words) {
+		if !slices.Contains(qs, bind.q) && bind.pattern.MatchWords(words) {
 			qs = append(qs, bind.q)
 		}
 	}

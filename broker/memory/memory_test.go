@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/broker/brokertest"
 	"github.com/edupulse/eventbus/broker/memory"
+	"github.com/edupulse/eventbus/broker/topic"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -285,5 +287,20 @@ func TestConcurrentPublishersAndConsumers(t *testing.T) {
 				t.Fatalf("%s: %s acked %d times", q, id, n)
 			}
 		}
+	}
+}
+
+// TestPatternTooLongIsRefused: RabbitMQ carries a binding pattern as a
+// short string, so the in-process broker refuses what RabbitMQ cannot take.
+func TestPatternTooLongIsRefused(t *testing.T) {
+	b := memory.New()
+	defer b.Close()
+	if err := b.DeclareExchange(ctx(t), "x"); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("a", topic.MaxLength+1)
+	err := b.DeclareQueue(ctx(t), broker.QueueSpec{Name: "q", Bindings: []broker.Binding{{Exchange: "x", Pattern: long}}})
+	if !errors.Is(err, topic.ErrInvalidPattern) {
+		t.Fatalf("DeclareQueue with a pattern of %d bytes: %v, want ErrInvalidPattern", len(long), err)
 	}
 }

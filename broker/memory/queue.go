@@ -43,6 +43,11 @@ type queue struct {
 	timer     *time.Timer
 	timerAt   time.Time // when timer fires; zero if not armed
 	deleted   bool
+	// outbox holds this queue's dead letters on their way, in the order
+	// the queue let them go; flushing is set while one goroutine moves
+	// them (see deadLetterAndUnlock).
+	outbox   []deadLetter
+	flushing bool
 }
 
 func newQueue(b *Broker, spec broker.QueueSpec) *queue {
@@ -100,8 +105,32 @@ func (q *queue) requeueLocked(ms []*message) {
 func (q *queue) dispatchAndUnlock(dead []deadLetter) {
 	dead = q.dispatchLocked(dead)
 	q.scheduleLocked()
+	q.deadLetterAndUnlock(dead)
+}
+
+// deadLetterAndUnlock unlocks q and moves dead, with any dead letters of q
+// still on their way, into their dead-letter queues in the order q let
+// them go. Several goroutines let messages go (the expiry timer, acks,
+// publishes): one of them at a time moves them all, so two that expire
+// one after the other cannot overtake each other on the way. No lock is
+// held while moving, since the dead-letter queue may dead-letter back
+// into q.
+func (q *queue) deadLetterAndUnlock(dead []deadLetter) {
+	q.outbox = append(q.outbox, dead...)
+	if q.flushing {
+		q.mu.Unlock() // the goroutine moving them takes these too
+		return
+	}
+	q.flushing = true
+	for len(q.outbox) > 0 {
+		batch := q.outbox
+		q.outbox = nil
+		q.mu.Unlock()
+		q.b.deadLetter(batch)
+		q.mu.Lock()
+	}
+	q.flushing = false
 	q.mu.Unlock()
-	q.b.deadLetter(dead)
 }
 
 // dispatchLocked hands ready messages to consumers with room, round-robin,
@@ -241,8 +270,7 @@ func (q *queue) expire() {
 		dead = q.expireLocked(head, dead)
 	}
 	q.scheduleLocked()
-	q.mu.Unlock()
-	q.b.deadLetter(dead)
+	q.deadLetterAndUnlock(dead)
 }
 
 // shutdown ends the queue: its subscriptions end with err, its messages

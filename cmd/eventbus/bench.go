@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edupulse/eventbus/bench"
+	"github.com/edupulse/eventbus/cmd/eventbus/internal/bench"
 )
 
 func (a *app) benchCmd() *cobra.Command {

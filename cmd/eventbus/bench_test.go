@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edupulse/eventbus/bench"
+	"github.com/edupulse/eventbus/cmd/eventbus/internal/bench"
 )
 
 // TestBenchCommand runs a tiny bench on the embedded default and reads its

@@ -186,11 +186,7 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	if err != nil {
 		return store.Page{}, err
 	}
-	page := store.Page{Events: events, Next: f.After}
-	if len(events) > 0 {
-		page.Next = store.CursorOf(events[len(events)-1])
-	}
-	return page, nil
+	return store.PageAfter(f.After, events), nil
 }
 
 // distinct returns types without repeats, in their order.

@@ -154,8 +154,8 @@ func (r Result) summary() string {
 	return s + ", peak RSS " + mib(r.PeakRSSBytes)
 }
 
-// Target is one of DESIGN.md's performance targets, checked against the
-// run.
+// Target is one of the performance targets (docs/contracts.md,
+// "Performance targets"), checked against the run.
 type Target struct {
 	Name     string `json:"name"`
 	Scenario string `json:"scenario"`
@@ -167,7 +167,8 @@ type Target struct {
 
 const mebibyte = 1 << 20
 
-// evaluateTargets checks the run against the targets of DESIGN.md.
+// evaluateTargets checks the run against the performance targets of
+// docs/contracts.md.
 func evaluateTargets(rep Report) []Target {
 	find := func(name string) *Result {
 		for i := range rep.Scenarios {
@@ -315,7 +316,7 @@ func (rep Report) WriteTable(w io.Writer) error {
 		}
 	}
 	writeCPU(&b, rep)
-	b.WriteString("\ntargets (DESIGN.md):\n")
+	b.WriteString("\ntargets (docs/contracts.md#performance-targets):\n")
 	for _, t := range rep.Targets {
 		fmt.Fprintf(&b, "  %-7s %-58s %s\n", t.Status, t.Name, t.Measured)
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
-	"github.com/edupulse/eventbus/bench"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/cmd/eventbus/internal/bench"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/internal/testenv"
 )
