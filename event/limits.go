@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"unicode"
@@ -369,81 +370,11 @@ func checkIPLiteral(lit string) string {
 	return ""
 }
 
-// validIPv6 reports whether s is an IPv6address of RFC 3986 (no zone).
+// validIPv6 reports whether s is an IPv6address of RFC 3986, which has no
+// zone; net/netip's grammar is the RFC's otherwise, IPv4 tail included.
 func validIPv6(s string) bool {
-	groups, doubleColon := 0, false
-	i := 0
-	if strings.HasPrefix(s, "::") {
-		doubleColon = true
-		i = 2
-		if i == len(s) {
-			return true
-		}
-	}
-	for i < len(s) {
-		// An IPv4 address may end it, in place of the last two groups.
-		j := i
-		for j < len(s) && isHex(s[j]) {
-			j++
-		}
-		if j < len(s) && s[j] == '.' {
-			if !validIPv4(s[i:]) {
-				return false
-			}
-			groups += 2
-			i = len(s)
-			break
-		}
-		if j == i || j-i > 4 {
-			return false
-		}
-		groups++
-		i = j
-		if i == len(s) {
-			break
-		}
-		if s[i] != ':' {
-			return false
-		}
-		i++
-		if i < len(s) && s[i] == ':' {
-			if doubleColon {
-				return false
-			}
-			doubleColon = true
-			i++
-			if i == len(s) {
-				break
-			}
-		} else if i == len(s) {
-			return false // a single trailing ':'
-		}
-	}
-	if doubleColon {
-		return groups <= 7
-	}
-	return groups == 8
-}
-
-func validIPv4(s string) bool {
-	parts := 0
-	for part := range strings.SplitSeq(s, ".") {
-		parts++
-		if part == "" || len(part) > 3 || (len(part) > 1 && part[0] == '0') {
-			return false
-		}
-		n := 0
-		for k := 0; k < len(part); k++ {
-			if !isDigit(part[k]) {
-				return false
-			}
-			n = n*10 + int(part[k]-'0')
-		}
-		if n > 255 {
-			return false
-		}
-	}
-	return parts == 4
+	addr, err := netip.ParseAddr(s)
+	return err == nil && addr.Is6() && addr.Zone() == ""
 }
 
 // checkChars checks that s holds only pchar (unreserved, %-escapes,
