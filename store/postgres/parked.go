@@ -20,20 +20,13 @@ func scanParked(r pgx.Row) (store.ParkedEvent, error) {
 	return e, err
 }
 
+// collectParked reads the rows of a query of parkedColumns: an empty list,
+// not nil, when there are none.
 func collectParked(rows pgx.Rows, err error) ([]store.ParkedEvent, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []store.ParkedEvent{}
-	for rows.Next() {
-		e, err := scanParked(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ParkedEvent, error) { return scanParked(row) })
 }
 
 // Park records a parked event; see store.Parking.
