@@ -72,24 +72,31 @@ func newParkedSet() *parkedSet {
 func (s *parkedSet) add(e store.ParkedEvent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ids[e.EventID] = e.Stream
+	addParked(s.heads, s.ids, e)
+}
+
+func addParked(heads map[string]store.ParkedEvent, ids map[uuid.UUID]string, e store.ParkedEvent) {
+	ids[e.EventID] = e.Stream
 	if e.Stream == "" {
 		return
 	}
-	if h, ok := s.heads[e.Stream]; !ok || e.StreamVersion < h.StreamVersion {
-		s.heads[e.Stream] = e
+	if h, ok := heads[e.Stream]; !ok || e.StreamVersion < h.StreamVersion {
+		heads[e.Stream] = e
 	}
 }
 
-// blocking returns the parked event an event of stream must wait behind.
-func (s *parkedSet) blocking(stream string) (store.ParkedEvent, bool) {
+// blocking returns the parked event that the event at version of stream
+// must wait behind: its stream's first parked event, when that comes
+// before it. An earlier event of the stream (read again by a leader that
+// resumes from a checkpoint before the parked one) waits behind nothing.
+func (s *parkedSet) blocking(stream string, version int64) (store.ParkedEvent, bool) {
 	if stream == "" {
 		return store.ParkedEvent{}, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h, ok := s.heads[stream]
-	return h, ok
+	return h, ok && version > h.StreamVersion
 }
 
 func (s *parkedSet) has(id uuid.UUID) bool {
@@ -105,15 +112,16 @@ func (s *parkedSet) empty() bool {
 	return len(s.ids) == 0
 }
 
-// reset replaces the set with the partition's parked events in the store.
+// reset replaces the set with the partition's parked events in the store,
+// in one step: a reader never sees it empty halfway.
 func (s *parkedSet) reset(events []store.ParkedEvent) {
-	s.mu.Lock()
-	s.heads = map[string]store.ParkedEvent{}
-	s.ids = map[uuid.UUID]string{}
-	s.mu.Unlock()
+	heads, ids := map[string]store.ParkedEvent{}, map[uuid.UUID]string{}
 	for _, e := range events {
-		s.add(e)
+		addParked(heads, ids, e)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.heads, s.ids = heads, ids
 }
 
 // loadParked reads the partition's parked events from the store: a relay

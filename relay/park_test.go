@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -513,5 +514,86 @@ func TestParkedStreamSurvivesALeaderChange(t *testing.T) {
 	parked := waitParked(t, s, "the new event behind the big one", func(p []store.ParkedEvent) bool { return len(p) == 2 })
 	if p := parkedByID(parked)[behind.ID]; !strings.HasPrefix(p.Reason, relay.ReasonBehind+big.ID.String()) {
 		t.Fatalf("after a leader change, the new event of the parked stream is %+v; want it parked behind %s", p, big.ID)
+	}
+}
+
+// TestEarlierEventsOfAParkedStreamAreNotParked: a leader that resumes from a
+// checkpoint before a stream's parked event reads the stream's earlier
+// events again. They come before the parked one, so they are published, not
+// parked behind it; only later events wait.
+func TestEarlierEventsOfAParkedStreamAreNotParked(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := memory.New()
+	t.Cleanup(func() { _ = b.Close() })
+	const exchange = "edupulse.events"
+	if err := b.DeclareExchange(ctx, exchange); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	add := func(subject string) event.Envelope {
+		t.Helper()
+		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
+			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(`{}`)}
+		res, err := s.Append(ctx, []event.Draft{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Envelope
+	}
+	earlier, parked, later, other := add("s"), add("s"), add("s"), add("other")
+	// As a leader that died after parking it, before saving a checkpoint
+	// past the stream's earlier event, would leave it.
+	if err := s.Park(ctx, store.ParkedEvent{Partition: store.Partition{Relay: relay.DefaultName}, EventID: parked.ID,
+		Position: parked.Position, Type: parked.Type, Stream: "s", StreamVersion: parked.StreamVersion,
+		Reason: relay.ReasonRefused + "test", Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := relay.New(s, b, relay.Config{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay.Run: %v", err)
+		}
+	})
+	// The relay handles events in commit order: once the last one arrives,
+	// every earlier one was published or parked.
+	var delivered []uuid.UUID
+	for len(delivered) == 0 || delivered[len(delivered)-1] != other.ID {
+		select {
+		case d := <-sub.Deliveries():
+			_ = d.Ack()
+			delivered = append(delivered, uuid.MustParse(d.MessageID))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no delivery within 10s; delivered so far %v", delivered)
+		}
+	}
+	if want := []uuid.UUID{earlier.ID, other.ID}; !slices.Equal(delivered, want) {
+		t.Fatalf("delivered %v; want the stream's earlier event, then the other stream's (%v)", delivered, want)
+	}
+	got := parkedByID(waitParked(t, s, "the parked event and the one behind it", func(p []store.ParkedEvent) bool { return len(p) >= 2 }))
+	if len(got) != 2 || !strings.HasPrefix(got[later.ID].Reason, relay.ReasonBehind+parked.ID.String()) {
+		t.Fatalf("parked %v; want the parked event and the later one behind it, and not the earlier one", got)
 	}
 }

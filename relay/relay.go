@@ -480,7 +480,7 @@ func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Conte
 				return nil, err // the pipeline stopped: no more reads, no more parking
 			}
 			if due, err := r.retryDue(ctx); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: %w", errStoreRead, err) // counted as a store error once, in loadParked
 			} else if due {
 				return nil, errRetryDue
 			}
@@ -549,7 +549,7 @@ func (r *Relay) outgoing(ctx context.Context, env event.Envelope) (broker.Outgoi
 	if r.parked.has(env.ID) {
 		return skip, nil
 	}
-	if head, ok := r.parked.blocking(env.Subject); ok {
+	if head, ok := r.parked.blocking(env.Subject, env.StreamVersion); ok {
 		return skip, r.parkBehind(ctx, env, head)
 	}
 	o, err := r.message(env)
