@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/relay"
 )
 
@@ -54,6 +56,15 @@ func parseRetry(body []byte) (retryRequest, *Problem) {
 	var fields map[string]json.RawMessage
 	if len(bytes.TrimSpace(body)) == 0 {
 		return req, newProblem(400, ProblemMalformedRequest, "the body is empty; "+retryBodyHelp).atField("event_ids")
+	}
+	// Strict JSON, as every body the API takes: json.Unmarshal would read a
+	// repeated key last-one-wins.
+	if err := event.CheckJSON(body, event.MaxDataDepth); err != nil {
+		var fe *event.FieldError
+		if errors.As(err, &fe) && fe.Field != "" {
+			return req, newProblem(400, ProblemMalformedRequest, fmt.Sprintf("%s %s; %s", fe.Field, fe.Reason, retryBodyHelp)).atField(fe.Field)
+		}
+		return req, newProblem(400, ProblemMalformedRequest, fmt.Sprintf("the body is not valid JSON: %v; %s", err, retryBodyHelp))
 	}
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return req, newProblem(400, ProblemMalformedRequest, "the body is not a JSON object; "+retryBodyHelp)

@@ -93,6 +93,7 @@ func TestParkedRetryRequest(t *testing.T) {
 		``:                               "event_ids",
 		`{}`:                             "event_ids",
 		`{"all": false}`:                 "all",
+		`{"all": true, "all": true}`:     "all",
 		`{"all": "yes"}`:                 "all",
 		`{"all": true, "event_ids": []}`: "all",
 		`{"event_ids": []}`:              "event_ids",
