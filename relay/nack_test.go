@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/store"
-	"github.com/edupulse/eventbus/store/sqlite"
 )
 
 // nackingBroker is the in-process broker with a fault: its publishers nack
@@ -70,34 +68,9 @@ func (p *nackingPublisher) Publish(ctx context.Context, exchange, key string, m 
 // is retried with backoff, and nothing is parked.
 func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mem := memory.New()
-	t.Cleanup(func() { _ = mem.Close() })
+	s, mem := embeddedRig(t, ctx)
 	b := &nackingBroker{Broker: mem}
-	const exchange = "edupulse.events"
-	if err := mem.DeclareExchange(ctx, exchange); err != nil {
-		t.Fatal(err)
-	}
-	if err := mem.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
-		t.Fatal(err)
-	}
-	add := func(subject string) event.Envelope {
-		t.Helper()
-		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
-			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(`{}`)}
-		res, err := s.Append(ctx, []event.Draft{d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res[0].Envelope
-	}
+	add := func(subject string) event.Envelope { return appendEvent(t, ctx, s, subject, `{}`) }
 
 	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
 	if err != nil {
@@ -131,7 +104,7 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 	bad := add("bad")
 	c := add("c")
 	metrics := relay.NewMetrics()
-	r, err := relay.New(s, b, relay.Config{Exchange: exchange, ParkAfterNacks: 3, MinBackoff: time.Millisecond,
+	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: 3, MinBackoff: time.Millisecond,
 		MaxBackoff: 20 * time.Millisecond, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)

@@ -345,46 +345,21 @@ func distinct(ids []uuid.UUID) map[uuid.UUID]bool {
 // raised.
 func TestParkingOnTheMemoryBroker(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b := memory.New()
-	t.Cleanup(func() { _ = b.Close() })
+	s, b := embeddedRig(t, ctx)
 	b.SetMaxMessageSize(2048)
-	const exchange = "edupulse.events"
-	if err := b.DeclareExchange(ctx, exchange); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
-		t.Fatal(err)
-	}
 	sub, err := b.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Close() })
 
-	add := func(subject, data string) event.Envelope {
-		t.Helper()
-		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
-			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(data)}
-		res, err := s.Append(ctx, []event.Draft{d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res[0].Envelope
-	}
+	add := func(subject, data string) event.Envelope { return appendEvent(t, ctx, s, subject, data) }
 	first := add("other", `{}`)
 	big := add("big", fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 3000)))
 	behind := add("big", `{}`)
 	after := add("other", `{}`)
 
-	r, err := relay.New(s, b, relay.Config{Exchange: exchange, ParkedPoll: 10 * time.Millisecond})
+	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, ParkedPoll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,36 +420,11 @@ func rabbitmqOpen(url string) (*rabbitmq.Broker, error) {
 // stream parks behind, and other streams flow.
 func TestParkedStreamSurvivesALeaderChange(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b := memory.New()
-	t.Cleanup(func() { _ = b.Close() })
+	s, b := embeddedRig(t, ctx)
 	b.SetMaxMessageSize(1024)
-	const exchange = "edupulse.events"
-	if err := b.DeclareExchange(ctx, exchange); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
-		t.Fatal(err)
-	}
-	add := func(subject, data string) event.Envelope {
-		t.Helper()
-		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
-			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(data)}
-		res, err := s.Append(ctx, []event.Draft{d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res[0].Envelope
-	}
+	add := func(subject, data string) event.Envelope { return appendEvent(t, ctx, s, subject, data) }
 	run := func(holder string) (*relay.Relay, func()) {
-		r, err := relay.New(s, b, relay.Config{Exchange: exchange, Holder: holder, LeaseTTL: time.Second, StandbyPoll: 20 * time.Millisecond})
+		r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, Holder: holder, LeaseTTL: time.Second, StandbyPoll: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -523,38 +473,13 @@ func TestParkedStreamSurvivesALeaderChange(t *testing.T) {
 // parked behind it; only later events wait.
 func TestEarlierEventsOfAParkedStreamAreNotParked(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b := memory.New()
-	t.Cleanup(func() { _ = b.Close() })
-	const exchange = "edupulse.events"
-	if err := b.DeclareExchange(ctx, exchange); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: exchange, Pattern: "#"}}}); err != nil {
-		t.Fatal(err)
-	}
+	s, b := embeddedRig(t, ctx)
 	sub, err := b.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Close() })
-	add := func(subject string) event.Envelope {
-		t.Helper()
-		d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
-			OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(`{}`)}
-		res, err := s.Append(ctx, []event.Draft{d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res[0].Envelope
-	}
+	add := func(subject string) event.Envelope { return appendEvent(t, ctx, s, subject, `{}`) }
 	earlier, parked, later, other := add("s"), add("s"), add("s"), add("other")
 	// As a leader that died after parking it, before saving a checkpoint
 	// past the stream's earlier event, would leave it.
@@ -564,7 +489,7 @@ func TestEarlierEventsOfAParkedStreamAreNotParked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := relay.New(s, b, relay.Config{Exchange: exchange})
+	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,4 +521,43 @@ func TestEarlierEventsOfAParkedStreamAreNotParked(t *testing.T) {
 	if len(got) != 2 || !strings.HasPrefix(got[later.ID].Reason, relay.ReasonBehind+parked.ID.String()) {
 		t.Fatalf("parked %v; want the parked event and the later one behind it, and not the earlier one", got)
 	}
+}
+
+// memoryExchange is the exchange of the tests that run on embeddedRig.
+const memoryExchange = "edupulse.events"
+
+// embeddedRig returns a migrated SQLite store and an in-process broker with
+// the exchange memoryExchange and a queue "all" bound to every event type:
+// the embedded default, for relay tests that need no server.
+func embeddedRig(t *testing.T, ctx context.Context) (*sqlite.Store, *memory.Broker) {
+	t.Helper()
+	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := memory.New()
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.DeclareExchange(ctx, memoryExchange); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: "all", Bindings: []broker.Binding{{Exchange: memoryExchange, Pattern: "#"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return s, b
+}
+
+// appendEvent stores one test.event of subject with data in s.
+func appendEvent(t *testing.T, ctx context.Context, s store.Store, subject, data string) event.Envelope {
+	t.Helper()
+	d := event.Draft{ID: uuid.Must(uuid.NewV7()), Type: "test.event", Source: "relay-test", Subject: subject,
+		OccurredAt: time.Now().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: json.RawMessage(data)}
+	res, err := s.Append(ctx, []event.Draft{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0].Envelope
 }
