@@ -20,14 +20,9 @@ import (
 func TestServeStaysBoundedWhenPostgreSQLFallsSilent(t *testing.T) {
 	t.Parallel()
 	const shutdownTimeout = 3 * time.Second
-	schemaURL := testenv.PostgresSchema(t)
-	u, err := url.Parse(schemaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testenv.NewFaultProxy(t, u.Host)
+	proxy, dbURL := postgresBehindProxy(t)
 	env := []string{
-		"EVENTBUS_DATABASE_URL=" + testenv.WithHost(schemaURL, proxy.Addr()),
+		"EVENTBUS_DATABASE_URL=" + dbURL,
 		"EVENTBUS_REQUEST_TIMEOUT=1s",
 		"EVENTBUS_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
 	}
@@ -88,14 +83,9 @@ func TestServeStaysBoundedWhenPostgreSQLFallsSilent(t *testing.T) {
 // after the handshake, never.
 func TestStatusFailsWhenPostgreSQLFallsSilent(t *testing.T) {
 	t.Parallel()
-	schemaURL := testenv.PostgresSchema(t)
-	u, err := url.Parse(schemaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testenv.NewFaultProxy(t, u.Host)
+	proxy, dbURL := postgresBehindProxy(t)
 	env := []string{
-		"EVENTBUS_DATABASE_URL=" + testenv.WithHost(schemaURL, proxy.Addr()),
+		"EVENTBUS_DATABASE_URL=" + dbURL,
 		"EVENTBUS_REQUEST_TIMEOUT=1s",
 	}
 	dir := t.TempDir()
@@ -109,4 +99,17 @@ func TestStatusFailsWhenPostgreSQLFallsSilent(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "the store did not answer within 1s (EVENTBUS_REQUEST_TIMEOUT)") {
 		t.Fatalf("eventbus status with PostgreSQL silent: want exit 1 saying the store did not answer; %v", r)
 	}
+}
+
+// postgresBehindProxy returns a fault proxy in front of the shared
+// PostgreSQL server and the URL of a test schema of its own through it.
+func postgresBehindProxy(t *testing.T) (*testenv.FaultProxy, string) {
+	t.Helper()
+	schemaURL := testenv.PostgresSchema(t)
+	u, err := url.Parse(schemaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewFaultProxy(t, u.Host)
+	return proxy, testenv.WithHost(schemaURL, proxy.Addr())
 }
