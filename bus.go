@@ -7,7 +7,7 @@
 //
 //	tx, _ := pool.Begin(ctx)
 //	// ... the business change ...
-//	env, err := bus.Dispatch(ctx, tx, edupulse.QuizSubmitted{...}, eventbus.Subject("quiz-42"))
+//	env, err := bus.DispatchTx(ctx, tx, edupulse.QuizSubmitted{...}, eventbus.Subject("quiz-42"))
 //	// ...
 //	err = tx.Commit(ctx)
 //
@@ -46,21 +46,20 @@ var (
 
 // FieldError is the error of an input limit: it names the field at fault
 // ("source", "data.answers[2]") and the rule broken (see event.FieldError).
-// Dispatch, DispatchBatch and Append return it, wrapped, for a draft that
+// Dispatch, DispatchTx, Append and AppendTx return it, wrapped, for a draft that
 // breaks one; test for it with errors.As.
 type FieldError = event.FieldError
-
-// DefaultExchange is the topic exchange the relay publishes events to, and
-// consumers bind to, unless configured otherwise (EVENTBUS_EXCHANGE).
-const DefaultExchange = "edupulse.events"
 
 // DefaultMaxDataBytes is the largest event data the bus accepts unless
 // configured otherwise.
 const DefaultMaxDataBytes = 256 << 10
 
 // Bus records events in a store. TTx is the store's transaction type: pgx.Tx
-// for PostgreSQL, *sql.Tx for the embedded SQLite store. A Bus is safe for
-// concurrent use.
+// for PostgreSQL, *sql.Tx for the embedded SQLite store, service.Tx for
+// whichever of them a service opened. A Bus is safe for concurrent use.
+//
+// Each way of recording comes twice: Dispatch and Append run in a
+// transaction of the bus's own, DispatchTx and AppendTx in the caller's.
 type Bus[TTx any] struct {
 	store        store.TxStore[TTx]
 	registry     *event.Registry
@@ -71,56 +70,52 @@ type Bus[TTx any] struct {
 	onCommit     func()
 }
 
-// Option configures a Bus.
-type Option func(*config)
-
-type config struct {
-	registry     *event.Registry
-	source       string
-	maxData      int
-	allowUnknown bool
-	now          func() time.Time
-	onCommit     func()
+// Config configures a Bus. The zero Config is a bus that accepts typed
+// payloads only, from a source named after the program.
+type Config struct {
+	// Registry holds the event types whose raw drafts the bus accepts
+	// (Append). nil: an empty registry, so raw drafts are refused unless
+	// AllowUnknownTypes is set. Typed payloads passed to Dispatch always
+	// describe themselves.
+	Registry *event.Registry
+	// Source is the default source of recorded events: a URI-reference
+	// (RFC 3986) of at most 255 bytes, such as "/quiz-service" (see
+	// event.CheckSource; a source that breaks it fails every dispatch that
+	// uses it). "": the program's name.
+	Source string
+	// MaxDataBytes is the largest event data accepted, in bytes. 0:
+	// DefaultMaxDataBytes.
+	MaxDataBytes int
+	// AllowUnknownTypes lets raw drafts of types the registry does not
+	// know through, checked only for being JSON. A gateway that forwards
+	// events for newer producers sets it; they are stored and delivered
+	// unchanged.
+	AllowUnknownTypes bool
+	// Now is the clock for default event times. nil: time.Now. Tests set it.
+	Now func() time.Time
+	// OnCommit, if set, is called after the bus has committed events in a
+	// transaction of its own (Dispatch, Append). An in-process relay uses
+	// it to wake up at once instead of at its next poll.
+	OnCommit func()
 }
 
-// WithRegistry sets the event types the bus accepts. Without it the bus
-// accepts no raw drafts unless AllowUnknownTypes is set; typed payloads
-// passed to Dispatch always describe themselves.
-func WithRegistry(r *event.Registry) Option { return func(c *config) { c.registry = r } }
-
-// WithSource sets the default source of dispatched events: a URI-reference
-// (RFC 3986) of at most 255 bytes, such as "/quiz-service" (see
-// event.CheckSource; a source that breaks it fails every Dispatch that uses
-// it). It defaults to the program's name.
-func WithSource(source string) Option { return func(c *config) { c.source = source } }
-
-// WithMaxDataBytes sets the largest event data accepted, in bytes.
-func WithMaxDataBytes(n int) Option { return func(c *config) { c.maxData = n } }
-
-// AllowUnknownTypes lets raw drafts of types the registry does not know
-// through, checked only for being JSON. Use it in a gateway that forwards
-// events for newer producers; they are stored and delivered unchanged.
-func AllowUnknownTypes() Option { return func(c *config) { c.allowUnknown = true } }
-
-// WithClock sets the clock for default event times. Tests use it.
-func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
-
-// OnCommit sets a function the bus calls after it has committed events in a
-// transaction of its own (Append, or Dispatch with a nil transaction). An
-// in-process relay uses it to wake up at once instead of at its next poll.
-func OnCommit(fn func()) Option { return func(c *config) { c.onCommit = fn } }
-
 // New returns a bus that records events in s.
-func New[TTx any](s store.TxStore[TTx], opts ...Option) *Bus[TTx] {
-	c := config{source: programSource(), maxData: DefaultMaxDataBytes, now: time.Now}
-	for _, o := range opts {
-		o(&c)
+func New[TTx any](s store.TxStore[TTx], cfg Config) *Bus[TTx] {
+	b := &Bus[TTx]{store: s, registry: cfg.Registry, source: cfg.Source, maxData: cfg.MaxDataBytes,
+		allowUnknown: cfg.AllowUnknownTypes, now: cfg.Now, onCommit: cfg.OnCommit}
+	if b.registry == nil {
+		b.registry = event.NewRegistry()
 	}
-	if c.registry == nil {
-		c.registry = event.NewRegistry()
+	if b.source == "" {
+		b.source = programSource()
 	}
-	return &Bus[TTx]{store: s, registry: c.registry, source: c.source, maxData: c.maxData,
-		allowUnknown: c.allowUnknown, now: c.now, onCommit: c.onCommit}
+	if b.maxData == 0 {
+		b.maxData = DefaultMaxDataBytes
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	return b
 }
 
 // Store returns the bus's store.
@@ -159,10 +154,10 @@ func OccurredAt(t time.Time) DispatchOption { return func(d *event.Draft) { d.Oc
 // Source sets the event's producer.
 func Source(source string) DispatchOption { return func(d *event.Draft) { d.Source = source } }
 
-// NewDraft encodes a typed payload as a draft, for DispatchBatch. It checks
+// NewDraft encodes a typed payload as a draft, for Append and AppendTx. It checks
 // the payload first.
 func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
-	if isNil(p) {
+	if isNilPayload(p) {
 		return event.Draft{}, fmt.Errorf("%w: no payload", event.ErrInvalid)
 	}
 	if err := event.Validate(p); err != nil {
@@ -179,8 +174,7 @@ func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
 	return d, nil
 }
 
-// Dispatch records one event inside tx; it commits or rolls back with tx.
-// Pass a nil tx to record it in a transaction of the bus's own.
+// Dispatch records one event in a transaction of the bus's own.
 //
 // The event gets a UUIDv7 ID, the current time, the correlation and
 // causation of the event being handled in ctx (see event.WithCause), and the
@@ -189,13 +183,27 @@ func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
 // An event that breaks an input limit (DESIGN "Input limits": its type,
 // source, subject or data) is not stored; the error wraps ErrInvalid and a
 // *FieldError that names the field.
-func (b *Bus[TTx]) Dispatch(ctx context.Context, tx TTx, p event.Payload, opts ...DispatchOption) (event.Envelope, error) {
-	d, err := NewDraft(p, opts...)
+func (b *Bus[TTx]) Dispatch(ctx context.Context, p event.Payload, opts ...DispatchOption) (event.Envelope, error) {
+	d, err := newCheckedDraft(p, opts)
 	if err != nil {
-		return event.Envelope{}, fmt.Errorf("eventbus: dispatch: %w", err)
+		return event.Envelope{}, err
 	}
-	// The payload was checked as a Go value: decoding its JSON again to
-	// check it would only cost time.
+	res, err := b.append(ctx, []event.Draft{d}, true)
+	if err != nil {
+		return event.Envelope{}, err
+	}
+	return res[0].Envelope, nil
+}
+
+// DispatchTx records one event inside tx, the caller's transaction: it
+// commits or rolls back with tx, the transactional outbox. tx must not be
+// nil: Dispatch is the call for a transaction of the bus's own. See
+// Dispatch for the defaults it fills and the errors it returns.
+func (b *Bus[TTx]) DispatchTx(ctx context.Context, tx TTx, p event.Payload, opts ...DispatchOption) (event.Envelope, error) {
+	d, err := newCheckedDraft(p, opts)
+	if err != nil {
+		return event.Envelope{}, err
+	}
 	res, err := b.appendTx(ctx, tx, []event.Draft{d}, true)
 	if err != nil {
 		return event.Envelope{}, err
@@ -203,44 +211,68 @@ func (b *Bus[TTx]) Dispatch(ctx context.Context, tx TTx, p event.Payload, opts .
 	return res[0].Envelope, nil
 }
 
-// DispatchBatch records several events atomically inside tx (nil: in a
-// transaction of the bus's own). Drafts of types the registry knows are
-// decoded and checked; see Dispatch for the defaults it fills.
-func (b *Bus[TTx]) DispatchBatch(ctx context.Context, tx TTx, drafts []event.Draft) ([]event.Envelope, error) {
-	res, err := b.appendTx(ctx, tx, drafts, false)
+// Append records drafts atomically in a transaction of the bus's own and
+// reports, for each, whether its ID was already stored (the original is
+// then returned). Drafts of types the registry knows are decoded and
+// checked; see Dispatch for the defaults it fills.
+func (b *Bus[TTx]) Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error) {
+	return b.append(ctx, drafts, false)
+}
+
+// AppendTx is Append inside tx, the caller's transaction: the drafts commit
+// or roll back with it. tx must not be nil.
+func (b *Bus[TTx]) AppendTx(ctx context.Context, tx TTx, drafts []event.Draft) ([]store.Appended, error) {
+	return b.appendTx(ctx, tx, drafts, false)
+}
+
+// newCheckedDraft is NewDraft for Dispatch, with its error's prefix.
+func newCheckedDraft(p event.Payload, opts []DispatchOption) (event.Draft, error) {
+	d, err := NewDraft(p, opts...)
+	if err != nil {
+		return event.Draft{}, fmt.Errorf("eventbus: dispatch: %w", err)
+	}
+	return d, nil
+}
+
+// append prepares drafts and appends them in a transaction of the store's
+// own. checked says that the drafts' data was encoded from payloads already
+// validated: decoding that JSON again to check it would only cost time.
+func (b *Bus[TTx]) append(ctx context.Context, drafts []event.Draft, checked bool) ([]store.Appended, error) {
+	prepared, err := b.prepared(ctx, drafts, checked)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]event.Envelope, len(res))
-	for i, r := range res {
-		out[i] = r.Envelope
+	res, err := b.store.Append(ctx, prepared)
+	if err != nil {
+		return nil, fmt.Errorf("eventbus: dispatch %d events: %w", len(drafts), err)
 	}
-	return out, nil
+	if b.onCommit != nil {
+		b.onCommit()
+	}
+	return res, nil
 }
 
-// Append records drafts atomically in a transaction of the bus's own and
-// reports, for each, whether it was already stored. The HTTP API uses it.
-func (b *Bus[TTx]) Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error) {
-	var noTx TTx
-	return b.appendTx(ctx, noTx, drafts, false)
-}
-
-// appendTx prepares drafts and appends them in tx. checked says that the
-// drafts' data was encoded from payloads already validated.
+// appendTx prepares drafts and appends them in tx; see append.
 func (b *Bus[TTx]) appendTx(ctx context.Context, tx TTx, drafts []event.Draft, checked bool) ([]store.Appended, error) {
-	prepared := make([]event.Draft, len(drafts))
-	copy(prepared, drafts)
-	if err := b.prepare(ctx, prepared, checked); err != nil {
-		return nil, fmt.Errorf("eventbus: dispatch: %w", err)
+	prepared, err := b.prepared(ctx, drafts, checked)
+	if err != nil {
+		return nil, err
 	}
 	res, err := b.store.AppendTx(ctx, tx, prepared)
 	if err != nil {
 		return nil, fmt.Errorf("eventbus: dispatch %d events: %w", len(drafts), err)
 	}
-	if b.onCommit != nil && isNil(tx) {
-		b.onCommit()
-	}
 	return res, nil
+}
+
+// prepared returns a copy of drafts with their defaults filled, checked.
+func (b *Bus[TTx]) prepared(ctx context.Context, drafts []event.Draft, checked bool) ([]event.Draft, error) {
+	prepared := make([]event.Draft, len(drafts))
+	copy(prepared, drafts)
+	if err := b.prepare(ctx, prepared, checked); err != nil {
+		return nil, fmt.Errorf("eventbus: dispatch: %w", err)
+	}
+	return prepared, nil
 }
 
 // Prepare fills the defaults of drafts in place and checks them, as Dispatch
@@ -331,13 +363,13 @@ func programSource() string {
 	return "eventbus"
 }
 
-// isNil reports whether a transaction value is nil: a nil interface such
-// as pgx.Tx, or a nil pointer such as *sql.Tx.
-func isNil(tx any) bool {
-	if tx == nil {
+// isNilPayload reports whether p is nil: a nil interface, or a nil pointer
+// to a payload type, whose methods would dereference it.
+func isNilPayload(p event.Payload) bool {
+	if p == nil {
 		return true
 	}
-	v := reflect.ValueOf(tx)
+	v := reflect.ValueOf(p)
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
 		return v.IsNil()

@@ -22,15 +22,26 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newBus(t *testing.T, opts ...eventbus.Option) (*eventbus.Bus[pgx.Tx], *postgres.Store) {
+func newBus(t *testing.T) (*eventbus.Bus[pgx.Tx], *postgres.Store) {
+	return newBusWith(t, eventbus.Config{})
+}
+
+// newBusWith is newBus with cfg, whose registry and source default to the
+// EduPulse types and "quiz-service".
+func newBusWith(t *testing.T, cfg eventbus.Config) (*eventbus.Bus[pgx.Tx], *postgres.Store) {
 	t.Helper()
 	ctx := context.Background()
 	s := testenv.PostgresStore(t)
 	if _, err := s.Pool().Exec(ctx, "CREATE TABLE quiz_results (learner_id uuid, score int)"); err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]eventbus.Option{eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("quiz-service")}, opts...)
-	return eventbus.New(s, opts...), s
+	if cfg.Registry == nil {
+		cfg.Registry = edupulse.Registry()
+	}
+	if cfg.Source == "" {
+		cfg.Source = "quiz-service"
+	}
+	return eventbus.New(s, cfg), s
 }
 
 func quiz(score int32) edupulse.QuizSubmitted {
@@ -59,7 +70,7 @@ func TestBusinessChangeAndEventCommitTogether(t *testing.T) {
 		if _, err := tx.Exec(ctx, "INSERT INTO quiz_results VALUES ($1, $2)", q.LearnerID, q.ScoreRaw); err != nil {
 			t.Fatal(err)
 		}
-		env, err := bus.Dispatch(ctx, tx, q, eventbus.Subject("quiz-"+q.QuizID.String()))
+		env, err := bus.DispatchTx(ctx, tx, q, eventbus.Subject("quiz-"+q.QuizID.String()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +106,7 @@ func TestDispatchFillsEnvelope(t *testing.T) {
 	defer span.End()
 
 	q := quiz(80)
-	env, err := bus.Dispatch(ctx, nil, q, eventbus.Subject("quiz-1"))
+	env, err := bus.Dispatch(ctx, q, eventbus.Subject("quiz-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +126,7 @@ func TestDispatchFillsEnvelope(t *testing.T) {
 	// An event dispatched while handling env is caused by it and shares its
 	// correlation.
 	handling := event.WithCause(context.Background(), env)
-	badge, err := bus.Dispatch(handling, nil, edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: q.LearnerID, Reason: "high score"})
+	badge, err := bus.Dispatch(handling, edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: q.LearnerID, Reason: "high score"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +140,11 @@ func TestDispatchIsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	id := uuid.Must(uuid.NewV7())
 	q := quiz(70)
-	first, err := bus.Dispatch(ctx, nil, q, eventbus.WithID(id), eventbus.Subject("quiz-x"))
+	first, err := bus.Dispatch(ctx, q, eventbus.WithID(id), eventbus.Subject("quiz-x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := bus.Dispatch(ctx, nil, q, eventbus.WithID(id), eventbus.Subject("quiz-x"))
+	second, err := bus.Dispatch(ctx, q, eventbus.WithID(id), eventbus.Subject("quiz-x"))
 	if err != nil {
 		t.Fatalf("second dispatch: %v", err)
 	}
@@ -153,7 +164,7 @@ func TestDispatchIsIdempotent(t *testing.T) {
 
 // TestBadInputStoresNothing: G7.
 func TestBadInputStoresNothing(t *testing.T) {
-	bus, s := newBus(t, eventbus.WithMaxDataBytes(1024))
+	bus, s := newBusWith(t, eventbus.Config{MaxDataBytes: 1024})
 	ctx := context.Background()
 	good := `{"lesson_id":"0190d1e2-0000-7000-8000-000000000001","teacher_id":"0190d1e2-0000-7000-8000-000000000002","title":"ok"}`
 	cases := []struct {
@@ -172,13 +183,13 @@ func TestBadInputStoresNothing(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			// A good event rides along: the batch is all or nothing.
-			_, err := bus.DispatchBatch(ctx, nil, []event.Draft{{Type: edupulse.TypeLessonPublished, Data: json.RawMessage(good)}, c.d})
+			_, err := bus.Append(ctx, []event.Draft{{Type: edupulse.TypeLessonPublished, Data: json.RawMessage(good)}, c.d})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("error %v, want %v", err, c.want)
 			}
 		})
 	}
-	if _, err := bus.Dispatch(ctx, nil, edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New()}); !errors.Is(err, eventbus.ErrInvalid) {
+	if _, err := bus.Dispatch(ctx, edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New()}); !errors.Is(err, eventbus.ErrInvalid) {
 		t.Fatalf("typed payload with an empty title: %v, want ErrInvalid", err)
 	}
 	if n := count(t, s, "event_store"); n != 0 {
@@ -189,10 +200,10 @@ func TestBadInputStoresNothing(t *testing.T) {
 func TestVersionConflictIsTyped(t *testing.T) {
 	bus, _ := newBus(t)
 	ctx := context.Background()
-	if _, err := bus.Dispatch(ctx, nil, quiz(1), eventbus.Subject("s"), eventbus.ExpectVersion(0)); err != nil {
+	if _, err := bus.Dispatch(ctx, quiz(1), eventbus.Subject("s"), eventbus.ExpectVersion(0)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := bus.Dispatch(ctx, nil, quiz(2), eventbus.Subject("s"), eventbus.ExpectVersion(0))
+	_, err := bus.Dispatch(ctx, quiz(2), eventbus.Subject("s"), eventbus.ExpectVersion(0))
 	if !errors.Is(err, eventbus.ErrVersionConflict) {
 		t.Fatalf("error %v, want ErrVersionConflict", err)
 	}
@@ -202,13 +213,13 @@ func TestVersionConflictIsTyped(t *testing.T) {
 }
 
 func TestUnknownTypesPassWhenAllowed(t *testing.T) {
-	bus, s := newBus(t, eventbus.AllowUnknownTypes())
+	bus, s := newBusWith(t, eventbus.Config{AllowUnknownTypes: true})
 	raw := `{ "from" : "the future", "z":1, "a":2 }`
-	res, err := bus.DispatchBatch(context.Background(), nil, []event.Draft{{Type: "curriculum.revised", Data: json.RawMessage(raw)}})
+	res, err := bus.Append(context.Background(), []event.Draft{{Type: "curriculum.revised", Data: json.RawMessage(raw)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Get(context.Background(), res[0].ID)
+	got, err := s.Get(context.Background(), res[0].Envelope.ID)
 	if err != nil || string(got.Data) != raw {
 		t.Fatalf("stored %q, %v; want %q", got.Data, err, raw)
 	}
@@ -219,12 +230,12 @@ func TestUnknownTypesPassWhenAllowed(t *testing.T) {
 // ErrInvalid rather than panicking.
 func TestTypedPayloadsDescribeThemselves(t *testing.T) {
 	s := testenv.PostgresStore(t)
-	bus := eventbus.New(s)
+	bus := eventbus.New(s, eventbus.Config{})
 	ctx := context.Background()
-	if _, err := bus.Dispatch(ctx, nil, quiz(91)); err != nil {
+	if _, err := bus.Dispatch(ctx, quiz(91)); err != nil {
 		t.Fatalf("typed Dispatch on a bus without a registry: %v", err)
 	}
-	if _, err := bus.Dispatch(ctx, nil, nil); !errors.Is(err, eventbus.ErrInvalid) {
+	if _, err := bus.Dispatch(ctx, nil); !errors.Is(err, eventbus.ErrInvalid) {
 		t.Fatalf("Dispatch of a nil payload: %v, want ErrInvalid", err)
 	}
 	var none *edupulse.QuizSubmitted
@@ -232,7 +243,7 @@ func TestTypedPayloadsDescribeThemselves(t *testing.T) {
 		t.Fatalf("NewDraft of a nil pointer: %v, want ErrInvalid", err)
 	}
 	// Raw drafts of unknown types are still refused.
-	if _, err := bus.DispatchBatch(ctx, nil, []event.Draft{{Type: "quiz.graded", Data: json.RawMessage(`{}`)}}); !errors.Is(err, eventbus.ErrUnknownType) {
+	if _, err := bus.Append(ctx, []event.Draft{{Type: "quiz.graded", Data: json.RawMessage(`{}`)}}); !errors.Is(err, eventbus.ErrUnknownType) {
 		t.Fatalf("raw draft of an unregistered type: %v, want ErrUnknownType", err)
 	}
 }

@@ -26,7 +26,7 @@ func ExampleBus_Dispatch() {
 		log.Fatal(err)
 	}
 	defer pg.Close()
-	bus := eventbus.New(pg, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("quiz-service"))
+	bus := eventbus.New(pg, eventbus.Config{Registry: edupulse.Registry(), Source: "quiz-service"})
 
 	tx, err := pg.Pool().Begin(ctx)
 	if err != nil {
@@ -35,7 +35,7 @@ func ExampleBus_Dispatch() {
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	// ... the business change, in tx ...
 	quiz := edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: 93}
-	env, err := bus.Dispatch(ctx, tx, quiz,
+	env, err := bus.DispatchTx(ctx, tx, quiz,
 		eventbus.Subject("quiz-"+quiz.QuizID.String()), eventbus.ExpectVersion(0))
 	switch {
 	case errors.Is(err, eventbus.ErrVersionConflict):
@@ -59,7 +59,7 @@ func ExampleBus_Dispatch_ownTransaction() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	lite, err := sqlite.Open(ctx, filepath.Join(dir, "eventbus.db"))
+	lite, err := sqlite.Open(ctx, filepath.Join(dir, "eventbus.db"), sqlite.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,12 +67,12 @@ func ExampleBus_Dispatch_ownTransaction() {
 	if err := lite.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	bus := eventbus.New(lite, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("lesson-service"))
+	bus := eventbus.New(lite, eventbus.Config{Registry: edupulse.Registry(), Source: "lesson-service"})
 
 	id := uuid.New()
 	lesson := edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New(), Title: "Fractions"}
 	for range 2 {
-		env, err := bus.Dispatch(ctx, nil, lesson, eventbus.WithID(id), eventbus.Subject("course-7"))
+		env, err := bus.Dispatch(ctx, lesson, eventbus.WithID(id), eventbus.Subject("course-7"))
 		if err != nil {
 			log.Fatal(err)
 		}

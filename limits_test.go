@@ -23,11 +23,11 @@ type noteAdded struct {
 func (noteAdded) EventType() string { return "note.added" }
 
 // TestInputLimitsInTheLibrary: each input limit at its boundary, through
-// Dispatch, DispatchBatch and Append. A violation is a *eventbus.FieldError
+// Dispatch, DispatchTx, Append and AppendTx. A violation is a *eventbus.FieldError
 // that names the field and wraps ErrInvalid and the rule, and nothing is
 // stored; what is at the limit is stored.
 func TestInputLimitsInTheLibrary(t *testing.T) {
-	bus, s := newBus(t, eventbus.AllowUnknownTypes())
+	bus, s := newBusWith(t, eventbus.Config{AllowUnknownTypes: true})
 	ctx := context.Background()
 	q := quiz(7)
 	quizData, err := json.Marshal(q)
@@ -68,15 +68,15 @@ func TestInputLimitsInTheLibrary(t *testing.T) {
 			}
 			good := event.Draft{Type: edupulse.TypeQuizSubmitted, Data: quizData}
 			calls := map[string]func() error{
-				"DispatchBatch": func() error { _, err := bus.DispatchBatch(ctx, nil, []event.Draft{good, d}); return err },
-				"Append":        func() error { _, err := bus.Append(ctx, []event.Draft{d}); return err },
-				"DispatchBatch in a transaction": func() error {
+				"Append with a good draft": func() error { _, err := bus.Append(ctx, []event.Draft{good, d}); return err },
+				"Append":                   func() error { _, err := bus.Append(ctx, []event.Draft{d}); return err },
+				"AppendTx": func() error {
 					tx, err := s.Pool().Begin(ctx)
 					if err != nil {
 						t.Fatal(err)
 					}
 					defer func() { _ = tx.Rollback(ctx) }()
-					if _, err := bus.DispatchBatch(ctx, tx, []event.Draft{d}); err != nil {
+					if _, err := bus.AppendTx(ctx, tx, []event.Draft{d}); err != nil {
 						return err
 					}
 					return tx.Commit(ctx)
@@ -89,7 +89,7 @@ func TestInputLimitsInTheLibrary(t *testing.T) {
 					if d.Source != "" {
 						opts = append(opts, eventbus.Source(d.Source))
 					}
-					_, err := bus.Dispatch(ctx, nil, q, opts...)
+					_, err := bus.Dispatch(ctx, q, opts...)
 					return err
 				}
 			}
@@ -104,7 +104,7 @@ func TestInputLimitsInTheLibrary(t *testing.T) {
 	}
 	t.Run("typed payload with raw JSON", func(t *testing.T) {
 		for _, note := range []string{`{"a":1,"a":2}`, `"\ud800"`} {
-			_, err := bus.Dispatch(ctx, nil, noteAdded{Note: json.RawMessage(note)})
+			_, err := bus.Dispatch(ctx, noteAdded{Note: json.RawMessage(note)})
 			var fe *eventbus.FieldError
 			if !errors.As(err, &fe) || !strings.HasPrefix(fe.Field, "data.note") {
 				t.Errorf("Dispatch of a payload with note %s: %v; want a FieldError for data.note", note, err)
@@ -112,8 +112,8 @@ func TestInputLimitsInTheLibrary(t *testing.T) {
 		}
 	})
 	t.Run("default source", func(t *testing.T) {
-		long := eventbus.New(s, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource(source(256)))
-		_, err := long.Dispatch(ctx, nil, q)
+		long := eventbus.New(s, eventbus.Config{Registry: edupulse.Registry(), Source: source(256)})
+		_, err := long.Dispatch(ctx, q)
 		var fe *eventbus.FieldError
 		if !errors.As(err, &fe) || fe.Field != "source" {
 			t.Errorf("Dispatch on a bus whose source is 256 bytes: %v; want a FieldError for source", err)
@@ -140,7 +140,7 @@ func TestInputLimitsInTheLibrary(t *testing.T) {
 			d.Data = quizData
 		}
 		d.ID = uuid.New()
-		if _, err := bus.DispatchBatch(ctx, nil, []event.Draft{d}); err != nil {
+		if _, err := bus.Append(ctx, []event.Draft{d}); err != nil {
 			t.Errorf("draft at the limits (type %d bytes, source %s, subject %d bytes): %v", len(d.Type), event.Quote(d.Source), len(d.Subject), err)
 		}
 	}

@@ -34,9 +34,15 @@ var (
 	ErrNacked = errors.New("broker: message nacked")
 )
 
-// DefaultExchange is the exchange that routes a message to the queue named by
-// its routing key. Publishing to it reaches one queue directly.
-const DefaultExchange = ""
+// NamelessExchange is AMQP's nameless direct exchange (the "default
+// exchange" of the AMQP specification): it routes a message to the queue
+// named by its routing key. Publishing to it reaches one queue directly.
+const NamelessExchange = ""
+
+// DefaultEventsExchange is the topic exchange the relay publishes events to,
+// and consumers bind to, unless configured otherwise (EVENTBUS_EXCHANGE).
+// It is declared here, the leaf every part that names an exchange imports.
+const DefaultEventsExchange = "edupulse.events"
 
 // Message is one message: its AMQP-style properties, headers and body.
 // Messages are always persistent.

@@ -21,8 +21,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	eventbus "github.com/edupulse/eventbus"
-	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/auth"
+	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/internal/connurl"
 )
 
@@ -42,7 +42,6 @@ const (
 // Defaults.
 const (
 	DefaultDataDir  = "./eventbus-data"
-	DefaultExchange = eventbus.DefaultExchange
 	DefaultHTTPAddr = "127.0.0.1:8080"
 
 	// DefaultRequestTimeout bounds each HTTP request's store and broker
@@ -72,7 +71,7 @@ type Config struct {
 	// HTTPAddr is where the HTTP API listens, host:port.
 	HTTPAddr string
 	// Tokens are the HTTP API's tokens. Empty: auth is off.
-	Tokens []httpapi.Token
+	Tokens []auth.Token
 
 	// RequestTimeout bounds every HTTP request: when the store or the
 	// broker has not answered by then, the client gets a 503 with
@@ -118,7 +117,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagDatabaseURL, "", "PostgreSQL URL, postgres://user:password@host:5432/db ("+EnvDatabaseURL+"; unset: embedded SQLite in --"+FlagDataDir+")")
 	fs.String(FlagDataDir, DefaultDataDir, "directory of the embedded SQLite store ("+EnvDataDir+")")
 	fs.String(FlagAMQPURL, "", "RabbitMQ URL, amqp://user:password@host:5672/, or several separated by commas ("+EnvAMQPURL+"; unset: in-process broker)")
-	fs.String(FlagExchange, DefaultExchange, "topic exchange events are published to ("+EnvExchange+")")
+	fs.String(FlagExchange, broker.DefaultEventsExchange, "topic exchange events are published to ("+EnvExchange+")")
 	fs.String(FlagHTTPAddr, DefaultHTTPAddr, "host:port the HTTP API listens on; port 0 picks a free one ("+EnvHTTPAddr+")")
 	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
 	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
@@ -144,7 +143,7 @@ func Load(lookupEnv func(string) (string, bool), flags *Flags) (Config, error) {
 	c := Config{
 		DatabaseURL: get(EnvDatabaseURL, FlagDatabaseURL, ""),
 		DataDir:     get(EnvDataDir, FlagDataDir, DefaultDataDir),
-		Exchange:    get(EnvExchange, FlagExchange, DefaultExchange),
+		Exchange:    get(EnvExchange, FlagExchange, broker.DefaultEventsExchange),
 		HTTPAddr:    get(EnvHTTPAddr, FlagHTTPAddr, DefaultHTTPAddr),
 	}
 	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
@@ -163,7 +162,7 @@ func Load(lookupEnv func(string) (string, bool), flags *Flags) (Config, error) {
 	if err := checkHTTPAddr(c.HTTPAddr); err != nil {
 		return Config{}, err
 	}
-	if c.Tokens, err = httpapi.ParseTokens(get(EnvAPITokens, FlagAPITokens, "")); err != nil {
+	if c.Tokens, err = auth.ParseTokens(get(EnvAPITokens, FlagAPITokens, "")); err != nil {
 		return Config{}, fmt.Errorf("%w: %s (or --%s): %w", ErrInvalid, EnvAPITokens, FlagAPITokens, err)
 	}
 	if c.RequestTimeout, err = parseTimeout(EnvRequestTimeout, FlagRequestTimeout, get(EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String())); err != nil {
@@ -253,7 +252,7 @@ func parseAMQPURLs(list string) ([]string, error) {
 // characters of letters, digits, '-', '_', '.' and ':'; "amq." is reserved.
 func checkExchange(name string) error {
 	if name == "" || len(name) > 255 {
-		return fmt.Errorf("%w: %s must be 1 to 255 characters; leave it unset for %s", ErrInvalid, EnvExchange, DefaultExchange)
+		return fmt.Errorf("%w: %s must be 1 to 255 characters; leave it unset for %s", ErrInvalid, EnvExchange, broker.DefaultEventsExchange)
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {

@@ -13,8 +13,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
 
+	"github.com/edupulse/eventbus/auth"
+	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
-	"github.com/edupulse/eventbus/httpapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -59,12 +60,12 @@ func TestEnvironment(t *testing.T) {
 	if len(c.AMQPURLs) != 2 || c.AMQPURLs[0] != "amqp://u:p@rabbit-1:5672/" || c.AMQPURLs[1] != "amqps://u:p@rabbit-2:5671/vhost" {
 		t.Fatalf("AMQP URLs %q", c.AMQPURLs)
 	}
-	if len(c.Tokens) != 2 || c.Tokens[0].Name != "ci" || c.Tokens[0].Scopes != httpapi.ScopePublish|httpapi.ScopeRead || c.Tokens[1].Scopes != httpapi.ScopeAdmin {
+	if len(c.Tokens) != 2 || c.Tokens[0].Name != "ci" || c.Tokens[0].Scopes != auth.ScopePublish|auth.ScopeRead || c.Tokens[1].Scopes != auth.ScopeAdmin {
 		t.Fatalf("tokens %v", c.Tokens)
 	}
 	// Empty values count as unset.
 	c, err = config.Load(env{config.EnvExchange: " ", config.EnvDatabaseURL: ""}.lookup, nil)
-	if err != nil || c.Exchange != config.DefaultExchange || !c.Embedded() {
+	if err != nil || c.Exchange != broker.DefaultEventsExchange || !c.Embedded() {
 		t.Fatalf("%v %#v", err, c)
 	}
 }

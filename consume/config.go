@@ -12,11 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
-	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/broker"
 )
-
-// DefaultExchange is the exchange the relay publishes to.
-const DefaultExchange = eventbus.DefaultExchange
 
 // Defaults for the zero values of Config.
 const (
@@ -40,7 +37,7 @@ type Config struct {
 	// queue, the prefix of its retry and dead-letter queues, and its key in
 	// the inbox. Processes with the same Group share the work.
 	Group string
-	// Exchange is the topic exchange to bind to; DefaultExchange if empty.
+	// Exchange is the topic exchange to bind to; broker.DefaultEventsExchange if empty.
 	Exchange string
 	// Patterns are the topic patterns (event types, with '*' for one word
 	// and '#' for any) the group's queue is bound with. If empty, the queue
@@ -161,7 +158,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: MaxAttempts %d: at most 100 (each attempt has a retry queue)", ErrInvalidConfig, c.MaxAttempts)
 	}
 	if c.Exchange == "" {
-		c.Exchange = DefaultExchange
+		c.Exchange = broker.DefaultEventsExchange
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 1

@@ -568,7 +568,7 @@ func TestTraceAndCausation(t *testing.T) {
 			t.Run(fmt.Sprintf("tracer=%v", withTracer), func(t *testing.T) {
 				e := newEnv(t, k)
 				s := newStore(t)
-				bus := eventbus.New(s, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("consume-test"))
+				bus := eventbus.New(s, eventbus.Config{Registry: edupulse.Registry(), Source: "consume-test"})
 				rec := tracetest.NewSpanRecorder()
 				tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 				t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -580,7 +580,7 @@ func TestTraceAndCausation(t *testing.T) {
 				var handlerSpan atomic.Value
 				c := newConsumer(t, e.b, cfg, consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
 					handlerSpan.Store(trace.SpanContextFromContext(ctx))
-					_, err := bus.Dispatch(ctx, tx, edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: q.LearnerID, Reason: "quiz ace"},
+					_, err := bus.DispatchTx(ctx, tx, edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: q.LearnerID, Reason: "quiz ace"},
 						eventbus.Subject("badges-of-"+q.LearnerID.String()))
 					return err
 				}))

@@ -31,8 +31,10 @@ type Consumer struct {
 	log      *slog.Logger
 	tracer   trace.Tracer // nil without a TracerProvider
 	metrics  *metrics
-	stats    counters
-	pub      republisher
+	// middleware is cfg.Middleware inside the panic recovery.
+	middleware []Middleware
+	stats      counters
+	pub        republisher
 
 	running   atomic.Bool
 	ready     chan struct{}
@@ -74,6 +76,10 @@ func New(b broker.Broker, cfg Config, routes ...Route) (*Consumer, error) {
 	if cfg.TracerProvider != nil {
 		c.tracer = cfg.TracerProvider.Tracer("github.com/edupulse/eventbus/consume")
 	}
+	// A panic is recovered inside the inbox transaction too, so that it
+	// rolls back as any failure does: the recovery is the outermost
+	// middleware.
+	c.middleware = append([]Middleware{c.recovering}, cfg.Middleware...)
 	return c, nil
 }
 

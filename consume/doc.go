@@ -10,7 +10,7 @@
 //	},
 //		consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
 //			// Writes in tx commit with the inbox record: exactly once.
-//			_, err := bus.Dispatch(ctx, tx, edupulse.BadgeAwarded{...}) // caused by env
+//			_, err := bus.DispatchTx(ctx, tx, edupulse.BadgeAwarded{...}) // caused by env
 //			return err
 //		}),
 //	)

@@ -25,7 +25,7 @@ import (
 func ExampleNew() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"))
+	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"), rabbitmq.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -66,19 +66,19 @@ func ExampleOnTx() {
 		log.Fatal(err)
 	}
 	defer pg.Close()
-	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"))
+	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"), rabbitmq.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer b.Close()
-	bus := eventbus.New(pg, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("badge-worker"))
+	bus := eventbus.New(pg, eventbus.Config{Registry: edupulse.Registry(), Source: "badge-worker"})
 
 	c, err := consume.New(b, consume.Config{Group: "badges", Inbox: consume.NewInbox(pg)},
 		consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, q edupulse.QuizSubmitted) error {
 			if q.ScoreRaw < 90 {
 				return nil
 			}
-			_, err := bus.Dispatch(ctx, tx, edupulse.BadgeAwarded{
+			_, err := bus.DispatchTx(ctx, tx, edupulse.BadgeAwarded{
 				BadgeID: q.QuizID, RecipientID: q.LearnerID, Reason: "quiz ace",
 			})
 			return err
@@ -96,7 +96,7 @@ func ExampleOnTx() {
 // each failed, fix the cause, then send them back to the group's queue.
 func ExampleRequeue() {
 	ctx := context.Background()
-	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"))
+	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"), rabbitmq.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

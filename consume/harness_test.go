@@ -47,7 +47,7 @@ func openRabbitMQ(t testing.TB, url string) broker.Broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := rabbitmq.Open(ctx, url, rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	b, err := rabbitmq.Open(ctx, url, rabbitmq.Config{ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

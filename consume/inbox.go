@@ -2,7 +2,7 @@ package consume
 
 import (
 	"context"
-	"reflect"
+	"fmt"
 
 	"github.com/google/uuid"
 
@@ -12,8 +12,8 @@ import (
 // Inbox is an event store's inbox, adapted for the consumer by NewInbox.
 // The consumer uses it to handle each event once per group.
 type Inbox interface {
-	txType() reflect.Type
-	handleOnce(ctx context.Context, group string, id uuid.UUID, fn func(ctx context.Context, tx any) error) (handled bool, err error)
+	// txType names the inbox's transaction type, for errors.
+	txType() string
 	markHandled(ctx context.Context, group string, id uuid.UUID) error
 	handled(ctx context.Context, group string, id uuid.UUID) (bool, error)
 }
@@ -22,6 +22,9 @@ type Inbox interface {
 // transaction type, which OnTx handlers receive:
 //
 //	Inbox: consume.NewInbox[pgx.Tx](pgStore)
+//
+// A service's inbox (service.Service.Inbox) has the transaction type
+// service.Tx, whichever its store.
 func NewInbox[TTx any](in store.Inbox[TTx]) Inbox {
 	if in == nil {
 		return nil
@@ -29,13 +32,12 @@ func NewInbox[TTx any](in store.Inbox[TTx]) Inbox {
 	return storeInbox[TTx]{in}
 }
 
+// storeInbox is the one implementation of Inbox. Transactional routes of
+// the same TTx recognise it by a type assertion and call its HandleOnce
+// with their handler typed: the transaction is never passed as an any.
 type storeInbox[TTx any] struct{ in store.Inbox[TTx] }
 
-func (s storeInbox[TTx]) txType() reflect.Type { return reflect.TypeFor[TTx]() }
-
-func (s storeInbox[TTx]) handleOnce(ctx context.Context, group string, id uuid.UUID, fn func(context.Context, any) error) (bool, error) {
-	return s.in.HandleOnce(ctx, group, id, func(ctx context.Context, tx TTx) error { return fn(ctx, tx) })
-}
+func (s storeInbox[TTx]) txType() string { return fmt.Sprintf("%T", (*TTx)(nil))[1:] }
 
 func (s storeInbox[TTx]) markHandled(ctx context.Context, group string, id uuid.UUID) error {
 	_, err := s.in.MarkHandled(ctx, group, id)

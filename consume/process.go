@@ -50,12 +50,12 @@ func (c *Consumer) process(ctx context.Context, j job) {
 		c.ack(d)
 		return
 	}
-	call, err := r.prepare(env)
+	bound, err := r.prepare(env)
 	if err != nil {
 		c.deadLetter(ctx, d, attempt, causeMalformed, fmt.Errorf("consume: %w", err))
 		return
 	}
-	duplicate, err := c.handle(ctx, r, call, env, attempt)
+	duplicate, err := c.handle(ctx, bound, env, attempt)
 	switch {
 	case err == nil:
 		if duplicate {
@@ -101,7 +101,7 @@ func (c *Consumer) process(ctx context.Context, j job) {
 
 // handle runs the route's handler for env, in the inbox when there is one.
 // duplicate reports that the inbox had already recorded env.
-func (c *Consumer) handle(ctx context.Context, r *route, call func(context.Context, any, []Middleware) error, env event.Envelope, attempt int) (duplicate bool, err error) {
+func (c *Consumer) handle(ctx context.Context, bound call, env event.Envelope, attempt int) (duplicate bool, err error) {
 	// The handler continues the producer's trace, and what it dispatches is
 	// caused by env (eventbus.Bus reads both from ctx).
 	ctx = event.ContextWithTrace(ctx, env)
@@ -165,7 +165,7 @@ func (c *Consumer) handle(ctx context.Context, r *route, call func(context.Conte
 		var o outcome
 		defer func() { done <- o }()
 		defer c.recoverInto(&o.err, env)
-		o.duplicate, o.err = c.runHandler(ctx, r, call, env)
+		o.duplicate, o.err = c.runHandler(ctx, bound, env)
 	}()
 	select {
 	case o := <-done:
@@ -185,17 +185,12 @@ func (c *Consumer) handle(ctx context.Context, r *route, call func(context.Conte
 
 // runHandler runs the route's handler for env, in the inbox when there is
 // one.
-func (c *Consumer) runHandler(ctx context.Context, r *route, call func(context.Context, any, []Middleware) error, env event.Envelope) (duplicate bool, err error) {
-	// A panic is recovered inside the inbox transaction too, so that it
-	// rolls back as any failure does.
-	run := func(ctx context.Context, tx any) (err error) {
-		defer c.recoverInto(&err, env)
-		return call(ctx, tx, c.cfg.Middleware)
-	}
+func (c *Consumer) runHandler(ctx context.Context, bound call, env event.Envelope) (duplicate bool, err error) {
+	mw := c.middleware
 	in := c.cfg.Inbox
 	switch {
-	case r.txType != nil:
-		handled, err := in.handleOnce(ctx, c.cfg.Group, env.ID, run)
+	case bound.runOnce != nil:
+		handled, err := bound.runOnce(ctx, in, c.cfg.Group, mw)
 		return err == nil && !handled, err
 	case in != nil:
 		seen, err := in.handled(ctx, c.cfg.Group, env.ID)
@@ -205,7 +200,7 @@ func (c *Consumer) runHandler(ctx context.Context, r *route, call func(context.C
 		if seen {
 			return true, nil
 		}
-		if err := run(ctx, nil); err != nil {
+		if err := bound.run(ctx, mw); err != nil {
 			return false, err
 		}
 		if err := in.markHandled(ctx, c.cfg.Group, env.ID); err != nil {
@@ -216,7 +211,15 @@ func (c *Consumer) runHandler(ctx context.Context, r *route, call func(context.C
 		}
 		return false, nil
 	default:
-		return false, run(ctx, nil)
+		return false, bound.run(ctx, mw)
+	}
+}
+
+// recovering is the middleware that turns a handler's panic into an error.
+func (c *Consumer) recovering(next Handler) Handler {
+	return func(ctx context.Context, env event.Envelope) (err error) {
+		defer c.recoverInto(&err, env)
+		return next(ctx, env)
 	}
 }
 

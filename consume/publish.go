@@ -105,7 +105,7 @@ func (r *republisher) send(ctx context.Context, queue string, m broker.Message) 
 	r.sent = slices.DeleteFunc(r.sent, func(s *sentCopy) bool { return s.conf != nil && isSettled(s.conf) })
 	r.sent = append(r.sent, sc)
 	r.sentMu.Unlock()
-	conf, err := r.pub.Publish(ctx, broker.DefaultExchange, queue, m)
+	conf, err := r.pub.Publish(ctx, broker.NamelessExchange, queue, m)
 	r.sentMu.Lock()
 	if err != nil {
 		r.sent = slices.DeleteFunc(r.sent, func(s *sentCopy) bool { return s == sc })

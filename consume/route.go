@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"sort"
 
 	"github.com/edupulse/eventbus/broker/topic"
@@ -47,12 +46,53 @@ type Route interface {
 
 // route is what every Route builds.
 type route struct {
-	typ    string       // the event type it handles; "" for every type
-	txType reflect.Type // the transaction type of OnTx routes; nil otherwise
+	typ string // the event type it handles; "" for every type
+	// tx is set on OnTx and OnAnyTx routes: it tells whether an inbox's
+	// transactions are of the route's type, and names that type.
+	tx *txRoute
 	// prepare decodes env for the handler and returns the call that runs
-	// it, in the inbox transaction tx for OnTx routes. A prepare error is
-	// permanent: the payload does not fit the handler's type.
-	prepare func(env event.Envelope) (func(ctx context.Context, tx any, mw []Middleware) error, error)
+	// it. A prepare error is permanent: the payload does not fit the
+	// handler's type.
+	prepare func(env event.Envelope) (call, error)
+}
+
+// txRoute is what a route that runs in the inbox's transaction adds.
+type txRoute struct {
+	txType string           // the transaction type's name, for errors
+	fits   func(Inbox) bool // whether the inbox's transactions are txType
+}
+
+// call is a handler bound to the event it handles. A plain route's runs
+// outside any transaction; a transactional route's in the inbox's
+// (runOnce), which the router has checked is of the route's type.
+type call struct {
+	run     func(ctx context.Context, mw []Middleware) error
+	runOnce func(ctx context.Context, in Inbox, group string, mw []Middleware) (handled bool, err error)
+}
+
+// plainCall is the call of a handler that runs outside any transaction.
+func plainCall(h Handler, env event.Envelope) call {
+	return call{run: func(ctx context.Context, mw []Middleware) error { return wrap(h, mw)(ctx, env) }}
+}
+
+// txRouteOf describes a route whose handler takes a TTx.
+func txRouteOf[TTx any]() *txRoute {
+	return &txRoute{
+		// The name of the type behind the pointer: pgx.Tx, *sql.Tx.
+		txType: fmt.Sprintf("%T", (*TTx)(nil))[1:],
+		fits:   func(in Inbox) bool { _, ok := in.(storeInbox[TTx]); return ok },
+	}
+}
+
+// txCall is the call of a handler that runs in the inbox's transaction, a
+// TTx: fn gets the transaction the inbox's HandleOnce opened.
+func txCall[TTx any](env event.Envelope, fn func(ctx context.Context, tx TTx, env event.Envelope) error) call {
+	return call{runOnce: func(ctx context.Context, in Inbox, group string, mw []Middleware) (bool, error) {
+		// newRouter checked the type: a mismatch never gets this far.
+		return in.(storeInbox[TTx]).in.HandleOnce(ctx, group, env.ID, func(ctx context.Context, tx TTx) error {
+			return wrap(func(ctx context.Context, env event.Envelope) error { return fn(ctx, tx, env) }, mw)(ctx, env)
+		})
+	}}
 }
 
 func (r *route) route() *route { return r }
@@ -66,14 +106,12 @@ func (r *route) route() *route { return r }
 // (at-least-once effect). Use OnTx for an effect that happens exactly once.
 func On[T event.Payload](fn func(ctx context.Context, env event.Envelope, payload T) error) Route {
 	var zero T
-	return &route{typ: zero.EventType(), prepare: func(env event.Envelope) (func(context.Context, any, []Middleware) error, error) {
+	return &route{typ: zero.EventType(), prepare: func(env event.Envelope) (call, error) {
 		p, err := decodePayload[T](env)
 		if err != nil {
-			return nil, err
+			return call{}, err
 		}
-		return func(ctx context.Context, _ any, mw []Middleware) error {
-			return wrap(func(ctx context.Context, env event.Envelope) error { return fn(ctx, env, p) }, mw)(ctx, env)
-		}, nil
+		return plainCall(func(ctx context.Context, env event.Envelope) error { return fn(ctx, env, p) }, env), nil
 	}}
 }
 
@@ -86,14 +124,12 @@ func On[T event.Payload](fn func(ctx context.Context, env event.Envelope, payloa
 // OnTx needs Config.Inbox, of the same transaction type TTx.
 func OnTx[TTx any, T event.Payload](fn func(ctx context.Context, tx TTx, env event.Envelope, payload T) error) Route {
 	var zero T
-	return &route{typ: zero.EventType(), txType: reflect.TypeFor[TTx](), prepare: func(env event.Envelope) (func(context.Context, any, []Middleware) error, error) {
+	return &route{typ: zero.EventType(), tx: txRouteOf[TTx](), prepare: func(env event.Envelope) (call, error) {
 		p, err := decodePayload[T](env)
 		if err != nil {
-			return nil, err
+			return call{}, err
 		}
-		return func(ctx context.Context, tx any, mw []Middleware) error {
-			return wrap(func(ctx context.Context, env event.Envelope) error { return fn(ctx, tx.(TTx), env, p) }, mw)(ctx, env)
-		}, nil
+		return txCall(env, func(ctx context.Context, tx TTx, env event.Envelope) error { return fn(ctx, tx, env, p) }), nil
 	}}
 }
 
@@ -101,18 +137,12 @@ func OnTx[TTx any, T event.Payload](fn func(ctx context.Context, tx TTx, env eve
 // the route for types this build does not know: their data is exactly what
 // the producer sent.
 func OnAny(fn func(ctx context.Context, env event.Envelope) error) Route {
-	return &route{prepare: func(env event.Envelope) (func(context.Context, any, []Middleware) error, error) {
-		return func(ctx context.Context, _ any, mw []Middleware) error { return wrap(fn, mw)(ctx, env) }, nil
-	}}
+	return &route{prepare: func(env event.Envelope) (call, error) { return plainCall(fn, env), nil }}
 }
 
 // OnAnyTx is OnAny inside the Inbox's transaction, as OnTx.
 func OnAnyTx[TTx any](fn func(ctx context.Context, tx TTx, env event.Envelope) error) Route {
-	return &route{txType: reflect.TypeFor[TTx](), prepare: func(env event.Envelope) (func(context.Context, any, []Middleware) error, error) {
-		return func(ctx context.Context, tx any, mw []Middleware) error {
-			return wrap(func(ctx context.Context, env event.Envelope) error { return fn(ctx, tx.(TTx), env) }, mw)(ctx, env)
-		}, nil
-	}}
+	return &route{tx: txRouteOf[TTx](), prepare: func(env event.Envelope) (call, error) { return txCall(env, fn), nil }}
 }
 
 func decodePayload[T event.Payload](env event.Envelope) (T, error) {
@@ -144,12 +174,12 @@ func newRouter(routes []Route, inbox Inbox) (router, error) {
 			return rt, fmt.Errorf("%w: route %d is nil", ErrInvalidConfig, i)
 		}
 		in := r.route()
-		if in.txType != nil {
+		if in.tx != nil {
 			if inbox == nil {
 				return rt, fmt.Errorf("%w: a transactional route (OnTx, OnAnyTx) needs Config.Inbox", ErrInvalidConfig)
 			}
-			if want := inbox.txType(); in.txType != want {
-				return rt, fmt.Errorf("%w: route for %q takes a %v, but the inbox's transactions are %v", ErrInvalidConfig, describeType(in.typ), in.txType, want)
+			if !in.tx.fits(inbox) {
+				return rt, fmt.Errorf("%w: route for %q takes a %s, but the inbox's transactions are %s", ErrInvalidConfig, describeType(in.typ), in.tx.txType, inbox.txType())
 			}
 		}
 		if in.typ == "" {

@@ -144,7 +144,7 @@ func TestRequeueToMissingQueueKeepsTheDeadLetter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.publishMessages(broker.DefaultExchange, []string{dlq}, []broker.Message{m})
+		e.publishMessages(broker.NamelessExchange, []string{dlq}, []broker.Message{m})
 
 		n, err := consume.Requeue(ctx, e.b, e.group, nil)
 		if !errors.Is(err, consume.ErrUnroutable) || n != 0 {

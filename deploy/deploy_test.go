@@ -305,7 +305,7 @@ func registeredMetrics(t *testing.T, done func(map[string]*dto.MetricFamily) boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := service.Open(ctx, cfg, service.Options{Logger: discard})
+	svc, err := service.Open(ctx, cfg, service.Config{Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func withBroker(t *testing.T) (*rabbitmq.Broker, harnessOption) {
 	t.Helper()
 	url := testenv.AMQPURL()
 	testenv.Need(t, "RabbitMQ", url)
-	b, err := rabbitmq.Open(testenv.Context(t, 30*time.Second), url)
+	b, err := rabbitmq.Open(testenv.Context(t, 30*time.Second), url, rabbitmq.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestDeadLettersThroughTheAPI(t *testing.T) {
 	}
 	defer pub.Close()
 	for _, m := range []broker.Message{failed, junk} {
-		conf, err := pub.Publish(ctx, broker.DefaultExchange, consume.DeadLetterQueue(group), m)
+		conf, err := pub.Publish(ctx, broker.NamelessExchange, consume.DeadLetterQueue(group), m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,7 +305,7 @@ func TestDeadLettersThroughTheAPI(t *testing.T) {
 		problem(t, 404, httpapi.ProblemNotFound)
 
 	// A dead letter whose group queue is gone stays where it is: 404.
-	conf, err := pub.Publish(ctx, broker.DefaultExchange, consume.DeadLetterQueue(group), failed)
+	conf, err := pub.Publish(ctx, broker.NamelessExchange, consume.DeadLetterQueue(group), failed)
 	if err != nil {
 		t.Fatal(err)
 	}

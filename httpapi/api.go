@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/store"
@@ -69,8 +70,8 @@ type Config struct {
 	// also shows the relay's and the runtime's. When nil, a registry of the
 	// handler's own is used.
 	Metrics *prometheus.Registry
-	// Tokens are the API tokens (see ParseTokens). With none, auth is off.
-	Tokens []Token
+	// Tokens are the API tokens (see auth.ParseTokens). With none, auth is off.
+	Tokens []auth.Token
 	// MaxBodyBytes bounds request bodies (DefaultMaxBodyBytes when 0).
 	MaxBodyBytes int64
 	// RetryAfter is the Retry-After of 503 answers (DefaultRetryAfter when 0).
@@ -122,7 +123,7 @@ func New(cfg Config) (http.Handler, error) {
 			return nil, errors.New("httpapi: every readiness check needs a name and a func")
 		}
 	}
-	auth, err := newAuthenticator(cfg.Tokens)
+	authn, err := newAuthenticator(cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
@@ -136,7 +137,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	a := &api{
 		bus: cfg.Bus, reader: cfg.Reader, status: cfg.Status, parked: cfg.Parked, ready: cfg.Ready,
-		readyTimeout: orDefault(cfg.ReadyTimeout, DefaultReadyTimeout), auth: auth,
+		readyTimeout: orDefault(cfg.ReadyTimeout, DefaultReadyTimeout), auth: authn,
 		maxBody: orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes), retryAfter: orDefault(cfg.RetryAfter, DefaultRetryAfter),
 		log: cfg.Logger, admin: cfg.Admin, metrics: m, mux: http.NewServeMux(),
 		requestTimeout: orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
@@ -145,16 +146,16 @@ func New(cfg Config) (http.Handler, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.route("POST /v1/events", ScopePublish, a.postEvents)
-	a.route("GET /v1/events", ScopeRead, a.listEvents)
-	a.route("GET /v1/events/{id}", ScopeRead, a.getEvent)
-	a.route("GET /v1/streams/{subject...}", ScopeRead, a.getStream)
-	a.route("GET /v1/status", ScopeRead, a.getStatus)
-	a.route("POST /v1/replay", ScopeAdmin, a.replay)
-	a.route("GET /v1/parked", ScopeRead, a.listParked)
-	a.route("POST /v1/parked/retry", ScopeAdmin, a.retryParked)
-	a.route("GET /v1/dead-letters/{group}", ScopeAdmin, a.listDeadLetters)
-	a.route("POST /v1/dead-letters/{group}/requeue", ScopeAdmin, a.requeueDeadLetters)
+	a.route("POST /v1/events", auth.ScopePublish, a.postEvents)
+	a.route("GET /v1/events", auth.ScopeRead, a.listEvents)
+	a.route("GET /v1/events/{id}", auth.ScopeRead, a.getEvent)
+	a.route("GET /v1/streams/{subject...}", auth.ScopeRead, a.getStream)
+	a.route("GET /v1/status", auth.ScopeRead, a.getStatus)
+	a.route("POST /v1/replay", auth.ScopeAdmin, a.replay)
+	a.route("GET /v1/parked", auth.ScopeRead, a.listParked)
+	a.route("POST /v1/parked/retry", auth.ScopeAdmin, a.retryParked)
+	a.route("GET /v1/dead-letters/{group}", auth.ScopeAdmin, a.listDeadLetters)
+	a.route("POST /v1/dead-letters/{group}/requeue", auth.ScopeAdmin, a.requeueDeadLetters)
 	a.route("GET /healthz", 0, a.healthz)
 	a.route("GET /readyz", 0, a.readyz)
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)})
@@ -182,7 +183,7 @@ func orDefault[T comparable](v, def T) T {
 // route registers h for pattern. scope is what the token must grant; 0 for
 // an open route. h runs under the request timeout (see bounded), but for
 // the routes in selfBounded, which bound their own calls.
-func (a *api) route(pattern string, scope Scope, h http.HandlerFunc) {
+func (a *api) route(pattern string, scope auth.Scope, h http.HandlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
 	a.routes = append(a.routes, endpointOf(pattern, scope))
 	if !selfBounded[pattern] {

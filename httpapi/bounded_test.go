@@ -112,7 +112,7 @@ func assertUnavailable(t *testing.T, rc routeCase, res response) {
 // withBrokerAt opens RabbitMQ at url and wires the admin operations to it.
 func withBrokerAt(t *testing.T, url string) (*rabbitmq.Broker, func(*httpapi.Config)) {
 	t.Helper()
-	b, err := rabbitmq.Open(testenv.Context(t, 30*time.Second), url)
+	b, err := rabbitmq.Open(testenv.Context(t, 30*time.Second), url, rabbitmq.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,14 +232,14 @@ func TestACallThatIgnoresItsContextDoesNotHoldTheAnswer(t *testing.T) {
 func TestDamagedSQLiteFileIsReportedNotRetried(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "eventbus.db")
-	s, err := sqlite.Open(ctx, path)
+	s, err := sqlite.Open(ctx, path, sqlite.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	bus := eventbus.New(s, eventbus.WithRegistry(edupulse.Registry()))
+	bus := eventbus.New(s, eventbus.Config{Registry: edupulse.Registry()})
 	for range 50 {
 		if _, err := bus.Append(ctx, []event.Draft{quizDraft()}); err != nil {
 			t.Fatal(err)
@@ -250,14 +250,14 @@ func TestDamagedSQLiteFileIsReportedNotRetried(t *testing.T) {
 	}
 	testenv.CorruptSQLitePage(t, path, "event_store")
 
-	s, err = sqlite.Open(ctx, path)
+	s, err = sqlite.Open(ctx, path, sqlite.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	logs := &syncBuffer{}
 	api, err := httpapi.New(httpapi.Config{
-		Bus:    eventbus.New(s, eventbus.WithRegistry(edupulse.Registry())),
+		Bus:    eventbus.New(s, eventbus.Config{Registry: edupulse.Registry()}),
 		Reader: s,
 		Status: func(ctx context.Context) (relay.Status, error) {
 			return relay.ReadStatus(ctx, s, relay.DefaultName, 0)

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/internal/testenv"
@@ -49,11 +50,11 @@ type harness struct {
 }
 
 type harnessOption struct {
-	dbURL   func(schemaURL string) string // the URL the store opens, e.g. through a proxy
-	busOpts []eventbus.Option
-	config  func(*httpapi.Config)
-	server  func(*http.Server) // adjusts the server before it starts
-	noAuth  bool
+	dbURL  func(schemaURL string) string // the URL the store opens, e.g. through a proxy
+	bus    eventbus.Config               // the bus; Registry and Source default to the EduPulse types and "http-test"
+	config func(*httpapi.Config)
+	server func(*http.Server) // adjusts the server before it starts
+	noAuth bool
 }
 
 func newHarness(t testing.TB, opt harnessOption) *harness {
@@ -78,8 +79,14 @@ func newHarness(t testing.TB, opt harnessOption) *harness {
 	}
 	t.Cleanup(func() { _ = direct.Close(context.Background()) })
 
-	busOpts := append([]eventbus.Option{eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("http-test")}, opt.busOpts...)
-	bus := eventbus.New(s, busOpts...)
+	busCfg := opt.bus
+	if busCfg.Registry == nil {
+		busCfg.Registry = edupulse.Registry()
+	}
+	if busCfg.Source == "" {
+		busCfg.Source = "http-test"
+	}
+	bus := eventbus.New(s, busCfg)
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
 	cfg := httpapi.Config{
@@ -93,7 +100,7 @@ func newHarness(t testing.TB, opt harnessOption) *harness {
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if !opt.noAuth {
-		if cfg.Tokens, err = httpapi.ParseTokens(tokenList); err != nil {
+		if cfg.Tokens, err = auth.ParseTokens(tokenList); err != nil {
 			t.Fatal(err)
 		}
 	}

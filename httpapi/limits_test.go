@@ -14,7 +14,7 @@ import (
 // names the field (and the event, in a batch) and stores nothing; what is
 // at the limit is stored, and the answer is a CloudEvent the SDK validates.
 func TestInputLimitsAnswer400NamingTheField(t *testing.T) {
-	h := newHarness(t, harnessOption{busOpts: []eventbus.Option{eventbus.AllowUnknownTypes()}})
+	h := newHarness(t, harnessOption{bus: eventbus.Config{AllowUnknownTypes: true}})
 	data := quizData(3)
 	event := func(fields string) string { return `{"type":"quiz.submitted",` + fields + `"data":` + data + `}` }
 	str := func(s string) string { return fmt.Sprintf("%q", s) }

@@ -38,7 +38,7 @@ func TestHandlersShareARegistry(t *testing.T) {
 
 	clash := prometheus.NewRegistry()
 	clash.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "eventbus_http_events_total", Help: "Something else."}))
-	cfg := httpapi.Config{Bus: eventbus.New(first.store), Reader: first.store, Metrics: clash}
+	cfg := httpapi.Config{Bus: eventbus.New(first.store, eventbus.Config{}), Reader: first.store, Metrics: clash}
 	if _, err := httpapi.New(cfg); err == nil || !strings.Contains(err.Error(), "register metrics") {
 		t.Fatalf("New on a registry where another metric holds a name: %v, want a registration error", err)
 	}

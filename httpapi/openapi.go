@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/edupulse/eventbus/auth"
 )
 
 // openAPIDocument is the OpenAPI 3.1 document of the API, served at
@@ -37,7 +39,7 @@ const ScopePublic = "public"
 
 // endpointOf describes the route registered for pattern ("METHOD /path")
 // with scope (0 for an open route).
-func endpointOf(pattern string, scope Scope) Endpoint {
+func endpointOf(pattern string, scope auth.Scope) Endpoint {
 	method, path, _ := strings.Cut(pattern, " ")
 	e := Endpoint{Method: method, Path: strings.ReplaceAll(path, "...}", "}"), Scope: ScopePublic}
 	if scope != 0 {

@@ -290,7 +290,7 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	defer pub.Close()
 	for _, m := range []broker.Message{failed, {MessageID: "junk-1", Body: []byte{0xff, 0x00}, Headers: map[string]any{}},
 		{MessageID: "json-1", Body: []byte(`{"not":"an event"}`), Headers: map[string]any{}}} {
-		conf, err := pub.Publish(ctx, broker.DefaultExchange, consume.DeadLetterQueue(group), m)
+		conf, err := pub.Publish(ctx, broker.NamelessExchange, consume.DeadLetterQueue(group), m)
 		if err != nil {
 			t.Fatal(err)
 		}

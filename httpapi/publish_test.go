@@ -144,7 +144,7 @@ func TestPublishHonoursTraceparent(t *testing.T) {
 // TestPublishUnknownTypeIsLossless: a bus that lets unknown types through
 // (a gateway) stores and answers their data byte for byte (G6).
 func TestPublishUnknownTypeIsLossless(t *testing.T) {
-	h := newHarness(t, harnessOption{busOpts: []eventbus.Option{eventbus.AllowUnknownTypes()}})
+	h := newHarness(t, harnessOption{bus: eventbus.Config{AllowUnknownTypes: true}})
 	data := `[1,  {"z":"<\u2028>", "a" :null}, "\ud83d\ude00" ]`
 	res := h.publish(`{"type":"lesson.archived.v2","data":` + data + `}`)
 	if res.status != 201 {

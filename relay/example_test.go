@@ -28,7 +28,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer pg.Close()
-	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"))
+	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"), rabbitmq.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func dispatchAll(t *testing.T, h *harness, callers, n, streams int) {
 					return
 				}
 				subject := "learner-" + strconv.Itoa(int(i)%streams)
-				if _, err := h.bus.Dispatch(context.Background(), nil, quiz(int32(i)), eventbus.Subject(subject)); err != nil {
+				if _, err := h.bus.Dispatch(context.Background(), quiz(int32(i)), eventbus.Subject(subject)); err != nil {
 					errs <- err
 					return
 				}
@@ -118,7 +118,7 @@ func runSubprocessRelay() int {
 		return 1
 	}
 	defer s.Close()
-	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"))
+	b, err := rabbitmq.Open(ctx, os.Getenv("EVENTBUS_AMQP_URL"), rabbitmq.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -308,7 +308,7 @@ func TestChannelClosedByBroker(t *testing.T) {
 	deleteExchange(h.exchange) // takes the first collector's binding with it
 	// Events now go to a missing exchange: the broker closes the channel.
 	ctx := context.Background()
-	if _, err := h.bus.Dispatch(ctx, nil, quiz(1)); err != nil {
+	if _, err := h.bus.Dispatch(ctx, quiz(1)); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 30*time.Second, func() bool { return metrics.Errors("broker") > 0 || metrics.Errors("nack") > 0 })
@@ -316,7 +316,7 @@ func TestChannelClosedByBroker(t *testing.T) {
 	// receives what follows.
 	second := newCollector(t, h.exchange, "#")
 	for i := 0; i < 20; i++ {
-		if _, err := h.bus.Dispatch(ctx, nil, quiz(int32(i))); err != nil {
+		if _, err := h.bus.Dispatch(ctx, quiz(int32(i))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -412,7 +412,7 @@ func TestParkingOnTheMemoryBroker(t *testing.T) {
 }
 
 func rabbitmqOpen(url string) (*rabbitmq.Broker, error) {
-	return rabbitmq.Open(context.Background(), url, rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	return rabbitmq.Open(context.Background(), url, rabbitmq.Config{ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond})
 }
 
 // TestParkedStreamSurvivesALeaderChange: a standby that takes the lease over
@@ -531,7 +531,7 @@ const memoryExchange = "edupulse.events"
 // the embedded default, for relay tests that need no server.
 func embeddedRig(t *testing.T, ctx context.Context) (*sqlite.Store, *memory.Broker) {
 	t.Helper()
-	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db")
+	s, err := sqlite.Open(ctx, t.TempDir()+"/events.db", sqlite.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,15 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/internal/backoff"
 	"github.com/edupulse/eventbus/store"
 )
-
-// DefaultExchange is the topic exchange events are published to.
-const DefaultExchange = eventbus.DefaultExchange
 
 // Config configures a Relay. The zero value of every field but the store and
 // broker selects a default.
@@ -101,7 +97,7 @@ func (c *Config) setDefaults() {
 		c.Name = DefaultName
 	}
 	if c.Exchange == "" {
-		c.Exchange = DefaultExchange
+		c.Exchange = broker.DefaultEventsExchange
 	}
 	if c.Holder == "" {
 		c.Holder = defaultHolder()
@@ -199,7 +195,7 @@ func (r *Relay) setLeader(leading bool) {
 
 // Wake tells the relay that events have just committed, so that it reads the
 // store now rather than at its next poll. It never blocks. The bus calls it
-// after it commits in the same process (eventbus.OnCommit).
+// after it commits in the same process (eventbus.Config.OnCommit).
 func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:

@@ -52,7 +52,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{dbURL: dbURL, store: s, exchange: testenv.Name("relay_test")}
-	h.bus = eventbus.New(s, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("relay-test"))
+	h.bus = eventbus.New(s, eventbus.Config{Registry: edupulse.Registry(), Source: "relay-test"})
 	t.Cleanup(func() { deleteExchange(h.exchange) })
 	return h
 }
@@ -73,7 +73,7 @@ func deleteExchange(name string) {
 // openBroker opens a RabbitMQ broker at url (maybe a fault proxy's).
 func openBroker(t *testing.T, url string) *rabbitmq.Broker {
 	t.Helper()
-	b, err := rabbitmq.Open(context.Background(), url, rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	b, err := rabbitmq.Open(context.Background(), url, rabbitmq.Config{ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestPublishesEveryEventWithTheAMQPContract(t *testing.T) {
 	const n = 300
 	var want []event.Envelope
 	for i := 0; i < n; i++ {
-		env, err := h.bus.Dispatch(ctx, nil, quiz(int32(i)), eventbus.Subject("quiz-"+strconv.Itoa(i%7)))
+		env, err := h.bus.Dispatch(ctx, quiz(int32(i)), eventbus.Subject("quiz-"+strconv.Itoa(i%7)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,14 +275,14 @@ func TestRollbackNeverReachesTheBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rolled, err := h.bus.Dispatch(ctx, tx, quiz(1))
+	rolled, err := h.bus.DispatchTx(ctx, tx, quiz(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kept, err := h.bus.Dispatch(ctx, nil, quiz(2))
+	kept, err := h.bus.Dispatch(ctx, quiz(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestGracefulStopSavesCheckpointAndReleasesLease(t *testing.T) {
 	var last event.Envelope
 	for i := 0; i < 50; i++ {
 		var err error
-		if last, err = h.bus.Dispatch(ctx, nil, quiz(int32(i))); err != nil {
+		if last, err = h.bus.Dispatch(ctx, quiz(int32(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -346,10 +346,10 @@ func TestUnroutableEventsAreCounted(t *testing.T) {
 	col := newCollector(t, h.exchange, "quiz.*") // nobody takes lessons
 	ctx := context.Background()
 	lesson := edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New(), Title: "Ratios"}
-	if _, err := h.bus.Dispatch(ctx, nil, lesson); err != nil {
+	if _, err := h.bus.Dispatch(ctx, lesson); err != nil {
 		t.Fatal(err)
 	}
-	q, err := h.bus.Dispatch(ctx, nil, quiz(3))
+	q, err := h.bus.Dispatch(ctx, quiz(3))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,15 +43,15 @@ func TestUnroutableWarnsOncePerType(t *testing.T) {
 	ctx := context.Background()
 	for i := range 3 {
 		lesson := edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New(), Title: "Ratios " + string(rune('A'+i))}
-		if _, err := h.bus.Dispatch(ctx, nil, lesson); err != nil {
+		if _, err := h.bus.Dispatch(ctx, lesson); err != nil {
 			t.Fatal(err)
 		}
 	}
 	badge := edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: uuid.New(), Reason: "90+"}
-	if _, err := h.bus.Dispatch(ctx, nil, badge); err != nil {
+	if _, err := h.bus.Dispatch(ctx, badge); err != nil {
 		t.Fatal(err)
 	}
-	q, err := h.bus.Dispatch(ctx, nil, quiz(3))
+	q, err := h.bus.Dispatch(ctx, quiz(3))
 	if err != nil {
 		t.Fatal(err)
 	}

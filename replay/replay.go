@@ -42,7 +42,7 @@ type Target struct {
 
 func (t Target) route(env event.Envelope) (exchange, key string) {
 	if t.Queue != "" {
-		return broker.DefaultExchange, t.Queue
+		return broker.NamelessExchange, t.Queue
 	}
 	return t.Exchange, env.Type
 }

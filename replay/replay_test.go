@@ -37,7 +37,7 @@ func newHarness(t testing.TB, n int, queues ...string) *harness {
 	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
 	ctx := context.Background()
 	s := testenv.PostgresStore(t)
-	b, err := rabbitmq.Open(ctx, testenv.AMQPURL())
+	b, err := rabbitmq.Open(ctx, testenv.AMQPURL(), rabbitmq.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,17 +53,19 @@ func newHarness(t testing.TB, n int, queues ...string) *harness {
 		}
 		t.Cleanup(func() { _ = b.DeleteQueue(context.Background(), q) })
 	}
-	bus := eventbus.New(s, eventbus.WithRegistry(edupulse.Registry()))
+	bus := eventbus.New(s, eventbus.Config{Registry: edupulse.Registry()})
 	drafts := make([]event.Draft, 0, 1000)
 	flush := func() {
 		if len(drafts) == 0 {
 			return
 		}
-		envs, err := bus.DispatchBatch(ctx, nil, drafts)
+		res, err := bus.Append(ctx, drafts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.events = append(h.events, envs...)
+		for _, r := range res {
+			h.events = append(h.events, r.Envelope)
+		}
 		drafts = drafts[:0]
 	}
 	for i := 0; i < n; i++ {

@@ -24,7 +24,7 @@ const dataDirMode fs.FileMode = 0o700
 // storeFile is the embedded store's file in the data directory.
 const storeFile = "eventbus.db"
 
-func (s *Service) openEmbeddedStore(ctx context.Context, opts Options) error {
+func (s *Service) openEmbeddedStore(ctx context.Context, opts Config) error {
 	dir := s.Config.DataDir
 	path := filepath.Join(dir, storeFile)
 	abs, err := filepath.Abs(path)
@@ -41,11 +41,11 @@ func (s *Service) openEmbeddedStore(ctx context.Context, opts Options) error {
 	if err := s.securePrivateDir(dir, absDir); err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, path)
+	st, err := sqlite.Open(ctx, path, sqlite.Config{})
 	if err != nil {
 		return fmt.Errorf("open the embedded store at %s: %w%s", abs, err, dirHint(err, absDir))
 	}
-	s.lite, s.Store = st, st
+	s.lite, s.Store, s.driver = st, st, sqliteDriver(st)
 	s.closers = append(s.closers, st.Close)
 	if err := st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate the embedded store at %s: %w%s", abs, err, dirHint(err, absDir))

@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/store/sqlite"
 )
 
 func embeddedConfig(dir string) config.Config {
-	return config.Config{DataDir: dir, Exchange: config.DefaultExchange}
+	return config.Config{DataDir: dir, Exchange: broker.DefaultEventsExchange}
 }
 
 func modeOf(t *testing.T, path string) fs.FileMode {
@@ -46,7 +47,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 	}
 	for _, dir := range []string{fresh, existing} {
 		var logs bytes.Buffer
-		svc, err := Open(ctx, embeddedConfig(dir), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		svc, err := Open(ctx, embeddedConfig(dir), Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestReadOnlyToolsCreateNoStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := filepath.Join(t.TempDir(), "eventbus-data")
-	_, err := Open(ctx, embeddedConfig(dir), Options{StoreOnly: true, MustExist: true, Logger: slog.New(slog.DiscardHandler)})
+	_, err := Open(ctx, embeddedConfig(dir), Config{StoreOnly: true, MustExist: true, Logger: slog.New(slog.DiscardHandler)})
 	abs, _ := filepath.Abs(filepath.Join(dir, storeFile))
 	if !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "no event store at "+abs) ||
 		!strings.Contains(err.Error(), config.EnvDataDir) || !strings.Contains(err.Error(), config.EnvDatabaseURL) ||
@@ -87,7 +88,7 @@ func TestReadOnlyToolsCreateNoStore(t *testing.T) {
 	}
 
 	var logs bytes.Buffer
-	svc, err := Open(ctx, embeddedConfig(dir), Options{StoreOnly: true, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	svc, err := Open(ctx, embeddedConfig(dir), Config{StoreOnly: true, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestReadOnlyToolsCreateNoStore(t *testing.T) {
 		t.Errorf("a writing tool created the store without a warning that names it:\n%s", logs.String())
 	}
 	_ = svc.Close()
-	svc, err = Open(ctx, embeddedConfig(dir), Options{StoreOnly: true, MustExist: true, Logger: slog.New(slog.DiscardHandler)})
+	svc, err = Open(ctx, embeddedConfig(dir), Config{StoreOnly: true, MustExist: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("MustExist where the store is: %v", err)
 	}
@@ -124,7 +125,7 @@ func TestDirectoryHintOnlyForDirectoryErrors(t *testing.T) {
 		{filepath.Join(notADir, "data"), true},
 		{notAStore, false},
 	} {
-		_, err := Open(ctx, embeddedConfig(tc.dir), Options{StoreOnly: true, Logger: slog.New(slog.DiscardHandler)})
+		_, err := Open(ctx, embeddedConfig(tc.dir), Config{StoreOnly: true, Logger: slog.New(slog.DiscardHandler)})
 		if err == nil {
 			t.Fatalf("%s: opened", tc.dir)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/internal/testenv"
 )
@@ -36,12 +37,12 @@ func TestSpecialPasswordsNeverShow(t *testing.T) {
 			if err != nil {
 				out.WriteString(err.Error() + "\n")
 				// As a program that skips Load would open it.
-				cfg = config.Config{DatabaseURL: vars[config.EnvDatabaseURL], DataDir: dir, Exchange: config.DefaultExchange}
+				cfg = config.Config{DatabaseURL: vars[config.EnvDatabaseURL], DataDir: dir, Exchange: broker.DefaultEventsExchange}
 				if list := vars[config.EnvAMQPURL]; list != "" {
 					cfg.AMQPURLs = strings.Split(list, ",")
 				}
 			}
-			svc, err := Open(ctx, cfg, Options{Logger: log})
+			svc, err := Open(ctx, cfg, Config{Logger: log})
 			if err == nil {
 				t.Errorf("%v: opened", vars)
 				_ = svc.Close()

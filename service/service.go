@@ -40,16 +40,10 @@ import (
 	"github.com/edupulse/eventbus/store/sqlite"
 )
 
-// Dispatcher records events in transactions of its own. *eventbus.Bus
-// implements it whatever its store, which is what lets a worker run on the
-// embedded store and on PostgreSQL unchanged.
-type Dispatcher interface {
-	Append(ctx context.Context, drafts []event.Draft) ([]store.Appended, error)
-	Registry() *event.Registry
-}
-
-// Options tunes Open.
-type Options struct {
+// Config tunes Open; the settings of the store and the broker themselves
+// are a config.Config. The zero Config is the service `eventbus serve` runs
+// without flags: every field's zero value is its default.
+type Config struct {
 	// Logger receives the service's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registry holds the event types the bus accepts. Default: the
@@ -76,15 +70,18 @@ type Options struct {
 // Service is an open store and broker, with the bus, relay and HTTP API built
 // on them.
 type Service struct {
-	Config    config.Config
-	Store     store.Store
-	Broker    broker.Broker
-	Bus       Dispatcher
+	Config config.Config
+	Store  store.Store
+	Broker broker.Broker
+	// Bus records events in the store, in transactions of its own or in a
+	// Tx of the store, whichever store it is.
+	Bus       *eventbus.Bus[Tx]
 	Metrics   *prometheus.Registry
 	Logger    *slog.Logger
 	registry  *event.Registry
 	pg        *postgres.Store
 	lite      *sqlite.Store
+	driver    store.TxStore[Tx]
 	memory    *memory.Broker
 	relay     *relay.Relay
 	relayName string
@@ -98,7 +95,7 @@ const connectTimeout = 10 * time.Second
 
 // Open opens the store and the broker that cfg names and builds the bus. It
 // logs where the data lives. Close releases everything.
-func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error) {
+func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error) {
 	s := &Service{Config: cfg, Logger: opts.Logger, registry: opts.Registry, Metrics: prometheus.NewRegistry(),
 		relayName: relay.DefaultName}
 	if s.Logger == nil {
@@ -126,16 +123,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error
 			return nil, err
 		}
 	}
-	busOpts := []eventbus.Option{
-		eventbus.WithRegistry(s.registry),
-		eventbus.WithSource(opts.Source),
-		eventbus.OnCommit(s.wakeRelay),
-	}
-	if s.pg != nil {
-		s.Bus = eventbus.New(s.pg, busOpts...)
-	} else {
-		s.Bus = eventbus.New(s.lite, busOpts...)
-	}
+	s.Bus = eventbus.New(s.driver, eventbus.Config{
+		Registry: s.registry,
+		Source:   opts.Source,
+		OnCommit: s.wakeRelay,
+	})
 	if opts.StoreOnly {
 		ok = true
 		return s, nil
@@ -174,7 +166,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (*Service, error
 	return s, nil
 }
 
-func (s *Service) openStore(ctx context.Context, opts Options) error {
+func (s *Service) openStore(ctx context.Context, opts Config) error {
 	if s.Config.Embedded() {
 		return s.openEmbeddedStore(ctx, opts)
 	}
@@ -182,7 +174,7 @@ func (s *Service) openStore(ctx context.Context, opts Options) error {
 	if err != nil {
 		return postgresError(s.Config.DatabaseURL, "open", err)
 	}
-	s.pg, s.Store = st, st
+	s.pg, s.Store, s.driver = st, st, postgresDriver(st)
 	s.closers = append(s.closers, st.Close)
 	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = st.Ping(pingCtx)
@@ -216,7 +208,7 @@ func (s *Service) openBroker(ctx context.Context) error {
 			"and the relay publishes them again from the store when it restarts")
 		return nil
 	}
-	b, err := rabbitmq.Open(ctx, strings.Join(s.Config.AMQPURLs, ","), rabbitmq.WithLogger(s.Logger))
+	b, err := rabbitmq.Open(ctx, strings.Join(s.Config.AMQPURLs, ","), rabbitmq.Config{Logger: s.Logger})
 	if err != nil {
 		return err
 	}
@@ -244,13 +236,10 @@ func (s *Service) Postgres() (*postgres.Store, bool) { return s.pg, s.pg != nil 
 // SQLite returns the embedded store, when that is the store.
 func (s *Service) SQLite() (*sqlite.Store, bool) { return s.lite, s.lite != nil }
 
-// Inbox returns the store's consumer inbox, for consume.Config.Inbox.
-func (s *Service) Inbox() consume.Inbox {
-	if s.pg != nil {
-		return consume.NewInbox(s.pg)
-	}
-	return consume.NewInbox(s.lite)
-}
+// Inbox returns the store's consumer inbox, for consume.Config.Inbox. Its
+// transaction type is Tx, whichever the store: OnTx handlers of a service
+// take a Tx.
+func (s *Service) Inbox() consume.Inbox { return consume.NewInbox(s.driver) }
 
 // SchemaVersion returns the version the store's schema is at, and the
 // newest this build knows.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
+	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/event"
@@ -94,7 +95,7 @@ func openEmbedded(t *testing.T, ctx context.Context) (*Service, config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := Open(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	svc, err := Open(ctx, cfg, Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +205,8 @@ func TestRunWaitsForRequestsInFlight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := config.Config{DatabaseURL: testenv.WithHost(schema, proxy.Addr()), HTTPAddr: "127.0.0.1:0",
-		Exchange: config.DefaultExchange, DataDir: t.TempDir()}
-	svc, err := Open(ctx, cfg, Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+		Exchange: broker.DefaultEventsExchange, DataDir: t.TempDir()}
+	svc, err := Open(ctx, cfg, Config{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -308,19 +308,19 @@ func setupBus(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 			return nil, fmt.Errorf("migrate the event store: %w", err)
 		}
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		b, err := rabbitmq.Open(ctx, p.amqpURL, rabbitmq.WithLogger(quiet), rabbitmq.WithConnectionName("peers-bus-relay"))
+		b, err := rabbitmq.Open(ctx, p.amqpURL, rabbitmq.Config{Logger: quiet, ConnectionName: "peers-bus-relay"})
 		if err != nil {
 			st.Close()
 			return nil, err
 		}
 		var rel atomic.Pointer[relay.Relay]
-		bus := eventbus.New(st, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("eventbus-peers"),
+		bus := eventbus.New(st, eventbus.Config{Registry: edupulse.Registry(), Source: "eventbus-peers",
 			// As the service does: a commit of the bus's own wakes the relay.
-			eventbus.OnCommit(func() {
+			OnCommit: func() {
 				if r := rel.Load(); r != nil {
 					r.Wake()
 				}
-			}))
+			}})
 		r, err := relay.New(st, b, relay.Config{Exchange: p.exchange, Logger: quiet})
 		if err != nil {
 			_ = b.Close()
@@ -343,10 +343,14 @@ func setupBus(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 		}
 		dispatch := func(ctx context.Context, tx pgx.Tx) error {
 			q, n := quizSubmitted()
-			_, err := bus.Dispatch(ctx, tx, q, eventbus.Subject(stream(n)))
+			_, err := bus.DispatchTx(ctx, tx, q, eventbus.Subject(stream(n)))
 			return err
 		}
-		call := func(ctx context.Context) error { return dispatch(ctx, nil) }
+		call := func(ctx context.Context) error {
+			q, n := quizSubmitted()
+			_, err := bus.Dispatch(ctx, q, eventbus.Subject(stream(n)))
+			return err
+		}
 		if inTx {
 			call = func(ctx context.Context) error {
 				tx, err := st.Pool().Begin(ctx)

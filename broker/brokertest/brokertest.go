@@ -56,7 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeclareIsIdempotent", testDeclareIdempotent},
 		{"TopicRouting", testTopicRouting},
 		{"SeveralBindingsDeliverOnce", testSeveralBindingsDeliverOnce},
-		{"DefaultExchangeRoutesByQueueName", testDefaultExchange},
+		{"NamelessExchangeRoutesByQueueName", testNamelessExchange},
 		{"PropertiesAndHeadersRoundTrip", testRoundTrip},
 		{"ConfirmsAreAcked", testConfirmsAcked},
 		{"UnencodableMessageIsRefusedAlone", testRefusedAlone},

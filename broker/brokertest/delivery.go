@@ -44,7 +44,7 @@ func testFIFO(t *testing.T, h Harness) {
 func testPrefetch(t *testing.T, h Harness) {
 	b := h.open(t)
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, numbered("m", 12)...)
+	publishTo(t, b, broker.NamelessExchange, q, numbered("m", 12)...)
 	s := subscribe(t, b, q, 5)
 	first := receive(t, s, 5)
 	nothingFor(t, s, 300*time.Millisecond) // five unacked: the sixth must wait
@@ -64,7 +64,7 @@ func testPrefetch(t *testing.T, h Harness) {
 func testNackRequeue(t *testing.T, h Harness) {
 	b := h.open(t)
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, "m1")
+	publishTo(t, b, broker.NamelessExchange, q, "m1")
 	s := subscribe(t, b, q, 1)
 	d := receive(t, s, 1)[0]
 	if d.Redelivered {
@@ -88,7 +88,7 @@ func testNackDeadLetters(t *testing.T, h Harness) {
 	sent := msg("doomed")
 	sent.Headers = map[string]any{"k": "v"}
 	p := publisher(t, b, broker.PublisherOptions{})
-	publishAll(t, p, broker.DefaultExchange, q, sent)
+	publishAll(t, p, broker.NamelessExchange, q, sent)
 	s := subscribe(t, b, q, 1)
 	d := receive(t, s, 1)[0]
 	if err := d.Nack(false); err != nil {
@@ -106,7 +106,7 @@ func testNackDeadLetters(t *testing.T, h Harness) {
 func testNackDrops(t *testing.T, h Harness) {
 	b := h.open(t)
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, "dropped", "kept")
+	publishTo(t, b, broker.NamelessExchange, q, "dropped", "kept")
 	s := subscribe(t, b, q, 1)
 	d := receive(t, s, 1)[0]
 	if err := d.Nack(false); err != nil {
@@ -128,7 +128,7 @@ func testTTL(t *testing.T, h Harness) {
 	ds := subscribe(t, b, dlq, 10)
 	p := publisher(t, b, broker.PublisherOptions{})
 	start := time.Now()
-	publishAll(t, p, broker.DefaultExchange, retry, msg("r1"), msg("r2"))
+	publishAll(t, p, broker.NamelessExchange, retry, msg("r1"), msg("r2"))
 	got := receive(t, ds, 2)
 	elapsed := time.Since(start)
 	ack(t, got...)
@@ -146,7 +146,7 @@ func testBrowse(t *testing.T, h Harness) {
 	b := h.open(t)
 	ctx := ctxFor(t)
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, "m1", "m2", "m3")
+	publishTo(t, b, broker.NamelessExchange, q, "m1", "m2", "m3")
 
 	br, err := b.Browse(ctx, q)
 	if err != nil {
@@ -204,7 +204,7 @@ func testInspect(t *testing.T, h Harness) {
 	if info != (broker.QueueInfo{Name: q}) {
 		t.Fatalf("new queue: %+v", info)
 	}
-	publishTo(t, b, broker.DefaultExchange, q, numbered("m", 7)...)
+	publishTo(t, b, broker.NamelessExchange, q, numbered("m", 7)...)
 	wantMessages(t, b, q, 7)
 	s1 := subscribe(t, b, q, 2)
 	s2 := subscribe(t, b, q, 2)
@@ -247,7 +247,7 @@ func testMissingQueue(t *testing.T, h Harness) {
 	wantErr(t, "Browse", err, broker.ErrNotFound)
 	// The broker is still usable.
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, "m")
+	publishTo(t, b, broker.NamelessExchange, q, "m")
 	if err := b.Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
@@ -257,7 +257,7 @@ func testDeleteQueue(t *testing.T, h Harness) {
 	b := h.open(t)
 	ctx := ctxFor(t)
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, "m1", "m2")
+	publishTo(t, b, broker.NamelessExchange, q, "m1", "m2")
 	if err := b.DeleteQueue(ctx, q); err != nil {
 		t.Fatalf("DeleteQueue: %v", err)
 	}
@@ -295,7 +295,7 @@ func testDeleteExchange(t *testing.T, h Harness) {
 func testSubscriptionClose(t *testing.T, h Harness) {
 	b := h.open(t)
 	q := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q, "m1", "m2", "m3")
+	publishTo(t, b, broker.NamelessExchange, q, "m1", "m2", "m3")
 	s := subscribe(t, b, q, 10)
 	got := receive(t, s, 1) // m2 and m3 may sit in the subscription's buffers
 	ack(t, got...)
@@ -356,7 +356,7 @@ func testCompetingConsumers(t *testing.T, h Harness) {
 			}
 		}()
 	}
-	publishTo(t, b, broker.DefaultExchange, q, numbered("m", n)...)
+	publishTo(t, b, broker.NamelessExchange, q, numbered("m", n)...)
 	eventually(t, "consumers received every message", func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -400,7 +400,7 @@ func testBrokerClose(t *testing.T, h Harness) {
 	case <-time.After(timeout):
 		t.Fatal("publisher not done after the broker closed")
 	}
-	if _, err := p.Publish(ctx, broker.DefaultExchange, q, msg("m")); !errorsIsClosed(err) {
+	if _, err := p.Publish(ctx, broker.NamelessExchange, q, msg("m")); !errorsIsClosed(err) {
 		t.Fatalf("Publish after Close: %v, want broker.ErrClosed", err)
 	}
 	for range s.Deliveries() {

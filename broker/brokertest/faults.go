@@ -34,7 +34,7 @@ func testFaultSubscriptionEnds(t *testing.T, h Harness) {
 	}
 	// A new subscription works once the broker has reconnected.
 	s2 := subscribe(t, b, q, 10)
-	publishTo(t, b, broker.DefaultExchange, q, "after-cut")
+	publishTo(t, b, broker.NamelessExchange, q, "after-cut")
 	got := receive(t, s2, 1)
 	ack(t, got...)
 	if got[0].MessageID != "after-cut" {
@@ -60,7 +60,7 @@ func testFaultPublisherEnds(t *testing.T, h Harness) {
 			}
 		}
 		id := fmt.Sprint("m", i)
-		c, err := p.Publish(ctx, broker.DefaultExchange, q, msg(id))
+		c, err := p.Publish(ctx, broker.NamelessExchange, q, msg(id))
 		if err != nil {
 			publishErr = err
 			break
@@ -83,7 +83,7 @@ func testFaultPublisherEnds(t *testing.T, h Harness) {
 	if publishErr != nil && !errors.Is(publishErr, broker.ErrClosed) {
 		t.Fatalf("Publish on a cut connection: %v, want broker.ErrClosed", publishErr)
 	}
-	if _, err := p.Publish(ctx, broker.DefaultExchange, q, msg("late")); !errors.Is(err, broker.ErrClosed) {
+	if _, err := p.Publish(ctx, broker.NamelessExchange, q, msg("late")); !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("Publish after Done: %v, want broker.ErrClosed", err)
 	}
 	// Every confirmation settles; the acked messages are in the queue.
@@ -103,7 +103,7 @@ func testFaultPublisherEnds(t *testing.T, h Harness) {
 		t.Logf("every message was acked before the cut took effect")
 	}
 	// A new publisher works after reconnection.
-	publishTo(t, b, broker.DefaultExchange, q, "after-cut")
+	publishTo(t, b, broker.NamelessExchange, q, "after-cut")
 	inQueue := drain(t, b, q)
 	for _, id := range acked {
 		if !slices.Contains(inQueue, id) {
@@ -189,6 +189,6 @@ func testFaultWaits(t *testing.T, h Harness) {
 		t.Fatalf("Consume made while cut off: %v", r.err)
 	}
 	t.Cleanup(func() { _ = r.s.Close() })
-	publishTo(t, b, broker.DefaultExchange, q, "m")
+	publishTo(t, b, broker.NamelessExchange, q, "m")
 	ack(t, receive(t, r.s, 1)...)
 }

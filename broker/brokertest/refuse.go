@@ -23,14 +23,14 @@ func testRefusedAlone(t *testing.T, h Harness) {
 		"correlation_id": func() broker.Message { m := msg("c"); m.CorrelationID = long; return m }(),
 		"type":           func() broker.Message { m := msg("t"); m.Type = long; return m }(),
 	} {
-		if _, err := p.Publish(ctx, broker.DefaultExchange, q, m); !errors.Is(err, broker.ErrRefused) {
+		if _, err := p.Publish(ctx, broker.NamelessExchange, q, m); !errors.Is(err, broker.ErrRefused) {
 			t.Fatalf("Publish with a %d-byte %s: error = %v, want one wrapping broker.ErrRefused", len(long), name, err)
 		}
 	}
-	if _, err := p.Publish(ctx, broker.DefaultExchange, long, msg("k")); !errors.Is(err, broker.ErrRefused) {
+	if _, err := p.Publish(ctx, broker.NamelessExchange, long, msg("k")); !errors.Is(err, broker.ErrRefused) {
 		t.Fatalf("Publish with a %d-byte routing key: error = %v, want one wrapping broker.ErrRefused", len(long), err)
 	}
-	c, err := p.Publish(ctx, broker.DefaultExchange, q, msg("fine"))
+	c, err := p.Publish(ctx, broker.NamelessExchange, q, msg("fine"))
 	if err != nil {
 		t.Fatalf("Publish after refusals: %v", err)
 	}

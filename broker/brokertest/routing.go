@@ -102,12 +102,12 @@ func testSeveralBindingsDeliverOnce(t *testing.T, h Harness) {
 	}
 }
 
-func testDefaultExchange(t *testing.T, h Harness) {
+func testNamelessExchange(t *testing.T, h Harness) {
 	b := h.open(t)
 	q1 := queue(t, b, broker.QueueSpec{})
 	q2 := queue(t, b, broker.QueueSpec{})
-	publishTo(t, b, broker.DefaultExchange, q1, "to-q1")
-	publishTo(t, b, broker.DefaultExchange, q2, "to-q2a", "to-q2b")
+	publishTo(t, b, broker.NamelessExchange, q1, "to-q1")
+	publishTo(t, b, broker.NamelessExchange, q2, "to-q2a", "to-q2b")
 	if got := drain(t, b, q1); !slices.Equal(got, []string{"to-q1"}) {
 		t.Fatalf("%s received %v", q1, got)
 	}
@@ -190,7 +190,7 @@ func testConfirmsAcked(t *testing.T, h Harness) {
 	const n = 500
 	confs := make([]broker.Confirmation, n)
 	for i := range confs {
-		c, err := p.Publish(ctx, broker.DefaultExchange, q, msg(fmt.Sprint(i)))
+		c, err := p.Publish(ctx, broker.NamelessExchange, q, msg(fmt.Sprint(i)))
 		if err != nil {
 			t.Fatalf("Publish %d: %v", i, err)
 		}
@@ -227,7 +227,7 @@ func testConfirmsAcked(t *testing.T, h Harness) {
 	default:
 		t.Fatal("publisher Done not closed after Close")
 	}
-	if _, err := p.Publish(ctx, broker.DefaultExchange, q, msg("late")); !errorsIsClosed(err) {
+	if _, err := p.Publish(ctx, broker.NamelessExchange, q, msg("late")); !errorsIsClosed(err) {
 		t.Fatalf("Publish after Close: error = %v, want one wrapping broker.ErrClosed", err)
 	}
 }

@@ -115,7 +115,7 @@ func (b *Broker) DeclareExchange(ctx context.Context, name string) error {
 	if b.closed {
 		return errClosed("declare exchange")
 	}
-	if name == broker.DefaultExchange {
+	if name == broker.NamelessExchange {
 		return nil
 	}
 	if _, ok := b.exchanges[name]; !ok {
@@ -145,7 +145,7 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 		return errClosed(op)
 	}
 	for _, bind := range spec.Bindings {
-		if bind.Exchange == broker.DefaultExchange {
+		if bind.Exchange == broker.NamelessExchange {
 			return fmt.Errorf("memory: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
 		}
 		if err := topic.Validate(bind.Pattern); err != nil {
@@ -217,7 +217,7 @@ func (b *Broker) DeleteExchange(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memory: delete exchange %q: %w", name, err)
 	}
-	if name == broker.DefaultExchange {
+	if name == broker.NamelessExchange {
 		return errors.New("memory: delete exchange: the default exchange cannot be deleted")
 	}
 	b.mu.Lock()
@@ -263,7 +263,7 @@ func (b *Broker) route(exchangeName, key string) ([]*queue, error) {
 	if b.closed {
 		return nil, errClosed("publish")
 	}
-	if exchangeName == broker.DefaultExchange {
+	if exchangeName == broker.NamelessExchange {
 		if q, ok := b.queues[key]; ok {
 			return []*queue{q}, nil
 		}

@@ -194,7 +194,7 @@ func (q *queue) rejectLocked(m *message, dead []deadLetter) []deadLetter {
 // deadLettered returns the message as RabbitMQ dead-letters it: through
 // the default exchange to the dead-letter queue, with x-death headers.
 func (q *queue) deadLettered(m *message, reason string) *message {
-	out := &message{m: m.m, exchange: broker.DefaultExchange, routingKey: q.deadLetter, receipt: m.receipt}
+	out := &message{m: m.m, exchange: broker.NamelessExchange, routingKey: q.deadLetter, receipt: m.receipt}
 	headers := make(map[string]any, len(m.m.Headers)+4)
 	for k, v := range m.m.Headers {
 		headers[k] = v

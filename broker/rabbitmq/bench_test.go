@@ -118,7 +118,7 @@ func BenchmarkPublishConfirm(b *testing.B) {
 			}
 			inflight = inflight[1:]
 		}
-		c, err := p.Publish(ctx, broker.DefaultExchange, q, m)
+		c, err := p.Publish(ctx, broker.NamelessExchange, q, m)
 		if err != nil {
 			b.Fatal(err)
 		}

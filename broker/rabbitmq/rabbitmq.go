@@ -39,7 +39,7 @@ import (
 	"github.com/edupulse/eventbus/internal/connurl"
 )
 
-// Defaults for the options.
+// Defaults for the zero fields of Config.
 const (
 	DefaultBackoffMin     = 100 * time.Millisecond
 	DefaultBackoffMax     = 10 * time.Second
@@ -55,9 +55,30 @@ const (
 // connection's close.
 const closeTimeout = 5 * time.Second
 
-// Option configures Open.
-type Option func(*config)
+// Config configures Open. The zero Config is a broker that logs nothing,
+// with every default below.
+type Config struct {
+	// Logger receives reconnects and topology problems. nil: discarded.
+	Logger *slog.Logger
+	// ReconnectBackoffMin and ReconnectBackoffMax are the shortest and the
+	// longest wait between two reconnection attempts. The wait doubles
+	// after each failed attempt, with jitter, from min up to max. 0:
+	// DefaultBackoffMin and DefaultBackoffMax; a max below the min is the
+	// min.
+	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
+	// Heartbeat is the AMQP heartbeat interval, which bounds how long a dead
+	// connection goes unnoticed (about two intervals). A heartbeat given in
+	// the URL wins. 0: DefaultHeartbeat.
+	Heartbeat time.Duration
+	// ConnectTimeout bounds one connection attempt: TCP, TLS and the AMQP
+	// handshake. 0: DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// ConnectionName is the name the connection shows in RabbitMQ's
+	// management views. "": DefaultConnectionName.
+	ConnectionName string
+}
 
+// config is Config with its defaults applied.
 type config struct {
 	logger         *slog.Logger
 	backoffMin     time.Duration
@@ -67,59 +88,31 @@ type config struct {
 	connectionName string
 }
 
-// WithLogger sets the logger for reconnects and topology problems. The
-// default discards.
-func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
-		if l != nil {
-			c.logger = l
-		}
+func (c Config) withDefaults() config {
+	cfg := config{
+		logger:         c.Logger,
+		backoffMin:     orDefault(c.ReconnectBackoffMin, DefaultBackoffMin),
+		backoffMax:     orDefault(c.ReconnectBackoffMax, DefaultBackoffMax),
+		heartbeat:      orDefault(c.Heartbeat, DefaultHeartbeat),
+		connectTimeout: orDefault(c.ConnectTimeout, DefaultConnectTimeout),
+		connectionName: c.ConnectionName,
 	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.connectionName == "" {
+		cfg.connectionName = DefaultConnectionName
+	}
+	cfg.backoffMax = max(cfg.backoffMax, cfg.backoffMin)
+	return cfg
 }
 
-// WithReconnectBackoff sets the shortest and the longest wait between two
-// reconnection attempts. The wait doubles after each failed attempt, with
-// jitter, from min up to max.
-func WithReconnectBackoff(min, max time.Duration) Option {
-	return func(c *config) {
-		if min > 0 {
-			c.backoffMin = min
-		}
-		if max >= c.backoffMin {
-			c.backoffMax = max
-		}
+// orDefault returns d unless it is zero or negative, else def.
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
 	}
-}
-
-// WithHeartbeat sets the AMQP heartbeat interval, which bounds how long a
-// dead connection goes unnoticed (about two intervals). A heartbeat given in
-// the URL wins.
-func WithHeartbeat(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.heartbeat = d
-		}
-	}
-}
-
-// WithConnectTimeout bounds one connection attempt: TCP, TLS and the AMQP
-// handshake.
-func WithConnectTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.connectTimeout = d
-		}
-	}
-}
-
-// WithConnectionName sets the name the connection shows in RabbitMQ's
-// management views.
-func WithConnectionName(name string) Option {
-	return func(c *config) {
-		if name != "" {
-			c.connectionName = name
-		}
-	}
+	return d
 }
 
 // node is one RabbitMQ node: its URL, and the URL without password.
@@ -171,18 +164,8 @@ var _ broker.Broker = (*Broker)(nil)
 // URL, or several separated by commas, the nodes of one cluster. It fails at
 // once, with an error wrapping broker.ErrUnavailable, if no node can be
 // reached; later, connection failures are healed in the background.
-func Open(ctx context.Context, urls string, opts ...Option) (*Broker, error) {
-	cfg := config{
-		logger:         slog.New(slog.DiscardHandler),
-		backoffMin:     DefaultBackoffMin,
-		backoffMax:     DefaultBackoffMax,
-		heartbeat:      DefaultHeartbeat,
-		connectTimeout: DefaultConnectTimeout,
-		connectionName: DefaultConnectionName,
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
+func Open(ctx context.Context, urls string, c Config) (*Broker, error) {
+	cfg := c.withDefaults()
 	var raws []string
 	for _, u := range strings.Split(urls, ",") {
 		if u = strings.TrimSpace(u); u != "" {

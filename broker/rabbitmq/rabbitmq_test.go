@@ -36,10 +36,14 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // open connects to urls, closing the broker when the test ends.
-func open(t testing.TB, urls string, opts ...rabbitmq.Option) *rabbitmq.Broker {
+// The test's logger unless logger is given.
+func open(t testing.TB, urls string, logger ...*slog.Logger) *rabbitmq.Broker {
 	t.Helper()
-	opts = append([]rabbitmq.Option{rabbitmq.WithLogger(testLogger(t)), rabbitmq.WithReconnectBackoff(10*time.Millisecond, 200*time.Millisecond)}, opts...)
-	b, err := rabbitmq.Open(testenv.Context(t, 30*time.Second), urls, opts...)
+	cfg := rabbitmq.Config{Logger: testLogger(t), ReconnectBackoffMin: 10 * time.Millisecond, ReconnectBackoffMax: 200 * time.Millisecond}
+	for _, l := range logger {
+		cfg.Logger = l
+	}
+	b, err := rabbitmq.Open(testenv.Context(t, 30*time.Second), urls, cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -60,7 +64,7 @@ func TestConformance(t *testing.T) {
 const secret = "s3cr3t-pw"
 
 func TestOpenUnreachableSaysWhereAndHidesThePassword(t *testing.T) {
-	_, err := rabbitmq.Open(context.Background(), "amqp://guest:"+secret+"@127.0.0.1:1/")
+	_, err := rabbitmq.Open(context.Background(), "amqp://guest:"+secret+"@127.0.0.1:1/", rabbitmq.Config{})
 	if err == nil {
 		t.Fatal("Open succeeded on a closed port")
 	}
@@ -92,7 +96,7 @@ func TestOpenErrorsNeverShowThePassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := rabbitmq.Open(context.Background(), tt.urls)
+			_, err := rabbitmq.Open(context.Background(), tt.urls, rabbitmq.Config{})
 			if err == nil {
 				t.Fatal("Open succeeded")
 			}
@@ -120,7 +124,7 @@ func TestOpenHidesSpecialPasswords(t *testing.T) {
 			"amqp://guest:" + pw + "@127.0.0.1:1/,amqp://guest:" + pw + "@127.0.0.1:2/vhost",
 		} {
 			logs := &syncBuffer{}
-			_, err := rabbitmq.Open(context.Background(), urls, rabbitmq.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+			_, err := rabbitmq.Open(context.Background(), urls, rabbitmq.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			if err == nil {
 				t.Fatalf("%s: Open succeeded", urls)
 			}
@@ -165,7 +169,7 @@ func TestReconnectMovesToTheNextNode(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	urls := testenv.WithHost(testenv.AMQPURL(), nodeA.Addr()) + "," + testenv.WithHost(testenv.AMQPURL(), nodeB.Addr())
-	b := open(t, urls, rabbitmq.WithLogger(logger))
+	b := open(t, urls, logger)
 	defer b.Close()
 	ctx := testenv.Context(t, 30*time.Second)
 	q := testenv.Name("rmq_node")
@@ -263,7 +267,7 @@ func TestHeadersOfEveryIntegerWidthComeBackAsInt64(t *testing.T) {
 		"u32": uint32(32), "i": int(-64), "u": uint(64), "u64": uint64(1 << 40),
 		"nested": map[string]any{"n": int32(5)}, "list": []any{int16(1), "two"},
 	}
-	c, err := p.Publish(ctx, broker.DefaultExchange, q, broker.Message{MessageID: "ints", Headers: headers, Body: []byte("{}")})
+	c, err := p.Publish(ctx, broker.NamelessExchange, q, broker.Message{MessageID: "ints", Headers: headers, Body: []byte("{}")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +275,7 @@ func TestHeadersOfEveryIntegerWidthComeBackAsInt64(t *testing.T) {
 	if !c.Acked() {
 		t.Fatal("not acked")
 	}
-	if _, err := p.Publish(ctx, broker.DefaultExchange, q, broker.Message{Headers: map[string]any{"bad": struct{}{}}}); err == nil {
+	if _, err := p.Publish(ctx, broker.NamelessExchange, q, broker.Message{Headers: map[string]any{"bad": struct{}{}}}); err == nil {
 		t.Fatal("Publish accepted a header AMQP cannot carry")
 	}
 	br, err := b.Browse(ctx, q)

@@ -60,7 +60,7 @@ func QueueArgs(spec broker.QueueSpec) amqp.Table {
 // DeclareExchange declares a durable topic exchange. Declaring the default
 // exchange "" does nothing: it always exists.
 func (b *Broker) DeclareExchange(ctx context.Context, name string) error {
-	if name == broker.DefaultExchange {
+	if name == broker.NamelessExchange {
 		return nil
 	}
 	op := fmt.Sprintf("declare exchange %q", name)
@@ -94,7 +94,7 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 	}
 	op := fmt.Sprintf("declare queue %q", spec.Name)
 	for _, bind := range spec.Bindings {
-		if bind.Exchange == broker.DefaultExchange {
+		if bind.Exchange == broker.NamelessExchange {
 			return fmt.Errorf("rabbitmq: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
 		}
 	}
@@ -153,7 +153,7 @@ func (b *Broker) DeleteQueue(ctx context.Context, name string) error {
 // DeleteExchange deletes an exchange and the bindings to it. Deleting an
 // exchange that does not exist succeeds.
 func (b *Broker) DeleteExchange(ctx context.Context, name string) error {
-	if name == broker.DefaultExchange {
+	if name == broker.NamelessExchange {
 		return errors.New("rabbitmq: delete exchange: the default exchange cannot be deleted")
 	}
 	b.topoMu.Lock()

@@ -32,7 +32,7 @@ others wait. Migrations are versioned and never edited once released.`,
 		Example: `  EVENTBUS_DATABASE_URL=postgres://eventbus:secret@db:5432/eventbus eventbus migrate`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.open(cmd, service.Options{Migrate: true, StoreOnly: true})
+			svc, err := a.open(cmd, service.Config{Migrate: true, StoreOnly: true})
 			if err != nil {
 				return err
 			}
@@ -85,7 +85,7 @@ nothing is stored. Publishing again with the same --id stores nothing new.`,
 			if cmd.Flags().Changed("expected-version") {
 				d.ExpectedVersion = event.Expect(expected)
 			}
-			svc, err := a.open(cmd, service.Options{StoreOnly: true})
+			svc, err := a.open(cmd, service.Config{StoreOnly: true})
 			if err != nil {
 				return err
 			}

@@ -189,7 +189,7 @@ replay through it with --server.`,
 			if server != "" {
 				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun, samples, all)
 			}
-			svc, err := a.open(cmd, service.Options{StoreOnly: dryRun, MustExist: true})
+			svc, err := a.open(cmd, service.Config{StoreOnly: dryRun, MustExist: true})
 			if err != nil {
 				return err
 			}
@@ -527,5 +527,5 @@ func (a *app) openBroker(cmd *cobra.Command) (*rabbitmq.Broker, error) {
 	if cfg.InProcessBroker() {
 		return nil, errors.New("this needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envToken + "), or set " + config.EnvAMQPURL)
 	}
-	return rabbitmq.Open(cmd.Context(), strings.Join(cfg.AMQPURLs, ","), rabbitmq.WithLogger(a.logger))
+	return rabbitmq.Open(cmd.Context(), strings.Join(cfg.AMQPURLs, ","), rabbitmq.Config{Logger: a.logger})
 }

@@ -89,7 +89,7 @@ attempts counted. retry waits up to --wait for the relay's verdict and exits
 				ids = append(ids, id)
 			}
 			// A retry asks a relay of an existing store: never create one.
-			svc, err := a.open(cmd, service.Options{StoreOnly: true, MustExist: true})
+			svc, err := a.open(cmd, service.Config{StoreOnly: true, MustExist: true})
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,7 @@ func newServers(t *testing.T, ctx context.Context) *servers {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.store.Close() })
-	if s.broker, err = rabbitmq.Open(ctx, amqp); err != nil {
+	if s.broker, err = rabbitmq.Open(ctx, amqp, rabbitmq.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -82,7 +82,7 @@ func (s *servers) queue(t *testing.T, ctx context.Context, patterns ...string) s
 // appendQuizzes stores n quiz events and returns their IDs.
 func (s *servers) appendQuizzes(t *testing.T, ctx context.Context, n int) []string {
 	t.Helper()
-	bus := eventbus.New(s.store, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("cli-test"))
+	bus := eventbus.New(s.store, eventbus.Config{Registry: edupulse.Registry(), Source: "cli-test"})
 	var drafts []event.Draft
 	for i := range n {
 		d, err := eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(i)})

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/config"
-	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/service"
 )
 
@@ -136,7 +136,7 @@ func (a *app) secrets() []string {
 		}
 	}
 	for _, list := range value(config.EnvAPITokens, config.FlagAPITokens) {
-		out = append(out, httpapi.TokenSecrets(list)...)
+		out = append(out, auth.TokenSecrets(list)...)
 	}
 	out = append(out, os.Getenv(envToken))
 	out = slices.DeleteFunc(out, func(s string) bool { return len(s) < 4 })
@@ -183,7 +183,7 @@ func (a *app) config(cmd *cobra.Command) (config.Config, error) {
 }
 
 // open opens the service the configuration names.
-func (a *app) open(cmd *cobra.Command, opts service.Options) (*service.Service, error) {
+func (a *app) open(cmd *cobra.Command, opts service.Config) (*service.Service, error) {
 	cfg, err := a.config(cmd)
 	if err != nil {
 		return nil, err
@@ -199,7 +199,7 @@ func (a *app) open(cmd *cobra.Command, opts service.Options) (*service.Service, 
 // creates an embedded store (one run from another directory would find an
 // empty one and report nothing), and says where it looked instead.
 func (a *app) openReadOnly(cmd *cobra.Command) (*service.Service, error) {
-	return a.open(cmd, service.Options{StoreOnly: true, MustExist: true})
+	return a.open(cmd, service.Config{StoreOnly: true, MustExist: true})
 }
 
 // isTerminal reports whether w is a terminal, for progress bars and

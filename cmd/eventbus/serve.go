@@ -44,7 +44,7 @@ in flight, the relay saves its checkpoint and hands its lease over.`,
 			if noRelay && relayOnly {
 				return usagef(cmd, "--no-relay and --relay-only exclude each other: give one")
 			}
-			svc, err := a.open(cmd, service.Options{Migrate: migrate, Source: "eventbus"})
+			svc, err := a.open(cmd, service.Config{Migrate: migrate, Source: "eventbus"})
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,9 @@
 // Command badgeworker awards the "quiz ace" badge: when a learner scores 90
 // or more on a quiz, it records a badge.awarded event caused by the
 // quiz.submitted event. It takes effect exactly once per quiz event, even when
-// the broker delivers the quiz event again.
+// the broker delivers the quiz event again: its handler (consume.OnTx) records
+// the badge in the inbox's transaction, on PostgreSQL and on the embedded
+// SQLite store alike (service.Tx).
 //
 // It runs wherever the bus runs, configured as `eventbus` is:
 //
@@ -76,7 +78,7 @@ type worker struct {
 
 // open opens the store and the broker cfg names and builds the consumer.
 func open(ctx context.Context, cfg config.Config, group string, log *slog.Logger) (*worker, error) {
-	svc, err := service.Open(ctx, cfg, service.Options{
+	svc, err := service.Open(ctx, cfg, service.Config{
 		Logger:  log,
 		Migrate: true,
 		Source:  "badgeworker",
@@ -94,7 +96,7 @@ func open(ctx context.Context, cfg config.Config, group string, log *slog.Logger
 		Inbox:       svc.Inbox(),
 		Concurrency: 4,
 		Logger:      log,
-	}, consume.On(awardQuizAce(svc.Bus)))
+	}, consume.OnTx(awardQuizAce(svc.Bus)))
 	if err != nil {
 		_ = svc.Close()
 		return nil, err
@@ -135,25 +137,27 @@ func (w *worker) Run(ctx context.Context) error {
 // Close closes the broker and the store.
 func (w *worker) Close() error { return w.svc.Close() }
 
-// awardQuizAce is the handler. It records the badge with an ID derived from
-// the quiz event's: recording it again stores nothing new, on any store, so
-// a quiz event handled twice (a crash between the badge's commit and the
-// inbox record) still awards one badge. The handler's ctx carries the quiz
-// event, so the badge gets it as causation and shares its correlation ID.
-func awardQuizAce(bus service.Dispatcher) func(context.Context, event.Envelope, edupulse.QuizSubmitted) error {
-	return func(ctx context.Context, quiz event.Envelope, q edupulse.QuizSubmitted) error {
+// awardQuizAce is the handler. It runs inside the inbox's transaction, a
+// service.Tx whichever the store, and records the badge in it: the badge and
+// the record that the quiz event was handled commit together, so a quiz
+// event delivered again awards nothing more. The badge's ID is derived from
+// the quiz event's as well, so that recording it again by any other path
+// stores nothing new. The handler's ctx carries the quiz event, so the
+// badge gets it as causation and shares its correlation ID.
+func awardQuizAce(bus *eventbus.Bus[service.Tx]) func(context.Context, service.Tx, event.Envelope, edupulse.QuizSubmitted) error {
+	return func(ctx context.Context, tx service.Tx, quiz event.Envelope, q edupulse.QuizSubmitted) error {
 		if q.ScoreRaw < 90 {
 			return nil
 		}
-		d, err := eventbus.NewDraft(edupulse.BadgeAwarded{
+		_, err := bus.DispatchTx(ctx, tx, edupulse.BadgeAwarded{
 			BadgeID:     quizAce,
 			RecipientID: q.LearnerID,
 			Reason:      fmt.Sprintf("scored %d on quiz %s", q.ScoreRaw, q.QuizID),
 		}, eventbus.Subject("learner-"+q.LearnerID.String()), eventbus.WithID(badgeEventID(quiz.ID)))
-		if err != nil {
+		if errors.Is(err, eventbus.ErrInvalid) {
+			// A badge this quiz cannot earn: retrying would not help.
 			return consume.Permanent(err)
 		}
-		_, err = bus.Append(ctx, []event.Draft{d})
 		return err
 	}
 }

@@ -42,7 +42,7 @@ func run() error {
 	if err := store.Migrate(ctx); err != nil {
 		return err
 	}
-	bus := eventbus.New(store, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("quickstart"))
+	bus := eventbus.New(store, eventbus.Config{Registry: edupulse.Registry(), Source: "quickstart"})
 
 	// The business change and its event commit together.
 	tx, err := store.Pool().Begin(ctx)
@@ -51,7 +51,7 @@ func run() error {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	lesson := edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New(), Title: "Fractions, part 1"}
-	env, err := bus.Dispatch(ctx, tx, lesson, eventbus.Subject("lesson-"+lesson.LessonID.String()))
+	env, err := bus.DispatchTx(ctx, tx, lesson, eventbus.Subject("lesson-"+lesson.LessonID.String()))
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func TestAppendInsideHandleOnceFails(t *testing.T) {
 // get the lock within the busy timeout fails with ErrUnavailable.
 func TestWriteLockAtBeginAndBusyTimeout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	s := openAt(t, path, sqlite.WithBusyTimeout(100*time.Millisecond))
+	s := openAtWith(t, path, sqlite.Config{BusyTimeout: 100 * time.Millisecond})
 	ctx := context.Background()
 
 	other, err := sql.Open("sqlite", path+"?_busy_timeout=0")
@@ -224,7 +224,7 @@ func TestWriteLockAtBeginAndBusyTimeout(t *testing.T) {
 
 func TestOpenRejectsPathsItCannotShare(t *testing.T) {
 	for _, path := range []string{"", ":memory:", "file:x.db", "a?b.db"} {
-		if s, err := sqlite.Open(context.Background(), path); err == nil {
+		if s, err := sqlite.Open(context.Background(), path, sqlite.Config{}); err == nil {
 			_ = s.Close()
 			t.Errorf("Open(%q) succeeded", path)
 		}
@@ -277,7 +277,7 @@ func TestKilledProcessLosesNoReturnedEvent(t *testing.T) {
 
 func crashChild(path string) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, path)
+	s, err := sqlite.Open(ctx, path, sqlite.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -471,7 +471,7 @@ func TestFilteredPagingFromAnyCursor(t *testing.T) {
 func TestCorruptPageIsDamageNotUnavailability(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := sqlite.Open(ctx, path)
+	s, err := sqlite.Open(ctx, path, sqlite.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +489,7 @@ func TestCorruptPageIsDamageNotUnavailability(t *testing.T) {
 	}
 	testenv.CorruptSQLitePage(t, path, "event_store")
 
-	s, err = sqlite.Open(ctx, path)
+	s, err = sqlite.Open(ctx, path, sqlite.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

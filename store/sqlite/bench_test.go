@@ -17,16 +17,16 @@ func benchDraft() event.Draft { return storetest.BenchDraft() }
 // BenchmarkAppend measures events/s through Append from 16 concurrent
 // callers, with 1 and with 100 events per call, at the default
 // synchronous=FULL.
-func BenchmarkAppend(b *testing.B) { benchAppend(b) }
+func BenchmarkAppend(b *testing.B) { benchAppend(b, sqlite.Config{}) }
 
 // BenchmarkAppendSynchronousNormal is BenchmarkAppend with the WAL synced
 // only at checkpoints.
 func BenchmarkAppendSynchronousNormal(b *testing.B) {
-	benchAppend(b, sqlite.WithSynchronous(sqlite.SynchronousNormal))
+	benchAppend(b, sqlite.Config{Synchronous: sqlite.SynchronousNormal})
 }
 
-func benchAppend(b *testing.B, opts ...sqlite.Option) {
-	storetest.BenchmarkAppend(b, func(tb testing.TB) store.Store { return newStore(tb, opts...) })
+func benchAppend(b *testing.B, cfg sqlite.Config) {
+	storetest.BenchmarkAppend(b, func(tb testing.TB) store.Store { return newStoreWith(tb, cfg) })
 }
 
 // BenchmarkAppendTx measures one event per transaction of the caller's own
@@ -63,10 +63,10 @@ func BenchmarkAppendTx(b *testing.B) {
 func BenchmarkAppendOneCaller(b *testing.B) {
 	for _, c := range []struct {
 		name string
-		opts []sqlite.Option
-	}{{"Full", nil}, {"Normal", []sqlite.Option{sqlite.WithSynchronous(sqlite.SynchronousNormal)}}} {
+		cfg  sqlite.Config
+	}{{"Full", sqlite.Config{}}, {"Normal", sqlite.Config{Synchronous: sqlite.SynchronousNormal}}} {
 		b.Run(c.name, func(b *testing.B) {
-			s := newStore(b, c.opts...)
+			s := newStoreWith(b, c.cfg)
 			ctx := context.Background()
 			took := make([]time.Duration, 0, b.N)
 			b.ResetTimer()

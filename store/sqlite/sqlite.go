@@ -49,7 +49,7 @@
 //
 // The database runs in WAL mode with synchronous=FULL by default: the WAL is
 // synced at every commit, so an event is on disk when Append returns (G1),
-// even across a power loss. WithSynchronous(SynchronousNormal) syncs only at
+// even across a power loss. Config{Synchronous: SynchronousNormal} syncs only at
 // checkpoints: faster, and still safe if the process crashes, but a power
 // loss can take the last commits.
 package sqlite
@@ -99,7 +99,7 @@ var (
 // Synchronous is SQLite's synchronous setting: when commits reach the disk.
 type Synchronous string
 
-// Settings for WithSynchronous.
+// Settings for Config.Synchronous.
 const (
 	// SynchronousFull syncs the WAL at every commit: a returned Append
 	// survives a power loss. The default.
@@ -115,42 +115,41 @@ const (
 	DefaultReadConns   = 8
 )
 
-type config struct {
-	sync      Synchronous
-	busy      time.Duration
-	readConns int
+// Config configures Open. The zero Config is the default: commits reach
+// the disk before they return (SynchronousFull).
+type Config struct {
+	// Synchronous says when commits reach the disk. "": SynchronousFull.
+	Synchronous Synchronous
+	// BusyTimeout is how long a statement waits for a lock that another
+	// process holds before it fails with store.ErrUnavailable. 0:
+	// DefaultBusyTimeout.
+	BusyTimeout time.Duration
+	// ReadConns is the size of the read pool. 0: DefaultReadConns.
+	ReadConns int
 }
-
-// Option configures Open.
-type Option func(*config)
-
-// WithSynchronous sets when commits reach the disk (default SynchronousFull).
-func WithSynchronous(s Synchronous) Option { return func(c *config) { c.sync = s } }
-
-// WithBusyTimeout sets how long a statement waits for a lock that another
-// process holds before it fails with store.ErrUnavailable (default 15 s).
-func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busy = d } }
-
-// WithReadConns sets the size of the read pool (default 8).
-func WithReadConns(n int) Option { return func(c *config) { c.readConns = n } }
 
 // Open opens (creating it if needed) the database file at path, and its
 // directory. It does not migrate: call Migrate.
-func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	cfg := config{sync: SynchronousFull, busy: DefaultBusyTimeout, readConns: DefaultReadConns}
-	for _, o := range opts {
-		o(&cfg)
+func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
+	if cfg.Synchronous == "" {
+		cfg.Synchronous = SynchronousFull
+	}
+	if cfg.BusyTimeout == 0 {
+		cfg.BusyTimeout = DefaultBusyTimeout
+	}
+	if cfg.ReadConns == 0 {
+		cfg.ReadConns = DefaultReadConns
 	}
 	switch {
 	case path == "" || path == ":memory:" || strings.HasPrefix(path, "file:"):
 		return nil, fmt.Errorf("sqlite: open %q: give the path of a database file (an in-memory database cannot be shared by the store's connections)", path)
 	case strings.ContainsAny(path, "?#"):
 		return nil, fmt.Errorf("sqlite: open %q: the path must not contain '?' or '#'", path)
-	case cfg.sync != SynchronousFull && cfg.sync != SynchronousNormal:
-		return nil, fmt.Errorf("sqlite: open %s: synchronous must be FULL or NORMAL, not %q", path, cfg.sync)
-	case cfg.busy < time.Millisecond:
+	case cfg.Synchronous != SynchronousFull && cfg.Synchronous != SynchronousNormal:
+		return nil, fmt.Errorf("sqlite: open %s: synchronous must be FULL or NORMAL, not %q", path, cfg.Synchronous)
+	case cfg.BusyTimeout < time.Millisecond:
 		return nil, fmt.Errorf("sqlite: open %s: the busy timeout must be at least 1ms", path)
-	case cfg.readConns < 1:
+	case cfg.ReadConns < 1:
 		return nil, fmt.Errorf("sqlite: open %s: the read pool needs at least one connection", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -160,7 +159,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: create %s: %w: %w", path, store.ErrUnavailable, err)
 	}
 
-	busy := strconv.FormatInt(cfg.busy.Milliseconds(), 10)
+	busy := strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
 	common := url.Values{}
 	common.Set("_busy_timeout", busy)
 	common.Set("_foreign_keys", "on")
@@ -170,7 +169,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	writeDSN.Set("_txlock", "immediate")
 	writeDSN.Set("_journal_mode", "WAL")
-	writeDSN.Set("_synchronous", string(cfg.sync))
+	writeDSN.Set("_synchronous", string(cfg.Synchronous))
 	// Without a limit the WAL keeps the size of its largest burst.
 	writeDSN.Add("_pragma", "journal_size_limit(67108864)")
 	// Savepoints and statement journals keep their undo pages in a
@@ -182,7 +181,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	readDSN := common
 	readDSN.Set("_query_only", "1")
 
-	s := &Store{path: path, busy: cfg.busy}
+	s := &Store{path: path, busy: cfg.BusyTimeout}
 	var err error
 	// The write pool opens first: its connection turns WAL on, which the
 	// database file then remembers, before any reader opens.
@@ -201,8 +200,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		_ = s.write.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	s.read.SetMaxOpenConns(cfg.readConns)
-	s.read.SetMaxIdleConns(cfg.readConns)
+	s.read.SetMaxOpenConns(cfg.ReadConns)
+	s.read.SetMaxIdleConns(cfg.ReadConns)
 	s.read.SetConnMaxLifetime(0)
 	s.read.SetConnMaxIdleTime(0)
 	if err := s.read.PingContext(ctx); err != nil {

@@ -23,15 +23,20 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newStore opens a migrated store in a directory of the test's own.
-func newStore(t testing.TB, opts ...sqlite.Option) *sqlite.Store {
+func newStore(t testing.TB) *sqlite.Store { return newStoreWith(t, sqlite.Config{}) }
+
+// newStoreWith is newStore with cfg.
+func newStoreWith(t testing.TB, cfg sqlite.Config) *sqlite.Store {
 	t.Helper()
-	return openAt(t, filepath.Join(t.TempDir(), "data", "events.db"), opts...)
+	return openAtWith(t, filepath.Join(t.TempDir(), "data", "events.db"), cfg)
 }
 
-func openAt(t testing.TB, path string, opts ...sqlite.Option) *sqlite.Store {
+func openAt(t testing.TB, path string) *sqlite.Store { return openAtWith(t, path, sqlite.Config{}) }
+
+func openAtWith(t testing.TB, path string, cfg sqlite.Config) *sqlite.Store {
 	t.Helper()
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, path, opts...)
+	s, err := sqlite.Open(ctx, path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/edupulse"
@@ -73,7 +74,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	lib := &library{store: st, bus: eventbus.New(st, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("bad-input"))}
+	lib := &library{store: st, bus: eventbus.New(st, eventbus.Config{Registry: edupulse.Registry(), Source: "bad-input"})}
 
 	for _, c := range badInputs() {
 		t.Run(c.name, func(t *testing.T) {
@@ -228,7 +229,7 @@ func dispatchRaw(typ, data string, opts ...func(*event.Draft)) func(context.Cont
 		for _, o := range opts {
 			o(&d)
 		}
-		_, err := l.bus.DispatchBatch(ctx, nil, []event.Draft{d})
+		_, err := l.bus.Append(ctx, []event.Draft{d})
 		return err
 	}
 }
@@ -242,7 +243,7 @@ func inTx(typ, data string) func(context.Context, *library) error {
 			return err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
-		_, err = l.bus.DispatchBatch(ctx, tx, []event.Draft{{Type: typ, Data: json.RawMessage(data)}})
+		_, err = l.bus.AppendTx(ctx, tx, []event.Draft{{Type: typ, Data: json.RawMessage(data)}})
 		return err
 	}
 }
@@ -316,7 +317,7 @@ func badInputs() []badInput {
 					for i := range drafts {
 						drafts[i] = event.Draft{Type: quiz, Data: json.RawMessage(valid)}
 					}
-					_, err := l.bus.DispatchBatch(ctx, nil, drafts)
+					_, err := l.bus.Append(ctx, drafts)
 					return err
 				}, eventbus.ErrInvalid},
 			},
@@ -386,7 +387,7 @@ func badInputs() []badInput {
 				{dispatchRaw(quiz, strings.TrimSuffix(valid, "}")+`,"note":"\ud800"}`), event.ErrLoneSurrogate},
 				{inTx(quiz, strings.TrimSuffix(valid, "}")+`,"x":[{"y":1,"y":2}]}`), event.ErrDuplicateKey},
 				{func(ctx context.Context, l *library) error {
-					_, err := l.bus.Dispatch(ctx, nil, edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New()}, eventbus.Source("/"+strings.Repeat("s", 255)))
+					_, err := l.bus.Dispatch(ctx, edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New()}, eventbus.Source("/"+strings.Repeat("s", 255)))
 					var fe *eventbus.FieldError
 					if errors.As(err, &fe) && fe.Field != "source" {
 						return fmt.Errorf("the error names %q, not source: %w", fe.Field, err)
@@ -413,7 +414,7 @@ func badInputs() []badInput {
 				{dispatchRaw(quiz, `{"quiz_id":1,"learner_id":2,"score_raw":3}`), eventbus.ErrInvalid},
 				{dispatchRaw(quiz, valid, func(d *event.Draft) { d.Subject, d.ExpectedVersion = "s", event.Expect(-1) }), eventbus.ErrInvalid},
 				{func(ctx context.Context, l *library) error {
-					_, err := l.bus.Dispatch(ctx, nil, edupulse.QuizSubmitted{}) // nil UUIDs
+					_, err := l.bus.Dispatch(ctx, edupulse.QuizSubmitted{}) // nil UUIDs
 					return err
 				}, eventbus.ErrInvalid},
 			},
@@ -523,12 +524,12 @@ func badInputs() []badInput {
 				{method: "GET", path: "/v1/events", auth: "Bearer wrong-token-of-good-form", status: 401, problem: httpapi.ProblemUnauthorized},
 			},
 			lib: []libCase{
-				{func(context.Context, *library) error { _, err := httpapi.ParseTokens("no-colons-at-all"); return err }, httpapi.ErrBadToken},
-				{func(context.Context, *library) error { _, err := httpapi.ParseTokens("ci:short:publish"); return err }, httpapi.ErrBadToken},
+				{func(context.Context, *library) error { _, err := auth.ParseTokens("no-colons-at-all"); return err }, auth.ErrBadToken},
+				{func(context.Context, *library) error { _, err := auth.ParseTokens("ci:short:publish"); return err }, auth.ErrBadToken},
 				{func(context.Context, *library) error {
-					_, err := httpapi.ParseTokens("ci:a-long-enough-secret-1:root")
+					_, err := auth.ParseTokens("ci:a-long-enough-secret-1:root")
 					return err
-				}, httpapi.ErrBadToken},
+				}, auth.ErrBadToken},
 				{func(context.Context, *library) error {
 					_, err := config.Load(func(k string) (string, bool) {
 						if k == config.EnvAPITokens {

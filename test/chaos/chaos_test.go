@@ -134,7 +134,7 @@ func (h *harness) startSystem(ctx context.Context) *system {
 		h.t.Fatal(err)
 	}
 
-	ob, err := rabbitmq.Open(ctx, h.amqpURL(proxyObserverAMQP), rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	ob, err := rabbitmq.Open(ctx, h.amqpURL(proxyObserverAMQP), rabbitmq.Config{ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func openWorker(ctx context.Context, dbURL, amqpURL, exchange, group, name strin
 	if err != nil {
 		return nil, err
 	}
-	b, err := rabbitmq.Open(ctx, amqpURL, rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	b, err := rabbitmq.Open(ctx, amqpURL, rabbitmq.Config{ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond})
 	if err != nil {
 		_ = st.Close()
 		return nil, err

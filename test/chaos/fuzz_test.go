@@ -213,7 +213,7 @@ func FuzzConsumeDelivery(f *testing.F) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		before := c.Stats()
-		if _, err := pub.Publish(ctx, broker.DefaultExchange, group, m); err != nil {
+		if _, err := pub.Publish(ctx, broker.NamelessExchange, group, m); err != nil {
 			t.Fatal(err)
 		}
 		deadline, _ := ctx.Deadline()

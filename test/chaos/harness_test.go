@@ -129,7 +129,7 @@ func newHarness(t testing.TB, opt harnessOptions) *harness {
 
 	// The exchange and both groups' queues exist before any event is
 	// published: the relay drops what no queue is bound for.
-	if h.amqp, err = rabbitmq.Open(ctx, testenv.AMQPURL()); err != nil {
+	if h.amqp, err = rabbitmq.Open(ctx, testenv.AMQPURL(), rabbitmq.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.amqp.Close() })

@@ -225,7 +225,7 @@ func (l *load) start(httpProducers, libProducers int, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	bus := eventbus.New(st, eventbus.WithRegistry(edupulse.Registry()), eventbus.WithSource("chaos-library"))
+	bus := eventbus.New(st, eventbus.Config{Registry: edupulse.Registry(), Source: "chaos-library"})
 	var libs sync.WaitGroup
 	for i := range libProducers {
 		rng := rand.New(rand.NewPCG(uint64(l.seed), uint64(1000+i)))
@@ -558,7 +558,7 @@ func (l *load) runLibrary(rng *rand.Rand, st *postgres.Store, bus *eventbus.Bus[
 
 // libOwnTx dispatches with a nil transaction: the bus commits on its own.
 func (l *load) libOwnTx(ctx context.Context, bus *eventbus.Bus[pgx.Tx], e libEvent) {
-	_, err := bus.Dispatch(ctx, nil, e.p, eventbus.WithID(e.id), eventbus.Subject(e.subject))
+	_, err := bus.Dispatch(ctx, e.p, eventbus.WithID(e.id), eventbus.Subject(e.subject))
 	switch {
 	case err == nil:
 		l.led.record(acked, viaLibNilTx, e.id, e.id)
@@ -572,7 +572,7 @@ func (l *load) libOwnTx(ctx context.Context, bus *eventbus.Bus[pgx.Tx], e libEve
 }
 
 // libBusinessTx writes a business row and dispatches the events in one
-// transaction (one Dispatch each, or one DispatchBatch), then commits it
+// transaction (one Dispatch each, or one AppendTx), then commits it
 // or, when rollback, rolls it back.
 func (l *load) libBusinessTx(ctx context.Context, rng *rand.Rand, st *postgres.Store, bus *eventbus.Bus[pgx.Tx], events []libEvent, ids []uuid.UUID, rollback bool) {
 	txID := uuidFrom(rng)
@@ -599,13 +599,13 @@ func (l *load) libBusinessTx(ctx context.Context, rng *rand.Rand, st *postgres.S
 				return
 			}
 		}
-		if _, err := bus.DispatchBatch(ctx, tx, drafts); err != nil {
+		if _, err := bus.AppendTx(ctx, tx, drafts); err != nil {
 			fail()
 			return
 		}
 	} else {
 		for _, e := range events {
-			if _, err := bus.Dispatch(ctx, tx, e.p, eventbus.WithID(e.id), eventbus.Subject(e.subject)); err != nil {
+			if _, err := bus.DispatchTx(ctx, tx, e.p, eventbus.WithID(e.id), eventbus.Subject(e.subject)); err != nil {
 				fail()
 				return
 			}

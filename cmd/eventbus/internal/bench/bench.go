@@ -285,7 +285,7 @@ func start(ctx context.Context, env *environment, opts Options, m *meter) (*runn
 			h.record(lag)
 		}
 	}
-	svc, err := service.Open(ctx, env.cfg, service.Options{
+	svc, err := service.Open(ctx, env.cfg, service.Config{
 		Logger:  opts.Logger,
 		Migrate: true,
 		Source:  sourcePrefix,

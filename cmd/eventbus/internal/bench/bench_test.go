@@ -34,7 +34,7 @@ func tiny() bench.Options {
 }
 
 func TestRunEmbedded(t *testing.T) {
-	rep := run(t, config.Config{DataDir: t.TempDir(), Exchange: config.DefaultExchange})
+	rep := run(t, config.Config{DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange})
 	if rep.Store != "sqlite" || rep.Broker != "in-process" {
 		t.Errorf("store %q, broker %q; want sqlite, in-process", rep.Store, rep.Broker)
 	}
@@ -46,7 +46,7 @@ func TestRunEmbedded(t *testing.T) {
 func TestRunServers(t *testing.T) {
 	testenv.Need(t, "PostgreSQL", testenv.PostgresURL())
 	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
-	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: config.DefaultExchange}
+	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: broker.DefaultEventsExchange}
 	rep := run(t, cfg)
 	if rep.Store != "postgresql" || rep.Broker != "rabbitmq" {
 		t.Errorf("store %q, broker %q; want postgresql, rabbitmq", rep.Store, rep.Broker)
@@ -158,7 +158,7 @@ func checkRemoved(t *testing.T, objects string) {
 	if n != 0 {
 		t.Errorf("schema %s is still there", schema)
 	}
-	b, err := rabbitmq.Open(ctx, testenv.AMQPURL())
+	b, err := rabbitmq.Open(ctx, testenv.AMQPURL(), rabbitmq.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func checkRemoved(t *testing.T, objects string) {
 func TestRunInterrupted(t *testing.T) {
 	testenv.Need(t, "PostgreSQL", testenv.PostgresURL())
 	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
-	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: config.DefaultExchange}
+	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: broker.DefaultEventsExchange}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The scenario would run for minutes: a run that ends within one was

@@ -16,9 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/config"
-	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/service"
 )
 
@@ -75,11 +75,11 @@ func isolate(ctx context.Context, user config.Config) (*environment, error) {
 	e.cfg.Exchange = e.prefix
 	e.cfg.HTTPAddr = "127.0.0.1:0"
 	e.token = randomHex(16)
-	tok, err := httpapi.NewToken("bench", e.token, httpapi.ScopePublish)
+	tok, err := auth.NewToken("bench", e.token, auth.ScopePublish)
 	if err != nil {
 		return nil, fmt.Errorf("bench: API token: %w", err)
 	}
-	e.cfg.Tokens = []httpapi.Token{tok}
+	e.cfg.Tokens = []auth.Token{tok}
 
 	if user.Embedded() {
 		dir, err := os.MkdirTemp("", "eventbus-bench-")

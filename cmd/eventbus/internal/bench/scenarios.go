@@ -400,7 +400,7 @@ func (r *runner) keepFilled(ctx context.Context, queue, name string, limit int64
 				if err != nil {
 					return nil, err
 				}
-				out[i] = broker.Outgoing[struct{}]{Exchange: broker.DefaultExchange, RoutingKey: queue, Message: m}
+				out[i] = broker.Outgoing[struct{}]{Exchange: broker.NamelessExchange, RoutingKey: queue, Message: m}
 			}
 			published.Add(room)
 			return out, nil

@@ -54,7 +54,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer record.Close()
 	var mu sync.Mutex
 
-	svc, err := service.Open(ctx, cfg, service.Options{Logger: log, Source: "embedworker"})
+	svc, err := service.Open(ctx, cfg, service.Config{Logger: log, Source: "embedworker"})
 	if err != nil {
 		return err
 	}
