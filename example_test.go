@@ -16,10 +16,10 @@ import (
 	"github.com/edupulse/eventbus/store/sqlite"
 )
 
-// A producer records an event in the transaction of its business change:
-// both commit, or neither does. The relay (eventbus serve) publishes it once
-// it has committed.
-func ExampleBus_Dispatch() {
+// A producer records an event in the transaction of its business change
+// with DispatchTx: both commit, or neither does. The relay (eventbus serve)
+// publishes it once it has committed.
+func ExampleBus_DispatchTx() {
 	ctx := context.Background()
 	pg, err := postgres.Open(ctx, os.Getenv("EVENTBUS_DATABASE_URL"))
 	if err != nil {
@@ -49,10 +49,10 @@ func ExampleBus_Dispatch() {
 	fmt.Println("stored", env.ID, "at position", env.Position)
 }
 
-// With a nil transaction the bus commits the event on its own; here on the
+// Dispatch commits the event in a transaction of the bus's own; here on the
 // embedded SQLite store, which needs no server. Dispatching the same ID
 // again returns the original instead of storing a second event.
-func ExampleBus_Dispatch_ownTransaction() {
+func ExampleBus_Dispatch() {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "eventbus-example")
 	if err != nil {
@@ -84,8 +84,9 @@ func ExampleBus_Dispatch_ownTransaction() {
 }
 
 // NewDraft checks a typed payload and encodes it as a draft, storing
-// nothing: DispatchBatch stores several atomically, and fills the defaults
-// (ID, time, correlation) that options leave unset.
+// nothing: Append (or AppendTx, in the caller's transaction) stores several
+// atomically, and fills the defaults (ID, time, correlation) that options
+// leave unset.
 func ExampleNewDraft() {
 	d, err := eventbus.NewDraft(edupulse.BadgeAwarded{BadgeID: uuid.New(), RecipientID: uuid.New(), Reason: "quiz ace"},
 		eventbus.Subject("learner-42"))

@@ -13,7 +13,7 @@ import (
 // The input limits (DESIGN "Input limits", G7 and G9). Every envelope the
 // bus accepts must be one that the broker and the CloudEvents SDKs accept
 // too: an event that is stored and then cannot be published stops nothing
-// less than the relay. The library (Dispatch, DispatchBatch, Append, the
+// less than the relay. The library (Dispatch, Append and their Tx forms, the
 // stores' CheckDrafts) and the HTTP API check these same functions.
 
 // MaxShortString is the longest AMQP short string, in bytes. The type

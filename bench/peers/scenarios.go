@@ -56,7 +56,7 @@ func scenarios() []scenario {
 		{name: BusInTx, delivers: true, setup: setupBus(true),
 			what: "this bus: Dispatch inside the caller's pgx transaction, then Commit; the relay (package relay) in the same process publishes"},
 		{name: BusOwnTx, delivers: true, setup: setupBus(false),
-			what: "this bus: Dispatch with a nil transaction (the bus's own); the relay in the same process publishes"},
+			what: "this bus: Dispatch, in a transaction of the bus's own; the relay in the same process publishes"},
 		{name: CeilingCommit, delivers: false, setup: setupCeilingCommit,
 			what: "ceiling: single-row autocommit INSERTs into a table as wide as the bus's event_store (primary key only); rows/s, nothing is published"},
 		{name: CeilingConfirm, delivers: true, once: true, setup: setupCeilingConfirm,

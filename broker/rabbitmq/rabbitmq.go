@@ -15,7 +15,7 @@
 // Calls that talk to the server (declares, Consume, Browse's Next) honour
 // their context while they wait for a connection. Once sent, a request waits
 // for the server's answer or for the connection to fail, which heartbeats
-// bound (WithHeartbeat).
+// bound (Config.Heartbeat).
 //
 // URLs carry passwords: no error or log line of this package contains one.
 package rabbitmq

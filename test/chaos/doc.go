@@ -60,7 +60,7 @@
 //	go test ./test/chaos -run TestSoak -v -soak.duration=5m -timeout=30m
 //
 // TestBadInput feeds a table of bad inputs to the HTTP API of a serve
-// process and to the library (Bus.Dispatch, DispatchBatch and the store's
+// process and to the library (Bus.Dispatch, Append and AppendTx, and the store's
 // filters): each must get a clear, typed error, and nothing may be stored
 // (G7). FuzzDecodeMessage and FuzzConsumeDelivery fuzz what the consumer
 // runtime does with a message before a handler sees it; go test runs their

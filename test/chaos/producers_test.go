@@ -556,7 +556,7 @@ func (l *load) runLibrary(rng *rand.Rand, st *postgres.Store, bus *eventbus.Bus[
 	}
 }
 
-// libOwnTx dispatches with a nil transaction: the bus commits on its own.
+// libOwnTx dispatches with Dispatch: the bus commits on its own.
 func (l *load) libOwnTx(ctx context.Context, bus *eventbus.Bus[pgx.Tx], e libEvent) {
 	_, err := bus.Dispatch(ctx, e.p, eventbus.WithID(e.id), eventbus.Subject(e.subject))
 	switch {
