@@ -11,6 +11,11 @@
 //	// ...
 //	err = tx.Commit(ctx)
 //
+// Dispatch, without Tx, records an event in a transaction of the bus's own.
+// A program that opens the service (package service) gets a bus whose
+// transaction type, service.Tx, is the same on PostgreSQL and on the
+// embedded SQLite store.
+//
 // The event store (package store) is the outbox. The relay (package relay)
 // publishes what has committed, in commit order, to the broker. Workers
 // (package consume) react to it. Package event defines the envelope.
@@ -154,8 +159,8 @@ func OccurredAt(t time.Time) DispatchOption { return func(d *event.Draft) { d.Oc
 // Source sets the event's producer.
 func Source(source string) DispatchOption { return func(d *event.Draft) { d.Source = source } }
 
-// NewDraft encodes a typed payload as a draft, for Append and AppendTx. It checks
-// the payload first.
+// NewDraft encodes a typed payload as a draft, for Append and AppendTx. It
+// checks the payload first.
 func NewDraft(p event.Payload, opts ...DispatchOption) (event.Draft, error) {
 	if isNilPayload(p) {
 		return event.Draft{}, fmt.Errorf("%w: no payload", event.ErrInvalid)

@@ -88,8 +88,12 @@ func txRouteOf[TTx any]() *txRoute {
 // TTx: fn gets the transaction the inbox's HandleOnce opened.
 func txCall[TTx any](env event.Envelope, fn func(ctx context.Context, tx TTx, env event.Envelope) error) call {
 	return call{runOnce: func(ctx context.Context, in Inbox, group string, mw []Middleware) (bool, error) {
-		// newRouter checked the type: a mismatch never gets this far.
-		return in.(storeInbox[TTx]).in.HandleOnce(ctx, group, env.ID, func(ctx context.Context, tx TTx) error {
+		inbox, ok := in.(storeInbox[TTx])
+		if !ok {
+			// newRouter refuses the mismatch: this is a bug, not input.
+			return false, fmt.Errorf("%w: the inbox's transactions are not the route's", ErrInvalidConfig)
+		}
+		return inbox.in.HandleOnce(ctx, group, env.ID, func(ctx context.Context, tx TTx) error {
 			return wrap(func(ctx context.Context, env event.Envelope) error { return fn(ctx, tx, env) }, mw)(ctx, env)
 		})
 	}}
