@@ -97,7 +97,7 @@ func TestServeWithConfigFile(t *testing.T) {
 
 // TestServeRefusesReadableFileWithSecrets: a file holding a password that
 // others may read stops serve before it starts, without showing the
-// password.
+// password; once private, the password shows nowhere either.
 func TestServeRefusesReadableFileWithSecrets(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -116,6 +116,11 @@ func TestServeRefusesReadableFileWithSecrets(t *testing.T) {
 	r = mustRunCLI(t, dir, nil, "config", "--config", path)
 	if strings.Contains(r.stdout+r.stderr, password) || !strings.Contains(r.stdout, "amqp://guest:xxxxx@127.0.0.1:1/") {
 		t.Fatalf("eventbus config: %v", r)
+	}
+	// A failure that quotes the broker's URL: the password stays out.
+	r = runCLI(t, dir, nil, "dlq", "list", "badges", "--config", path)
+	if r.code != 1 || strings.Contains(r.stdout+r.stderr, password) {
+		t.Fatalf("eventbus dlq list against a closed port: want exit 1 without the password; %v", r)
 	}
 }
 
