@@ -1,7 +1,10 @@
 // Package config is the configuration of the eventbus service: where the
 // event store and the broker are, which exchange to publish to, where the
-// HTTP API listens and which tokens it accepts. It reads the environment
-// (EVENTBUS_*) and command-line flags, which override it.
+// HTTP API listens and which tokens it accepts. It reads, each overriding
+// the one before: built-in defaults, a YAML configuration file (--config or
+// EVENTBUS_CONFIG) whose keys are the environment variables' names, the
+// environment (EVENTBUS_*), and command-line flags. Explain says which of
+// them gave each value.
 //
 // Configuration holds secrets (database and broker passwords, API tokens).
 // Config's String, GoString and LogValue leave them out, and so do the
@@ -37,6 +40,9 @@ const (
 
 	EnvRequestTimeout  = "EVENTBUS_REQUEST_TIMEOUT"
 	EnvShutdownTimeout = "EVENTBUS_SHUTDOWN_TIMEOUT"
+
+	// EnvConfig names the configuration file, as --config does.
+	EnvConfig = "EVENTBUS_CONFIG"
 )
 
 // Defaults.
@@ -80,6 +86,9 @@ type Config struct {
 	// ShutdownTimeout bounds a process's stop after SIGTERM or Ctrl-C,
 	// even when the store, the broker or a handler does not answer.
 	ShutdownTimeout time.Duration
+
+	// File is the configuration file read, "" for none.
+	File string
 }
 
 // Embedded reports whether the store is the embedded SQLite store.
@@ -91,9 +100,10 @@ func (c Config) InProcessBroker() bool { return len(c.AMQPURLs) == 0 }
 // AuthEnabled reports whether the HTTP API checks tokens.
 func (c Config) AuthEnabled() bool { return len(c.Tokens) > 0 }
 
-// Flags are the command-line flags that override the environment. Their
-// defaults are the built-in ones: the environment's values, which may hold
-// secrets, never show in --help.
+// Flags are the command-line flags that override the environment and the
+// configuration file. Their defaults are the built-in ones: the values of
+// the environment and the file, which may hold secrets, never show in
+// --help.
 type Flags struct {
 	fs *pflag.FlagSet
 }
@@ -109,7 +119,52 @@ const (
 
 	FlagRequestTimeout  = "request-timeout"
 	FlagShutdownTimeout = "shutdown-timeout"
+
+	FlagConfig = "config"
 )
+
+// setting is one setting: its environment variable (also its key in the
+// configuration file), its flag and its built-in default.
+type setting struct {
+	env, flag, def string
+}
+
+// settings are every setting, in the order Explain lists them.
+var settings = []setting{
+	{EnvDatabaseURL, FlagDatabaseURL, ""},
+	{EnvDataDir, FlagDataDir, DefaultDataDir},
+	{EnvAMQPURL, FlagAMQPURL, ""},
+	{EnvExchange, FlagExchange, broker.DefaultEventsExchange},
+	{EnvHTTPAddr, FlagHTTPAddr, DefaultHTTPAddr},
+	{EnvAPITokens, FlagAPITokens, ""},
+	{EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String()},
+	{EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String()},
+}
+
+// Origin is where a setting's value came from.
+type Origin string
+
+// Origins, from the weakest to the strongest.
+const (
+	OriginDefault Origin = "default"
+	OriginFile    Origin = "file"
+	OriginEnv     Origin = "env"
+	OriginFlag    Origin = "flag"
+)
+
+// Setting is one setting of the effective configuration, for people to
+// read: its value with every secret masked, and where the value came from.
+type Setting struct {
+	// Key is the environment variable, also the key in the file.
+	Key string `json:"-" yaml:"-"`
+	// Value is the value in effect, as the setting is written, with
+	// passwords and token secrets replaced by xxxxx.
+	Value  string `json:"value" yaml:"value"`
+	Origin Origin `json:"origin" yaml:"origin"`
+	// Line is the value's line in the configuration file, when Origin is
+	// OriginFile.
+	Line int `json:"line,omitempty" yaml:"line,omitempty"`
+}
 
 // AddFlags defines the configuration's flags on fs (for example a cobra
 // command's PersistentFlags) and returns them, for Load.
@@ -122,43 +177,112 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
 	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
 	fs.String(FlagShutdownTimeout, DefaultShutdownTimeout.String(), "how long the process may take to stop after SIGTERM or Ctrl-C ("+EnvShutdownTimeout+")")
+	fs.String(FlagConfig, "", "YAML configuration file, keys named as the environment variables; the environment and flags override it ("+EnvConfig+")")
 	return &Flags{fs: fs}
 }
 
 // Load reads the configuration: built-in defaults, overridden by the
-// environment (lookupEnv, normally os.LookupEnv; empty values count as
-// unset), overridden by the flags the user set (flags may be nil). It
-// checks every value and reports the first problem.
+// configuration file that --config or EVENTBUS_CONFIG names, overridden by
+// the environment (lookupEnv, normally os.LookupEnv), overridden by the
+// flags the user set (flags may be nil). Empty values in the file and the
+// environment count as unset. It checks every value and reports the first
+// problem; a problem with a value from the file names the file and the
+// line.
 func Load(lookupEnv func(string) (string, bool), flags *Flags) (Config, error) {
-	get := func(env, flag, def string) string {
-		if flags != nil && flags.fs.Changed(flag) {
-			v, _ := flags.fs.GetString(flag)
-			return strings.TrimSpace(v)
-		}
-		if v, ok := lookupEnv(env); ok && strings.TrimSpace(v) != "" {
-			return strings.TrimSpace(v)
-		}
-		return def
+	c, _, err := load(lookupEnv, flags)
+	return c, err
+}
+
+// Explain loads the configuration as Load does, and also returns every
+// setting's value in effect, with secrets masked, and where it came from,
+// in a fixed order.
+func Explain(lookupEnv func(string) (string, bool), flags *Flags) (Config, []Setting, error) {
+	c, origins, err := load(lookupEnv, flags)
+	if err != nil {
+		return Config{}, nil, err
 	}
-	c := Config{
-		DatabaseURL: get(EnvDatabaseURL, FlagDatabaseURL, ""),
-		DataDir:     get(EnvDataDir, FlagDataDir, DefaultDataDir),
-		Exchange:    get(EnvExchange, FlagExchange, broker.DefaultEventsExchange),
-		HTTPAddr:    get(EnvHTTPAddr, FlagHTTPAddr, DefaultHTTPAddr),
+	tokens := make([]string, len(c.Tokens))
+	for i, t := range c.Tokens {
+		tokens[i] = t.Name + ":" + connurl.Redacted + ":" + t.Scopes.String()
 	}
+	shown := map[string]string{
+		EnvDatabaseURL:     Redact(c.DatabaseURL),
+		EnvDataDir:         c.DataDir,
+		EnvAMQPURL:         c.brokerURLs(),
+		EnvExchange:        c.Exchange,
+		EnvHTTPAddr:        c.HTTPAddr,
+		EnvAPITokens:       strings.Join(tokens, ","),
+		EnvRequestTimeout:  c.RequestTimeout.String(),
+		EnvShutdownTimeout: c.ShutdownTimeout.String(),
+	}
+	out := make([]Setting, len(settings))
+	for i, s := range settings {
+		out[i] = origins[s.env]
+		out[i].Key, out[i].Value = s.env, shown[s.env]
+	}
+	return c, out, nil
+}
+
+// load reads the configuration's layers; it returns the configuration and
+// the origin of every setting (Setting without Key and Value).
+func load(lookupEnv func(string) (string, bool), flags *Flags) (Config, map[string]Setting, error) {
+	var f file
+	if path := filePath(lookupEnv, flags); path != "" {
+		var err error
+		if f, err = readFile(path); err != nil {
+			return Config{}, nil, err
+		}
+	}
+	origins := make(map[string]Setting, len(settings))
+	values := make(map[string]string, len(settings))
+	for _, s := range settings {
+		v, o := s.def, Setting{Origin: OriginDefault}
+		if fv, ok := f.values[s.env]; ok && fv.value != "" {
+			v, o = fv.value, Setting{Origin: OriginFile, Line: fv.line}
+		}
+		if ev, ok := lookupEnv(s.env); ok && strings.TrimSpace(ev) != "" {
+			v, o = strings.TrimSpace(ev), Setting{Origin: OriginEnv}
+		}
+		if flags != nil && flags.fs.Changed(s.flag) {
+			fv, _ := flags.fs.GetString(s.flag)
+			v, o = strings.TrimSpace(fv), Setting{Origin: OriginFlag}
+		}
+		values[s.env], origins[s.env] = v, o
+	}
+	var last string // the setting check read last, the one it refuses
+	c, err := check(func(env, _, _ string) string { last = env; return values[env] })
+	if err != nil {
+		if o := origins[last]; o.Origin == OriginFile {
+			return Config{}, nil, fmt.Errorf("%s:%d: %w", f.path, o.Line, err)
+		}
+		return Config{}, nil, err
+	}
+	c.File = f.path
+	return c, origins, nil
+}
+
+// check makes the configuration from the values get returns for each
+// setting, checking every value; it reports the first problem. Each value
+// is read just before it is checked, so that a problem is about the value
+// read last.
+func check(get func(env, flag, def string) string) (Config, error) {
+	var c Config
+	c.DatabaseURL = get(EnvDatabaseURL, FlagDatabaseURL, "")
 	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 		return Config{}, err
 	}
-	if c.DataDir == "" {
+	if c.DataDir = get(EnvDataDir, FlagDataDir, DefaultDataDir); c.DataDir == "" {
 		return Config{}, fmt.Errorf("%w: %s is empty; give the directory of the embedded store, or leave it unset for %s", ErrInvalid, EnvDataDir, DefaultDataDir)
 	}
 	var err error
 	if c.AMQPURLs, err = parseAMQPURLs(get(EnvAMQPURL, FlagAMQPURL, "")); err != nil {
 		return Config{}, err
 	}
+	c.Exchange = get(EnvExchange, FlagExchange, broker.DefaultEventsExchange)
 	if err := checkExchange(c.Exchange); err != nil {
 		return Config{}, err
 	}
+	c.HTTPAddr = get(EnvHTTPAddr, FlagHTTPAddr, DefaultHTTPAddr)
 	if err := checkHTTPAddr(c.HTTPAddr); err != nil {
 		return Config{}, err
 	}
@@ -287,13 +411,17 @@ func (c Config) GoString() string { return "config.Config{" + c.String() + "}" }
 // LogValue implements slog.LogValuer with every secret left out.
 func (c Config) LogValue() slog.Value {
 	d := c.describe()
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.String("database", d.Database),
 		slog.String("broker", d.Broker),
 		slog.String("exchange", d.Exchange),
 		slog.String("http_addr", d.HTTPAddr),
 		slog.String("auth", d.Auth),
-	)
+	}
+	if c.File != "" {
+		attrs = append(attrs, slog.String("config_file", c.File))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // MarshalJSON encodes c as LogValue does, with every secret left out.
@@ -324,6 +452,12 @@ func (c Config) brokerDescription() string {
 	if c.InProcessBroker() {
 		return "in-process"
 	}
+	return c.brokerURLs()
+}
+
+// brokerURLs returns the broker URLs as the setting holds them, with
+// passwords redacted.
+func (c Config) brokerURLs() string {
 	urls := make([]string, len(c.AMQPURLs))
 	for i, u := range c.AMQPURLs {
 		urls[i] = Redact(u)

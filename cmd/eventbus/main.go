@@ -2,8 +2,9 @@
 // relay (serve), schema migrations, publishing, querying and tailing events,
 // replays, relay status, dead letters and benchmarks.
 //
-// Configuration comes from EVENTBUS_* environment variables, overridden by
-// flags; with none, it runs on the embedded default (SQLite under
+// Configuration comes from a YAML file (--config, EVENTBUS_CONFIG),
+// overridden by EVENTBUS_* environment variables, overridden by flags;
+// `eventbus config` shows the result. With none, it runs on the embedded default (SQLite under
 // ./eventbus-data and an in-process broker). Exit codes: 0 success, 1 a
 // runtime failure, 2 a usage error.
 package main

@@ -41,19 +41,22 @@ type app struct {
 	logLevel  string
 	logger    *slog.Logger
 	root      *cobra.Command
+	lookupEnv func(string) (string, bool) // os.LookupEnv; tests give their own
 }
 
 // envToken holds the API token the CLI sends to a running serve (--server).
 const envToken = "EVENTBUS_TOKEN"
 
 func newApp(stdout, stderr io.Writer) (*app, *cobra.Command) {
-	a := &app{stdout: stdout, stderr: stderr}
+	a := &app{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	root := &cobra.Command{
 		Use:   "eventbus",
 		Short: "The EduPulse event bus: record domain events in PostgreSQL, deliver them through RabbitMQ",
 		Long: `eventbus runs and operates the EduPulse event bus.
 
-Configuration comes from the environment, overridden by flags:
+Configuration comes from flags, over the environment, over a YAML file
+(--config or EVENTBUS_CONFIG, keys named as the environment variables), over
+the defaults; 'eventbus config' shows the result:
   EVENTBUS_DATABASE_URL  PostgreSQL URL; unset: embedded SQLite under EVENTBUS_DATA_DIR (./eventbus-data)
   EVENTBUS_AMQP_URL      RabbitMQ URL(s), comma-separated; unset: in-process broker
   EVENTBUS_EXCHANGE      topic exchange (edupulse.events)
@@ -104,6 +107,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		a.parkedCmd(),
 		a.benchCmd(),
 		a.versionCmd(),
+		a.configCmd(),
 	)
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
@@ -118,7 +122,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 // redacting them would mangle messages.
 func (a *app) secrets() []string {
 	value := func(env, flag string) []string {
-		out := []string{os.Getenv(env)}
+		out := []string{os.Getenv(env), config.FileValues(a.lookupEnv, a.flags)[env]}
 		if a.root != nil {
 			if v, err := a.root.PersistentFlags().GetString(flag); err == nil {
 				out = append(out, v)
@@ -175,7 +179,7 @@ func (a *app) setupLogger(cmd *cobra.Command) error {
 
 // config loads the configuration; a bad value is a usage error.
 func (a *app) config(cmd *cobra.Command) (config.Config, error) {
-	cfg, err := config.Load(os.LookupEnv, a.flags)
+	cfg, err := config.Load(a.lookupEnv, a.flags)
 	if err != nil {
 		return cfg, &usageError{cmd: cmd, err: err}
 	}
