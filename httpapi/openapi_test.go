@@ -25,6 +25,7 @@ import (
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -182,12 +183,8 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	var h *harness
 	h = newHarness(t, harnessOption{config: func(cfg *httpapi.Config) {
 		brokerOpt.config(cfg)
-		cfg.Parked = func(ctx context.Context) ([]relay.Parked, error) {
-			return relay.ListParked(ctx, h.store, relay.DefaultName)
-		}
-		cfg.Admin.RetryParked = func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error) {
-			return relay.RequestRetry(ctx, h.store, relay.DefaultName, ids, all)
-		}
+		cfg.Parked = service.HTTPParked(h.store, relay.DefaultName)
+		cfg.Admin.RetryParked = service.HTTPAdmin(h.store, nil, relay.DefaultName, "").RetryParked
 		cfg.Ready = append(cfg.Ready, httpapi.Check{Name: "switch", Check: func(context.Context) error {
 			if notReady.Load() {
 				return fmt.Errorf("switched off by the test")
@@ -418,9 +415,7 @@ func TestOpenAPIStoreDownAnswers503(t *testing.T) {
 	h = newHarness(t, harnessOption{
 		dbURL: func(schemaURL string) string { return testenv.WithHost(schemaURL, proxy.Addr()) },
 		config: func(cfg *httpapi.Config) {
-			cfg.Parked = func(ctx context.Context) ([]relay.Parked, error) {
-				return relay.ListParked(ctx, h.store, relay.DefaultName)
-			}
+			cfg.Parked = service.HTTPParked(h.store, relay.DefaultName)
 		},
 	})
 	proxy.Down()
