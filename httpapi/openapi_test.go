@@ -27,6 +27,7 @@ import (
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
 )
 
 // contract validates real requests and answers against the OpenAPI
@@ -183,8 +184,8 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	var h *harness
 	h = newHarness(t, harnessOption{config: func(cfg *httpapi.Config) {
 		brokerOpt.config(cfg)
-		cfg.Parked = service.HTTPParked(h.store, relay.DefaultName)
-		cfg.Admin.RetryParked = service.HTTPAdmin(h.store, nil, relay.DefaultName, "").RetryParked
+		cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)
+		cfg.Admin.RetryParked = service.HTTPAdmin(cfg.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
 		cfg.Ready = append(cfg.Ready, httpapi.Check{Name: "switch", Check: func(context.Context) error {
 			if notReady.Load() {
 				return fmt.Errorf("switched off by the test")
@@ -415,7 +416,7 @@ func TestOpenAPIStoreDownAnswers503(t *testing.T) {
 	h = newHarness(t, harnessOption{
 		dbURL: func(schemaURL string) string { return testenv.WithHost(schemaURL, proxy.Addr()) },
 		config: func(cfg *httpapi.Config) {
-			cfg.Parked = service.HTTPParked(h.store, relay.DefaultName)
+			cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)
 		},
 	})
 	proxy.Down()

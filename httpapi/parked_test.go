@@ -12,14 +12,15 @@ import (
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
 )
 
 func parkedHarness(t *testing.T) *harness {
 	t.Helper()
 	var h *harness
 	h = newHarness(t, harnessOption{config: func(c *httpapi.Config) {
-		c.Parked = service.HTTPParked(h.store, relay.DefaultName)
-		c.Admin.RetryParked = service.HTTPAdmin(h.store, nil, relay.DefaultName, "").RetryParked
+		c.Parked = service.HTTPParked(c.Reader.(*postgres.Store), relay.DefaultName)
+		c.Admin.RetryParked = service.HTTPAdmin(c.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
 	}})
 	return h
 }

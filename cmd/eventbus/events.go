@@ -159,7 +159,7 @@ prints the --after token of the next page on standard error.`,
 		},
 	}
 	f.add(cmd.Flags())
-	a.addServerFlag(cmd.Flags(), "read")
+	a.addServerFlag(cmd, false, "read")
 	cmd.Flags().StringVar(&after, "after", "", "the page after this cursor token")
 	cmd.Flags().IntVar(&limit, "limit", 50, "events per page")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
@@ -247,7 +247,7 @@ what commits from now on; --from starts at a global position or a time.`,
 		},
 	}
 	f.add(cmd.Flags())
-	a.addServerFlag(cmd.Flags(), "read")
+	a.addServerFlag(cmd, false, "read")
 	cmd.Flags().StringVar(&from, "from", "", "start at this global position, or at this time (RFC 3339 or a duration ago); default: now")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
 	cmd.Flags().DurationVar(&poll, "poll", 200*time.Millisecond, "how often to look for new events when idle")
@@ -277,7 +277,7 @@ func (a *app) readPage(cmd *cobra.Command, filter store.Filter) ([]event.Envelop
 // tailRemote is tail through a server: from the first event at or after a
 // position or a time (when from), else from the end, it follows the
 // events the filter selects until ctx ends.
-func (a *app) tailRemote(ctx context.Context, c *client.Client, filter store.Filter, from bool, pos int64, at time.Time, asJSON bool, poll time.Duration) error {
+func (a *app) tailRemote(ctx context.Context, c *remoteServer, filter store.Filter, from bool, pos int64, at time.Time, asJSON bool, poll time.Duration) error {
 	f := clientFilter(filter)
 	header := !asJSON
 	switch {

@@ -84,7 +84,7 @@ scripts and probes can use it.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().DurationVar(&maxLag, "max-lag", time.Minute, "lag above which the relay counts as unhealthy")
 	cmd.Flags().StringVar(&relayName, "relay", relay.DefaultName, "the relay's name")
-	a.addServerFlag(cmd.Flags(), "read")
+	a.addServerFlag(cmd, false, "read")
 	return cmd
 }
 
@@ -280,7 +280,7 @@ replay through it with --server.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the count and a sample; send nothing")
 	cmd.Flags().Float64Var(&rate, "rate", 0, "at most this many events per second; 0: as fast as the broker confirms")
 	cmd.Flags().StringVar(&resume, "resume", "", "go on after this token, printed by an interrupted replay")
-	a.addServerFlag(cmd.Flags(), "admin")
+	a.addServerFlag(cmd, false, "admin")
 	cmd.Flags().IntVar(&samples, "sample", 5, "how many events --dry-run shows")
 	cmd.Flags().BoolVar(&all, "all", false, "replay every stored event; needed when no filter is given")
 	return cmd
@@ -295,7 +295,7 @@ func target(exchange, queue string) string {
 
 // replayViaServer runs a replay, or plans it, through POST /v1/replay of a
 // running serve.
-func (a *app) replayViaServer(cmd *cobra.Command, c *client.Client, filter store.Filter, queue string, rate float64, dryRun bool, samples int, all bool) error {
+func (a *app) replayViaServer(cmd *cobra.Command, c *remoteServer, filter store.Filter, queue string, rate float64, dryRun bool, samples int, all bool) error {
 	f := clientFilter(filter)
 	req := client.ReplayRequest{After: f.After, Types: f.Types, CorrelationID: f.CorrelationID, Subject: f.Subject,
 		Since: f.Since, Until: f.Until, FromPosition: f.FromPosition, ToPosition: f.ToPosition,
@@ -342,7 +342,7 @@ HTTP API): reach it with --server.`,
   EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit:5672/ eventbus dlq requeue badges --all
   EVENTBUS_API_TOKEN=admin-token eventbus dlq list badges --server http://127.0.0.1:8080`,
 	})
-	a.addServerFlag(dlq.PersistentFlags(), "admin")
+	a.addServerFlag(dlq, true, "admin")
 
 	var (
 		limit  int
@@ -363,7 +363,7 @@ HTTP API): reach it with --server.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(a.stdout, wire.DeadLetterList{DeadLetters: letters})
+				return printJSON(a.stdout, letters)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tREASON")

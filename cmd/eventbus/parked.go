@@ -35,7 +35,7 @@ or go through a running serve with --server.`,
 	})
 	var relayName string
 	parked.PersistentFlags().StringVar(&relayName, "relay", relay.DefaultName, "the relay's name")
-	a.addServerFlag(parked.PersistentFlags(), "read (list) or admin (retry)")
+	a.addServerFlag(parked, true, "read")
 
 	var asJSON bool
 	list := &cobra.Command{
@@ -157,6 +157,7 @@ attempts counted. retry waits up to --wait for the relay's verdict and exits
 			}
 		},
 	}
+	needsScope(retry, "admin")
 	retry.Flags().BoolVar(&all, "all", false, "retry every parked event")
 	retry.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the relay's verdict; 0 returns at once")
 	parked.AddCommand(list, retry)

@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/edupulse/eventbus/client"
 	"github.com/edupulse/eventbus/config"
@@ -21,10 +20,31 @@ const (
 	envAPIToken = "EVENTBUS_API_TOKEN"
 )
 
-// addServerFlag adds --server to fs; scope is the token scope the command
-// needs, for the help.
-func (a *app) addServerFlag(fs *pflag.FlagSet, scope string) {
-	fs.StringVar(&a.server, "server", "", fmt.Sprintf("talk to a running 'eventbus serve' at this URL instead of opening the store (default $%s; a %s token in $%s)", envServer, scope, envAPIToken))
+// addServerFlag adds --server to cmd (to its subcommands too when
+// persistent); scope is the token scope the command needs, for the help
+// and the errors. A subcommand may say its own with needsScope.
+func (a *app) addServerFlag(cmd *cobra.Command, persistent bool, scope string) {
+	fs := cmd.Flags()
+	if persistent {
+		fs = cmd.PersistentFlags()
+	}
+	fs.StringVar(&a.server, "server", "", fmt.Sprintf("talk to a running 'eventbus serve' at this URL instead of opening the store (default $%s; a token in $%s)", envServer, envAPIToken))
+	needsScope(cmd, scope)
+}
+
+// needsScope records the token scope cmd needs through a server.
+func needsScope(cmd *cobra.Command, scope string) {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations["scope"] = scope
+}
+
+// remoteServer is the client of the server a command talks to, and the
+// token scope the command needs there.
+type remoteServer struct {
+	*client.Client
+	scope string
 }
 
 // serverURL is the --server of the command, or EVENTBUS_SERVER: "" when
@@ -49,7 +69,7 @@ func apiToken() string {
 // it names none. Each call is bounded by twice the request timeout: the
 // server answers within one (503 when its store does not), the rest is
 // the network's.
-func (a *app) remote(cmd *cobra.Command) (*client.Client, error) {
+func (a *app) remote(cmd *cobra.Command) (*remoteServer, error) {
 	server := a.serverURL()
 	if server == "" {
 		return nil, nil
@@ -63,18 +83,22 @@ func (a *app) remote(cmd *cobra.Command) (*client.Client, error) {
 	if err != nil {
 		return nil, usagef(cmd, "--server %q (or %s): give the serve address as http://host:port", server, envServer)
 	}
-	return c, nil
+	r := &remoteServer{Client: c}
+	for p := cmd; p != nil && r.scope == ""; p = p.Parent() {
+		r.scope = p.Annotations["scope"]
+	}
+	return r, nil
 }
 
 // remoteError says what the server's answer means for the command, and
 // what to do.
-func remoteError(c *client.Client, err error) error {
+func remoteError(c *remoteServer, err error) error {
 	var e *client.Error
 	switch {
 	case errors.Is(err, client.ErrUnauthorized):
 		return fmt.Errorf("%w; set %s to a token of the server's %s", err, envAPIToken, config.EnvAPITokens)
 	case errors.Is(err, client.ErrForbidden):
-		return fmt.Errorf("%w; %s must hold a token with the scope this command needs", err, envAPIToken)
+		return fmt.Errorf("%w; %s must hold a token with the %s scope", err, envAPIToken, c.scope)
 	case errors.Is(err, client.ErrUnreachable):
 		return fmt.Errorf("%w; check that 'eventbus serve' runs at %s", err, c.BaseURL())
 	case errors.As(err, &e) && e.RequestID != "":
