@@ -181,8 +181,7 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	c := loadContract(t)
 	b, brokerOpt := withBroker(t)
 	var notReady atomic.Bool
-	var h *harness
-	h = newHarness(t, harnessOption{config: func(cfg *httpapi.Config) {
+	h := newHarness(t, harnessOption{config: func(cfg *httpapi.Config) {
 		brokerOpt.config(cfg)
 		cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)
 		cfg.Admin.RetryParked = service.HTTPAdmin(cfg.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
@@ -412,8 +411,7 @@ func TestOpenAPIStoreDownAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := testenv.NewFaultProxy(t, base.Host)
-	var h *harness
-	h = newHarness(t, harnessOption{
+	h := newHarness(t, harnessOption{
 		dbURL: func(schemaURL string) string { return testenv.WithHost(schemaURL, proxy.Addr()) },
 		config: func(cfg *httpapi.Config) {
 			cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)

@@ -17,8 +17,7 @@ import (
 
 func parkedHarness(t *testing.T) *harness {
 	t.Helper()
-	var h *harness
-	h = newHarness(t, harnessOption{config: func(c *httpapi.Config) {
+	h := newHarness(t, harnessOption{config: func(c *httpapi.Config) {
 		c.Parked = service.HTTPParked(c.Reader.(*postgres.Store), relay.DefaultName)
 		c.Admin.RetryParked = service.HTTPAdmin(c.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
 	}})

@@ -210,7 +210,7 @@ func (a *app) parkedOps(cmd *cobra.Command, relayName string) (parkedOps, error)
 		return parkedOps{}, err
 	}
 	return parkedOps{
-		list: service.HTTPParked(svc.Store, relayName),
+		list:  service.HTTPParked(svc.Store, relayName),
 		retry: service.HTTPAdmin(svc.Store, nil, relayName, "").RetryParked,
 		close: func() { svc.Close() },
 	}, nil
