@@ -81,7 +81,9 @@ func TestCommandsThroughServer(t *testing.T) {
 			if err := json.Unmarshal([]byte(status.stdout), &st); err != nil || status.code != 0 || !st.Healthy || st.Relay == "" {
 				t.Fatalf("status --server --json: %+v %v; %v", st, err, status)
 			}
-			if r := mustRunCLI(t, dir, as(reader), "status", "--server", serve.url()); !strings.Contains(r.stdout, "(healthy)") {
+			// The table (healthy or not: on a loaded machine a lease may
+			// lapse between two calls, which status rightly reports).
+			if r := runCLI(t, dir, as(reader), "status", "--server", serve.url()); r.code > 1 || !strings.Contains(r.stdout, "relay ") || !strings.Contains(r.stdout, "backlog ") {
 				t.Errorf("status --server: %v", r)
 			}
 			if r := runCLI(t, dir, as(reader), "status", "--server", serve.url(), "--relay", "other"); r.code != 2 || !strings.Contains(r.stderr, "--relay does not go with --server") {
