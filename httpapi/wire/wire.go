@@ -65,21 +65,23 @@ type StreamPage struct {
 }
 
 // Seconds is a duration that encodes in JSON as a number of seconds, with
-// millisecond precision.
+// millisecond precision. It is never negative: a negative duration (the
+// database's clock a little ahead of the process's) encodes as 0, and
+// decodes as 0.
 type Seconds time.Duration
 
 // MarshalJSON encodes s as seconds.
 func (s Seconds) MarshalJSON() ([]byte, error) {
-	return []byte(strconv.FormatFloat(time.Duration(s).Seconds(), 'f', 3, 64)), nil
+	return []byte(strconv.FormatFloat(max(time.Duration(s), 0).Seconds(), 'f', 3, 64)), nil
 }
 
 // UnmarshalJSON decodes a number of seconds.
 func (s *Seconds) UnmarshalJSON(b []byte) error {
 	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || f < 0 || f > float64(1<<63-1)/float64(time.Second) {
+	if err != nil || f > float64(1<<63-1)/float64(time.Second) {
 		return fmt.Errorf("wire: %.40q is not a number of seconds", b)
 	}
-	*s = Seconds(f * float64(time.Second))
+	*s = Seconds(max(f, 0) * float64(time.Second))
 	return nil
 }
 
