@@ -144,7 +144,11 @@ func TestClientAgainstServer(t *testing.T) {
 				t.Fatalf("publish a bad batch: %v (%+v)", err, p.Problem)
 			}
 
-			// Reading: a page, every page, one event, a stream.
+			// Reading: a page, every page, one event, a stream. A reader
+			// in commit order sees an event once every transaction before
+			// it has ended, which on PostgreSQL may be a moment after its
+			// own commit.
+			visible(t, reader, 3)
 			page, err := reader.Events(ctx, client.Filter{Limit: 2})
 			if err != nil || len(page.Events) != 2 || page.Events[0].ID != e.ID || page.Next == "" {
 				t.Fatalf("events: %+v %v", page, err)
@@ -256,6 +260,26 @@ func TestClientAgainstServer(t *testing.T) {
 				stop()
 			}
 		})
+	}
+}
+
+// visible waits until a reader sees n events, for up to 30 s.
+func visible(t *testing.T, c *client.Client, n int) {
+	t.Helper()
+	ctx := testenv.Context(t, 30*time.Second)
+	for {
+		page, err := c.Events(ctx, client.Filter{Limit: client.MaxLimit})
+		if err != nil {
+			t.Fatalf("waiting for %d events to be visible: %v", n, err)
+		}
+		if len(page.Events) >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d events visible after 30 s, want %d", len(page.Events), n)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

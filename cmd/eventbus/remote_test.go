@@ -51,6 +51,18 @@ func TestCommandsThroughServer(t *testing.T) {
 				ids = append(ids, eventIDs(t, body)...)
 			}
 
+			// A reader in commit order sees an event once every transaction
+			// before it has ended: on PostgreSQL, a moment after its commit.
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				_, body := serve.call("GET", "/v1/events", reader, "")
+				if strings.Count(body, `"type":"quiz.submitted"`) == 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the 3 events are not visible after 30 s: %s", body)
+				}
+				time.Sleep(10 * time.Millisecond) // a poll: the condition is above
+			}
 			r := mustRunCLI(t, dir, as(reader), "events", "--server", serve.url(), "--type", "quiz.submitted", "--json")
 			if got := eventIDs(t, r.stdout); strings.Join(got, ",") != strings.Join(ids, ",") {
 				t.Fatalf("events --server --json: %v, want %v; %v", got, ids, r)
