@@ -18,45 +18,47 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/event"
-	"github.com/edupulse/eventbus/relay"
-	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/httpapi/wire"
+	"github.com/edupulse/eventbus/store"
 )
 
 // Admin holds the operations behind the admin routes, bound to the store and
-// the broker by the caller:
-//
-//	httpapi.Admin{
-//		Replay: func(ctx context.Context, o replay.Options) (replay.Result, error) {
-//			return replay.Run(ctx, st, b, o)
-//		},
-//		Exchange: cfg.Exchange,
-//		DeadLetters: func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error) {
-//			return consume.DeadLetters(ctx, b, group, limit)
-//		},
-//		Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
-//			return consume.Requeue(ctx, b, group, pick)
-//		},
-//	}
-//
-// A nil func makes its route answer 501. A replay's dry run needs no func:
-// it only reads the store.
+// the broker by the caller, in the wire's terms: service.HTTPAdmin binds
+// them to replay.Run, consume.DeadLetters, consume.Requeue and
+// relay.RequestRetry. A nil func makes its route answer 501. A replay's dry
+// run needs no func: it only reads the store.
 type Admin struct {
-	// Replay sends stored events again (POST /v1/replay).
-	Replay func(ctx context.Context, opts replay.Options) (replay.Result, error)
+	// Replay sends stored events again (POST /v1/replay). When it stops
+	// early it returns, with the error, how far it got.
+	Replay func(ctx context.Context, req ReplayRequest) (wire.ReplayResult, error)
 	// Exchange is where a replay goes when the request names no queue.
 	Exchange string
 	// DeadLetters lists a consumer group's dead letters, leaving them in
 	// place (GET /v1/dead-letters/{group}).
-	DeadLetters func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error)
-	// Requeue moves the dead letters pick selects (all when pick is nil)
-	// back to the group's queue (POST /v1/dead-letters/{group}/requeue).
-	Requeue func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error)
+	DeadLetters func(ctx context.Context, group string, limit int) ([]wire.DeadLetter, error)
+	// Requeue moves the dead letters whose event or message IDs ids
+	// lists (every one when ids is nil) back to the group's queue
+	// (POST /v1/dead-letters/{group}/requeue).
+	Requeue func(ctx context.Context, group string, ids []string) (int, error)
 	// RetryParked marks parked events for retry by the leading relay
-	// (POST /v1/parked/retry): those with ids, or every one with all. For
-	// example relay.RequestRetry(ctx, st, relay.DefaultName, ids, all).
-	RetryParked func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error)
+	// (POST /v1/parked/retry): those with ids, or every one with all.
+	RetryParked func(ctx context.Context, ids []uuid.UUID, all bool) (wire.RetryResult, error)
+}
+
+// ReplayRequest is a replay that POST /v1/replay asks Admin.Replay to run.
+type ReplayRequest struct {
+	// Filter selects the events; Filter.After resumes after a cursor.
+	Filter store.Filter
+	// Exactly one of Queue (one consumer group's queue) and Exchange is
+	// set.
+	Queue, Exchange string
+	// Rate is at most this many events a second; 0: as fast as the broker
+	// confirms.
+	Rate float64
+	// Progress, when set, is to be called as events are confirmed, with
+	// the result so far: the API bounds a replay by its progress.
+	Progress func(wire.ReplayResult)
 }
 
 // drySample is how many of the selected events a dry run shows.
@@ -70,7 +72,7 @@ var replayParams = []string{"after", "type", "correlation_id", "subject", "since
 // /v1/events but limit, and queue (default: the exchange), rate (events per
 // second), dry_run and all.
 type replayRequest struct {
-	opts   replay.Options
+	opts   ReplayRequest
 	dryRun bool
 }
 
@@ -208,7 +210,7 @@ func parseReplay(rawQuery string) (replayRequest, *Problem) {
 	}
 	req.opts.Filter.Limit = 0 // the replay's batch size: its own default
 	if v := q.get("queue"); v != "" {
-		if req.opts.Target.Queue, p = parseName(v, "queue"); p != nil {
+		if req.opts.Queue, p = parseName(v, "queue"); p != nil {
 			return req, p
 		}
 	}
@@ -234,7 +236,7 @@ func parseReplay(rawQuery string) (replayRequest, *Problem) {
 		}
 		all = b
 	}
-	if !all && !replay.Selective(req.opts.Filter) {
+	if !all && !req.opts.Filter.Selective() {
 		return req, newProblem(400, ProblemInvalidParameter,
 			"the replay names no filter, so it would send every stored event again; name one (type, subject, correlation_id, since, until, from_position, to_position, after), or say all=true to replay the whole store").atField("all")
 	}
@@ -278,7 +280,13 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 		var total int64
 		var sample []event.Envelope
 		err := withinTimeout(r.Context(), a.requestTimeout, func(ctx context.Context) (err error) {
-			total, sample, err = replay.Plan(ctx, a.reader, req.opts.Filter, drySample)
+			if total, err = a.reader.Count(ctx, req.opts.Filter); err != nil || total == 0 {
+				return err
+			}
+			f := req.opts.Filter
+			f.Limit = drySample
+			page, err := a.reader.Read(ctx, f)
+			sample = page.Events
 			return err
 		})
 		if err != nil {
@@ -299,12 +307,12 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, notConfigured("replay"))
 		return
 	}
-	if req.opts.Target.Queue == "" {
+	if req.opts.Queue == "" {
 		if a.admin.Exchange == "" {
 			writeProblem(w, r, notConfigured("replay to the exchange (name a queue)"))
 			return
 		}
-		req.opts.Target.Exchange = a.admin.Exchange
+		req.opts.Exchange = a.admin.Exchange
 	}
 	res, err := a.replayBounded(r.Context(), req.opts)
 	if err != nil {
@@ -312,31 +320,14 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 			infoFrom(r.Context()).err = err
 			p := newProblem(http.StatusServiceUnavailable, ProblemUnavailable,
 				fmt.Sprintf("the replay stopped after %d of %d events; retry with after=%s to go on", res.Published, res.Total, res.Resume))
-			p.Resume, p.retryAfter = res.Resume.String(), a.retryAfter
+			p.Resume, p.retryAfter = res.Resume, a.retryAfter
 			writeProblem(w, r, p)
 			return
 		}
 		a.fail(w, r, err)
 		return
 	}
-	a.writeValue(w, r, http.StatusOK, struct {
-		ID        string `json:"id"`
-		Published int64  `json:"published"`
-		Total     int64  `json:"total"`
-		Resume    string `json:"resume"`
-		Complete  bool   `json:"complete"`
-	}{res.ID, res.Published, res.Total, res.Resume.String(), res.Complete})
-}
-
-// deadLetterMeta is a dead letter's JSON without its message, which is
-// appended as it came: the event byte for byte, or the raw body.
-type deadLetterMeta struct {
-	MessageID string    `json:"message_id"`
-	Type      string    `json:"type,omitempty"`
-	Queue     string    `json:"queue,omitempty"` // the queue it failed in
-	Attempts  int       `json:"attempts"`
-	Reason    string    `json:"reason,omitempty"`
-	FailedAt  time.Time `json:"failed_at,omitzero"`
+	a.writeValue(w, r, http.StatusOK, res)
 }
 
 func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
@@ -375,29 +366,31 @@ func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 // appendDeadLetters appends the dead letters as JSON objects: their
 // metadata, then "event" (the CloudEvent, data byte for byte) when the
 // message carries one, else "body" (when it is JSON) or "body_base64".
-func appendDeadLetters(dst []byte, letters []consume.DeadLetter) ([]byte, error) {
+// encoding/json would compact the event's data and the body.
+func appendDeadLetters(dst []byte, letters []wire.DeadLetter) ([]byte, error) {
 	for i, dl := range letters {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		meta, err := json.Marshal(deadLetterMeta{MessageID: dl.Message.MessageID, Type: dl.Message.Type, Queue: dl.Queue,
-			Attempts: dl.Attempts, Reason: dl.Reason, FailedAt: dl.FailedAt})
+		meta := dl
+		meta.Event, meta.Body, meta.BodyBase64 = nil, nil, nil
+		b, err := json.Marshal(meta)
 		if err != nil {
 			return nil, fmt.Errorf("encode dead letter: %w", err)
 		}
-		dst = append(dst, meta[:len(meta)-1]...) // without its closing brace
+		dst = append(dst, b[:len(b)-1]...) // without its closing brace
 		switch {
-		case dl.Envelope != nil:
+		case dl.Event != nil:
 			dst = append(dst, `,"event":`...)
-			if dst, err = dl.Envelope.AppendCloudEvent(dst); err != nil {
+			if dst, err = dl.Event.AppendCloudEvent(dst); err != nil {
 				return nil, err
 			}
-		case json.Valid(dl.Message.Body):
+		case dl.Body != nil:
 			dst = append(dst, `,"body":`...)
-			dst = append(dst, dl.Message.Body...)
+			dst = append(dst, dl.Body...)
 		default:
 			dst = append(dst, `,"body_base64":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, dl.Message.Body)
+			dst = base64.StdEncoding.AppendEncode(dst, dl.BodyBase64)
 			dst = append(dst, '"')
 		}
 		dst = append(dst, '}')
@@ -423,29 +416,21 @@ func (a *api) requeueDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	var pick func(consume.DeadLetter) bool
+	var ids []string
 	if len(body) > 0 {
 		if p := checkJSONBody(r); p != nil {
 			writeProblem(w, r, p)
 			return
 		}
-		var req struct {
-			IDs []string `json:"ids"`
-		}
+		var req wire.RequeueRequest
 		if err := json.Unmarshal(body, &req); err != nil || len(req.IDs) == 0 {
 			writeProblem(w, r, newProblem(400, ProblemMalformedRequest,
 				`the body must be {"ids": ["<event or message id>", ...]}, or empty to requeue every dead letter`).atField("ids"))
 			return
 		}
-		ids := make(map[string]bool, len(req.IDs))
-		for _, id := range req.IDs {
-			ids[id] = true
-		}
-		pick = func(dl consume.DeadLetter) bool {
-			return ids[dl.Message.MessageID] || (dl.Envelope != nil && ids[dl.Envelope.ID.String()])
-		}
+		ids = req.IDs
 	}
-	n, err := a.admin.Requeue(r.Context(), group, pick)
+	n, err := a.admin.Requeue(r.Context(), group, ids)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -16,7 +16,8 @@ import (
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/internal/testenv"
-	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store/postgres"
 )
 
@@ -51,17 +52,7 @@ func withBroker(t *testing.T) (*rabbitmq.Broker, harnessOption) {
 	t.Cleanup(func() { _ = b.Close() })
 	return b, harnessOption{config: func(c *httpapi.Config) {
 		st := c.Reader.(*postgres.Store)
-		c.Admin = httpapi.Admin{
-			Replay: func(ctx context.Context, o replay.Options) (replay.Result, error) {
-				return replay.Run(ctx, st, b, o)
-			},
-			DeadLetters: func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error) {
-				return consume.DeadLetters(ctx, b, group, limit)
-			},
-			Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
-				return consume.Requeue(ctx, b, group, pick)
-			},
-		}
+		c.Admin = service.HTTPAdmin(st, b, relay.DefaultName, "")
 	}}
 }
 

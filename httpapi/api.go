@@ -16,7 +16,7 @@ import (
 
 	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/event"
-	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -48,19 +48,14 @@ type Config struct {
 	Bus Appender
 	// Reader reads the event store.
 	Reader store.Reader
-	// Status reports the relay's state for GET /v1/status, for example
-	//	func(ctx context.Context) (relay.Status, error) {
-	//		return relay.ReadStatus(ctx, st, relay.DefaultName, maxLag)
-	//	}
-	// When nil, the route answers 501.
-	Status func(ctx context.Context) (relay.Status, error)
-	// Parked lists the relay's parked events for GET /v1/parked, for
-	// example
-	//	func(ctx context.Context) ([]relay.Parked, error) {
-	//		return relay.ListParked(ctx, st, relay.DefaultName)
-	//	}
-	// When nil, the route answers 501.
-	Parked func(ctx context.Context) ([]relay.Parked, error)
+	// Status reports the relay's state for GET /v1/status, in the wire's
+	// terms: service.HTTPStatus adapts relay.ReadStatus to it. When nil,
+	// the route answers 501.
+	Status func(ctx context.Context) (wire.Status, error)
+	// Parked lists the relay's parked events for GET /v1/parked:
+	// service.HTTPParked adapts relay.ListParked to it. When nil, the
+	// route answers 501.
+	Parked func(ctx context.Context) ([]wire.Parked, error)
 	// Ready are the checks of GET /readyz, typically the store's and the
 	// broker's Ping. Each gets ReadyTimeout. With none, /readyz answers 200.
 	Ready        []Check
@@ -93,8 +88,8 @@ type Config struct {
 type api struct {
 	bus          Appender
 	reader       store.Reader
-	status       func(ctx context.Context) (relay.Status, error)
-	parked       func(ctx context.Context) ([]relay.Parked, error)
+	status       func(ctx context.Context) (wire.Status, error)
+	parked       func(ctx context.Context) ([]wire.Parked, error)
 	ready        []Check
 	readyTimeout time.Duration
 	auth         *authenticator

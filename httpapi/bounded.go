@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/httpapi/wire"
 )
 
 // DefaultRequestTimeout bounds the time from a request's arrival (its body
@@ -220,16 +220,16 @@ func withinTimeout(ctx context.Context, timeout time.Duration, fn func(ctx conte
 // since the last confirm), for example because the store or the broker
 // stopped answering, it is cancelled and abandoned, and the result says
 // how far it got.
-func (a *api) replayBounded(ctx context.Context, opts replay.Options) (replay.Result, error) {
+func (a *api) replayBounded(ctx context.Context, opts ReplayRequest) (wire.ReplayResult, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
 		mu   sync.Mutex
-		last = replay.Progress{Resume: opts.Filter.After}
+		last = wire.ReplayResult{Resume: opts.Filter.After.String()}
 	)
 	progressed := make(chan struct{}, 1)
 	report := opts.Progress
-	opts.Progress = func(p replay.Progress) {
+	opts.Progress = func(p wire.ReplayResult) {
 		mu.Lock()
 		last = p
 		mu.Unlock()
@@ -242,7 +242,7 @@ func (a *api) replayBounded(ctx context.Context, opts replay.Options) (replay.Re
 		}
 	}
 	type outcome struct {
-		res replay.Result
+		res wire.ReplayResult
 		err error
 	}
 	done := make(chan outcome, 1)
@@ -263,7 +263,8 @@ func (a *api) replayBounded(ctx context.Context, opts replay.Options) (replay.Re
 			mu.Lock()
 			p := last
 			mu.Unlock()
-			return replay.Result{Published: p.Published, Total: p.Total, Resume: p.Resume},
+			p.Complete = false
+			return p,
 				fmt.Errorf("replay: %w (%s): no event was confirmed for that long", errRequestTimeout, a.requestTimeout)
 		}
 	}

@@ -18,13 +18,13 @@ import (
 
 	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/broker/rabbitmq"
-	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/relay"
-	"github.com/edupulse/eventbus/replay"
+	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store/postgres"
 	"github.com/edupulse/eventbus/store/sqlite"
 )
@@ -121,18 +121,7 @@ func withBrokerAt(t *testing.T, url string) (*rabbitmq.Broker, func(*httpapi.Con
 		st := c.Reader.(*postgres.Store)
 		c.RequestTimeout = boundTimeout
 		c.Ready = append(c.Ready, httpapi.Check{Name: "broker", Check: b.Ping})
-		c.Admin = httpapi.Admin{
-			Exchange: testenv.Name("bound"),
-			Replay: func(ctx context.Context, o replay.Options) (replay.Result, error) {
-				return replay.Run(ctx, st, b, o)
-			},
-			DeadLetters: func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error) {
-				return consume.DeadLetters(ctx, b, group, limit)
-			},
-			Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
-				return consume.Requeue(ctx, b, group, pick)
-			},
-		}
+		c.Admin = service.HTTPAdmin(st, b, relay.DefaultName, testenv.Name("bound"))
 	}
 }
 
@@ -211,9 +200,9 @@ func TestACallThatIgnoresItsContextDoesNotHoldTheAnswer(t *testing.T) {
 	release := make(chan struct{})
 	h := newHarness(t, harnessOption{config: func(c *httpapi.Config) {
 		c.RequestTimeout = boundTimeout
-		c.Status = func(context.Context) (relay.Status, error) {
+		c.Status = func(context.Context) (wire.Status, error) {
 			<-release
-			return relay.Status{}, nil
+			return wire.Status{}, nil
 		}
 	}})
 	t.Cleanup(func() { close(release) })
@@ -259,9 +248,7 @@ func TestDamagedSQLiteFileIsReportedNotRetried(t *testing.T) {
 	api, err := httpapi.New(httpapi.Config{
 		Bus:    eventbus.New(s, eventbus.Config{Registry: edupulse.Registry()}),
 		Reader: s,
-		Status: func(ctx context.Context) (relay.Status, error) {
-			return relay.ReadStatus(ctx, s, relay.DefaultName, 0)
-		},
+		Status: service.HTTPStatus(s, relay.DefaultName, 0),
 		Ready:  []httpapi.Check{{Name: "store", Check: s.Ping}},
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
 	})

@@ -13,7 +13,7 @@
 //	GET  /v1/events                       read     a page in commit order, and the next cursor
 //	GET  /v1/events/{id}                  read     one event
 //	GET  /v1/streams/{subject}            read     one stream's events, in version order
-//	GET  /v1/status                       read     the relay's status (relay.Status)
+//	GET  /v1/status                       read     the relay's status (wire.Status)
 //	POST /v1/replay                       admin    send stored events again, or plan it (dry_run)
 //	GET  /v1/parked                       read     the events the relay parked (G9), [] when none
 //	POST /v1/parked/retry                 admin    {"event_ids": [...]} or {"all": true}: 202, the leading relay republishes them

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/event"
-	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -150,11 +149,11 @@ func FuzzParseQuery(f *testing.F) {
 		if p == nil {
 			o := req.opts
 			checkFilter("parseReplay", o.Filter)
-			if o.Rate < 0 || o.Rate != o.Rate || o.Filter.Limit != 0 || len(o.Target.Queue) > 255 || o.Target.Exchange != "" {
+			if o.Rate < 0 || o.Rate != o.Rate || o.Filter.Limit != 0 || len(o.Queue) > 255 || o.Exchange != "" {
 				t.Fatalf("parseReplay(%q) accepted %+v", raw, o)
 			}
 			q, _ := url.ParseQuery(raw)
-			if all, _ := strconv.ParseBool(q.Get("all")); !all && !replay.Selective(o.Filter) {
+			if all, _ := strconv.ParseBool(q.Get("all")); !all && !o.Filter.Selective() {
 				t.Fatalf("parseReplay(%q) accepted a replay of the whole store without all=true", raw)
 			}
 		}
@@ -186,7 +185,7 @@ func FuzzReplayBody(f *testing.F) {
 			t.Fatalf("replayBodyValues(%q) = %v, which names what the route does not take: %s", body, values, p.Detail)
 		}
 		req, p := parseReplay(values.Encode())
-		if all, _ := strconv.ParseBool(values.Get("all")); p == nil && !all && !replay.Selective(req.opts.Filter) {
+		if all, _ := strconv.ParseBool(values.Get("all")); p == nil && !all && !req.opts.Filter.Selective() {
 			t.Fatalf("body %q replays the whole store without all", body)
 		}
 	})

@@ -24,6 +24,7 @@ import (
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store/postgres"
 )
 
@@ -90,11 +91,9 @@ func newHarness(t testing.TB, opt harnessOption) *harness {
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
 	cfg := httpapi.Config{
-		Bus:    bus,
-		Reader: s,
-		Status: func(ctx context.Context) (relay.Status, error) {
-			return relay.ReadStatus(ctx, s, relay.DefaultName, 0)
-		},
+		Bus:     bus,
+		Reader:  s,
+		Status:  service.HTTPStatus(s, relay.DefaultName, 0),
 		Ready:   []httpapi.Check{{Name: "store", Check: s.Ping}},
 		Metrics: reg,
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

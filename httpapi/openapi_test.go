@@ -25,7 +25,9 @@ import (
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
 )
 
 // contract validates real requests and answers against the OpenAPI
@@ -179,15 +181,10 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	c := loadContract(t)
 	b, brokerOpt := withBroker(t)
 	var notReady atomic.Bool
-	var h *harness
-	h = newHarness(t, harnessOption{config: func(cfg *httpapi.Config) {
+	h := newHarness(t, harnessOption{config: func(cfg *httpapi.Config) {
 		brokerOpt.config(cfg)
-		cfg.Parked = func(ctx context.Context) ([]relay.Parked, error) {
-			return relay.ListParked(ctx, h.store, relay.DefaultName)
-		}
-		cfg.Admin.RetryParked = func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error) {
-			return relay.RequestRetry(ctx, h.store, relay.DefaultName, ids, all)
-		}
+		cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)
+		cfg.Admin.RetryParked = service.HTTPAdmin(cfg.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
 		cfg.Ready = append(cfg.Ready, httpapi.Check{Name: "switch", Check: func(context.Context) error {
 			if notReady.Load() {
 				return fmt.Errorf("switched off by the test")
@@ -414,13 +411,10 @@ func TestOpenAPIStoreDownAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := testenv.NewFaultProxy(t, base.Host)
-	var h *harness
-	h = newHarness(t, harnessOption{
+	h := newHarness(t, harnessOption{
 		dbURL: func(schemaURL string) string { return testenv.WithHost(schemaURL, proxy.Addr()) },
 		config: func(cfg *httpapi.Config) {
-			cfg.Parked = func(ctx context.Context) ([]relay.Parked, error) {
-				return relay.ListParked(ctx, h.store, relay.DefaultName)
-			}
+			cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)
 		},
 	})
 	proxy.Down()

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/event"
-	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/httpapi/wire"
 )
 
 // maxRetryIDs bounds the event IDs one retry request may name.
@@ -35,7 +35,7 @@ func (a *api) listParked(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list == nil {
-		list = []relay.Parked{}
+		list = []wire.Parked{}
 	}
 	a.writeValue(w, r, http.StatusOK, list)
 }

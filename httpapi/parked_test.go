@@ -8,20 +8,18 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
+	"github.com/edupulse/eventbus/store/postgres"
 )
 
 func parkedHarness(t *testing.T) *harness {
 	t.Helper()
-	var h *harness
-	h = newHarness(t, harnessOption{config: func(c *httpapi.Config) {
-		c.Parked = func(ctx context.Context) ([]relay.Parked, error) {
-			return relay.ListParked(ctx, h.store, relay.DefaultName)
-		}
-		c.Admin.RetryParked = func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error) {
-			return relay.RequestRetry(ctx, h.store, relay.DefaultName, ids, all)
-		}
+	h := newHarness(t, harnessOption{config: func(c *httpapi.Config) {
+		c.Parked = service.HTTPParked(c.Reader.(*postgres.Store), relay.DefaultName)
+		c.Admin.RetryParked = service.HTTPAdmin(c.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
 	}})
 	return h
 }
@@ -114,7 +112,7 @@ func TestParkedRetryRequest(t *testing.T) {
 	// Retrying the second event of a stream takes the first along.
 	unknown := uuid.New()
 	res := post(adminSecret, `{"event_ids": ["`+second.EventID.String()+`", "`+unknown.String()+`"]}`)
-	var rr relay.RetryResult
+	var rr wire.RetryResult
 	if err := json.Unmarshal(res.body, &rr); err != nil || res.status != 202 {
 		t.Fatalf("retry = %d %s (%v); want 202", res.status, res.body, err)
 	}

@@ -2,37 +2,37 @@ package httpapi
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/edupulse/eventbus/httpapi/wire"
 )
 
 // ProblemContentType is the media type of every error response (RFC 9457).
-const ProblemContentType = "application/problem+json"
+const ProblemContentType = wire.ProblemContentType
 
-// Problem types: stable identifiers that clients switch on. They are URNs,
-// not links: nothing is served at them.
+// Problem types: stable identifiers that clients switch on (see package
+// wire, where they are defined for the server and the client alike).
 const (
-	problemBase                 = "urn:eventbus:problem:"
-	ProblemMalformedRequest     = problemBase + "malformed-request"      // 400: the body is not the JSON expected
-	ProblemInvalidEvent         = problemBase + "invalid-event"          // 400: an envelope field is missing or wrong
-	ProblemInvalidParameter     = problemBase + "invalid-parameter"      // 400: a query or path parameter is wrong
-	ProblemUnauthorized         = problemBase + "unauthorized"           // 401
-	ProblemForbidden            = problemBase + "forbidden"              // 403
-	ProblemNotFound             = problemBase + "not-found"              // 404
-	ProblemMethodNotAllowed     = problemBase + "method-not-allowed"     // 405
-	ProblemVersionConflict      = problemBase + "version-conflict"       // 409: expected_version did not match
-	ProblemConcurrentAppend     = problemBase + "concurrent-append"      // 409: the same id was being stored at once; retry
-	ProblemTooLarge             = problemBase + "too-large"              // 413: the body or an event's data is over the limit
-	ProblemUnsupportedMediaType = problemBase + "unsupported-media-type" // 415
-	ProblemUnknownType          = problemBase + "unknown-type"           // 422: the event type is not registered
-	ProblemInvalidData          = problemBase + "invalid-data"           // 422: the data does not fit the event type
-	ProblemInternal             = problemBase + "internal"               // 500
-	ProblemStoreDamaged         = problemBase + "store-damaged"          // 500: the store's file is corrupt; retrying does not help
-	ProblemNotImplemented       = problemBase + "not-implemented"        // 501: the operation is not configured
-	ProblemUnavailable          = problemBase + "unavailable"            // 503: the store or broker cannot be reached, or a transaction conflicted; retry
-	ProblemNotReady             = problemBase + "not-ready"              // 503: a readiness check failed
+	ProblemMalformedRequest     = wire.ProblemMalformedRequest
+	ProblemInvalidEvent         = wire.ProblemInvalidEvent
+	ProblemInvalidParameter     = wire.ProblemInvalidParameter
+	ProblemUnauthorized         = wire.ProblemUnauthorized
+	ProblemForbidden            = wire.ProblemForbidden
+	ProblemNotFound             = wire.ProblemNotFound
+	ProblemMethodNotAllowed     = wire.ProblemMethodNotAllowed
+	ProblemVersionConflict      = wire.ProblemVersionConflict
+	ProblemConcurrentAppend     = wire.ProblemConcurrentAppend
+	ProblemTooLarge             = wire.ProblemTooLarge
+	ProblemUnsupportedMediaType = wire.ProblemUnsupportedMediaType
+	ProblemUnknownType          = wire.ProblemUnknownType
+	ProblemInvalidData          = wire.ProblemInvalidData
+	ProblemInternal             = wire.ProblemInternal
+	ProblemStoreDamaged         = wire.ProblemStoreDamaged
+	ProblemNotImplemented       = wire.ProblemNotImplemented
+	ProblemUnavailable          = wire.ProblemUnavailable
+	ProblemNotReady             = wire.ProblemNotReady
 )
 
 var problemTitles = map[string]string{
@@ -56,32 +56,18 @@ var problemTitles = map[string]string{
 	ProblemNotReady:             "Not ready",
 }
 
-// Problem is an RFC 9457 problem detail, the body of every error response.
-// It is also the error type the request decoders return.
+// Problem is an RFC 9457 problem detail, the body of every error response:
+// the wire's Problem, and what the server adds to the answer's headers. It
+// is also the error type the request decoders return.
 type Problem struct {
-	Type     string `json:"type"`
-	Title    string `json:"title"`
-	Status   int    `json:"status"`
-	Detail   string `json:"detail,omitempty"`
-	Instance string `json:"instance,omitempty"`
-	// Extension members.
-	RequestID string            `json:"request_id,omitempty"`
-	Field     string            `json:"field,omitempty"`  // the JSON field or parameter at fault
-	Event     *int              `json:"event,omitempty"`  // the index of the event at fault in a batch
-	Checks    map[string]string `json:"checks,omitempty"` // readiness checks, by name: ok or failing
-	Resume    string            `json:"resume,omitempty"` // the cursor to resume a replay that stopped early
+	wire.Problem
 
 	header     http.Header
 	retryAfter time.Duration
 }
 
 func newProblem(status int, typ, detail string) *Problem {
-	return &Problem{Type: typ, Title: problemTitles[typ], Status: status, Detail: detail}
-}
-
-// Error implements error.
-func (p *Problem) Error() string {
-	return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
+	return &Problem{Problem: wire.Problem{Type: typ, Title: problemTitles[typ], Status: status, Detail: detail}}
 }
 
 // atField sets the field at fault.

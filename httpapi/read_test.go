@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/httpapi"
-	"github.com/edupulse/eventbus/relay"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -271,7 +271,7 @@ func TestUnmatchedRoutesAnswerProblems(t *testing.T) {
 
 func TestPanicAnswers500AndIsLogged(t *testing.T) {
 	h := newHarness(t, harnessOption{config: func(c *httpapi.Config) {
-		c.Status = func(ctx context.Context) (relay.Status, error) { panic("status exploded") }
+		c.Status = func(ctx context.Context) (wire.Status, error) { panic("status exploded") }
 	}})
 	res := h.get("/v1/status")
 	p := res.problem(t, 500, httpapi.ProblemInternal)

@@ -47,15 +47,9 @@ func (t Target) route(env event.Envelope) (exchange, key string) {
 	return t.Exchange, env.Type
 }
 
-// Selective reports whether f selects fewer than every stored event: it
-// names a type, correlation ID, stream, time bound, position bound, or a
-// cursor to go on after. The CLI and the HTTP API refuse a replay that is
-// not selective unless the user says "all": replaying the whole store is
-// never an accident.
-func Selective(f store.Filter) bool {
-	return !f.After.IsZero() || len(f.Types) > 0 || f.CorrelationID != uuid.Nil || f.Subject != "" ||
-		!f.Since.IsZero() || !f.Until.IsZero() || f.FromPosition > 0 || f.ToPosition > 0
-}
+// Selective reports whether f selects fewer than every stored event; see
+// store.Filter.Selective.
+func Selective(f store.Filter) bool { return f.Selective() }
 
 // Options configures a replay.
 type Options struct {

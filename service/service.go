@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -32,9 +31,9 @@ import (
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/internal/buildinfo"
 	"github.com/edupulse/eventbus/relay"
-	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
 	"github.com/edupulse/eventbus/store/postgres"
 	"github.com/edupulse/eventbus/store/sqlite"
@@ -263,10 +262,11 @@ func (s *Service) Handler() (http.Handler, error) {
 	return httpapi.New(httpapi.Config{
 		Bus:    s.Bus,
 		Reader: s.Store,
-		Status: s.Status,
-		Parked: func(ctx context.Context) ([]relay.Parked, error) {
-			return relay.ListParked(ctx, s.Store, s.relayName)
+		Status: func(ctx context.Context) (wire.Status, error) {
+			st, err := s.Status(ctx)
+			return WireStatus(st), err
 		},
+		Parked:  HTTPParked(s.Store, s.relayName),
 		Metrics: s.Metrics,
 		Tokens:  s.Config.Tokens,
 		Logger:  s.Logger,
@@ -276,21 +276,7 @@ func (s *Service) Handler() (http.Handler, error) {
 			{Name: "store", Check: s.Store.Ping},
 			{Name: "broker", Check: s.Broker.Ping},
 		},
-		Admin: httpapi.Admin{
-			Exchange: s.Config.Exchange,
-			Replay: func(ctx context.Context, o replay.Options) (replay.Result, error) {
-				return replay.Run(ctx, s.Store, s.Broker, o)
-			},
-			DeadLetters: func(ctx context.Context, group string, limit int) ([]consume.DeadLetter, error) {
-				return consume.DeadLetters(ctx, s.Broker, group, limit)
-			},
-			Requeue: func(ctx context.Context, group string, pick func(consume.DeadLetter) bool) (int, error) {
-				return consume.Requeue(ctx, s.Broker, group, pick)
-			},
-			RetryParked: func(ctx context.Context, ids []uuid.UUID, all bool) (relay.RetryResult, error) {
-				return relay.RequestRetry(ctx, s.Store, s.relayName, ids, all)
-			},
-		},
+		Admin: HTTPAdmin(s.Store, s.Broker, s.relayName, s.Config.Exchange),
 	})
 }
 

@@ -80,6 +80,16 @@ type Filter struct {
 	ToPosition    int64     // global position at most this, when > 0
 }
 
+// Selective reports whether f selects fewer than every stored event: it
+// names a type, correlation ID, stream, time bound, position bound, or a
+// cursor to go on after. The CLI and the HTTP API refuse a replay that is
+// not selective unless the user says "all": replaying the whole store is
+// never an accident.
+func (f Filter) Selective() bool {
+	return !f.After.IsZero() || len(f.Types) > 0 || f.CorrelationID != uuid.Nil || f.Subject != "" ||
+		!f.Since.IsZero() || !f.Until.IsZero() || f.FromPosition > 0 || f.ToPosition > 0
+}
+
 // Paging limits.
 const (
 	DefaultLimit = 100

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/client"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
@@ -129,7 +130,8 @@ CloudEvents JSON (one per line) with --json. When more events follow, it
 prints the --after token of the next page on standard error.`,
 		Example: `  eventbus events --type quiz.submitted --since 24h
   eventbus events --correlation-id 0190d1e2-0000-7000-8000-000000000001 --json
-  eventbus events --subject quiz-42 --limit 20 --after AQID`,
+  eventbus events --subject quiz-42 --limit 20 --after AQID
+  EVENTBUS_API_TOKEN=... eventbus events --server http://127.0.0.1:8080 --type quiz.submitted`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			filter, err := f.filter(cmd)
@@ -143,25 +145,21 @@ prints the --after token of the next page on standard error.`,
 				return usagef(cmd, "--limit %d: use 1 to %d", limit, store.MaxLimit)
 			}
 			filter.Limit = limit
-			svc, err := a.openReadOnly(cmd)
+			events, next, err := a.readPage(cmd, filter)
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
-			page, err := svc.Store.Read(cmd.Context(), filter)
-			if err != nil {
+			if err := printEvents(a.stdout, events, asJSON, true); err != nil {
 				return err
 			}
-			if err := printEvents(a.stdout, page.Events, asJSON, true); err != nil {
-				return err
-			}
-			if len(page.Events) == limit {
-				fmt.Fprintf(a.stderr, "more events follow: --after %s\n", page.Next)
+			if len(events) == limit {
+				fmt.Fprintf(a.stderr, "more events follow: --after %s\n", next)
 			}
 			return nil
 		},
 	}
 	f.add(cmd.Flags())
+	a.addServerFlag(cmd, false, "read")
 	cmd.Flags().StringVar(&after, "after", "", "the page after this cursor token")
 	cmd.Flags().IntVar(&limit, "limit", 50, "events per page")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
@@ -211,6 +209,12 @@ what commits from now on; --from starts at a global position or a time.`,
 				}
 				return err
 			}
+			if c, err := a.remote(cmd); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				return stopped(a.tailRemote(ctx, c, filter, from != "", pos, at, asJSON, poll))
+			}
 			svc, err := a.openReadOnly(cmd)
 			if err != nil {
 				return stopped(err)
@@ -243,10 +247,88 @@ what commits from now on; --from starts at a global position or a time.`,
 		},
 	}
 	f.add(cmd.Flags())
+	a.addServerFlag(cmd, false, "read")
 	cmd.Flags().StringVar(&from, "from", "", "start at this global position, or at this time (RFC 3339 or a duration ago); default: now")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
 	cmd.Flags().DurationVar(&poll, "poll", 200*time.Millisecond, "how often to look for new events when idle")
 	return cmd
+}
+
+// readPage reads one page of events, from the server of --server or from
+// the store, and returns the cursor of the next page.
+func (a *app) readPage(cmd *cobra.Command, filter store.Filter) ([]event.Envelope, string, error) {
+	c, err := a.remote(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	if c != nil {
+		page, err := c.Events(cmd.Context(), clientFilter(filter))
+		return page.Events, page.Next, remoteError(c, err)
+	}
+	svc, err := a.openReadOnly(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	defer svc.Close()
+	page, err := svc.Store.Read(cmd.Context(), filter)
+	return page.Events, page.Next.String(), err
+}
+
+// tailRemote is tail through a server: from the first event at or after a
+// position or a time (when from), else from the end, it follows the
+// events the filter selects until ctx ends.
+func (a *app) tailRemote(ctx context.Context, c *remoteServer, filter store.Filter, from bool, pos int64, at time.Time, asJSON bool, poll time.Duration) error {
+	f := clientFilter(filter)
+	header := !asJSON
+	switch {
+	case from:
+		// The first event at or after the start, by the filter, then
+		// everything after it in commit order, as tailStart does.
+		first := f
+		first.Limit, first.FromPosition = 1, max(pos, f.FromPosition)
+		if !at.IsZero() {
+			first.Since = at
+		}
+		page, err := c.Events(ctx, first)
+		if err != nil {
+			return remoteError(c, err)
+		}
+		if len(page.Events) == 0 {
+			if f.After, err = c.End(ctx, f); err != nil {
+				return remoteError(c, err)
+			}
+			break
+		}
+		if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {
+			return err
+		}
+		header, f.After = false, page.Next
+	default:
+		var err error
+		if f.After, err = c.End(ctx, f); err != nil {
+			return remoteError(c, err)
+		}
+	}
+	// Page by page, as the local tail, so that a table's rows align.
+	f.Limit = client.MaxLimit
+	for ctx.Err() == nil {
+		page, err := c.Events(ctx, f)
+		if err != nil {
+			return remoteError(c, err)
+		}
+		if len(page.Events) > 0 {
+			if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {
+				return err
+			}
+			header, f.After = false, page.Next
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(poll):
+		}
+	}
+	return nil
 }
 
 // tailStart returns the cursor tail starts after: just before the first

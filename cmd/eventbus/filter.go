@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -63,32 +62,6 @@ func (f *filterFlags) filter(cmd *cobra.Command) (store.Filter, error) {
 	}
 	out.FromPosition, out.ToPosition = f.fromPosition, f.toPosition
 	return out, nil
-}
-
-// query encodes the filters as the HTTP API's query parameters.
-func (f *filterFlags) query(q url.Values) {
-	for _, t := range f.types {
-		q.Add("type", t)
-	}
-	set := func(k, v string) {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	set("correlation_id", f.correlationID)
-	set("subject", f.subject)
-	if t, err := store.ParseTime(f.since, time.Now()); err == nil && !t.IsZero() {
-		q.Set("since", t.Format(time.RFC3339Nano))
-	}
-	if t, err := store.ParseTime(f.until, time.Now()); err == nil && !t.IsZero() {
-		q.Set("until", t.Format(time.RFC3339Nano))
-	}
-	if f.fromPosition > 0 {
-		q.Set("from_position", strconv.FormatInt(f.fromPosition, 10))
-	}
-	if f.toPosition > 0 {
-		q.Set("to_position", strconv.FormatInt(f.toPosition, 10))
-	}
 }
 
 // parseCursor reads a cursor token given on the command line.

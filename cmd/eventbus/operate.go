@@ -1,17 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,12 +15,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edupulse/eventbus/broker/rabbitmq"
+	"github.com/edupulse/eventbus/client"
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/consume"
-	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/service"
+	"github.com/edupulse/eventbus/store"
 )
 
 func (a *app) statusCmd() *cobra.Command {
@@ -55,24 +51,20 @@ scripts and probes can use it.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), cfg.RequestTimeout)
+			timeout := cfg.RequestTimeout
+			if a.serverURL() != "" {
+				timeout *= 2 // the server's bound, and the network's
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			cmd.SetContext(ctx)
 			timedOut := func(err error) error {
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return fmt.Errorf("unhealthy: the store did not answer within %s (%s): %w", cfg.RequestTimeout, config.EnvRequestTimeout, err)
+					return fmt.Errorf("unhealthy: the store did not answer within %s (%s): %w", timeout, config.EnvRequestTimeout, err)
 				}
 				return err
 			}
-			svc, err := a.openReadOnly(cmd)
-			if err != nil {
-				return timedOut(err)
-			}
-			defer svc.Close()
-			if err := checkRelayName(cmd, svc, relayName); err != nil {
-				return timedOut(err)
-			}
-			st, err := relay.ReadStatus(ctx, svc.Store, relayName, maxLag)
+			st, err := a.readStatus(cmd, relayName, maxLag)
 			if err != nil {
 				return timedOut(err)
 			}
@@ -92,7 +84,42 @@ scripts and probes can use it.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().DurationVar(&maxLag, "max-lag", time.Minute, "lag above which the relay counts as unhealthy")
 	cmd.Flags().StringVar(&relayName, "relay", relay.DefaultName, "the relay's name")
+	a.addServerFlag(cmd, false, "read")
 	return cmd
+}
+
+// readStatus reads the relay's status from the server of --server, or from
+// the store. Through a server, the server's own lag threshold applies as
+// well as maxLag.
+func (a *app) readStatus(cmd *cobra.Command, relayName string, maxLag time.Duration) (wire.Status, error) {
+	c, err := a.remote(cmd)
+	if err != nil {
+		return wire.Status{}, err
+	}
+	if c != nil {
+		if err := noRelayFlag(cmd); err != nil {
+			return wire.Status{}, err
+		}
+		st, err := c.Status(cmd.Context())
+		if err != nil {
+			return st, remoteError(c, err)
+		}
+		if maxLag > 0 && st.Lag.Duration() > maxLag {
+			st.Healthy = false
+			st.Problems = append(st.Problems, fmt.Sprintf("lag %s is over --max-lag %s", st.Lag.Duration().Round(time.Millisecond), maxLag))
+		}
+		return st, nil
+	}
+	svc, err := a.openReadOnly(cmd)
+	if err != nil {
+		return wire.Status{}, err
+	}
+	defer svc.Close()
+	if err := checkRelayName(cmd, svc, relayName); err != nil {
+		return wire.Status{}, err
+	}
+	st, err := relay.ReadStatus(cmd.Context(), svc.Store, relayName, maxLag)
+	return service.WireStatus(st), err
 }
 
 // checkRelayName fails when the store knows no relay named name, and says
@@ -112,7 +139,7 @@ func checkRelayName(cmd *cobra.Command, svc *service.Service, name string) error
 	return fmt.Errorf("no relay named %s has run on this store; its relays: %s (give one to --relay)", name, strings.Join(names, ", "))
 }
 
-func printStatus(w io.Writer, st relay.Status) {
+func printStatus(w io.Writer, st wire.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	health := "healthy"
 	if !st.Healthy {
@@ -125,7 +152,7 @@ func printStatus(w io.Writer, st relay.Status) {
 			leader = "none"
 		}
 		fmt.Fprintf(tw, "partition %d\tleader %s, checkpoint at position %d (updated %s)\n",
-			p.Partition, leader, p.Position, p.UpdatedAt.Format(time.RFC3339))
+			p.Partition, leader, p.CheckpointPosition, p.UpdatedAt.Format(time.RFC3339))
 	}
 	fmt.Fprintf(tw, "backlog\t%d events\n", st.Backlog)
 	fmt.Fprintf(tw, "lag\t%s\n", time.Duration(st.Lag).Round(time.Millisecond))
@@ -145,7 +172,6 @@ func (a *app) replayCmd() *cobra.Command {
 		dryRun  bool
 		rate    float64
 		resume  string
-		server  string
 		samples int
 		all     bool
 	)
@@ -186,8 +212,12 @@ replay through it with --server.`,
 			if !all && !replay.Selective(filter) {
 				return usagef(cmd, "replay names no filter, so it would send every stored event again; give a filter (--type, --subject, --correlation-id, --since, --until, --from-position, --to-position, --resume), or --all to replay the whole store")
 			}
-			if server != "" {
-				return a.replayViaServer(cmd, server, f, queue, rate, resume, dryRun, samples, all)
+			c, err := a.remote(cmd)
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				return a.replayViaServer(cmd, c, filter, queue, rate, dryRun, samples, all)
 			}
 			svc, err := a.open(cmd, service.Config{StoreOnly: dryRun, MustExist: true})
 			if err != nil {
@@ -204,7 +234,7 @@ replay through it with --server.`,
 				return printEvents(a.stdout, sample, false, true)
 			}
 			if svc.Config.InProcessBroker() {
-				return errors.New("replay needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envToken + "), or set " + config.EnvAMQPURL)
+				return errors.New("replay needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envAPIToken + "), or set " + config.EnvAMQPURL)
 			}
 			opts := replay.Options{Filter: filter, Rate: rate}
 			if queue != "" {
@@ -250,7 +280,7 @@ replay through it with --server.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the count and a sample; send nothing")
 	cmd.Flags().Float64Var(&rate, "rate", 0, "at most this many events per second; 0: as fast as the broker confirms")
 	cmd.Flags().StringVar(&resume, "resume", "", "go on after this token, printed by an interrupted replay")
-	cmd.Flags().StringVar(&server, "server", "", "replay through a running 'eventbus serve' at this URL (needs an admin token in EVENTBUS_TOKEN)")
+	a.addServerFlag(cmd, false, "admin")
 	cmd.Flags().IntVar(&samples, "sample", 5, "how many events --dry-run shows")
 	cmd.Flags().BoolVar(&all, "all", false, "replay every stored event; needed when no filter is given")
 	return cmd
@@ -263,107 +293,39 @@ func target(exchange, queue string) string {
 	return "exchange " + exchange
 }
 
-// replayViaServer runs a replay through POST /v1/replay of a running serve.
-func (a *app) replayViaServer(cmd *cobra.Command, server string, f filterFlags, queue string, rate float64, resume string, dryRun bool, samples int, all bool) error {
-	q := url.Values{}
-	f.query(q)
-	if all {
-		q.Set("all", "true")
-	}
-	if queue != "" {
-		q.Set("queue", queue)
-	}
-	if rate > 0 {
-		q.Set("rate", strconv.FormatFloat(rate, 'f', -1, 64))
-	}
-	if resume != "" {
-		q.Set("after", resume)
-	}
+// replayViaServer runs a replay, or plans it, through POST /v1/replay of a
+// running serve.
+func (a *app) replayViaServer(cmd *cobra.Command, c *remoteServer, filter store.Filter, queue string, rate float64, dryRun bool, samples int, all bool) error {
+	f := clientFilter(filter)
+	req := client.ReplayRequest{After: f.After, Types: f.Types, CorrelationID: f.CorrelationID, Subject: f.Subject,
+		Since: f.Since, Until: f.Until, FromPosition: f.FromPosition, ToPosition: f.ToPosition,
+		Queue: queue, Rate: rate, All: all}
 	where := "the server's exchange"
 	if queue != "" {
 		where = "queue " + queue
 	}
+	ctx := cmd.Context()
 	if dryRun {
-		q.Set("dry_run", "true")
-		answer, err := a.callServer(cmd, http.MethodPost, server, "/v1/replay?"+q.Encode(), nil)
+		plan, err := c.PlanReplay(ctx, req)
 		if err != nil {
-			return err
-		}
-		var plan struct {
-			Events []event.Envelope `json:"events"`
-			Total  int64            `json:"total"`
-		}
-		if err := json.Unmarshal(answer, &plan); err != nil {
-			return fmt.Errorf("the server's answer is not a replay plan: %w", err)
+			return remoteError(c, err)
 		}
 		fmt.Fprintf(a.stdout, "would replay %d events to %s\n", plan.Total, where)
 		return printEvents(a.stdout, plan.Events[:min(samples, len(plan.Events))], false, true)
 	}
-	answer, err := a.callServer(cmd, http.MethodPost, server, "/v1/replay?"+q.Encode(), nil)
+	res, err := c.Replay(ctx, req)
 	if err != nil {
-		return err
-	}
-	var res struct {
-		ID        string `json:"id"`
-		Published int64  `json:"published"`
-	}
-	if err := json.Unmarshal(answer, &res); err != nil {
-		return fmt.Errorf("the server's answer is not a replay result: %w", err)
+		var e *client.Error
+		if errors.As(err, &e) && e.Resume != "" {
+			fmt.Fprintf(a.stderr, "the replay stopped early; go on with: --resume %s\n", e.Resume)
+		}
+		if ctx.Err() != nil {
+			return errors.New("interrupted; what the server sent up to then stays sent")
+		}
+		return remoteError(c, err)
 	}
 	fmt.Fprintf(a.stdout, "replayed %d events to %s (replay %s)\n", res.Published, where, res.ID)
 	return nil
-}
-
-// callServer sends one request to a running serve and returns its answer.
-// The token comes from EVENTBUS_TOKEN. An error answer becomes an error
-// that says what the server said.
-func (a *app) callServer(cmd *cobra.Command, method, server, path string, body []byte) ([]byte, error) {
-	base, err := url.Parse(server)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, usagef(cmd, "--server %q: give the serve address as http://host:port", server)
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base.String(), "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token := os.Getenv(envToken); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		if cmd.Context().Err() != nil {
-			return nil, errors.New("interrupted; what the server did up to then stays done")
-		}
-		return nil, fmt.Errorf("cannot reach the server at %s: %v; check that 'eventbus serve' runs there", base.Host, errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the server's answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var problem struct {
-			Detail string `json:"detail"`
-		}
-		detail := strings.TrimSpace(string(answer))
-		if json.Unmarshal(answer, &problem) == nil && problem.Detail != "" {
-			detail = problem.Detail
-		}
-		hint := ""
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			hint = "; set " + envToken + " to a token of the server's " + config.EnvAPITokens
-		case http.StatusForbidden:
-			hint = "; " + envToken + " must hold a token with the admin scope"
-		}
-		return nil, fmt.Errorf("the server at %s answered %s: %s%s", base.Host, resp.Status, detail, hint)
-	}
-	return answer, nil
 }
 
 func (a *app) dlqCmd() *cobra.Command {
@@ -378,10 +340,9 @@ runs it ('eventbus serve', or a worker that embeds the service and serves its
 HTTP API): reach it with --server.`,
 		Example: `  EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit:5672/ eventbus dlq list badges
   EVENTBUS_AMQP_URL=amqp://eventbus:secret@rabbit:5672/ eventbus dlq requeue badges --all
-  EVENTBUS_TOKEN=admin-token eventbus dlq list badges --server http://127.0.0.1:8080`,
+  EVENTBUS_API_TOKEN=admin-token eventbus dlq list badges --server http://127.0.0.1:8080`,
 	})
-	var server string
-	dlq.PersistentFlags().StringVar(&server, "server", "", "act through a running 'eventbus serve' at this URL (needs an admin token in EVENTBUS_TOKEN)")
+	a.addServerFlag(dlq, true, "admin")
 
 	var (
 		limit  int
@@ -397,45 +358,17 @@ HTTP API): reach it with --server.`,
 			if limit < 1 {
 				return usagef(cmd, "--limit must be at least 1")
 			}
-			var rows []deadLetterRow
-			if server != "" {
-				answer, err := a.callServer(cmd, http.MethodGet, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"?limit="+strconv.Itoa(limit), nil)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					_, err := a.stdout.Write(append(answer, '\n'))
-					return err
-				}
-				var list struct {
-					DeadLetters []deadLetterRow `json:"dead_letters"`
-				}
-				if err := json.Unmarshal(answer, &list); err != nil {
-					return fmt.Errorf("the server's answer is not a list of dead letters: %w", err)
-				}
-				rows = list.DeadLetters
-			} else {
-				b, err := a.openBroker(cmd)
-				if err != nil {
-					return err
-				}
-				defer b.Close()
-				letters, err := consume.DeadLetters(cmd.Context(), b, args[0], limit)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(a.stdout, letters)
-				}
-				for _, d := range letters {
-					rows = append(rows, deadLetterRow{ID: d.Message.MessageID, Type: d.Message.Type, Attempts: d.Attempts,
-						FailedAt: d.FailedAt, Reason: d.Reason})
-				}
+			letters, err := a.deadLetters(cmd, args[0], limit)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, letters)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tTYPE\tATTEMPTS\tFAILED AT\tREASON")
-			for _, d := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, orDash(d.Type), d.Attempts, d.FailedAt.Format(time.RFC3339), d.Reason)
+			for _, d := range letters {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", cell(d.MessageID, 60), cell(orDash(d.Type), 60), d.Attempts, d.FailedAt.Format(time.RFC3339), cell(d.Reason, 300))
 			}
 			return tw.Flush()
 		},
@@ -457,43 +390,14 @@ HTTP API): reach it with --server.`,
 			if all == (len(ids) > 0) {
 				return usagef(cmd, "give either --all or --id (one or more)")
 			}
-			want := map[string]bool{}
 			for _, id := range ids {
 				if _, err := uuid.Parse(id); err != nil {
 					return usagef(cmd, "--id %q is not a UUID", id)
 				}
-				want[id] = true
 			}
-			var n int
-			if server != "" {
-				var body []byte
-				if !all {
-					body, _ = json.Marshal(map[string][]string{"ids": ids})
-				}
-				answer, err := a.callServer(cmd, http.MethodPost, server, "/v1/dead-letters/"+url.PathEscape(args[0])+"/requeue", body)
-				if err != nil {
-					return err
-				}
-				var res struct {
-					Requeued int `json:"requeued"`
-				}
-				if err := json.Unmarshal(answer, &res); err != nil {
-					return fmt.Errorf("the server's answer is not a requeue result: %w", err)
-				}
-				n = res.Requeued
-			} else {
-				b, err := a.openBroker(cmd)
-				if err != nil {
-					return err
-				}
-				defer b.Close()
-				var pick func(consume.DeadLetter) bool
-				if !all {
-					pick = func(d consume.DeadLetter) bool { return want[d.Message.MessageID] }
-				}
-				if n, err = consume.Requeue(cmd.Context(), b, args[0], pick); err != nil {
-					return err
-				}
+			n, err := a.requeue(cmd, args[0], ids)
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(a.stdout, "requeued %d dead letters to %s\n", n, args[0])
 			return nil
@@ -505,14 +409,47 @@ HTTP API): reach it with --server.`,
 	return dlq
 }
 
-// deadLetterRow is a dead letter as dlq list prints it, and as the server's
-// GET /v1/dead-letters answers it.
-type deadLetterRow struct {
-	ID       string    `json:"message_id"`
-	Type     string    `json:"type"`
-	Attempts int       `json:"attempts"`
-	FailedAt time.Time `json:"failed_at"`
-	Reason   string    `json:"reason"`
+// deadLetters lists a group's dead letters through the server of
+// --server, or from RabbitMQ.
+func (a *app) deadLetters(cmd *cobra.Command, group string, limit int) ([]wire.DeadLetter, error) {
+	c, err := a.remote(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		letters, err := c.DeadLetters(cmd.Context(), group, limit)
+		return letters, remoteError(c, err)
+	}
+	b, err := a.openBroker(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	letters, err := consume.DeadLetters(cmd.Context(), b, group, limit)
+	out := make([]wire.DeadLetter, len(letters))
+	for i, dl := range letters {
+		out[i] = service.WireDeadLetter(dl)
+	}
+	return out, err
+}
+
+// requeue moves a group's dead letters with ids (all when none) back to
+// its queue, through the server of --server or on RabbitMQ.
+func (a *app) requeue(cmd *cobra.Command, group string, ids []string) (int, error) {
+	c, err := a.remote(cmd)
+	if err != nil {
+		return 0, err
+	}
+	if c != nil {
+		n, err := c.Requeue(cmd.Context(), group, ids)
+		return n, remoteError(c, err)
+	}
+	b, err := a.openBroker(cmd)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	return consume.Requeue(cmd.Context(), b, group, service.PickDeadLetters(ids))
 }
 
 // openBroker opens RabbitMQ alone for the broker tools: they need neither
@@ -525,7 +462,7 @@ func (a *app) openBroker(cmd *cobra.Command) (*rabbitmq.Broker, error) {
 		return nil, err
 	}
 	if cfg.InProcessBroker() {
-		return nil, errors.New("this needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envToken + "), or set " + config.EnvAMQPURL)
+		return nil, errors.New("this needs the broker, and the in-process broker of the embedded default lives inside the process that runs it: use --server http://<its HTTP address> (and an admin token in " + envAPIToken + "), or set " + config.EnvAMQPURL)
 	}
 	return rabbitmq.Open(cmd.Context(), strings.Join(cfg.AMQPURLs, ","), rabbitmq.Config{Logger: a.logger})
 }

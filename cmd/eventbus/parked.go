@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/edupulse/eventbus/client"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/service"
 )
@@ -23,13 +27,15 @@ again cannot fix (a message over the broker's max_message_size, a property
 too long for AMQP), and the later events of its stream behind it, so that
 order per stream holds; every other event flows on. 'parked list' shows them
 with the reason; once the cause is fixed, 'parked retry' has the leading
-relay publish them again, in order. Both read and write the store directly.`,
+relay publish them again, in order. Both read and write the store directly,
+or go through a running serve with --server.`,
 		Example: `  eventbus parked list
   eventbus parked retry --all
   eventbus parked retry 0190d1e2-0000-7000-8000-000000000001`,
 	})
 	var relayName string
 	parked.PersistentFlags().StringVar(&relayName, "relay", relay.DefaultName, "the relay's name")
+	a.addServerFlag(parked, true, "read")
 
 	var asJSON bool
 	list := &cobra.Command{
@@ -39,12 +45,12 @@ relay publish them again, in order. Both read and write the store directly.`,
   eventbus parked list --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.openReadOnly(cmd)
+			ops, err := a.parkedOps(cmd, relayName)
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
-			events, err := relay.ListParked(cmd.Context(), svc.Store, relayName)
+			defer ops.close()
+			events, err := ops.list(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -88,14 +94,13 @@ attempts counted. retry waits up to --wait for the relay's verdict and exits
 				}
 				ids = append(ids, id)
 			}
-			// A retry asks a relay of an existing store: never create one.
-			svc, err := a.open(cmd, service.Config{StoreOnly: true, MustExist: true})
+			ops, err := a.parkedOps(cmd, relayName)
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
+			defer ops.close()
 			ctx := cmd.Context()
-			res, err := relay.RequestRetry(ctx, svc.Store, relayName, ids, all)
+			res, err := ops.retry(ctx, ids, all)
 			if err != nil {
 				return err
 			}
@@ -115,15 +120,15 @@ attempts counted. retry waits up to --wait for the relay's verdict and exits
 			}
 			deadline := time.Now().Add(wait)
 			for {
-				events, err := relay.ListParked(ctx, svc.Store, relayName)
+				events, err := ops.list(ctx)
 				if err != nil {
 					return ctxErr(ctx, err)
 				}
-				now := map[uuid.UUID]relay.Parked{}
+				now := map[uuid.UUID]wire.Parked{}
 				for _, e := range events {
 					now[e.EventID] = e
 				}
-				pending, failed := 0, []relay.Parked{}
+				pending, failed := 0, []wire.Parked{}
 				for _, e := range res.Requested {
 					switch p, ok := now[e.EventID]; {
 					case !ok:
@@ -152,13 +157,66 @@ attempts counted. retry waits up to --wait for the relay's verdict and exits
 			}
 		},
 	}
+	needsScope(retry, "admin")
 	retry.Flags().BoolVar(&all, "all", false, "retry every parked event")
 	retry.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the relay's verdict; 0 returns at once")
 	parked.AddCommand(list, retry)
 	return parked
 }
 
-func printParked(w io.Writer, events []relay.Parked) {
+// parkedOps are the parked-event operations, on the store or through a
+// server.
+type parkedOps struct {
+	list  func(ctx context.Context) ([]wire.Parked, error)
+	retry func(ctx context.Context, ids []uuid.UUID, all bool) (wire.RetryResult, error)
+	close func()
+}
+
+// parkedOps returns the operations through the server of --server, or on
+// the store (which they never create: they ask a relay of an existing one).
+func (a *app) parkedOps(cmd *cobra.Command, relayName string) (parkedOps, error) {
+	c, err := a.remote(cmd)
+	if err != nil {
+		return parkedOps{}, err
+	}
+	if c != nil {
+		if err := noRelayFlag(cmd); err != nil {
+			return parkedOps{}, err
+		}
+		return parkedOps{
+			list: func(ctx context.Context) ([]wire.Parked, error) {
+				list, err := c.Parked(ctx)
+				return list, remoteError(c, err)
+			},
+			retry: func(ctx context.Context, ids []uuid.UUID, all bool) (wire.RetryResult, error) {
+				var res wire.RetryResult
+				var err error
+				if all {
+					res, err = c.RetryAllParked(ctx)
+				} else {
+					res, err = c.RetryParked(ctx, ids)
+				}
+				if errors.Is(err, client.ErrNotFound) {
+					// None of them is parked: the server says so with a 404.
+					return wire.RetryResult{NotParked: ids}, nil
+				}
+				return res, remoteError(c, err)
+			},
+			close: func() {},
+		}, nil
+	}
+	svc, err := a.openReadOnly(cmd)
+	if err != nil {
+		return parkedOps{}, err
+	}
+	return parkedOps{
+		list:  service.HTTPParked(svc.Store, relayName),
+		retry: service.HTTPAdmin(svc.Store, nil, relayName, "").RetryParked,
+		close: func() { svc.Close() },
+	}, nil
+}
+
+func printParked(w io.Writer, events []wire.Parked) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "EVENT ID\tPOSITION\tSTREAM\tTYPE\tATTEMPTS\tPARKED AT\tREASON")
 	for _, e := range events {

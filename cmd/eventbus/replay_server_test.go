@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,11 +27,28 @@ func TestReplayViaServerSendsEveryFilter(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
+		// The client sends the parameters as a JSON body.
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(r.URL.Query()) > 0 {
+			http.Error(w, "want the parameters in a JSON body", http.StatusBadRequest)
+			return
+		}
+		q := url.Values{}
+		for k, v := range body {
+			switch v := v.(type) {
+			case []any:
+				for _, s := range v {
+					q.Add(k, fmt.Sprint(s))
+				}
+			default:
+				q.Set(k, fmt.Sprint(v))
+			}
+		}
 		mu.Lock()
-		queries = append(queries, r.URL.Query())
+		queries = append(queries, q)
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Query().Get("dry_run") == "true" {
+		if q.Get("dry_run") == "true" {
 			_, _ = w.Write([]byte(`{"events":[],"total":0,"dry_run":true}`))
 			return
 		}

@@ -42,9 +42,11 @@ type app struct {
 	logger    *slog.Logger
 	root      *cobra.Command
 	lookupEnv func(string) (string, bool) // os.LookupEnv; tests give their own
+	server    string                      // --server of the command run; see remote.go
 }
 
-// envToken holds the API token the CLI sends to a running serve (--server).
+// envToken is the older name of EVENTBUS_API_TOKEN, the token the CLI
+// sends to a running serve (--server); still read.
 const envToken = "EVENTBUS_TOKEN"
 
 func newApp(stdout, stderr io.Writer) (*app, *cobra.Command) {
@@ -64,6 +66,8 @@ the defaults; 'eventbus config' shows the result:
   EVENTBUS_API_TOKENS    name:token:scope1+scope2,... (publish, read, admin); unset: auth off
   EVENTBUS_REQUEST_TIMEOUT   an HTTP request's wait for the store and the broker (5s), then 503
   EVENTBUS_SHUTDOWN_TIMEOUT  the longest a stop takes after SIGTERM or Ctrl-C (15s)
+  EVENTBUS_SERVER        a running serve's URL for events, tail, status, replay, dlq and parked (--server)
+  EVENTBUS_API_TOKEN     the token sent to it
 
 Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		Example: `  # On a bare machine: the whole bus, data under ./eventbus-data
@@ -142,7 +146,7 @@ func (a *app) secrets() []string {
 	for _, list := range value(config.EnvAPITokens, config.FlagAPITokens) {
 		out = append(out, auth.TokenSecrets(list)...)
 	}
-	out = append(out, os.Getenv(envToken))
+	out = append(out, os.Getenv(envToken), os.Getenv(envAPIToken))
 	out = slices.DeleteFunc(out, func(s string) bool { return len(s) < 4 })
 	// Longest first, so that a secret that contains another goes whole.
 	slices.SortFunc(out, func(x, y string) int { return len(y) - len(x) })
