@@ -704,8 +704,11 @@ func valueEnd(b []byte, i int) int {
 		case '{', '[':
 			depth++
 		case '}', ']':
+			if depth == 0 {
+				return i // the end of the object or array around a scalar
+			}
 			depth--
-			if depth <= 0 {
+			if depth == 0 {
 				return i + 1
 			}
 		case ',', ' ', '\t', '\n', '\r', ':':
