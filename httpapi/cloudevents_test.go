@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -104,11 +105,18 @@ func TestPublishStructuredCloudEventAnswers201(t *testing.T) {
 	if again.status != 200 || !bytes.Equal(again.body, res.body) {
 		t.Fatalf("retry: %d %s", again.status, again.body)
 	}
+	// JSON data sent as data_base64 (as the Go SDK sends []byte data) is
+	// kept, and reads back as the same bytes in data.
+	b64 := h.publishHeaders(structuredType, nil, fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/s","type":"quiz.submitted",`+
+		`"datacontenttype":"application/json","data_base64":%q}`, uuid.New(), base64.StdEncoding.EncodeToString([]byte(data))))
+	if b64.status != 201 || !bytes.Equal(cloudEvent(t, b64.body).Data(), []byte(data)) {
+		t.Fatalf("data_base64: %d %s", b64.status, b64.body)
+	}
 	// expectedversion holds as expected_version does.
 	conflict := h.publishHeaders(structuredType, nil, structuredEvent(uuid.New(), `"subject":"quiz-7","expectedversion":0,`, quizData(2)))
 	conflict.problem(t, 409, httpapi.ProblemVersionConflict)
-	if n := h.rows(); n != 1 {
-		t.Fatalf("%d rows, want 1", n)
+	if n := h.rows(); n != 2 {
+		t.Fatalf("%d rows, want 2", n)
 	}
 }
 
@@ -228,7 +236,10 @@ func TestPublishCloudEventBadInputAnswers400(t *testing.T) {
 		{"subject with a control character", structuredType, nil, structured(`"subject":"a\tb",`), httpapi.ProblemInvalidEvent, "subject", -1},
 		{"bad time", structuredType, nil, structured(`"time":"yesterday",`), httpapi.ProblemInvalidEvent, "time", -1},
 		{"time in year 0", structuredType, nil, structured(`"time":"0000-01-01T00:00:00Z",`), httpapi.ProblemInvalidEvent, "time", -1},
-		{"data_base64", structuredType, nil, `{"specversion":"1.0","id":"` + id.String() + `","source":"/s","type":"a","data_base64":"AAEC"}`, httpapi.ProblemInvalidEvent, "data_base64", -1},
+		{"data_base64 without datacontenttype", structuredType, nil, `{"specversion":"1.0","id":"` + id.String() + `","source":"/s","type":"a","data_base64":"e30="}`, httpapi.ProblemInvalidEvent, "data_base64", -1},
+		{"data_base64 not JSON", structuredType, nil, `{"specversion":"1.0","id":"` + id.String() + `","source":"/s","type":"a","datacontenttype":"application/json","data_base64":"AAEC"}`, httpapi.ProblemInvalidEvent, "data_base64", -1},
+		{"data_base64 not Base64", structuredType, nil, `{"specversion":"1.0","id":"` + id.String() + `","source":"/s","type":"a","datacontenttype":"application/json","data_base64":"e30"}`, httpapi.ProblemInvalidEvent, "data_base64", -1},
+		{"data and data_base64", structuredType, nil, structured(`"datacontenttype":"application/json","data_base64":"e30=",`), httpapi.ProblemInvalidEvent, "data_base64", -1},
 		{"XML datacontenttype", structuredType, nil, structured(`"datacontenttype":"application/xml",`), httpapi.ProblemInvalidEvent, "datacontenttype", -1},
 		{"other JSON datacontenttype", structuredType, nil, structured(`"datacontenttype":"application/vnd.edupulse+json",`), httpapi.ProblemInvalidEvent, "datacontenttype", -1},
 		{"dataschema", structuredType, nil, structured(`"dataschema":"urn:edupulse:schema:quiz.submitted:1",`), httpapi.ProblemInvalidEvent, "dataschema", -1},
