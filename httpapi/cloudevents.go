@@ -607,11 +607,20 @@ func decodeBinary(h http.Header, body []byte) (event.Draft, *Problem) {
 		if !isCloudEventHeader(k) {
 			continue
 		}
+		// Header names are case-insensitive; the lower-case name is needed
+		// only for an error, so it is made only then.
+		a, known := lookupAttr(k[3:])
+		if known && len(vs) == 1 && a != attrDataContentType {
+			v, why := decodeHeaderValue(vs[0])
+			if why == "" {
+				c.put(a, v)
+				continue
+			}
+		}
 		header := strings.ToLower(k)
 		name := header[3:]
-		a, known := lookupAttr(name)
 		switch {
-		case name == "datacontenttype":
+		case known && a == attrDataContentType:
 			fail(header, attrProblem("datacontenttype", "in binary mode the datacontenttype is the Content-Type header; "+
 				"a ce-datacontenttype header must not be sent"))
 			continue
@@ -627,12 +636,8 @@ func decodeBinary(h http.Header, body []byte) (event.Draft, *Problem) {
 			fail(header, attrProblem(name, "header %s appears %d times; send it once", header, len(vs)))
 			continue
 		}
-		v, why := decodeHeaderValue(vs[0])
-		if why != "" {
-			fail(header, attrProblem(name, "header %s: %s", header, why))
-			continue
-		}
-		c.put(a, v)
+		_, why := decodeHeaderValue(vs[0])
+		fail(header, attrProblem(name, "header %s: %s", header, why))
 	}
 	if badProblem != nil {
 		return event.Draft{}, badProblem
