@@ -155,8 +155,12 @@ func jsonProblem(err error) *Problem {
 		return newProblem(400, ProblemInvalidEvent, fmt.Sprintf("%s must be %s, not %s", typ.Field, want, typ.Value)).atField(typ.Field)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return newProblem(400, ProblemInvalidEvent,
-			fmt.Sprintf("unknown field %s; an event has only %s", clip(field), eventFields)).atField(field)
+		detail := fmt.Sprintf("unknown field %s; an event has only %s", clip(field), eventFields)
+		if field == "specversion" {
+			detail += "; a CloudEvent is sent with Content-Type: " + event.ContentType + " (structured mode), " +
+				ContentTypeCloudEventBatch + " (a batch), or with ce- headers (binary mode)"
+		}
+		return newProblem(400, ProblemInvalidEvent, detail).atField(field)
 	}
 	return newProblem(400, ProblemMalformedRequest, fmt.Sprintf("the body is not valid JSON: %v", err))
 }
@@ -166,12 +170,19 @@ func jsonProblem(err error) *Problem {
 // "data.answers[2]".
 func strictProblem(err error, batch bool) *Problem {
 	var fe *event.FieldError
-	if !errors.As(err, &fe) || errors.Is(err, event.ErrNotJSON) {
-		// encoding/json read the body already: this cannot happen.
+	if !errors.As(err, &fe) {
 		return newProblem(400, ProblemMalformedRequest, "the body is not valid JSON: "+err.Error())
 	}
+	if errors.Is(err, event.ErrNotJSON) {
+		return newProblem(400, ProblemMalformedRequest, "the body "+fe.Reason)
+	}
 	field, index := fe.Field, -1
-	if rest, ok := strings.CutPrefix(field, "events["); batch && ok {
+	// A batch is {"events": [...]}, or a bare array of CloudEvents.
+	rest, ok := strings.CutPrefix(field, "events[")
+	if !ok {
+		rest, ok = strings.CutPrefix(field, "[")
+	}
+	if batch && ok {
 		if n, after, ok := strings.Cut(rest, "]"); ok {
 			if i, err := strconv.Atoi(n); err == nil {
 				field, index = strings.TrimPrefix(after, "."), i
@@ -204,11 +215,7 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 		return event.Draft{}, inEvent(newProblem(400, ProblemInvalidEvent, fmt.Sprintf(format, args...)).atField(field), index)
 	}
 	failLimit := func(err error) (event.Draft, *Problem) {
-		var fe *event.FieldError
-		if !errors.As(err, &fe) {
-			return fail("", "%v", err)
-		}
-		return event.Draft{}, inEvent(fieldProblem(fe.Field, fe.Reason), index)
+		return event.Draft{}, inEvent(limitProblem(err), index)
 	}
 	d := event.Draft{Type: w.Type, Subject: w.Subject, Source: w.Source, Data: w.Data, ExpectedVersion: w.ExpectedVersion}
 	if err := event.CheckTypeName(w.Type); err != nil {

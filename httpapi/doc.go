@@ -68,6 +68,13 @@
 // or the data. A violation is a 400 whose field names the place, such as
 // "source" or "data.answers[2]" (and event, in a batch); nothing is stored.
 //
+// POST /v1/events also takes CloudEvents 1.0 as the CloudEvents HTTP
+// binding sends them (cloudevents.go): structured mode
+// (application/cloudevents+json), batched mode
+// (application/cloudevents-batch+json) and binary mode (ce- headers, the
+// body the data). The same limits hold; an attribute the bus cannot keep
+// (an unknown extension, non-JSON data, dataschema) is a 400, not dropped.
+//
 // A single event is answered with its stored CloudEvent
 // (application/cloudevents+json) and a Location header; a batch with
 // {"events": [...]} in the order sent. The status is 201 when at least one

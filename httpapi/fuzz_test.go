@@ -2,12 +2,17 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/event"
@@ -64,26 +69,7 @@ func FuzzDecodeEvents(f *testing.F) {
 		if err := event.CheckJSON(body, 0); err != nil {
 			t.Fatalf("decoder accepted a body that is not strict JSON: %v", err)
 		}
-		for i := range drafts {
-			d := &drafts[i]
-			if !bytes.Contains(body, d.Data) {
-				t.Fatalf("draft %d: data %q is not a piece of the body", i, d.Data)
-			}
-			// What the bus fills in before it stores.
-			if d.ID == uuid.Nil {
-				d.ID = uuid.New()
-			}
-			if d.Source == "" {
-				d.Source = "fuzz"
-			}
-			if d.CorrelationID == uuid.Nil {
-				d.CorrelationID = uuid.New()
-			}
-			d.OccurredAt = time.Now()
-		}
-		if err := store.CheckDrafts(drafts); err != nil {
-			t.Fatalf("decoder accepted what the store refuses: %v", err)
-		}
+		checkDecodedDrafts(t, body, drafts)
 	})
 }
 
@@ -187,6 +173,185 @@ func FuzzReplayBody(f *testing.F) {
 		req, p := parseReplay(values.Encode())
 		if all, _ := strconv.ParseBool(values.Get("all")); p == nil && !all && !req.opts.Filter.Selective() {
 			t.Fatalf("body %q replays the whole store without all", body)
+		}
+	})
+}
+
+// FuzzDecodeCloudEvents feeds the structured-mode and batched-mode
+// decoders of POST /v1/events arbitrary bodies. They must not panic; they
+// refuse with a 400 *Problem (naming an event only in a batch); and what
+// they accept is strict JSON within the input limits, which the store
+// accepts once the bus has filled its defaults, with every event's data a
+// verbatim piece of the body; a structured event reads the same with the
+// CloudEvents SDK.
+//
+//	go test -fuzz FuzzDecodeCloudEvents ./httpapi/
+func FuzzDecodeCloudEvents(f *testing.F) {
+	id, id2 := uuid.NewString(), uuid.NewString()
+	ev := func(extra, data string) string {
+		return `{"specversion":"1.0","id":"` + uuid.NewString() + `","source":"/s","type":"quiz.submitted",` + extra + `"data":` + data + `}`
+	}
+	for _, seed := range []string{
+		ev("", `{"quiz_id":"`+id+`","score_raw":1}`),
+		ev(`"subject":"s","time":"2026-01-02T03:04:05.123456789Z","datacontenttype":"application/json","correlationid":"`+id+`","causationid":"`+id2+
+			`","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"a=b","expectedversion":"3",`, `[1, 2 ]`),
+		ev(`"subject":"s","expectedversion":0,`, `"x"`), ev(`"subject":null,"dataschema":null,"data_base64":null,"x":null,`, `0`),
+		ev(`"data_base64":"AA==",`, `1`), `{"specversion":"1.0","id":"` + id + `","source":"/s","type":"a","datacontenttype":"application/json","data_base64":"eyJrIjoxfQ=="}`, ev(`"comexample":"v",`, `1`), ev(`"Type":"b",`, `1`), ev(`"correlation_id":"x",`, `1`),
+		ev(`"position":"1",`, `1`), ev(`"time":"0000-01-01T00:00:00Z",`, `1`), ev(`"datacontenttype":"text/plain",`, `1`),
+		ev(`"sp\u0065cversion":"1.0",`, `1`), ev(`"subject":"\ud800",`, `1`), ev(`"subject":"a\u0085b",`, `1`), ev(`"tracestate":"a=b",`, `1`),
+		ev(`"expectedversion":1e3,"subject":"s",`, `1`), ev(`"expectedversion":99999999999999999999,"subject":"s",`, `1`),
+		ev(``, `null`), ev(``, `{"k":1,"k":2}`), ev(``, strings.Repeat("[", 513)+strings.Repeat("]", 513)),
+		`{"specversion":"0.3","id":"` + id + `","source":"/s","type":"a","data":1}`, `{"specversion":"1.0"}`, `{}`, `[]`, `null`, ``, ` `, `{`, `"x"`,
+		`[` + ev("", "1") + `,` + ev("", "2") + `]`, `[` + ev("", "1") + `,{"type":"a","data":1}]`, `[1]`, `[[]]`,
+		`[{"specversion":"1.0","id":"` + id + `","source":"/s","type":"a","data":1},{"specversion":"1.0","id":"` + id + `","source":"/s","type":"a","data":2}]`,
+		"{\"specversion\":\"1.0\",\"data\":\"\xff\"}",
+	} {
+		f.Add([]byte(seed), false)
+		f.Add([]byte(seed), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, batch bool) {
+		var drafts []event.Draft
+		var p *Problem
+		if batch {
+			drafts, p = decodeCloudEventBatch(body)
+		} else {
+			var d event.Draft
+			if d, p = decodeStructured(body); p == nil {
+				drafts = []event.Draft{d}
+			}
+		}
+		if p != nil {
+			if p.Status != 400 || problemTitles[p.Type] == "" || p.Detail == "" {
+				t.Fatalf("problem %+v: want status 400, a known type and a detail", p)
+			}
+			if p.Event != nil && (!batch || *p.Event < 0) {
+				t.Fatalf("problem names event %d of a body that is not a batch", *p.Event)
+			}
+			return
+		}
+		if len(drafts) == 0 {
+			t.Fatal("no drafts and no problem")
+		}
+		if err := event.CheckJSON(body, 0); err != nil || !json.Valid(body) {
+			t.Fatalf("decoder accepted a body that is not strict JSON: %v", err)
+		}
+		checkDecodedDrafts(t, body, drafts)
+		checkSDKReadsBack(t, drafts)
+	})
+}
+
+// checkSDKReadsBack checks that the CloudEvents SDK reads each draft, as
+// the bus writes it once stored, with the attributes the decoder read.
+// (Not the body itself: the SDK panics on some valid input, such as
+// "data_base64": null.)
+func checkSDKReadsBack(t *testing.T, drafts []event.Draft) {
+	t.Helper()
+	for _, d := range drafts {
+		env := event.Envelope{ID: d.ID, Type: d.Type, Source: d.Source, Subject: d.Subject, OccurredAt: d.OccurredAt,
+			CorrelationID: d.CorrelationID, CausationID: d.CausationID, TraceParent: d.TraceParent, TraceState: d.TraceState,
+			Position: 1, StreamVersion: 1, RecordedAt: d.OccurredAt, Data: d.Data}
+		b, err := event.Encode(env)
+		if err != nil {
+			t.Fatalf("encode %+v: %v", d, err)
+		}
+		e := cloudevents.New()
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatalf("the CloudEvents SDK cannot read %s: %v", b, err)
+		}
+		if err := e.Validate(); err != nil {
+			t.Fatalf("the CloudEvents SDK refuses %s: %v", b, err)
+		}
+		ext := e.Extensions()
+		if e.ID() != d.ID.String() || e.Source() != d.Source || e.Type() != d.Type || e.Subject() != d.Subject ||
+			!e.Time().Equal(d.OccurredAt.Truncate(event.TimePrecision)) || !bytes.Equal(e.Data(), d.Data) ||
+			(d.TraceParent != "" && ext[event.AttrTraceParent] != d.TraceParent) || (d.TraceState != "" && ext[event.AttrTraceState] != d.TraceState) {
+			t.Fatalf("the SDK reads %s as %v, the decoder read %+v", b, e, d)
+		}
+	}
+}
+
+// checkDecodedDrafts checks drafts a decoder accepted from body: each
+// one's data is a piece of body, and the store accepts them once the bus
+// has filled its defaults (what it fills in before it stores).
+func checkDecodedDrafts(t *testing.T, body []byte, drafts []event.Draft) {
+	t.Helper()
+	for i := range drafts {
+		d := &drafts[i]
+		if !bytes.Contains(body, d.Data) && !bytes.Contains(body, []byte("data_base64")) {
+			t.Fatalf("draft %d: data %q is not a piece of the body", i, d.Data)
+		}
+		if d.ID == uuid.Nil {
+			d.ID = uuid.New()
+		}
+		if d.Source == "" {
+			d.Source = "fuzz"
+		}
+		if d.CorrelationID == uuid.Nil {
+			d.CorrelationID = uuid.New()
+		}
+		if d.OccurredAt.IsZero() {
+			d.OccurredAt = time.Now()
+		}
+	}
+	if err := store.CheckDrafts(drafts); err != nil {
+		t.Fatalf("decoder accepted what the store refuses: %v", err)
+	}
+}
+
+// FuzzDecodeBinary feeds the binary-mode decoder arbitrary ce- header
+// values, an arbitrary extension header and body. It must not panic; it
+// refuses with a 400 *Problem; what it accepts the store accepts, with the
+// body as the data. And a value percent-encoded as the HTTP binding says
+// decodes to itself.
+//
+//	go test -fuzz FuzzDecodeBinary ./httpapi/
+func FuzzDecodeBinary(f *testing.F) {
+	id := uuid.NewString()
+	f.Add("1.0", id, "/s", "quiz.submitted", "", "", "", []byte(`{"a":1}`))
+	f.Add("1.0", id, "/s", "a.b", "Euro%20%E2%82%AC%20%F0%9F%98%80", "Ce-Correlationid", `"`+id+`"`, []byte(`[1]`))
+	f.Add("1.0", id, "/s", "a.b", "s", "Ce-Expectedversion", "0", []byte(`1`))
+	f.Add("1.0", id, "/s", "a.b", "%zz", "Ce-Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", []byte(`"x"`))
+	f.Add("1.0", id, "/s", "a.b", "a%C0%A0b", "Ce-Tracestate", "a=b", []byte(`{"k":1,"k":2}`))
+	f.Add("0.3", "x", "", "a b", `"q\"`, "Ce-Datacontenttype", "application/json", []byte(``))
+	f.Add("1.0", id, "/s", "a.b", "a%0Ab", "Ce-Comexample", "v", []byte("\xff"))
+	f.Add("1.0", id, "%zz", "a.b", "\x85", "Ce-Correlation-Id", "v", []byte(`null`))
+	f.Fuzz(func(t *testing.T, specversion, id, source, typ, subject, extName, extValue string, body []byte) {
+		h := http.Header{}
+		for _, kv := range [][2]string{{"Ce-Specversion", specversion}, {"Ce-Id", id}, {"Ce-Source", source}, {"Ce-Type", typ},
+			{"Ce-Subject", subject}, {extName, extValue}} {
+			if kv[0] != "" && kv[1] != "" {
+				h.Add(kv[0], kv[1])
+			}
+		}
+		d, p := decodeBinary(h, body)
+		if p != nil {
+			if p.Status != 400 || problemTitles[p.Type] == "" || p.Detail == "" || p.Event != nil {
+				t.Fatalf("problem %+v: want status 400, a known type, a detail and no event", p)
+			}
+		} else {
+			if !bytes.Equal(d.Data, body) {
+				t.Fatalf("data %q, body %q", d.Data, body)
+			}
+			if err := event.CheckJSON(body, 0); err != nil {
+				t.Fatalf("decoder accepted data that is not strict JSON: %v", err)
+			}
+			drafts := []event.Draft{d}
+			checkDecodedDrafts(t, body, drafts)
+			checkSDKReadsBack(t, drafts)
+		}
+		// Percent-encoding round trip (HTTP binding 3.1.3.2).
+		if utf8.ValidString(subject) {
+			var enc strings.Builder
+			for i := 0; i < len(subject); i++ {
+				if c := subject[i]; c <= ' ' || c == '"' || c == '%' || c >= 0x7f {
+					fmt.Fprintf(&enc, "%%%02X", c)
+				} else {
+					enc.WriteByte(c)
+				}
+			}
+			if got, why := decodeHeaderValue(enc.String()); why != "" || got != subject {
+				t.Fatalf("%q encodes to %q, which decodes to %q (%s)", subject, enc.String(), got, why)
+			}
 		}
 	})
 }

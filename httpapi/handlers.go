@@ -23,7 +23,8 @@ import (
 
 // postEvents stores one event or a batch.
 func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
-	if p := checkJSONBody(r); p != nil {
+	mode, p := publishModeOf(r.Header)
+	if p != nil {
 		writeProblem(w, r, p)
 		return
 	}
@@ -32,7 +33,7 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	drafts, batch, p := decodeEvents(body)
+	drafts, batch, p := decodePublish(mode, r.Header, body)
 	if p != nil {
 		writeProblem(w, r, p)
 		return
@@ -128,8 +129,13 @@ func batchIndex(i int, batch bool) int {
 func checkJSONBody(r *http.Request) *Problem {
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
-	charset := strings.ToLower(params["charset"])
-	if err != nil || !event.IsJSONMediaType(mt) || (charset != "" && charset != "utf-8") {
+	return jsonMediaProblem(ct, mt, params["charset"], err)
+}
+
+// jsonMediaProblem is checkJSONBody's answer for the parsed Content-Type
+// ct: its media type, charset, and parse error.
+func jsonMediaProblem(ct, mt, charset string, err error) *Problem {
+	if err != nil || !event.IsJSONMediaType(mt) || (charset != "" && !strings.EqualFold(charset, "utf-8")) {
 		got := "no Content-Type"
 		if ct != "" {
 			got = "Content-Type " + clip(ct)
