@@ -9,9 +9,12 @@ import (
 	"time"
 )
 
-// rabbitClusterFormation bounds how long the nodes may take to form the
-// cluster once they all accept connections.
-const rabbitClusterFormation = 2 * time.Minute
+// Bounds of starting a cluster: its nodes boot side by side, each slower
+// than one alone; then they may take a while to see each other running.
+const (
+	rabbitClusterStartup   = 3 * time.Minute
+	rabbitClusterFormation = 2 * time.Minute
+)
 
 // RabbitCluster is a RabbitMQ cluster of one test's own: private nodes
 // (see RabbitNode) that share an Erlang cookie. Quorum queues declared once
@@ -45,11 +48,11 @@ cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = %s
 cluster_formation.discovery_retry_limit = %d
 cluster_formation.discovery_retry_interval = 500
-`, config, seed, int(rabbitNodeStartup/(500*time.Millisecond)))
+`, config, seed, int(rabbitClusterStartup/(500*time.Millisecond)))
 	for range size - 1 {
 		c.Nodes = append(c.Nodes, launchRabbitNode(t, rabbitNodeName(), joiner, cookie))
 	}
-	deadline := start.Add(rabbitNodeStartup)
+	deadline := start.Add(rabbitClusterStartup)
 	for _, n := range c.Nodes {
 		if err := n.awaitAccepting(deadline); err != nil {
 			t.Fatalf("testenv: %v", err)

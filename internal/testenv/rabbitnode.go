@@ -20,6 +20,16 @@ import (
 // which pins the shared server's name and port.
 const RabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
+// rabbitNodeWrapper starts the watcher, then becomes the server script
+// ($1). The watcher reads stdin, a pipe from the test binary, which nothing
+// ever writes: its read ends when the pipe closes, and then it kills its
+// process group. A background command's stdin is /dev/null, hence fd 3; and
+// the watcher holds no output, whose end the test waits for.
+const rabbitNodeWrapper = `exec 3<&0
+( read -r _ <&3; kill -s KILL 0 ) >/dev/null 2>&1 &
+exec "$1" 3<&- </dev/null
+`
+
 // rabbitNodeStartup bounds how long a private node may take to accept
 // connections.
 const rabbitNodeStartup = 90 * time.Second
@@ -106,13 +116,19 @@ func launchRabbitNode(t testing.TB, name, config, cookie string) *RabbitNode {
 		exited: make(chan struct{}),
 		out:    &syncBuffer{},
 	}
-	cmd := exec.Command(RabbitServerBin)
+	// The server script forks the Erlang VM, which Pdeathsig would not
+	// reach: a watcher in the node's process group kills the group once the
+	// test binary's end of its stdin closes, so that a node dies with a test
+	// binary that dies without running its cleanups (a -timeout panic, a
+	// kill).
+	cmd := exec.Command("/bin/sh", "-c", rabbitNodeWrapper, "sh", RabbitServerBin)
 	cmd.Env = n.env
 	cmd.Dir = dir
-	// Its own process group, to stop the whole of it; and no node outlives
-	// a test binary that dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stop the whole group
 	cmd.Stdout, cmd.Stderr = n.out, n.out
+	if _, err := cmd.StdinPipe(); err != nil {
+		t.Fatalf("testenv: start rabbit node: %v", err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testenv: start rabbit node: %v", err)
 	}
@@ -148,7 +164,7 @@ func (n *RabbitNode) awaitAccepting(deadline time.Time) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("rabbit node %s did not accept connections within %s:\n%s", n.Name, rabbitNodeStartup, tail(n.out.String(), 4000))
+			return fmt.Errorf("rabbit node %s did not accept connections in time:\n%s", n.Name, tail(n.out.String(), 4000))
 		}
 	}
 }
