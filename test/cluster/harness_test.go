@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,7 +143,7 @@ func startServe(t testing.TB, ctx context.Context, env []string) *serveProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.EventbusBinary(t, raceEnabled), "serve", "--migrate", "--log-format", "json", "--log-level", "info")
+	cmd := exec.Command(testenv.EventbusBinary(t, raceEnabled), "serve", "--migrate", "--log-format", "json", "--log-level", "warn")
 	cmd.Env = append(cleanEnv(), env...)
 	cmd.Env = append(cmd.Env, "EVENTBUS_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -245,6 +246,7 @@ type load struct {
 	acked map[uuid.UUID]time.Time // when each acknowledged event was
 
 	requests, failures atomic.Int64 // requests; those answered other than 2xx, or not at all
+	statuses           sync.Map     // answers other than 2xx: status (0: no answer) → *atomic.Int64
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -292,7 +294,9 @@ func (l *load) produce(ctx context.Context, subject string) {
 		req.Header.Set("Authorization", "Bearer "+apiSecret)
 		l.requests.Add(1)
 		res, err := l.client.Do(req)
+		status := 0
 		if err == nil {
+			status = res.StatusCode
 			msg, _ := io.ReadAll(res.Body)
 			res.Body.Close()
 			switch {
@@ -305,8 +309,13 @@ func (l *load) produce(ctx context.Context, subject string) {
 				return
 			}
 		}
+		if ctx.Err() != nil {
+			return // the load stopped: no answer expected
+		}
 		// Unavailable, or no answer: the same event again.
 		l.failures.Add(1)
+		n, _ := l.statuses.LoadOrStore(status, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -319,6 +328,24 @@ func (l *load) ack(id uuid.UUID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acked[id] = time.Now()
+}
+
+// failureStatuses describes the answers other than 2xx: "503 ×12, none ×2".
+func (l *load) failureStatuses() string {
+	var parts []string
+	l.statuses.Range(func(k, v any) bool {
+		name := strconv.Itoa(k.(int))
+		if k.(int) == 0 {
+			name = "no answer"
+		}
+		parts = append(parts, fmt.Sprintf("%s ×%d", name, v.(*atomic.Int64).Load()))
+		return true
+	})
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ackedSince returns the events acknowledged at or after from, and the
@@ -375,6 +402,7 @@ type faultRun struct {
 	firstAckAfter                  time.Duration // from the fault to serve's first acknowledgement after it
 	firstDeliveryAfter             time.Duration // from the fault to the observer's first event acknowledged after it
 	requests, failures             int64
+	failureStatuses                string
 }
 
 // runWithFault runs the load, calls fault once events flow end to end,
@@ -404,13 +432,18 @@ func (r *rig) runWithFault(ctx context.Context, producers, streams, before, afte
 	}
 	r.waitFor(ctx, flowing, fmt.Sprintf("%d events acknowledged after the fault delivered", after),
 		func() bool { _, n := afterFault(); return n >= after },
-		func() string { a, n := afterFault(); return fmt.Sprintf("%d acknowledged after the fault, %d of them delivered", a, n) })
+		func() string {
+			a, n := afterFault()
+			return fmt.Sprintf("%d acknowledged after the fault, %d of them delivered", a, n)
+		})
 	l.stop()
 
 	all, _ := l.ackedSince(time.Time{})
 	r.waitFor(ctx, settleTimeout, "every acknowledged event delivered",
 		func() bool { return r.observedCount(all) == len(all) },
-		func() string { return fmt.Sprintf("%d of %d acknowledged events delivered", r.observedCount(all), len(all)) })
+		func() string {
+			return fmt.Sprintf("%d of %d acknowledged events delivered", r.observedCount(all), len(all))
+		})
 	var stored []uuid.UUID
 	r.waitFor(ctx, settleTimeout, "every stored event delivered",
 		func() bool {
@@ -421,11 +454,13 @@ func (r *rig) runWithFault(ctx context.Context, producers, streams, before, afte
 			stored = ids
 			return r.observedCount(ids) == len(ids)
 		},
-		func() string { return fmt.Sprintf("%d of %d stored events delivered", r.observedCount(stored), len(stored)) })
+		func() string {
+			return fmt.Sprintf("%d of %d stored events delivered", r.observedCount(stored), len(stored))
+		})
 
 	afterIDs, firstAck := l.ackedSince(down)
 	res := faultRun{acked: len(all), ackedAfter: len(afterIDs), stored: len(stored), summary: r.obs.Summary(),
-		firstAckAfter: firstAck.Sub(down), firstDeliveryAfter: firstDelivery, requests: l.requests.Load(), failures: l.failures.Load()}
+		firstAckAfter: firstAck.Sub(down), firstDeliveryAfter: firstDelivery, requests: l.requests.Load(), failures: l.failures.Load(), failureStatuses: l.failureStatuses()}
 	res.ackedBefore = res.acked - res.ackedAfter
 	for _, id := range all {
 		if !r.obs.Seen(id) {
@@ -449,8 +484,8 @@ func (res faultRun) report(t testing.TB, what string, extra ...string) {
 		fmt.Sprintf("%s: events acknowledged %d (%d before the fault, %d after), stored %d, delivered %d (%d deliveries, %d redeliveries), lost %d, stored but not delivered %d, order violations %d",
 			what, res.acked, res.ackedBefore, res.ackedAfter, res.stored, res.summary.Distinct, res.summary.Deliveries, res.summary.Redeliveries,
 			len(res.lost), res.storedNotDelivered, res.summary.Violations),
-		fmt.Sprintf("%s: from the fault, serve's first acknowledgement came after %v and the observer's first event acknowledged after the fault after %v; %d HTTP requests, %d answered other than 2xx or not at all and sent again",
-			what, res.firstAckAfter.Round(time.Millisecond), res.firstDeliveryAfter.Round(time.Millisecond), res.requests, res.failures),
+		fmt.Sprintf("%s: from the fault, serve's first acknowledgement came after %v and the observer's first event acknowledged after the fault after %v; %d HTTP requests, %d answered other than 2xx or not at all and sent again (%s)",
+			what, res.firstAckAfter.Round(time.Millisecond), res.firstDeliveryAfter.Round(time.Millisecond), res.requests, res.failures, res.failureStatuses),
 	}
 	lines = append(lines, extra...)
 	for _, line := range lines {
