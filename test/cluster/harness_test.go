@@ -73,6 +73,7 @@ func newRig(t testing.TB, ctx context.Context, dbURL, amqpURLs string) *rig {
 		t.Fatalf("open the observer's broker: %v", err)
 	}
 	t.Cleanup(func() { _ = r.broker.Close() })
+	t.Cleanup(func() { r.deleteTopology() })
 	c, err := consume.New(r.broker, consume.Config{
 		Group:           r.group,
 		Exchange:        r.exchange,
@@ -119,6 +120,21 @@ func newRig(t testing.TB, ctx context.Context, dbURL, amqpURLs string) *rig {
 	})
 	r.load = newLoad(t, r.serve.url)
 	return r
+}
+
+// deleteTopology deletes the observer's queues and the exchange: the
+// PostgreSQL tests use the shared RabbitMQ server.
+func (r *rig) deleteTopology() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, q := range []string{r.group, consume.DeadLetterQueue(r.group)} {
+		if err := r.broker.DeleteQueue(ctx, q); err != nil {
+			r.t.Logf("delete queue %s: %v", q, err)
+		}
+	}
+	if err := r.broker.DeleteExchange(ctx, r.exchange); err != nil {
+		r.t.Logf("delete exchange %s: %v", r.exchange, err)
+	}
 }
 
 // observerConnection names the observer's AMQP connection, to find it in
