@@ -286,6 +286,8 @@ func (s *PostgresServer) Promote(ctx context.Context) error {
 	if out, err := runAsPostgres(ctx, s.cred, filepath.Dir(s.dir), "pg_ctl", "promote", "-D", s.dir, "-w", "-t", "60"); err != nil {
 		return fmt.Errorf("pg_ctl promote the %s: %w\n%s", s.Name, err, out)
 	}
+	ctx, cancel := context.WithTimeout(ctx, postgresStartup)
+	defer cancel()
 	return poll(ctx, func(ctx context.Context) (bool, error) {
 		var inRecovery bool
 		err := s.QueryRow(ctx, "SELECT pg_is_in_recovery()", &inRecovery)
