@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,16 @@ import (
 // which pins the shared server's name and port.
 const RabbitServerBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
+// rabbitNodeWrapper starts the watcher, then becomes the server script
+// ($1). The watcher reads stdin, a pipe from the test binary, which nothing
+// ever writes: its read ends when the pipe closes, and then it kills its
+// process group. A background command's stdin is /dev/null, hence fd 3; and
+// the watcher holds no output, whose end the test waits for.
+const rabbitNodeWrapper = `exec 3<&0
+( read -r _ <&3; kill -s KILL 0 ) >/dev/null 2>&1 &
+exec "$1" 3<&- </dev/null
+`
+
 // rabbitNodeStartup bounds how long a private node may take to accept
 // connections.
 const rabbitNodeStartup = 90 * time.Second
@@ -27,13 +38,18 @@ const rabbitNodeStartup = 90 * time.Second
 // its own name, ports, data directory, configuration and no plugins. Tests
 // that need a broker configured otherwise than the shared one (a small
 // max_message_size, say) start one instead of reconfiguring the shared
-// server.
+// server; StartRabbitCluster starts several and clusters them.
 type RabbitNode struct {
 	// URL is the node's AMQP URL (guest/guest).
 	URL string
 	// Name is the Erlang node name.
 	Name string
 	env  []string
+	addr string // the AMQP listener, host:port
+
+	pid    int           // the server's process, leader of its group
+	exited chan struct{} // closed once the server has exited
+	out    *syncBuffer   // the server's output
 }
 
 // StartRabbitNode starts a private RabbitMQ node whose rabbitmq.conf holds
@@ -43,19 +59,33 @@ type RabbitNode struct {
 // EVENTBUS_REQUIRE_SERVICES=1.
 func StartRabbitNode(t testing.TB, config string) *RabbitNode {
 	t.Helper()
+	n := launchRabbitNode(t, rabbitNodeName(), config, Name("cookie"))
+	if err := n.awaitAccepting(time.Now().Add(rabbitNodeStartup)); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return n
+}
+
+// rabbitNodeName returns a node name unique to this test run.
+func rabbitNodeName() string { return Name("ebnode") + "@localhost" }
+
+// launchRabbitNode starts a node with the given Erlang cookie (nodes that
+// share one may cluster) and returns without waiting for it. It stops when
+// the test ends.
+func launchRabbitNode(t testing.TB, name, config, cookie string) *RabbitNode {
+	t.Helper()
 	if _, err := os.Stat(RabbitServerBin); err != nil {
 		missing(t, "RabbitMQ server binaries", fmt.Sprintf("%s: %v", RabbitServerBin, err))
 	}
 	dir := t.TempDir()
 	amqpPort, distPort := freePort(t), freePort(t)
-	name := Name("ebnode") + "@localhost"
 	conf := fmt.Sprintf("listeners.tcp.local = 127.0.0.1:%d\nloopback_users = none\n%s\n", amqpPort, config)
 	files := map[string]string{
 		"rabbitmq.conf":     conf,
 		"rabbitmq-env.conf": "",
 		"enabled_plugins":   "[].\n",
 		"advanced.config":   "[].\n",
-		".erlang.cookie":    Name("cookie"),
+		".erlang.cookie":    cookie,
 	}
 	for file, content := range files {
 		mode := os.FileMode(0o600)
@@ -69,6 +99,7 @@ func StartRabbitNode(t testing.TB, config string) *RabbitNode {
 	n := &RabbitNode{
 		URL:  fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort),
 		Name: name,
+		addr: fmt.Sprintf("127.0.0.1:%d", amqpPort),
 		env: append(os.Environ(),
 			"HOME="+dir,
 			"RABBITMQ_NODENAME="+name,
@@ -82,57 +113,86 @@ func StartRabbitNode(t testing.TB, config string) *RabbitNode {
 			"RABBITMQ_DIST_PORT="+strconv.Itoa(distPort),
 			"ERL_EPMD_ADDRESS=127.0.0.1",
 		),
+		exited: make(chan struct{}),
+		out:    &syncBuffer{},
 	}
-	cmd := exec.Command(RabbitServerBin)
+	// The server script forks the Erlang VM, which Pdeathsig would not
+	// reach: a watcher in the node's process group kills the group once the
+	// test binary's end of its stdin closes, so that a node dies with a test
+	// binary that dies without running its cleanups (a -timeout panic, a
+	// kill).
+	cmd := exec.Command("/bin/sh", "-c", rabbitNodeWrapper, "sh", RabbitServerBin)
 	cmd.Env = n.env
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stop the whole group
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = n.out, n.out
+	if _, err := cmd.StdinPipe(); err != nil {
+		t.Fatalf("testenv: start rabbit node: %v", err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testenv: start rabbit node: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	n.pid = cmd.Process.Pid
+	go func() {
+		_ = cmd.Wait()
+		close(n.exited)
+	}()
 	t.Cleanup(func() {
 		// SIGTERM stops the node cleanly; SIGKILL the group if it lingers.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = syscall.Kill(-n.pid, syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-n.exited:
 		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
 		}
-		// The Erlang runtime may leave helpers (erl_child_setup) in the
-		// group; end them with it.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		n.Kill()
 	})
-	deadline := time.Now().Add(rabbitNodeStartup)
+	return n
+}
+
+// awaitAccepting waits until the node accepts AMQP connections, or
+// deadline, or the node's exit.
+func (n *RabbitNode) awaitAccepting(deadline time.Time) error {
 	for {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", amqpPort), time.Second)
+		conn, err := net.DialTimeout("tcp", n.addr, time.Second)
 		if err == nil {
 			conn.Close()
-			return n
+			return nil
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("testenv: rabbit node %s exited during startup (%v):\n%s", name, err, tail(out.String(), 4000))
+		case <-n.exited:
+			return fmt.Errorf("rabbit node %s exited during startup:\n%s", n.Name, tail(n.out.String(), 4000))
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: rabbit node %s did not accept connections within %s:\n%s", name, rabbitNodeStartup, tail(out.String(), 4000))
+			return fmt.Errorf("rabbit node %s did not accept connections in time:\n%s", n.Name, tail(n.out.String(), 4000))
 		}
 	}
+}
+
+// Kill SIGKILLs the node's process group, a hard crash, and waits until
+// the server has exited. Killing a node that has exited does nothing.
+func (n *RabbitNode) Kill() {
+	// The Erlang runtime may leave helpers (erl_child_setup) in the group;
+	// they end with it.
+	_ = syscall.Kill(-n.pid, syscall.SIGKILL)
+	<-n.exited
 }
 
 // Eval runs an Erlang expression on the node through rabbitmqctl eval, for
 // changing its settings at run time, and returns the output.
 func (n *RabbitNode) Eval(ctx context.Context, expr string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(filepath.Dir(RabbitServerBin), "rabbitmqctl"), "-n", n.Name, "eval", expr)
+	return n.Ctl(ctx, "eval", expr)
+}
+
+// Ctl runs rabbitmqctl against the node, with the node's environment (its
+// cookie), and returns the output.
+func (n *RabbitNode) Ctl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(filepath.Dir(RabbitServerBin), "rabbitmqctl"), append([]string{"-n", n.Name}, args...)...)
 	cmd.Env = n.env
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("testenv: rabbitmqctl eval %q: %w: %s", expr, err, out)
+		return string(out), fmt.Errorf("testenv: rabbitmqctl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
@@ -158,6 +218,25 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer is a strings.Builder that a process writes to while a test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func tail(s string, n int) string {

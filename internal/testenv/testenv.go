@@ -1,13 +1,19 @@
 // Package testenv connects tests to the shared PostgreSQL and RabbitMQ
 // servers, isolates each test (a schema of its own, names of its own), and
-// puts fault proxies between the bus and the servers.
+// puts fault proxies between the bus and the servers. For tests that need
+// servers configured otherwise, or several of them, it starts private ones
+// beside the shared servers: a RabbitMQ node or cluster (StartRabbitNode,
+// StartRabbitCluster) and a PostgreSQL primary with a streaming standby
+// (StartPostgresPair). It also builds the eventbus command for tests that
+// run it (EventbusBinary), and checks what a consumer receives
+// (StreamObserver).
 //
 // On a developer machine without the servers, tests that need them skip and
 // say so loudly. With EVENTBUS_REQUIRE_SERVICES=1 (as CI sets it) a missing
 // server fails the test instead.
 //
 // Only tests import it: the conformance suites (store/storetest,
-// broker/brokertest), each package's tests and test/chaos.
+// broker/brokertest), each package's tests, test/chaos and test/cluster.
 package testenv
 
 import (

@@ -140,7 +140,7 @@ func (h *harness) startSystem(ctx context.Context) *system {
 	}
 	s.closers = append(s.closers, func() { _ = ob.Close() })
 	oc, err := consume.New(ob, observerConfig(h.observers, h.exchange), consume.OnAny(func(_ context.Context, env event.Envelope) error {
-		s.obs.record(env)
+		s.obs.Record(env)
 		return nil
 	}))
 	if err != nil {

@@ -55,7 +55,7 @@ func (h *harness) waitSettled(ctx context.Context, obs *observer, timeout time.D
 	var depth []int
 	for {
 		err := h.direct.QueryRow(ctx, `SELECT (SELECT count(*) FROM event_store), (SELECT count(DISTINCT event_id) FROM effects)`).Scan(&stored, &effects)
-		if err == nil && obs.distinct() >= stored && effects >= stored {
+		if err == nil && obs.Distinct() >= stored && effects >= stored {
 			depth = depth[:0]
 			for _, q := range []string{h.workers, h.observers} {
 				n, err := h.queueDepth(ctx, q)
@@ -70,7 +70,7 @@ func (h *harness) waitSettled(ctx context.Context, obs *observer, timeout time.D
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("after %v: %d events stored, %d reached the observer, %d took effect; queue depths %v (err %v)",
-				timeout, stored, obs.distinct(), effects, depth, err)
+				timeout, stored, obs.Distinct(), effects, depth, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -81,7 +81,7 @@ func (h *harness) waitSettled(ctx context.Context, obs *observer, timeout time.D
 func (h *harness) check(ctx context.Context, r run) *verdict {
 	v := &verdict{}
 	led := r.load.led.snapshot()
-	if err := h.loadLedger(ctx, led, r.obs.ids()); err != nil {
+	if err := h.loadLedger(ctx, led, r.obs.IDs()); err != nil {
 		v.fail("load the ledger into PostgreSQL: %v", err)
 		return v
 	}
@@ -192,19 +192,18 @@ func (h *harness) check(ctx context.Context, r run) *verdict {
 	}
 
 	// Order, on the observer.
-	r.obs.mu.Lock()
-	violations, examples := r.obs.violations, append([]string(nil), r.obs.examples...)
-	deliveries, redeliveries := r.obs.deliveries, r.obs.redeliveries
-	r.obs.mu.Unlock()
+	seen := r.obs.Summary()
+	violations, examples := seen.Violations, seen.Examples
+	deliveries, redeliveries := seen.Deliveries, seen.Redeliveries
 	if violations > 0 {
 		v.fail("G3: %d first deliveries out of stream order: %s", violations, strings.Join(examples, "; "))
 	}
 
 	v.printf("stored: %d events, each exactly once; reached the observer: %d; took effect: %d",
-		distinct, int64(r.obs.distinct())-observedNotStored, distinct-missingEffects)
+		distinct, int64(r.obs.Distinct())-observedNotStored, distinct-missingEffects)
 	v.printf("lost (acknowledged, not stored or not delivered): %d; escaped (rejected or rolled back, yet stored or delivered): %d; order violations: %d; duplicate effects: %d; events without effect: %d",
 		lost+storedNotObserved, escaped+observedNotStored+effectNotStored, violations, dupAll, missingEffects)
-	v.printf("observer: %d deliveries of %d events, %d of them redeliveries", deliveries, r.obs.distinct(), redeliveries)
+	v.printf("observer: %d deliveries of %d events, %d of them redeliveries", deliveries, r.obs.Distinct(), redeliveries)
 
 	a := r.workerA.Stats()
 	b, _, incarnations := h.bStats.total()

@@ -15,12 +15,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edupulse/eventbus/broker/rabbitmq"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/store/postgres"
 )
 
@@ -266,64 +266,10 @@ func addStats(a, b consume.Stats) consume.Stats {
 // consumer process.
 func testBinary() string { return os.Args[0] }
 
-// observer records what the observer group receives, and checks order as
-// deliveries arrive: the first delivery of each stream's versions must come
-// in version order, without a gap (G3). A delivery of an event already seen
-// is a redelivery, counted, not judged.
-type observer struct {
-	mu           sync.Mutex
-	seen         map[uuid.UUID]struct{}
-	next         map[string]int64 // per stream: the highest version seen
-	deliveries   int64
-	redeliveries int64
-	violations   int64
-	examples     []string
-}
+// observer records what the observer group receives and checks its order.
+type observer = testenv.StreamObserver
 
-func newObserver() *observer {
-	return &observer{seen: map[uuid.UUID]struct{}{}, next: map[string]int64{}}
-}
-
-func (o *observer) record(env event.Envelope) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.deliveries++
-	if _, dup := o.seen[env.ID]; dup {
-		o.redeliveries++
-		return
-	}
-	o.seen[env.ID] = struct{}{}
-	if env.Subject == "" {
-		return
-	}
-	last := o.next[env.Subject]
-	if env.StreamVersion != last+1 {
-		o.violations++
-		if len(o.examples) < 10 {
-			o.examples = append(o.examples, fmt.Sprintf("stream %s: first delivery of version %d came after version %d",
-				env.Subject, env.StreamVersion, last))
-		}
-	}
-	o.next[env.Subject] = max(last, env.StreamVersion)
-}
-
-// distinct returns how many distinct events arrived.
-func (o *observer) distinct() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.seen)
-}
-
-// ids returns the distinct events that arrived.
-func (o *observer) ids() []uuid.UUID {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	out := make([]uuid.UUID, 0, len(o.seen))
-	for id := range o.seen {
-		out = append(out, id)
-	}
-	return out
-}
+func newObserver() *observer { return testenv.NewStreamObserver() }
 
 // running is an in-process consumer and the way to stop it.
 type running struct {

@@ -4,10 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +12,7 @@ import (
 	"github.com/edupulse/eventbus/internal/testenv"
 	// The eventbus binary the tests build is made of these packages.
 	// Importing them puts them in the test binary, so that go test's result
-	// cache is invalidated when they change (see trackCommandSources).
+	// cache is invalidated when they change (see testenv.EventbusBinary).
 	_ "github.com/edupulse/eventbus/service"
 )
 
@@ -50,9 +46,11 @@ func TestMain(m *testing.M) {
 		os.Exit(runWorkerProcess())
 	}
 	flag.Parse()
-	trackCommandSources()
+	// The eventbus binary the tests build is made of the command's files
+	// and the packages imported above.
+	testenv.TrackSources(commandDir)
 	code := m.Run()
-	build.cleanup()
+	testenv.RemoveEventbusBinary()
 	if code == 0 {
 		if err := goleak.Find(testenv.FaultProxyLeaks...); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -65,68 +63,6 @@ func TestMain(m *testing.M) {
 // commandDir is the eventbus command's source, relative to this package.
 const commandDir = "../../cmd/eventbus"
 
-// trackCommandSources reads the command's source files. go test caches a
-// passing result keyed by the test binary and the files the test opened;
-// the command is built with go build, outside the test binary, so reading
-// its sources here is what makes a change to them run the tests again.
-func trackCommandSources() {
-	entries, err := os.ReadDir(commandDir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".go") {
-			_, _ = os.ReadFile(filepath.Join(commandDir, e.Name()))
-		}
-	}
-}
-
-// binaryBuild is the eventbus binary, built once per test run.
-type binaryBuild struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-var build binaryBuild
-
-// cleanup removes the binary.
-func (b *binaryBuild) cleanup() {
-	if b.dir != "" {
-		_ = os.RemoveAll(b.dir)
-	}
-}
-
 // eventbusBinary builds ./cmd/eventbus (with the race detector when the
 // tests run with it) and returns its path.
-func eventbusBinary(t testing.TB) string {
-	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "eventbus-chaos-")
-		if build.err != nil {
-			return
-		}
-		build.path = filepath.Join(build.dir, "eventbus")
-		args := []string{"build", "-o", build.path}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/edupulse/eventbus/cmd/eventbus")
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		}
-		start := time.Now()
-		out, err := exec.Command(goTool, args...).CombinedOutput()
-		if err != nil {
-			build.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-			return
-		}
-		fmt.Fprintf(os.Stderr, "chaos: built the eventbus command (race detector %v) in %v\n", raceEnabled, time.Since(start).Round(time.Millisecond))
-	})
-	if build.err != nil {
-		t.Fatalf("build the eventbus command: %v", build.err)
-	}
-	return build.path
-}
+func eventbusBinary(t testing.TB) string { return testenv.EventbusBinary(t, raceEnabled) }
