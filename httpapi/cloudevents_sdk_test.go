@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/internal/testenv"
@@ -45,7 +46,7 @@ func embeddedTarget(t *testing.T) sdkTarget {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := httpapi.ParseTokens(tokenList)
+	tokens, err := auth.ParseTokens(tokenList)
 	if err != nil {
 		t.Fatal(err)
 	}
