@@ -181,7 +181,7 @@ func TestPublishCloudEventBatchAnswers201(t *testing.T) {
 // limits, refuses what the bus cannot keep, and names the attribute (and
 // the event in a batch); nothing is stored.
 func TestPublishCloudEventBadInputAnswers400(t *testing.T) {
-	h := newHarness(t, harnessOption{busOpts: []eventbus.Option{eventbus.AllowUnknownTypes()}})
+	h := newHarness(t, harnessOption{bus: eventbus.Config{AllowUnknownTypes: true}})
 	id, id2 := uuid.New(), uuid.New()
 	ok := quizData(1)
 	structured := func(extra string) string { return structuredEvent(uuid.New(), extra, ok) }

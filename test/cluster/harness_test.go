@@ -67,8 +67,8 @@ func newRig(t testing.TB, ctx context.Context, dbURL, amqpURLs string) *rig {
 	r := &rig{t: t, dbURL: dbURL, amqpURLs: amqpURLs,
 		exchange: testenv.Name("cluster_x"), group: testenv.Name("cluster_observer"), obs: testenv.NewStreamObserver()}
 	var err error
-	r.broker, err = rabbitmq.Open(ctx, amqpURLs, rabbitmq.WithConnectionName(observerConnection),
-		rabbitmq.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	r.broker, err = rabbitmq.Open(ctx, amqpURLs, rabbitmq.Config{ConnectionName: observerConnection,
+		ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("open the observer's broker: %v", err)
 	}
