@@ -79,42 +79,39 @@ type Client struct {
 	userAgent     string
 }
 
-// Option configures a Client.
-type Option func(*Client)
-
-// WithHTTPClient makes the client send its requests through hc (a
-// transport with TLS settings, a proxy, instrumentation). Its Timeout, if
-// any, applies on top of the client's own.
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
-
-// WithToken sends token as "Authorization: Bearer <token>". A server with
-// auth on needs one with the scope of the call: publish, read or admin.
-func WithToken(token string) Option { return func(c *Client) { c.token = token } }
-
-// WithTimeout bounds every call but a replay that runs (DefaultTimeout
-// when not given or not positive).
-func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
-
-// WithReplayTimeout bounds a replay that runs (DefaultReplayTimeout when
-// not given or not positive).
-func WithReplayTimeout(d time.Duration) Option { return func(c *Client) { c.replayTimeout = d } }
-
-// WithUserAgent sets the User-Agent header of every request.
-func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+// Config configures New. The zero Config is a client without a token,
+// through http.DefaultClient, with the default bounds.
+type Config struct {
+	// Token is sent as "Authorization: Bearer <token>". A server with auth
+	// on needs one with the scope of the call: publish, read or admin.
+	Token string
+	// HTTPClient sends the requests (a transport with TLS settings, a
+	// proxy, instrumentation). Its Timeout, if any, applies on top of the
+	// client's own. nil: http.DefaultClient.
+	HTTPClient *http.Client
+	// Timeout bounds every call but a replay that runs. 0: DefaultTimeout.
+	Timeout time.Duration
+	// ReplayTimeout bounds a replay that runs. 0: DefaultReplayTimeout.
+	ReplayTimeout time.Duration
+	// UserAgent is the User-Agent header of every request. "":
+	// "eventbus-client".
+	UserAgent string
+}
 
 // New returns a client of the server at baseURL, such as
 // "http://127.0.0.1:8080" or "https://bus.example.org/eventbus" (a path
 // prefix is kept, for a server behind a reverse proxy).
-func New(baseURL string, opts ...Option) (*Client, error) {
+func New(baseURL string, cfg Config) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("eventbus client: base URL %q: give the server's address as http://host:port or https://host[:port][/prefix], without query or credentials", baseURL)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-	c := &Client{base: u, http: http.DefaultClient, userAgent: "eventbus-client"}
-	for _, o := range opts {
-		o(c)
+	c := &Client{base: u, http: cfg.HTTPClient, token: cfg.Token, timeout: cfg.Timeout,
+		replayTimeout: cfg.ReplayTimeout, userAgent: cfg.UserAgent}
+	if c.userAgent == "" {
+		c.userAgent = "eventbus-client"
 	}
 	if c.http == nil {
 		c.http = http.DefaultClient

@@ -72,9 +72,14 @@ func server(t *testing.T, cfg config.Config) (*service.Service, string) {
 	return svc, srv.URL
 }
 
-func newClient(t *testing.T, url, token string, opts ...client.Option) *client.Client {
+func newClient(t *testing.T, url, token string) *client.Client {
 	t.Helper()
-	c, err := client.New(url, append([]client.Option{client.WithToken(token)}, opts...)...)
+	return newClientConfig(t, url, client.Config{Token: token})
+}
+
+func newClientConfig(t *testing.T, url string, cfg client.Config) *client.Client {
+	t.Helper()
+	c, err := client.New(url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +344,7 @@ func TestSilentServer(t *testing.T) {
 		}
 	})
 	defer close(release)
-	c := newClient(t, url, "", client.WithTimeout(100*time.Millisecond))
+	c := newClientConfig(t, url, client.Config{Timeout: 100 * time.Millisecond})
 	start := time.Now()
 	_, err := c.Status(context.Background())
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no answer from") {
@@ -477,7 +482,7 @@ func TestRequests(t *testing.T) {
 // TestNewRefusesBadURLs: New says what a base URL must look like.
 func TestNewRefusesBadURLs(t *testing.T) {
 	for _, u := range []string{"", "127.0.0.1:8080", "ftp://host", "http://", "http://host?x=1", "http://user:pw@host", "http://host/#x"} {
-		if _, err := client.New(u); err == nil || !strings.Contains(err.Error(), "http://host:port") {
+		if _, err := client.New(u, client.Config{}); err == nil || !strings.Contains(err.Error(), "http://host:port") {
 			t.Errorf("New(%q): %v", u, err)
 		}
 	}

@@ -17,8 +17,8 @@ import (
 // A client of a running `eventbus serve`, with the token from the
 // environment.
 func ExampleNew() {
-	c, err := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("EVENTBUS_API_TOKEN")),
-		client.WithTimeout(10*time.Second))
+	c, err := client.New("http://127.0.0.1:8080", client.Config{Token: os.Getenv("EVENTBUS_API_TOKEN"),
+		Timeout: 10 * time.Second})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func ExampleNew() {
 // Publishing with an ID of the producer's makes a retry safe: the second
 // call stores nothing and answers the stored event.
 func ExampleClient_Publish() {
-	c, _ := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("EVENTBUS_API_TOKEN")))
+	c, _ := client.New("http://127.0.0.1:8080", client.Config{Token: os.Getenv("EVENTBUS_API_TOKEN")})
 	data, _ := json.Marshal(map[string]any{"quiz_id": uuid.NewString(), "learner_id": uuid.NewString(), "score_raw": 93})
 	stored, err := c.Publish(context.Background(), client.NewEvent{
 		ID: uuid.Must(uuid.NewV7()), Type: "quiz.submitted", Data: data, Subject: "quiz-42"})
@@ -48,7 +48,7 @@ func ExampleClient_Publish() {
 
 // All reads every event a filter selects, page by page.
 func ExampleClient_All() {
-	c, _ := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("EVENTBUS_API_TOKEN")))
+	c, _ := client.New("http://127.0.0.1:8080", client.Config{Token: os.Getenv("EVENTBUS_API_TOKEN")})
 	f := client.Filter{Types: []string{"badge.awarded"}, Since: time.Now().Add(-24 * time.Hour)}
 	for e, err := range c.All(context.Background(), f) {
 		if err != nil {
@@ -60,7 +60,7 @@ func ExampleClient_All() {
 
 // Tail follows what commits from now on, until the context ends.
 func ExampleClient_Tail() {
-	c, _ := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("EVENTBUS_API_TOKEN")))
+	c, _ := client.New("http://127.0.0.1:8080", client.Config{Token: os.Getenv("EVENTBUS_API_TOKEN")})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	f := client.Filter{Types: []string{"quiz.submitted"}}
@@ -80,7 +80,7 @@ func ExampleClient_Tail() {
 // A replay is planned first: the dry run says how many events it would
 // send, and sends nothing.
 func ExampleClient_Replay() {
-	c, _ := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("EVENTBUS_ADMIN_TOKEN")))
+	c, _ := client.New("http://127.0.0.1:8080", client.Config{Token: os.Getenv("EVENTBUS_ADMIN_TOKEN")})
 	ctx := context.Background()
 	req := client.ReplayRequest{Types: []string{"quiz.submitted"}, Since: time.Now().Add(-24 * time.Hour), Queue: "badges"}
 	plan, err := c.PlanReplay(ctx, req)
@@ -103,7 +103,7 @@ func ExampleClient_Replay() {
 // Dead letters are listed, then put back on the group's queue once their
 // cause is fixed.
 func ExampleClient_Requeue() {
-	c, _ := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("EVENTBUS_ADMIN_TOKEN")))
+	c, _ := client.New("http://127.0.0.1:8080", client.Config{Token: os.Getenv("EVENTBUS_ADMIN_TOKEN")})
 	ctx := context.Background()
 	letters, err := c.DeadLetters(ctx, "badges", 100)
 	if err != nil {

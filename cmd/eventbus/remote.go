@@ -78,8 +78,8 @@ func (a *app) remote(cmd *cobra.Command) (*remoteServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(server, client.WithToken(apiToken()), client.WithTimeout(2*cfg.RequestTimeout),
-		client.WithUserAgent("eventbus-cli"))
+	c, err := client.New(server, client.Config{Token: apiToken(), Timeout: 2 * cfg.RequestTimeout,
+		UserAgent: "eventbus-cli"})
 	if err != nil {
 		return nil, usagef(cmd, "--server %q (or %s): give the serve address as http://host:port", server, envServer)
 	}
