@@ -28,6 +28,7 @@ import (
 	"github.com/edupulse/eventbus/broker/memory"
 	"github.com/edupulse/eventbus/broker/rabbitmq"
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/console"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
@@ -280,6 +281,7 @@ func (s *Service) Handler() (http.Handler, error) {
 		},
 		Metrics: s.Metrics,
 		Tokens:  s.Config.Tokens,
+		Console: console.Handler(),
 		Logger:  s.Logger,
 		// The HTTP API bounds each request by it; 0 is its default.
 		RequestTimeout: s.Config.RequestTimeout,

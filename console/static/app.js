@@ -563,10 +563,12 @@ async function dlqView(group, signal) {
       el('button', { type: 'button', id: 'requeue-all', onclick: () => requeue(null) }, 'Requeue all'),
       letters.map((d) => {
         const id = (d.event && d.event.id) || d.message_id;
-        return el('details', { class: 'card' }, el('summary', {}, `${d.type || (d.event && d.event.type) || 'message'} · ${d.attempts} attempts · `, time(d.failed_at), d.reason ? ' · ' + d.reason : ''),
+        return el('div', { class: 'card' },
+          el('p', {}, el('strong', {}, d.type || (d.event && d.event.type) || 'message'), ` · ${d.attempts} attempt(s) · failed `, time(d.failed_at), d.queue ? ` in ${d.queue}` : ''),
+          d.reason ? el('p', { class: 'bad' }, d.reason) : null,
           el('div', { class: 'row' }, el('button', { type: 'button', class: 'requeue', onclick: () => requeue([id]) }, 'Requeue'),
             d.event ? el('a', { href: '#/events/' + enc(d.event.id) }, 'stored event') : null),
-          el('pre', {}, JSON.stringify(d, null, 2)));
+          el('details', {}, el('summary', {}, 'Message'), el('pre', {}, JSON.stringify(d, null, 2))));
       }))
       : el('p', { class: 'notice', id: 'no-dead-letters' }, 'No dead letters in this group.'));
 }
