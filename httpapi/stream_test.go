@@ -28,7 +28,7 @@ import (
 // streamRig is the HTTP API over one of the two stores, for the stream's
 // tests.
 type streamRig struct {
-	t       *testing.T
+	t       testing.TB
 	url     string
 	store   store.Store
 	handler http.Handler
@@ -37,24 +37,26 @@ type streamRig struct {
 
 // onBothStores runs test against the API on PostgreSQL and on SQLite.
 func onBothStores(t *testing.T, cfg func(*httpapi.Config), test func(t *testing.T, rig *streamRig)) {
-	t.Run("postgres", func(t *testing.T) {
-		var handler http.Handler
-		h := newHarness(t, harnessOption{config: func(c *httpapi.Config) {
-			if cfg != nil {
-				cfg(c)
-			}
-			own := *c
-			own.Metrics = prometheus.NewRegistry() // the harness's handler registers in c's
-			handler = mustHandler(t, own)
-		}, server: func(s *http.Server) { s.Handler = handler }})
-		test(t, &streamRig{t: t, url: h.srv.URL, store: h.store, handler: handler, client: h.srv.Client()})
-	})
-	t.Run("sqlite", func(t *testing.T) {
-		test(t, newSQLiteRig(t, cfg))
-	})
+	t.Run("postgres", func(t *testing.T) { test(t, newPostgresRig(t, cfg)) })
+	t.Run("sqlite", func(t *testing.T) { test(t, newSQLiteRig(t, cfg)) })
 }
 
-func mustHandler(t *testing.T, cfg httpapi.Config) http.Handler {
+// newPostgresRig is the API over a PostgreSQL store in a schema of the
+// test's own (the harness's, with a handler of the rig's own).
+func newPostgresRig(tb testing.TB, cfg func(*httpapi.Config)) *streamRig {
+	var handler http.Handler
+	h := newHarness(tb, harnessOption{config: func(c *httpapi.Config) {
+		if cfg != nil {
+			cfg(c)
+		}
+		own := *c
+		own.Metrics = prometheus.NewRegistry() // the harness's handler registers in c's
+		handler = mustHandler(tb, own)
+	}, server: func(s *http.Server) { s.Handler = handler }})
+	return &streamRig{t: tb, url: h.srv.URL, store: h.store, handler: handler, client: h.srv.Client()}
+}
+
+func mustHandler(t testing.TB, cfg httpapi.Config) http.Handler {
 	t.Helper()
 	h, err := httpapi.New(cfg)
 	if err != nil {
@@ -64,7 +66,7 @@ func mustHandler(t *testing.T, cfg httpapi.Config) http.Handler {
 }
 
 // newSQLiteRig is the API over an embedded store in the test's directory.
-func newSQLiteRig(t *testing.T, cfg func(*httpapi.Config)) *streamRig {
+func newSQLiteRig(t testing.TB, cfg func(*httpapi.Config)) *streamRig {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), t.TempDir()+"/events.db")
 	if err != nil {
@@ -132,7 +134,7 @@ type sseMessage struct {
 
 // sseStream is an open stream read by the test.
 type sseStream struct {
-	t      *testing.T
+	t      testing.TB
 	res    *http.Response
 	cancel context.CancelFunc
 	msgs   chan sseMessage
