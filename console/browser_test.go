@@ -218,7 +218,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -270,6 +270,9 @@ func TestConsoleInTheBrowser(t *testing.T) {
 			r.publish("quiz.submitted", "big-one", uuid.New(), uuid.Nil,
 				fmt.Sprintf(`{"quiz_id":%q,"learner_id":%q,"score_raw":1,"note":%q}`, uuid.New(), uuid.New(), strings.Repeat("x", 800)))
 			run(t, ctx, "see it parked", chromedp.Navigate(r.url+"/#/relay"), waitText("#parked", "big-one"))
+			if os.Getenv("EVENTBUS_CONSOLE_SCREENSHOTS") != "" {
+				run(t, ctx, "wait for the charts", chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+			}
 			screenshot(t, ctx, "relay")
 			r.broker.SetMaxMessageSize(0)
 			run(t, ctx, "retry it", chromedp.Click(chromedp.CSS("#parked button.retry")), chromedp.WaitVisible(chromedp.ID("no-parked")))

@@ -27,7 +27,7 @@ function el(tag, attrs, ...children) {
 }
 
 function show(...nodes) {
-  view.replaceChildren(...nodes);
+  view.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined));
 }
 
 function showError(msg) {
@@ -516,12 +516,12 @@ function chart(points, unit) {
   const maxV = Math.max(...points.map((p) => p[1]), unit === 's' ? 0.01 : 1);
   const x = (t) => pad + ((t - t0) / Math.max(t1 - t0, 1)) * (W - pad - 6);
   const y = (v) => H - pad + 6 - (v / maxV) * (H - pad - 6);
-  return el('svg', { svg: true, class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `last value ${points[points.length - 1][1].toFixed(3)} ${unit}` },
-    el('line', { svg: true, class: 'axis', x1: pad, y1: H - pad + 6, x2: W, y2: H - pad + 6 }),
-    el('text', { svg: true, x: 2, y: 12 }, maxV.toFixed(maxV < 10 ? 2 : 0) + unit),
-    el('text', { svg: true, x: pad, y: H - 4 }, `${Math.round((t1 - t0) / 1000)} s ago`),
-    el('text', { svg: true, x: W - 30, y: H - 4 }, 'now'),
-    el('polyline', { svg: true, class: 'line', points: points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ') }));
+  const last = points[points.length - 1][1];
+  return el('figure', { class: 'chart' },
+    el('svg', { svg: true, class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `now ${last.toFixed(3)} ${unit}, at most ${maxV.toFixed(3)} ${unit} over the last ${Math.round((t1 - t0) / 1000)} s` },
+      el('line', { svg: true, class: 'axis', x1: pad, y1: H - pad + 6, x2: W, y2: H - pad + 6 }),
+      el('polyline', { svg: true, class: 'line', 'vector-effect': 'non-scaling-stroke', points: points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ') })),
+    el('figcaption', { class: 'row muted' }, el('span', {}, `${Math.round((t1 - t0) / 1000)} s ago → now`), el('span', {}, `max ${maxV.toFixed(maxV < 10 ? 3 : 0)} ${unit}`), el('strong', {}, `now ${last.toFixed(last < 10 ? 3 : 0)} ${unit}`)));
 }
 
 function parkedTable(items, refresh) {
