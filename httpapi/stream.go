@@ -362,14 +362,13 @@ func (h *streamHub) stop() { h.stopOnce.Do(func() { close(h.stopping) }) }
 // subscribe adds a stream, starting the reader if none runs. It returns the
 // hub's cursor: the stream gets the pages after it.
 func (h *streamHub) subscribe(ctx context.Context, timeout time.Duration) (*streamSub, store.Cursor, error) {
+	select {
+	case <-h.stopping:
+		return nil, store.Cursor{}, errStreamsStopped
+	default:
+	}
 	h.mu.Lock()
 	for !h.running {
-		select {
-		case <-h.stopping:
-			h.mu.Unlock()
-			return nil, store.Cursor{}, errStreamsStopped
-		default:
-		}
 		if h.starting != nil {
 			started := h.starting
 			h.mu.Unlock()
@@ -393,6 +392,12 @@ func (h *streamHub) subscribe(ctx context.Context, timeout time.Duration) (*stre
 		if err != nil {
 			h.mu.Unlock()
 			return nil, store.Cursor{}, err
+		}
+		select {
+		case <-h.stopping:
+			h.mu.Unlock()
+			return nil, store.Cursor{}, errStreamsStopped
+		default:
 		}
 		h.cursor, h.running = head, true
 		go h.run(timeout)
