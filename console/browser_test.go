@@ -176,8 +176,8 @@ func quiz(score int) string {
 	return fmt.Sprintf(`{"quiz_id":%q,"learner_id":%q,"score_raw":%d}`, uuid.New(), uuid.New(), score)
 }
 
-// browser opens a headless chromium tab; every action gets a bounded
-// context of its own.
+// browser starts a headless chromium and returns its first tab; tab opens
+// more. Every action gets a bounded context of its own.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)), chromedp.NoSandbox,
@@ -187,6 +187,17 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(func() { cancel(); acancel() })
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
 		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// tab opens a new tab in browser's chromium, closed when the test ends.
+func tab(t *testing.T, browser context.Context) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("open a tab: %v", err)
 	}
 	return ctx
 }
@@ -228,9 +239,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 }
 
 func TestConsoleInTheBrowser(t *testing.T) {
+	chromium := browser(t) // one browser, a tab per store: starting it is the slow part
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
-			ctx := browser(t)
+			ctx := tab(t, chromium)
 			r := startService(t, kind)
 			corr := uuid.New()
 			root := r.publish("lesson.published", "lesson-1", corr, uuid.Nil,
