@@ -83,6 +83,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Admin holds the operations of the admin routes. Each may be nil.
 	Admin Admin
+	// Heartbeat is how often GET /v1/events/stream sends a comment when it
+	// has no event to send (DefaultHeartbeat when 0).
+	Heartbeat time.Duration
+	// Console, when set, is served at / (the web console, see package
+	// console); /v1 and the probes keep their routes.
+	Console http.Handler
 }
 
 type api struct {
@@ -100,6 +106,8 @@ type api struct {
 	metrics      *metrics
 	mux          *http.ServeMux
 	routes       []Endpoint // what route registered, for GET /v1
+	hub          *streamHub // the live part of GET /v1/events/stream
+	heartbeat    time.Duration
 
 	// requestTimeout bounds each request; see Config.RequestTimeout.
 	requestTimeout time.Duration
@@ -110,8 +118,8 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Bus == nil || cfg.Reader == nil {
 		return nil, errors.New("httpapi: Config.Bus and Config.Reader are required")
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.RetryAfter < 0 || cfg.ReadyTimeout < 0 || cfg.RequestTimeout < 0 {
-		return nil, errors.New("httpapi: MaxBodyBytes, RetryAfter, ReadyTimeout and RequestTimeout must not be negative")
+	if cfg.MaxBodyBytes < 0 || cfg.RetryAfter < 0 || cfg.ReadyTimeout < 0 || cfg.RequestTimeout < 0 || cfg.Heartbeat < 0 {
+		return nil, errors.New("httpapi: MaxBodyBytes, RetryAfter, ReadyTimeout, RequestTimeout and Heartbeat must not be negative")
 	}
 	for _, c := range cfg.Ready {
 		if c.Name == "" || c.Check == nil {
@@ -136,6 +144,7 @@ func New(cfg Config) (http.Handler, error) {
 		maxBody: orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes), retryAfter: orDefault(cfg.RetryAfter, DefaultRetryAfter),
 		log: cfg.Logger, admin: cfg.Admin, metrics: m, mux: http.NewServeMux(),
 		requestTimeout: orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+		hub:            newStreamHub(cfg.Reader), heartbeat: orDefault(cfg.Heartbeat, DefaultHeartbeat),
 	}
 	a.readyTimeout = min(a.readyTimeout, a.requestTimeout)
 	if a.log == nil {
@@ -143,6 +152,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	a.route("POST /v1/events", auth.ScopePublish, a.postEvents)
 	a.route("GET /v1/events", auth.ScopeRead, a.listEvents)
+	a.route("GET /v1/events/stream", auth.ScopeRead, a.streamEvents)
 	a.route("GET /v1/events/{id}", auth.ScopeRead, a.getEvent)
 	a.route("GET /v1/streams/{subject...}", auth.ScopeRead, a.getStream)
 	a.route("GET /v1/status", auth.ScopeRead, a.getStatus)
@@ -156,6 +166,9 @@ func New(cfg Config) (http.Handler, error) {
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)})
 	a.route("GET /metrics", 0, metricsHandler.ServeHTTP)
 	a.routeDocs()
+	if cfg.Console != nil {
+		a.routeConsole(cfg.Console)
+	}
 	return a, nil
 }
 
@@ -165,6 +178,8 @@ func New(cfg Config) (http.Handler, error) {
 var selfBounded = map[string]bool{
 	"POST /v1/replay": true,
 	"GET /readyz":     true,
+	// A stream is open as long as its client listens.
+	"GET /v1/events/stream": true,
 }
 
 func orDefault[T comparable](v, def T) T {

@@ -57,6 +57,7 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
+	a.hub.wake()
 	status := http.StatusOK
 	for _, ap := range res {
 		if !ap.Duplicate {

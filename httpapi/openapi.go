@@ -87,3 +87,16 @@ func (a *api) listEndpoints(w http.ResponseWriter, r *http.Request) {
 		Endpoints []Endpoint `json:"endpoints"`
 	}{a.routes})
 }
+
+// routeConsole serves the web console at / and its files under /console/.
+// Both are public: the page holds no data, and asks for a token before it
+// reads any (DESIGN "Audit console").
+func (a *api) routeConsole(h http.Handler) {
+	for _, pattern := range []string{"GET /{$}", "GET /console/"} {
+		_, path, _ := strings.Cut(pattern, " ")
+		a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			infoFrom(r.Context()).route = path
+			h.ServeHTTP(w, r)
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -279,6 +281,12 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	c.check(h, apiCase{req: get("/v1/events/" + uuid.NewString()), status: 404})
 	c.checkAuth(h, apiCase{req: get("/v1/streams/" + subject + "?from=1&limit=5"), status: 200}, "read")
 	c.check(h, apiCase{req: get("/v1/streams/" + subject + "?from=0"), status: 400, docRefuses: true})
+	// GET /v1/events/stream's 200 never ends: checkStream reads its start.
+	for _, token := range []string{"", publishSecret, readSecret} {
+		c.checkStream(h, token)
+	}
+	c.check(h, apiCase{req: get("/v1/events/stream?after=not-a-cursor"), status: 400})
+	c.check(h, apiCase{req: get("/v1/events/stream?limit=5"), status: 400})
 
 	// GET /v1/status
 	c.checkAuth(h, apiCase{req: get("/v1/status"), status: 200}, "read")
@@ -430,7 +438,11 @@ func TestEndpointsMatchOpenAPI(t *testing.T) {
 		}
 		// The route is registered: the mux does not answer it with its own
 		// 404 or 405 (whose problems carry no route).
-		probe := h.do(request{method: e.Method, path: strings.ReplaceAll(strings.ReplaceAll(e.Path, "{id}", uuid.NewString()), "{", "x"), token: adminSecret})
+		path := strings.ReplaceAll(strings.ReplaceAll(e.Path, "{id}", uuid.NewString()), "{", "x")
+		if path == "/v1/events/stream" {
+			path += "?limit=1" // a 400: the stream itself would not end
+		}
+		probe := h.do(request{method: e.Method, path: path, token: adminSecret})
 		if probe.status == http.StatusMethodNotAllowed || (probe.status == 404 && strings.Contains(string(probe.body), "no route matches")) {
 			t.Errorf("%s is listed but the server does not route it: %d %s", key, probe.status, probe.body)
 		}
@@ -477,4 +489,61 @@ func TestOpenAPIStoreDownAnswers503(t *testing.T) {
 	if err := proxy.Up(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+var eventStreamDecoder sync.Once
+
+// checkStream opens GET /v1/events/stream with token, validates the
+// status, the headers and the first message against the document, and
+// records the status as check does. The stream itself never ends: the
+// request is cancelled once its first message is read.
+func (c *contract) checkStream(h *harness, token string) {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/v1/events/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := h.srv.Client().Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body []byte
+	if res.StatusCode == 200 {
+		line, err := bufio.NewReader(res.Body).ReadString('\n')
+		if err != nil || line != ": stream open\n" {
+			t.Fatalf("stream (token %q): first line %q, %v", tokenName(token), line, err)
+		}
+		body = []byte(line + "\n")
+	} else if body, err = io.ReadAll(res.Body); err != nil {
+		t.Fatal(err)
+	}
+	route, params, err := c.router.FindRoute(r)
+	if err != nil {
+		t.Fatalf("the document has no operation for the stream: %v", err)
+	}
+	// The validator decodes answers by their media type; an event stream
+	// is text, and its schema is a string.
+	eventStreamDecoder.Do(func() { openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder) })
+	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true, IncludeResponseStatus: true}
+	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: opts}
+	if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+		t.Fatalf("stream request breaks the document: %v", err)
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.StatusCode, Header: res.Header,
+		Body: io.NopCloser(bytes.NewReader(body)), Options: opts}
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		t.Fatalf("stream answer %d breaks the document: %v\nbody %.600s", res.StatusCode, err, body)
+	}
+	key := route.Method + " " + route.Path
+	if c.seen[key] == nil {
+		c.seen[key] = map[int]bool{}
+	}
+	c.seen[key][res.StatusCode] = true
 }

@@ -26,6 +26,11 @@ type Status struct {
 	Lag Duration `json:"lag"`
 	// Events is the number of stored events (an estimate on large stores).
 	Events int64 `json:"events"`
+	// Head is the cursor of the newest event readers can see, and
+	// HeadPosition its global position: where a newest-first view (the
+	// console's) starts. "" and 0 on an empty store.
+	Head         string `json:"head"`
+	HeadPosition int64  `json:"head_position"`
 	// HeldBack counts committed events that readers cannot see yet because
 	// an older transaction is still open; OldestTxAge is that transaction's
 	// age.
@@ -73,6 +78,7 @@ func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Du
 		return st, fmt.Errorf("relay status: %w", err)
 	}
 	st.Events, st.HeldBack, st.OldestTxAge = stats.Events, stats.HeldBack, Duration(stats.OldestTxAge)
+	st.Head, st.HeadPosition = stats.Head.String(), stats.Head.Position
 	now := time.Now()
 	if !stats.OldestHeldBack.IsZero() {
 		// Held-back events are after every checkpoint: no reader has seen

@@ -27,6 +27,7 @@ import (
 	"github.com/edupulse/eventbus/broker/memory"
 	"github.com/edupulse/eventbus/broker/rabbitmq"
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/console"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
@@ -269,6 +270,7 @@ func (s *Service) Handler() (http.Handler, error) {
 		Parked:  HTTPParked(s.Store, s.relayName),
 		Metrics: s.Metrics,
 		Tokens:  s.Config.Tokens,
+		Console: console.Handler(),
 		Logger:  s.Logger,
 		// The HTTP API bounds each request by it; 0 is its default.
 		RequestTimeout: s.Config.RequestTimeout,

@@ -25,6 +25,7 @@ import (
 // WireStatus is a relay status as GET /v1/status answers it.
 func WireStatus(st relay.Status) wire.Status {
 	out := wire.Status{Relay: st.Relay, Backlog: st.Backlog, Lag: wire.Seconds(st.Lag), Events: st.Events,
+		Head: st.Head, HeadPosition: st.HeadPosition,
 		HeldBack: st.HeldBack, OldestTxAge: wire.Seconds(st.OldestTxAge), Parked: st.Parked, Healthy: st.Healthy,
 		Problems: st.Problems, Partitions: make([]wire.PartitionState, len(st.Partitions))}
 	for i, p := range st.Partitions {

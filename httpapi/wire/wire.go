@@ -98,6 +98,11 @@ type Status struct {
 	// held-back ones included.
 	Lag    Seconds `json:"lag"`
 	Events int64   `json:"events"`
+	// Head is the cursor of the newest event readers can see, and
+	// HeadPosition its global position: where a newest-first view (the
+	// console's) starts reading back from.
+	Head         string `json:"head"`
+	HeadPosition int64  `json:"head_position"`
 	// HeldBack counts committed events readers cannot see yet because a
 	// transaction open for OldestTxAge holds them back.
 	HeldBack    int64   `json:"held_back"`
