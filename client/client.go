@@ -150,15 +150,6 @@ func (c *Client) do(ctx context.Context, cl call) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	where := cl.method + " " + cl.path
-	u := *c.base
-	u.RawPath = c.base.EscapedPath() + cl.path
-	var err error
-	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
-		return 0, fmt.Errorf("eventbus client: %s: %w", where, err)
-	}
-	if len(cl.query) > 0 {
-		u.RawQuery = cl.query.Encode()
-	}
 	var body io.Reader
 	if cl.body != nil {
 		b, err := json.Marshal(cl.body)
@@ -167,7 +158,7 @@ func (c *Client) do(ctx context.Context, cl call) (int, error) {
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
+	req, err := c.newRequest(ctx, cl.method, cl.path, cl.query, body)
 	if err != nil {
 		return 0, fmt.Errorf("eventbus client: %s: %w", where, err)
 	}
@@ -175,10 +166,6 @@ func (c *Client) do(ctx context.Context, cl call) (int, error) {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json, "+wire.ProblemContentType)
-	req.Header.Set("User-Agent", c.userAgent)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, c.transportError(ctx, where, timeout, err)
@@ -201,6 +188,29 @@ func (c *Client) do(ctx context.Context, cl call) (int, error) {
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// newRequest is a request to path under the base URL, with the query, the
+// token and the User-Agent.
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
+	u := *c.base
+	u.RawPath = c.base.EscapedPath() + path
+	var err error
+	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
+		return nil, err
+	}
+	if len(query) > 0 {
+		u.RawQuery = query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
 }
 
 // transportError says why no answer came: the call's bound, the caller's

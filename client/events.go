@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -143,66 +142,15 @@ func (c *Client) All(ctx context.Context, f Filter) iter.Seq2[event.Envelope, er
 	}
 }
 
-// End returns the cursor after the last event f selects now: where Tail
-// starts to follow only what commits from now on. It reads the events up
-// to there, MaxLimit at a time (the API has no cheaper way yet).
+// End returns the cursor after the newest event readers can see now (the
+// head of GET /v1/status): where Tail starts to follow only what commits
+// from now on, whatever f selects. It is "" while the store is empty.
 func (c *Client) End(ctx context.Context, f Filter) (string, error) {
-	f.Limit = MaxLimit
-	for {
-		page, err := c.Events(ctx, f)
-		if err != nil {
-			return "", err
-		}
-		if len(page.Events) == 0 {
-			return f.After, nil
-		}
-		f.After = page.Next
+	st, err := c.Status(ctx)
+	if err != nil {
+		return "", err
 	}
-}
-
-// Tail follows the events f selects as they commit, in commit order, from
-// f.After ("" for the beginning; End for from now on): it reads pages
-// while there are events, and asks again every poll when there are none
-// (a poll of 0 or less is 200 ms). It never skips an event whose
-// transaction commits late. It runs until ctx ends, then stops without an
-// error; an error of a call is yielded, and ends it.
-func (c *Client) Tail(ctx context.Context, f Filter, poll time.Duration) iter.Seq2[event.Envelope, error] {
-	if poll <= 0 {
-		poll = 200 * time.Millisecond
-	}
-	if f.Limit == 0 {
-		f.Limit = MaxLimit
-	}
-	return func(yield func(event.Envelope, error) bool) {
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-			page, err := c.Events(ctx, f)
-			if err != nil {
-				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-					return
-				}
-				yield(event.Envelope{}, err)
-				return
-			}
-			for _, e := range page.Events {
-				if !yield(e, nil) {
-					return
-				}
-			}
-			if len(page.Events) > 0 {
-				f.After = page.Next
-				timer.Reset(0)
-				continue
-			}
-			timer.Reset(poll)
-		}
-	}
+	return st.Head, nil
 }
 
 // Event reads one event by its ID (GET /v1/events/{id}, read scope); an

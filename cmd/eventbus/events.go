@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	eventbus "github.com/edupulse/eventbus"
-	"github.com/edupulse/eventbus/client"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/service"
 	"github.com/edupulse/eventbus/store"
@@ -309,24 +308,16 @@ func (a *app) tailRemote(ctx context.Context, c *remoteServer, filter store.Filt
 			return remoteError(c, err)
 		}
 	}
-	// Page by page, as the local tail, so that a table's rows align.
-	f.Limit = client.MaxLimit
-	for ctx.Err() == nil {
-		page, err := c.Events(ctx, f)
+	// The live stream from there: each event as it comes, misses and
+	// repeats none across reconnections (client.Tail).
+	for e, err := range c.Tail(ctx, f, poll) {
 		if err != nil {
 			return remoteError(c, err)
 		}
-		if len(page.Events) > 0 {
-			if err := printEvents(a.stdout, page.Events, asJSON, header); err != nil {
-				return err
-			}
-			header, f.After = false, page.Next
-			continue
+		if err := printEvents(a.stdout, []event.Envelope{e}, asJSON, header); err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(poll):
-		}
+		header = false
 	}
 	return nil
 }
