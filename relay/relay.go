@@ -566,6 +566,7 @@ func (r *Relay) nextGather(n int, since time.Duration) time.Duration {
 	if n == 0 {
 		return r.cfg.Gather
 	}
+	since = min(since, time.Second) // the first read's is from the zero time
 	want := since * gatherTarget / time.Duration(n)
 	return min(max(want, r.cfg.Gather), r.cfg.MaxGather)
 }
