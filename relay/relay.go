@@ -33,8 +33,8 @@ type Config struct {
 	// Holder identifies this relay instance in the lease. Default: host,
 	// process ID and a random suffix.
 	Holder string
-	// BatchSize is how many events one read of the store returns.
-	// Default 500.
+	// BatchSize is how many events one read of the store returns at most.
+	// Default 1000. A full page is followed by the next read at once.
 	BatchSize int
 	// Window is how many messages may await their publisher confirm.
 	// Default 2000.
@@ -44,14 +44,20 @@ type Config struct {
 	// MaxPoll while it stays idle. Defaults 1ms and 10ms. Wake cuts a pause
 	// short.
 	MinPoll, MaxPoll time.Duration
-	// Gather is the least time between the start of a read that found
-	// fewer than BatchSize events and the next read, Wake or not: events
-	// that commit meanwhile are read, published and confirmed together.
-	// Under a steady stream of commits this turns a read per commit into a
-	// read per Gather, which is what the store and the broker spend their
-	// time on; it adds at most Gather to the lag. Default 2ms; negative
-	// reads again at once.
-	Gather time.Duration
+	// Gather and MaxGather bound the least time between the start of a
+	// read that found fewer than BatchSize events and the next read, Wake
+	// or not: events that commit meanwhile are read, published and
+	// confirmed together. Under a steady stream of commits this turns a
+	// read per commit into a read per gather, and the broker's cost per
+	// message falls with the messages per publish (a quorum queue spends
+	// about 10 times as much per message published one at a time as in
+	// a pipeline of thousands; BENCHMARKS.md). The relay adapts the
+	// gather to the rate it reads at: the time that rate takes to bring
+	// gatherTarget events, within [Gather, MaxGather]. It adds at most
+	// MaxGather to the lag, and nothing to a relay that has been idle
+	// for longer. Defaults 2ms and 8ms; a negative Gather reads again at
+	// once.
+	Gather, MaxGather time.Duration
 	// LeaseTTL is how long a lease lasts without renewal: the longest a
 	// dead relay blocks its standby. Default 3s. The holder renews it four
 	// times per TTL, and a standby tries to claim it every StandbyPoll
@@ -103,7 +109,7 @@ func (c *Config) setDefaults() {
 		c.Holder = defaultHolder()
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = 1000
 	}
 	if c.Window <= 0 {
 		c.Window = 2000
@@ -111,6 +117,10 @@ func (c *Config) setDefaults() {
 	if c.Gather == 0 {
 		c.Gather = 2 * time.Millisecond
 	}
+	if c.MaxGather <= 0 {
+		c.MaxGather = 8 * time.Millisecond
+	}
+	c.MaxGather = max(c.MaxGather, c.Gather)
 	def(&c.MinPoll, time.Millisecond)
 	def(&c.MaxPoll, 10*time.Millisecond)
 	def(&c.LeaseTTL, 3*time.Second)
@@ -266,6 +276,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 		mu        sync.Mutex
 		confirmed = checkpoint
 		renewedAt = time.Now()
+		saved     = checkpoint
 	)
 	getConfirmed := func() store.Cursor {
 		mu.Lock()
@@ -284,7 +295,8 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 	keeperDone := make(chan struct{})
 	go func() {
 		defer close(keeperDone)
-		tick := time.NewTicker(min(r.cfg.CheckpointInterval, r.cfg.LeaseTTL/4))
+		every := min(r.cfg.CheckpointInterval, r.cfg.LeaseTTL/4)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
@@ -293,6 +305,12 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 			case <-tick.C:
 			}
 			c := getConfirmed()
+			if c == saved && time.Since(renewedAt)+every < r.cfg.LeaseTTL/4 {
+				// Nothing new to save, and the lease needs no renewal
+				// before the next tick: an idle relay writes about four
+				// times per TTL, not at every tick.
+				continue
+			}
 			// A renewal that cannot finish before the lease may be taken
 			// over is abandoned, so that a hung connection cannot keep the
 			// relay publishing past it.
@@ -301,7 +319,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 			cancel()
 			switch {
 			case err == nil:
-				renewedAt = time.Now()
+				renewedAt, saved = time.Now(), c
 				r.cfg.Metrics.checkpoint.Set(float64(c.Position))
 			case errors.Is(err, store.ErrLeaseLost):
 				stopPublishing(err)
@@ -469,6 +487,7 @@ func (m *readMark) get() store.Cursor {
 func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Context) ([]broker.Outgoing[tag], error) {
 	idle := r.cfg.MinPoll
 	full := false
+	gather := r.cfg.Gather
 	var lastRead time.Time
 	return func(ctx context.Context) ([]broker.Outgoing[tag], error) {
 		for {
@@ -492,12 +511,13 @@ func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Conte
 				case <-t.C:
 				}
 				// Let the commits that follow this one gather.
-				if wait := time.Until(lastRead.Add(r.cfg.Gather)); wait > 0 {
+				if wait := time.Until(lastRead.Add(gather)); wait > 0 {
 					if !backoff.Sleep(ctx, wait) {
 						return nil, ctx.Err()
 					}
 				}
 			}
+			since := time.Since(lastRead)
 			lastRead = time.Now()
 			page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
 			if err != nil {
@@ -508,6 +528,7 @@ func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Conte
 				return nil, fmt.Errorf("%w: %w", errStoreRead, err)
 			}
 			full = len(page.Events) == r.cfg.BatchSize // more is waiting: read again at once
+			gather = r.nextGather(len(page.Events), since)
 			if len(page.Events) == 0 {
 				idle = min(idle*2, r.cfg.MaxPoll)
 				continue
@@ -524,6 +545,26 @@ func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Conte
 			return out, nil
 		}
 	}
+}
+
+// gatherTarget is the events per read that the gather aims at: beyond a
+// few dozen messages per publish, RabbitMQ's cost per message falls
+// little (BENCHMARKS.md).
+const gatherTarget = 64
+
+// nextGather returns the gather before the next read, after one that found
+// n events, since after the start of the read before it: the time that
+// rate takes to bring gatherTarget events, within [Gather, MaxGather].
+func (r *Relay) nextGather(n int, since time.Duration) time.Duration {
+	if r.cfg.Gather < 0 {
+		return r.cfg.Gather
+	}
+	if n == 0 {
+		return r.cfg.Gather
+	}
+	since = min(since, time.Second) // the first read's is from the zero time
+	want := since * gatherTarget / time.Duration(n)
+	return min(max(want, r.cfg.Gather), r.cfg.MaxGather)
 }
 
 // message maps env to the message the relay publishes.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,77 @@ func TestRepeatableReadConflictIsTyped(t *testing.T) {
 	if !errors.Is(err, store.ErrTxConflict) {
 		t.Fatalf("AppendTx on a stale snapshot: %v, want ErrTxConflict", err)
 	}
+}
+
+// TestRefusedAppendFailsOnlyItself: concurrent appends without a caller's
+// transaction may share one (group commit). When PostgreSQL refuses one of
+// them (here a trigger of the test's own refuses a type), the group rolls
+// back and each member runs alone: only the refused append fails, and every
+// other is stored once.
+func TestRefusedAppendFailsOnlyItself(t *testing.T) {
+	s := newStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := s.Pool().Exec(ctx, `
+		CREATE FUNCTION refuse_test_type() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.type = 'test.refused' THEN
+				RAISE EXCEPTION 'refused by the test';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_test_type BEFORE INSERT ON event_store
+			FOR EACH ROW EXECUTE FUNCTION refuse_test_type();`); err != nil {
+		t.Fatal(err)
+	}
+	const rounds, callers = 5, 16
+	groups := map[uint64]int{}
+	for round := 0; round < rounds; round++ {
+		drafts := make([]event.Draft, callers)
+		for i := range drafts {
+			drafts[i] = draft("s-" + strconv.Itoa(round) + "-" + strconv.Itoa(i%4))
+		}
+		refused := round % callers
+		drafts[refused].Type = "test.refused"
+		results := make([][]store.Appended, callers)
+		errs := make([]error, callers)
+		start := make(chan struct{})
+		done := make(chan int, callers)
+		for i := range drafts {
+			go func(i int) {
+				<-start
+				results[i], errs[i] = s.Append(ctx, drafts[i:i+1])
+				done <- i
+			}(i)
+		}
+		close(start)
+		for range drafts {
+			<-done
+		}
+		for i, err := range errs {
+			if i == refused {
+				if err == nil || !strings.Contains(err.Error(), "refused by the test") {
+					t.Fatalf("round %d: refused append: error %v, want the trigger's", round, err)
+				}
+				if _, err := s.Get(ctx, drafts[i].ID); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("round %d: refused event was stored (Get: %v)", round, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("round %d: append %d failed with the refused one: %v", round, i, err)
+			}
+			if results[i][0].Duplicate {
+				t.Fatalf("round %d: append %d reported as a duplicate", round, i)
+			}
+			groups[results[i][0].Envelope.CommitOrder]++
+		}
+	}
+	var n int64
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM event_store`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != rounds*(callers-1) {
+		t.Fatalf("%d events stored, want %d", n, rounds*(callers-1))
+	}
+	t.Logf("%d events in %d transactions", n, len(groups))
 }

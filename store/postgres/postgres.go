@@ -1,11 +1,15 @@
 // Package postgres is the event store on PostgreSQL 13 or later, through pgx.
 //
 // Events live in the table event_store, one row per event, which auditors can
-// query with plain SQL. Appending is one round trip: the function
-// eventbus_append (see the migrations) finds duplicates, numbers the streams,
-// checks expected versions and inserts the rows. Readers page in commit
-// order by (commit_order, id) and stop at the snapshot's xmin, so that no
-// reader skips an event whose transaction commits late.
+// query with plain SQL. Appending is one round trip. One event is two plain
+// SQL statements sent together: the stream's lock, then one statement that
+// finds a duplicate, checks the expected version, numbers the stream and
+// inserts. A batch of several events calls the function eventbus_append
+// (see the migrations), which does the same set-wise. Concurrent appends of
+// one event without a caller's transaction share one transaction (group
+// commit, group.go). Readers page in commit order by (commit_order, id) and
+// stop at the snapshot's xmin, so that no reader skips an event whose
+// transaction commits late.
 package postgres
 
 import (
@@ -29,6 +33,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	ownsPool bool
 	redacted string // the server, for error messages: never the password
+	group    *groupCommit
 }
 
 var (
@@ -109,15 +114,19 @@ func setNetworkTimeouts(cfg *pgxpool.Config, url string) {
 
 // New returns a store on an existing pool. Close does not close the pool.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, redacted: describeServer(pool.Config().ConnConfig)}
+	s := &Store{pool: pool, redacted: describeServer(pool.Config().ConnConfig)}
+	s.group = &groupCommit{s: s}
+	return s
 }
 
 // Pool returns the store's connection pool, for callers that want to open
 // their own transactions against the same database.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close closes the pool if Open created it.
+// Close waits for the appends under way, and closes the pool if Open
+// created it.
 func (s *Store) Close() error {
+	s.group.wait()
 	if s.ownsPool {
 		s.pool.Close()
 	}

@@ -404,3 +404,114 @@ func testInvalidDrafts[TTx any](t *testing.T, h Harness[TTx]) {
 		t.Fatalf("%d events stored from invalid batches, want 0", n)
 	}
 }
+
+// testConcurrentAppendsOwnResults starts many appends of one event at the
+// same moment, as callers without a transaction of their own do: a store
+// may run them in one transaction (group commit), and each must still get
+// the result it would have got alone. In each round: new events on streams
+// of their own, on one shared stream and without a stream; retries of a
+// stored event (each gets the original); appends that expect a stale
+// version (each conflicts); and one new ID appended four times at once
+// (exactly one stores it, the others get it as the original).
+func testConcurrentAppendsOwnResults[TTx any](t *testing.T, h Harness[TTx]) {
+	s := h.open(t)
+	ctx := ctxFor(t)
+	stored := appendOK(t, s, draft("test.group", "group-dup", `{"n":0}`))[0]
+	appendOK(t, s, draft("test.group", "group-ver", `{}`))
+	type outcome struct {
+		kind string
+		d    event.Draft
+		res  []store.Appended
+		err  error
+	}
+	const rounds = 5
+	for round := 0; round < rounds; round++ {
+		var calls []outcome
+		add := func(kind string, d event.Draft) { calls = append(calls, outcome{kind: kind, d: d}) }
+		for i := 0; i < 6; i++ {
+			add("fresh", draft("test.group", "group-"+strconv.Itoa(round)+"-"+strconv.Itoa(i), `{}`))
+			add("shared", draft("test.group", "group-shared", `{"i":`+strconv.Itoa(i)+`}`))
+			add("nostream", draft("test.group", "", `{}`))
+		}
+		for i := 0; i < 4; i++ {
+			again := draft("test.group", "group-dup", `{"n":0}`)
+			again.ID = stored.ID
+			add("retry", again)
+			stale := draft("test.group", "group-ver", `{}`)
+			stale.ExpectedVersion = event.Expect(0)
+			add("stale", stale)
+		}
+		same := draft("test.group", "group-same-"+strconv.Itoa(round), `{}`)
+		for i := 0; i < 4; i++ {
+			add("same", same)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Add(1)
+			go func(o *outcome) {
+				defer wg.Done()
+				<-start
+				o.res, o.err = s.Append(ctx, []event.Draft{o.d})
+			}(&calls[i])
+		}
+		close(start)
+		wg.Wait()
+		var firstOfSame *event.Envelope
+		sameStored := 0
+		for _, o := range calls {
+			switch o.kind {
+			case "stale":
+				wantErr(t, o.err, store.ErrVersionConflict)
+				continue
+			}
+			if o.err != nil {
+				t.Fatalf("round %d: %s append: %v", round, o.kind, o.err)
+			}
+			got := o.res[0]
+			switch o.kind {
+			case "fresh", "shared", "nostream":
+				if got.Duplicate || got.Envelope.ID != o.d.ID || got.Envelope.Position <= 0 {
+					t.Fatalf("round %d: %s append: duplicate %v, id %s, position %d; want a new event %s",
+						round, o.kind, got.Duplicate, got.Envelope.ID, got.Envelope.Position, o.d.ID)
+				}
+				if o.kind == "fresh" && got.Envelope.StreamVersion != 1 {
+					t.Fatalf("round %d: fresh stream at version %d, want 1", round, got.Envelope.StreamVersion)
+				}
+			case "retry":
+				if !got.Duplicate {
+					t.Fatalf("round %d: retry of a stored event not reported as a duplicate", round)
+				}
+				sameEvent(t, "retry", got.Envelope, stored)
+			case "same":
+				if !got.Duplicate {
+					sameStored++
+				}
+				if firstOfSame == nil {
+					firstOfSame = &o.res[0].Envelope
+				} else if got.Envelope.Position != firstOfSame.Position || got.Envelope.StreamVersion != firstOfSame.StreamVersion {
+					t.Fatalf("round %d: one ID appended at once got positions %d and %d", round, got.Envelope.Position, firstOfSame.Position)
+				}
+			}
+		}
+		if sameStored != 1 {
+			t.Fatalf("round %d: one ID appended 4 times at once was stored %d times, want 1", round, sameStored)
+		}
+	}
+	// The shared stream has no gaps, and holds each of its events once.
+	evs, err := s.ReadStream(ctx, "group-shared", 1, store.MaxLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != rounds*6 {
+		t.Fatalf("shared stream has %d events, want %d", len(evs), rounds*6)
+	}
+	for i, e := range evs {
+		if e.StreamVersion != int64(i+1) {
+			t.Fatalf("shared stream has a gap: event %d has version %d", i, e.StreamVersion)
+		}
+	}
+	if n := countAll(t, s); n != 2+rounds*(3*6+1) {
+		t.Fatalf("%d events stored, want %d", n, 2+rounds*(3*6+1))
+	}
+}

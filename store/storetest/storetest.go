@@ -49,6 +49,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"IdempotentWithinBatch", testIdempotentWithinBatch[TTx]},
 		{"ExpectedVersion", testExpectedVersion[TTx]},
 		{"ConcurrentWritersOneStream", testConcurrentWritersOneStream[TTx]},
+		{"ConcurrentAppendsOwnResults", testConcurrentAppendsOwnResults[TTx]},
 		{"TxRollbackLeavesNothing", testTxRollback[TTx]},
 		{"TxCommitIsVisibleOnlyAfterCommit", testTxCommit[TTx]},
 		{"OpenTransactionHoldsReadersBack", testHeldBack[TTx]},
