@@ -58,8 +58,13 @@ func TestMain(m *testing.M) {
 
 // baseEnv is the environment every run starts from: PATH and HOME, and
 // nothing of the EVENTBUS_* the developer's shell may hold.
+//
+// It raises the request timeout from its 5 s default: the commands' bounds
+// have tests of their own (bounded_test.go, which set theirs), and on a
+// machine loaded by parallel test binaries a PostgreSQL that answers in
+// 6 s is slow, not silent.
 func baseEnv() []string {
-	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "EVENTBUS_REQUEST_TIMEOUT=30s"}
 }
 
 // result is the outcome of one command run.

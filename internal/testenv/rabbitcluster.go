@@ -28,12 +28,16 @@ type RabbitCluster struct {
 // when the test ends. Without the RabbitMQ binaries the test skips, loudly,
 // or fails when EVENTBUS_REQUIRE_SERVICES=1.
 //
-// The nodes boot side by side, and all but the first join it as they boot,
-// by classic-config peer discovery listing only the first: on a loaded
-// machine, joining with rabbitmqctl (stop_app, join_cluster, start_app, one
-// node after the other) took as long again as booting. Listing only one seed
-// keeps nodes that boot at the same moment from forming clusters of their
-// own.
+// The first node boots alone; once it accepts connections the others boot
+// side by side and join it as they boot, by classic-config peer discovery
+// listing only the first: on a loaded machine, joining with rabbitmqctl
+// (stop_app, join_cluster, start_app, one node after the other) took as
+// long again as booting. Listing only one seed keeps nodes that boot at the
+// same moment from forming clusters of their own. The seed must have
+// finished booting before anyone joins it: a node that copies the seed's
+// schema while the seed is still enabling its feature flags gets tables of
+// the old shape and fails its boot (schema_integrity_check_failed,
+// table_attributes_mismatch on rabbit_user).
 func StartRabbitCluster(t testing.TB, size int, config string) *RabbitCluster {
 	t.Helper()
 	if size < 1 {
@@ -43,6 +47,10 @@ func StartRabbitCluster(t testing.TB, size int, config string) *RabbitCluster {
 	cookie := Name("cookie")
 	seed := rabbitNodeName()
 	c := &RabbitCluster{Nodes: []*RabbitNode{launchRabbitNode(t, seed, config, cookie)}}
+	deadline := start.Add(rabbitClusterStartup)
+	if err := c.Nodes[0].awaitAccepting(deadline); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 	joiner := fmt.Sprintf(`%s
 cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = %s
@@ -52,8 +60,7 @@ cluster_formation.discovery_retry_interval = 500
 	for range size - 1 {
 		c.Nodes = append(c.Nodes, launchRabbitNode(t, rabbitNodeName(), joiner, cookie))
 	}
-	deadline := start.Add(rabbitClusterStartup)
-	for _, n := range c.Nodes {
+	for _, n := range c.Nodes[1:] {
 		if err := n.awaitAccepting(deadline); err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
