@@ -118,7 +118,9 @@ func TestAbandonedHandlerCannotCommitItsInboxRecord(t *testing.T) {
 	var calls atomic.Int32
 	cfg := e.config()
 	cfg.Concurrency = 2
-	cfg.HandlerTimeout = 300 * time.Millisecond
+	// Long enough that the retry's own write and commit fit in it on a
+	// loaded machine; the first call is stuck until released whatever it is.
+	cfg.HandlerTimeout = time.Second
 	cfg.Inbox = consume.NewInbox[pgx.Tx](s)
 	c := newConsumer(t, e.b, cfg, consume.OnTx(func(ctx context.Context, tx pgx.Tx, env event.Envelope, _ edupulse.QuizSubmitted) error {
 		if err := writeEffect(ctx, tx, env); err != nil {
@@ -159,7 +161,9 @@ func TestAbandonedHandlerCannotCommitItsInboxRecord(t *testing.T) {
 	if err != nil || !handled {
 		t.Fatalf("inbox record of the event: %v, %v", handled, err)
 	}
-	if st := c.Stats(); st.Abandoned != 1 || st.Duplicates != 0 {
-		t.Fatalf("stats %+v: want 1 abandoned call and no duplicate", st)
+	// At least the stuck call was abandoned; on a loaded machine a retry
+	// may be too, and is retried in turn: what matters is the one effect.
+	if st := c.Stats(); st.Abandoned < 1 || st.Duplicates != 0 {
+		t.Fatalf("stats %+v: want the stuck call abandoned and no duplicate", st)
 	}
 }
