@@ -86,15 +86,21 @@ func (c *Client) Tail(ctx context.Context, f Filter, poll time.Duration) iter.Se
 // whatever the live end is when it opens.
 func (c *Client) backlog(ctx context.Context, f Filter, poll time.Duration, emit func(event.Envelope, error) bool) (string, bool) {
 	f.Limit = MaxLimit
+	fail := func(err error) (string, bool) {
+		if ctx.Err() == nil { // an ended ctx ends Tail without an error
+			emit(event.Envelope{}, err)
+		}
+		return "", false
+	}
 	for {
 		head, err := c.End(ctx, f)
 		if err != nil {
-			return "", ctx.Err() == nil && emit(event.Envelope{}, err) && false
+			return fail(err)
 		}
 		for {
 			page, err := c.Events(ctx, f)
 			if err != nil {
-				return "", ctx.Err() == nil && emit(event.Envelope{}, err) && false
+				return fail(err)
 			}
 			for _, e := range page.Events {
 				if !emit(e, nil) {
@@ -177,7 +183,7 @@ func (c *Client) follow(ctx context.Context, f Filter, after *string, emit func(
 				return true, fmt.Errorf("eventbus client: %s: %w: an event of the stream is not a CloudEvent (%v): %s", where, ErrBadAnswer, err, snippet("text/event-stream", data))
 			}
 			if id == "" {
-				return true, fmt.Errorf("eventbus client: %s: %w: an event of the stream has no id: line", where, ErrBadAnswer)
+				return true, fmt.Errorf("eventbus client: %s: %w: an event of the stream has no id line", where, ErrBadAnswer)
 			}
 			*after, data, id = id, nil, ""
 			if !emit(e, nil) {
