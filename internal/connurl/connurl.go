@@ -22,8 +22,11 @@ var ErrAmbiguous = errors.New("the user or password holds a character that must 
 	"('@' as %40, '/' as %2F, '?' as %3F, '#' as %23, '%' as %25, ':' in the user as %3A, a space as %20)")
 
 // CheckUserInfo returns ErrAmbiguous when raw is a URL whose user info
-// parsers disagree on: more than one '@' before the path, or an '@' after a
-// '/', '?' or '#' when none comes before (a password holding one of them).
+// parsers disagree on: more than one '@' before the path, or any '@' after
+// a '/', '?' or '#' (a password holding one of them: in
+// "postgres://app:p@ss/word@db/x" every parser reads the password "p", the
+// host "ss" and the database "word@db/x", which would show the rest of the
+// password as host and path).
 // libpq ends the user info at the first '@', Go at the last one before the
 // path, and a '/', '?' or '#' in a password ends Go's host early, so the
 // parts of such a password land in the host, the port, the database or
@@ -38,8 +41,7 @@ func CheckUserInfo(raw string) error {
 	if end < 0 {
 		end = len(rest)
 	}
-	switch n := strings.Count(rest[:end], "@"); {
-	case n > 1, n == 0 && strings.Contains(rest[end:], "@"):
+	if strings.Count(rest[:end], "@") > 1 || strings.Contains(rest[end:], "@") {
 		return ErrAmbiguous
 	}
 	return nil
@@ -75,6 +77,9 @@ func Redact(raw string) string {
 		}
 		return u.String()
 	}
+	// Password parameters first, so that an '@' in one is not taken for
+	// the end of the user info below.
+	rest = queryPassword.ReplaceAllString(rest, "${1}"+Redacted)
 	// Everything from the first ':' of the user info to the last '@' may be
 	// password: libpq and Go do not agree on which '@' ends it.
 	if at := strings.LastIndex(rest, "@"); at >= 0 {

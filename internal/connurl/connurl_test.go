@@ -23,6 +23,9 @@ func TestRedactHidesEveryPassword(t *testing.T) {
 			"postgres://quiz:" + pw + "@db-1:5432,db-2:5432/quiz",
 			"amqp://guest:" + pw + "@rabbit:5672/",
 			"postgres://quiz@db/quiz?password=" + pw,
+			// Unencoded, the password's '/' would end Go's host early.
+			"postgres://quiz:" + pw + "/x@db/quiz",
+			"postgres://quiz:" + pw + "/x@db/quiz?password=" + pw,
 		} {
 			if got := connurl.Redact(raw); showsSecret(got) {
 				t.Errorf("Redact(%q) = %q: shows the password", raw, got)
@@ -67,6 +70,9 @@ func TestCheckUserInfo(t *testing.T) {
 		{"postgres://quiz:1234#ss@db/q", true},
 		{"amqp://guest:p@ss@rabbit/", true},
 		{"postgres://db/q?application_name=a@b", true}, // percent-encode it: %40
+		{"postgres://app:p@ss/word@db/x", true},        // the password p@ss/word, unencoded
+		{"postgres://app:pw@db/q?application_name=a@b", true},
+		{"amqp://guest:p@ss/w@rabbit/", true},
 	} {
 		if got := connurl.CheckUserInfo(tc.raw) != nil; got != tc.ambiguous {
 			t.Errorf("CheckUserInfo(%q) ambiguous = %v, want %v", tc.raw, got, tc.ambiguous)
