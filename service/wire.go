@@ -37,10 +37,10 @@ func WireStatus(st relay.Status) wire.Status {
 
 // WireParked is a list of parked events as GET /v1/parked answers it: [],
 // not null, when there are none.
-func WireParked(list []relay.Parked) []wire.Parked {
+func WireParked(list []store.ParkedEvent) []wire.Parked {
 	out := make([]wire.Parked, len(list))
 	for i, p := range list {
-		out[i] = wire.Parked{Relay: p.Relay, Partition: p.Partition, EventID: p.EventID, Position: p.Position,
+		out[i] = wire.Parked{Relay: p.Relay, Partition: p.Number, EventID: p.EventID, Position: p.Position,
 			Type: p.Type, Stream: p.Stream, StreamVersion: p.StreamVersion, Reason: p.Reason, Attempts: p.Attempts,
 			ParkedAt: p.ParkedAt, LastAttemptAt: p.LastAttemptAt, RetryRequested: p.RetryRequested}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/store"
 )
@@ -39,7 +40,7 @@ func TestParkedCommands(t *testing.T) {
 		t.Fatalf("parked list: %v", r)
 	}
 	r = mustRunCLI(t, dir, s.env, "parked", "list", "--json")
-	var list []relay.Parked
+	var list []wire.Parked
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].EventID != parkedID || list[0].Attempts != 1 {
 		t.Fatalf("parked list --json: %v (%v)", r, err)
 	}
