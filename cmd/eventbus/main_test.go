@@ -100,6 +100,33 @@ func runCLI(t *testing.T, dir string, env []string, args ...string) result {
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
 
+// startLines starts the binary in dir with env (added to baseEnv) and
+// args, and returns it with its standard output line by line; the channel
+// closes when the output ends. The process is killed when the test ends.
+func startLines(t *testing.T, dir string, env []string, args ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(eventbusBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(baseEnv(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return cmd, lines
+}
+
 // mustRunCLI runs the binary and fails the test unless it exits 0.
 func mustRunCLI(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,25 +138,7 @@ func TestCommandsThroughServer(t *testing.T) {
 			}
 
 			// tail: from a position, then what commits while it follows.
-			cmd := exec.Command(eventbusBin, "tail", "--server", serve.url(), "--from", "2", "--json", "--poll", "20ms")
-			cmd.Dir = dir
-			cmd.Env = append(baseEnv(), as(reader)...)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill() }()
-			lines := make(chan string)
-			go func() {
-				defer close(lines)
-				sc := bufio.NewScanner(out)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-			}()
+			cmd, lines := startLines(t, dir, as(reader), "tail", "--server", serve.url(), "--from", "2", "--json", "--poll", "20ms")
 			next := func() string {
 				t.Helper()
 				select {

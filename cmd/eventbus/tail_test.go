@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
@@ -31,25 +29,7 @@ func TestTailFollowsFromAPosition(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		publish(i)
 	}
-	cmd := exec.Command(eventbusBin, "tail", "--from", "2", "--json", "--poll", "20ms")
-	cmd.Dir = dir
-	cmd.Env = baseEnv()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	cmd, lines := startLines(t, dir, nil, "tail", "--from", "2", "--json", "--poll", "20ms")
 	next := func() (id string, position string) {
 		t.Helper()
 		select {
