@@ -152,6 +152,7 @@ type Store interface {
 	// is returned as the original, flagged Duplicate.
 	Append(ctx context.Context, drafts []event.Draft) ([]Appended, error)
 	Leases
+	Partitions
 	Parking
 	// Stats returns figures for status reports and metrics.
 	Stats(ctx context.Context) (Stats, error)

@@ -34,7 +34,7 @@ func Chain(ts ...Transform) Transform {
 }
 
 // Transformed returns s with t applied to every event that Read,
-// ReadStream and Get return. Everything else, appends included, goes to s
+// ReadPartition, ReadStream and Get return. Everything else, appends included, goes to s
 // unchanged. Every component that reads through the result (the relay,
 // replay, the HTTP API, the live stream) sees the same events.
 func Transformed(s Store, t Transform) Store {
@@ -60,6 +60,17 @@ func (s *transformed) Read(ctx context.Context, f Filter) (Page, error) {
 	}
 	if err := s.t(ctx, page.Events); err != nil {
 		return Page{}, fmt.Errorf("store: read: %w", err)
+	}
+	return page, nil
+}
+
+func (s *transformed) ReadPartition(ctx context.Context, f PartitionFilter) (PartitionPage, error) {
+	page, err := s.Store.ReadPartition(ctx, f)
+	if err != nil {
+		return page, err
+	}
+	if err := s.t(ctx, page.Events); err != nil {
+		return PartitionPage{}, fmt.Errorf("store: read partition %d: %w", f.Number, err)
 	}
 	return page, nil
 }

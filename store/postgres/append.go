@@ -18,7 +18,7 @@ import (
 const appendSQL = `SELECT r_ord, r_duplicate, r_id, r_type, r_source, r_subject, r_stream_version,
 	r_occurred_at, r_recorded_at, r_correlation_id, r_causation_id, r_traceparent, r_tracestate,
 	r_data, r_commit_order
-	FROM eventbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	FROM eventbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
 // lockStreamsSQL takes the transaction-scoped locks of the streams named in
 // $1, in the order eventbus_append takes them (hash order), so that appends
@@ -58,10 +58,10 @@ const appendOneSQL = `WITH head AS (
 	         WHERE e.subject = $4::text ORDER BY e.stream_version DESC LIMIT 1) h ON true
 ), ins AS (
 	INSERT INTO event_store AS e (event_id, type, source, subject, stream_version, occurred_at,
-	                              correlation_id, causation_id, traceparent, tracestate, data, commit_order)
+	                              correlation_id, causation_id, traceparent, tracestate, data, commit_order, stream_hash)
 	SELECT $1::uuid, $2::text, $3::text, $4::text,
 	       CASE WHEN $4::text IS NULL THEN NULL ELSE head.version + 1 END,
-	       $5::timestamptz, $6::uuid, $7::uuid, $8::text, $9::text, $10::text::json, head.commit_order
+	       $5::timestamptz, $6::uuid, $7::uuid, $8::text, $9::text, $10::text::json, head.commit_order, $12::bigint
 	  FROM head
 	 WHERE $4::text IS NULL OR $11::bigint IS NULL OR $11::bigint = head.version
 	ON CONFLICT (event_id) DO NOTHING
@@ -178,7 +178,7 @@ func (s *Store) appendOnes(ctx context.Context, q batcher, drafts []event.Draft)
 		b.Queue(appendOneSQL, pgtype.UUID{Bytes: d.ID, Valid: true}, d.Type, d.Source, optionalText(d.Subject),
 			d.OccurredAt, pgtype.UUID{Bytes: d.CorrelationID, Valid: true},
 			pgtype.UUID{Bytes: d.CausationID, Valid: d.CausationID != [16]byte{}},
-			optionalText(d.TraceParent), optionalText(d.TraceState), string(d.Data), expected)
+			optionalText(d.TraceParent), optionalText(d.TraceState), string(d.Data), expected, streamHash(d))
 	}
 	op := "append 1 event"
 	if len(drafts) > 1 {
@@ -323,6 +323,7 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 		states   = make([]pgtype.Text, n)
 		data     = make([]string, n)
 		expected = make([]pgtype.Int8, n)
+		hashes   = make([]int64, n)
 	)
 	for i, d := range drafts {
 		ids[i] = pgtype.UUID{Bytes: d.ID, Valid: true}
@@ -335,12 +336,13 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 		parents[i] = optionalText(d.TraceParent)
 		states[i] = optionalText(d.TraceState)
 		data[i] = string(d.Data)
+		hashes[i] = streamHash(d)
 		if d.ExpectedVersion != nil {
 			expected[i] = pgtype.Int8{Int64: *d.ExpectedVersion, Valid: true}
 		}
 	}
 	op := fmt.Sprintf("append %d events", n)
-	rows, err := q.Query(ctx, appendSQL, ids, types, sources, subjects, occurred, corr, causes, parents, states, data, expected)
+	rows, err := q.Query(ctx, appendSQL, ids, types, sources, subjects, occurred, corr, causes, parents, states, data, expected, hashes)
 	if err != nil {
 		return nil, s.wrap(err, op)
 	}
@@ -384,3 +386,7 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 }
 
 func optionalText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// streamHash is the stream_hash column of d: the hash the relay's
+// partitions are split by (event.PartitionOf).
+func streamHash(d event.Draft) int64 { return int64(event.StreamHash(d.Subject, d.ID)) }
