@@ -9,7 +9,7 @@ import (
 // gatherTarget events in, within [Gather, MaxGather]; an empty read and a
 // negative Gather keep the configured one.
 func TestGatherAdaptsToTheRate(t *testing.T) {
-	r := &Relay{cfg: Config{Gather: 2 * time.Millisecond, MaxGather: 8 * time.Millisecond}}
+	r := &worker{cfg: Config{Gather: 2 * time.Millisecond, MaxGather: 8 * time.Millisecond}}
 	for _, tc := range []struct {
 		n     int
 		since time.Duration

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,7 @@ type Metrics struct {
 	errors     *prometheus.CounterVec
 	unroutable *prometheus.CounterVec
 	lag        prometheus.Histogram
-	checkpoint prometheus.Gauge
+	checkpoint *prometheus.GaugeVec
 	leader     prometheus.Gauge
 }
 
@@ -46,13 +47,13 @@ func NewMetrics() *Metrics {
 			Help:    "Time from an event's recording in the store to the broker's confirm.",
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
-		checkpoint: prometheus.NewGauge(prometheus.GaugeOpts{
+		checkpoint: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "eventbus", Subsystem: "relay", Name: "checkpoint_position",
-			Help: "Global position of the last event the relay has confirmed and saved.",
-		}),
+			Help: "Global position of the last event this process confirmed and saved, by partition.",
+		}, []string{"partition"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "eventbus", Subsystem: "relay", Name: "leader",
-			Help: "1 while this relay holds its partition's lease and publishes.",
+			Help: "How many relay partitions this process holds the lease of and publishes (0 when it stands by).",
 		}),
 	}
 }
@@ -102,12 +103,14 @@ type StatusCollector struct {
 	timeout time.Duration
 
 	backlog, lag, heldBack, oldestTx, events, healthy, parked *prometheus.Desc
+	// By partition.
+	partitions, processes, partBacklog, partLag, partCheckpoint, partLeader *prometheus.Desc
 }
 
 // NewStatusCollector returns a collector for relay's status in s.
 func NewStatusCollector(s store.Store, relay string) *StatusCollector {
-	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc("eventbus_relay_"+name, help, nil, prometheus.Labels{"relay": relay})
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("eventbus_relay_"+name, help, labels, prometheus.Labels{"relay": relay})
 	}
 	return &StatusCollector{
 		store: s, relay: relay, timeout: 5 * time.Second,
@@ -118,12 +121,20 @@ func NewStatusCollector(s store.Store, relay string) *StatusCollector {
 		events:   desc("store_events", "Events in the store (an estimate on large stores)."),
 		healthy:  desc("healthy", "1 when a relay holds every partition's lease and nothing is parked."),
 		parked:   desc("parked_events", "Events parked because the broker refuses them, with the events of their streams waiting behind them."),
+
+		partitions:     desc("partitions", "The relay's partition count (EVENTBUS_RELAY_PARTITIONS)."),
+		processes:      desc("processes", "Live relay processes sharing the partitions."),
+		partBacklog:    desc("partition_backlog_events", "Events of the partition committed but not yet confirmed by the broker.", "partition"),
+		partLag:        desc("partition_lag_seconds", "Age of the partition's oldest event not yet confirmed by the broker.", "partition"),
+		partCheckpoint: desc("partition_checkpoint_position", "Global position of the partition's checkpoint.", "partition"),
+		partLeader:     desc("partition_leader", "1 for the process holding the partition's lease (its holder: host/pid/suffix); 0 with leader=\"\" when none does.", "partition", "leader"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.backlog, c.lag, c.heldBack, c.oldestTx, c.events, c.healthy, c.parked} {
+	for _, d := range []*prometheus.Desc{c.backlog, c.lag, c.heldBack, c.oldestTx, c.events, c.healthy, c.parked,
+		c.partitions, c.processes, c.partBacklog, c.partLag, c.partCheckpoint, c.partLeader} {
 		ch <- d
 	}
 }
@@ -148,4 +159,17 @@ func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.events, prometheus.GaugeValue, float64(st.Events))
 	ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, healthy)
 	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(st.Parked))
+	ch <- prometheus.MustNewConstMetric(c.partitions, prometheus.GaugeValue, float64(st.PartitionCount))
+	ch <- prometheus.MustNewConstMetric(c.processes, prometheus.GaugeValue, float64(len(st.Processes)))
+	for _, p := range st.Partitions {
+		n := strconv.Itoa(p.Partition)
+		ch <- prometheus.MustNewConstMetric(c.partBacklog, prometheus.GaugeValue, float64(p.Backlog), n)
+		ch <- prometheus.MustNewConstMetric(c.partLag, prometheus.GaugeValue, time.Duration(p.Lag).Seconds(), n)
+		ch <- prometheus.MustNewConstMetric(c.partCheckpoint, prometheus.GaugeValue, float64(p.Position), n)
+		held := 0.0
+		if p.Leader != "" {
+			held = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.partLeader, prometheus.GaugeValue, held, n, p.Leader)
+	}
 }

@@ -127,7 +127,7 @@ func (s *parkedSet) reset(events []store.ParkedEvent) {
 // loadParked reads the partition's parked events from the store: a relay
 // that takes over (after a restart or from another leader) keeps the
 // streams parked.
-func (r *Relay) loadParked(ctx context.Context) ([]store.ParkedEvent, error) {
+func (r *worker) loadParked(ctx context.Context) ([]store.ParkedEvent, error) {
 	all, err := r.store.Parked(ctx, r.cfg.Name)
 	if err != nil {
 		r.cfg.Metrics.errors.WithLabelValues("store").Inc()
@@ -149,7 +149,7 @@ func (r *Relay) loadParked(ctx context.Context) ([]store.ParkedEvent, error) {
 // retryDue reports whether parked events of the partition are marked for
 // retry. It asks the store at most every ParkedPoll, and only while
 // something is parked.
-func (r *Relay) retryDue(ctx context.Context) (bool, error) {
+func (r *worker) retryDue(ctx context.Context) (bool, error) {
 	if r.parked.empty() {
 		return false, nil
 	}
@@ -176,7 +176,7 @@ func (r *Relay) retryDue(ctx context.Context) (bool, error) {
 
 // park records env as parked with reason and attempts, and adds it to the
 // set, so that later events of its stream wait behind it.
-func (r *Relay) park(ctx context.Context, env event.Envelope, reason string, attempts int) error {
+func (r *worker) park(ctx context.Context, env event.Envelope, reason string, attempts int) error {
 	e := store.ParkedEvent{Partition: r.partition, EventID: env.ID, Position: env.Position, Type: env.Type,
 		Stream: env.Subject, StreamVersion: env.StreamVersion, Reason: reason, Attempts: attempts}
 	if err := r.store.Park(ctx, e); err != nil {
@@ -189,7 +189,7 @@ func (r *Relay) park(ctx context.Context, env event.Envelope, reason string, att
 }
 
 // parkBehind parks env behind the parked event head of its stream.
-func (r *Relay) parkBehind(ctx context.Context, env event.Envelope, head store.ParkedEvent) error {
+func (r *worker) parkBehind(ctx context.Context, env event.Envelope, head store.ParkedEvent) error {
 	return r.park(ctx, env, behindReason(head), 0)
 }
 
@@ -198,7 +198,7 @@ func behindReason(head store.ParkedEvent) string {
 }
 
 // parkRefused parks env, which the broker refused, and logs it.
-func (r *Relay) parkRefused(ctx context.Context, env event.Envelope, reason string) error {
+func (r *worker) parkRefused(ctx context.Context, env event.Envelope, reason string) error {
 	r.log.Error("relay parked an event the broker refuses; the events after it flow, later events of its stream wait behind it; fix the cause and run 'eventbus parked retry'",
 		"event_id", env.ID, "position", env.Position, "stream", env.Subject, "type", truncate(env.Type, 64), "reason", reason)
 	return r.park(ctx, env, reason, 1)
@@ -214,7 +214,7 @@ func truncate(s string, n int) string {
 // serial publishes one message at a time and waits for its confirm, on a
 // publisher it reopens when the broker closed the last one.
 type serial struct {
-	r   *Relay
+	r   *worker
 	pub broker.Publisher
 }
 
@@ -301,19 +301,18 @@ func (s *serial) send(ctx context.Context, routingKey string, msg broker.Message
 // have caused. It parks the event that fails alone, and returns once it has
 // parked one or reached upTo; settle is called for each event published or
 // parked, in order. A failure that is not one event's is returned.
-func (r *Relay) isolate(ctx context.Context, sp *serial, cursor, upTo store.Cursor, settle func(tag)) error {
+func (r *worker) isolate(ctx context.Context, sp *serial, cursor, upTo store.Cursor, settle func(tag)) error {
 	r.log.Warn("relay publishes the unconfirmed events one at a time to find the one the broker refuses",
 		"from_position", cursor.Position, "to_position", upTo.Position)
 	// Events a nack probe already published, by ID: they are not sent twice.
 	probed := map[uuid.UUID]bool{}
 	found := false
 	for cursor.Less(upTo) && !(found && len(probed) == 0) {
-		page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
+		page, err := r.readPartition(ctx, cursor)
 		if err != nil {
-			r.cfg.Metrics.errors.WithLabelValues("store").Inc()
-			return fmt.Errorf("relay: %w: %w", errStoreRead, err)
+			return fmt.Errorf("relay: %w", err)
 		}
-		if len(page.Events) == 0 {
+		if page.Next == cursor {
 			return nil // upTo is not visible again yet; the pipeline goes on
 		}
 		for i, env := range page.Events {
@@ -361,7 +360,7 @@ type aloneResult struct{ published, parked bool }
 // parked if the next event of another stream (in rest) is confirmed, which
 // shows that the broker takes other events; if that one is nacked too, the
 // broker is failing as a whole, which is transient.
-func (r *Relay) sendAlone(ctx context.Context, sp *serial, env event.Envelope, o broker.Outgoing[tag], rest []event.Envelope, probed map[uuid.UUID]bool) (aloneResult, error) {
+func (r *worker) sendAlone(ctx context.Context, sp *serial, env event.Envelope, o broker.Outgoing[tag], rest []event.Envelope, probed map[uuid.UUID]bool) (aloneResult, error) {
 	for nacks := 0; ; {
 		res, reason, err := sp.send(ctx, o.RoutingKey, o.Message)
 		if err != nil {
@@ -419,7 +418,7 @@ func (r *Relay) sendAlone(ctx context.Context, sp *serial, env event.Envelope, o
 // A stream waits while the relay has not read past its parked events yet
 // (a new leader starts from the last saved checkpoint): publishing them
 // before the events that precede them would break the order.
-func (r *Relay) retryParked(ctx context.Context, sp *serial, cursor store.Cursor) error {
+func (r *worker) retryParked(ctx context.Context, sp *serial, cursor store.Cursor) error {
 	events, err := r.loadParked(ctx)
 	if err != nil {
 		return err

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +27,11 @@ type Config struct {
 	// Name names the relay; relays with the same name share partitions and
 	// elect one publisher each. Default "default".
 	Name string
-	// Partition is the partition this relay publishes. Default 0; there is
-	// one partition until partitioned relays are built.
-	Partition int
+	// Partitions is the relay's partition count, N: an event belongs to
+	// partition event.PartitionOf(subject, id, N). Every process of the
+	// relay must have the same; Run refuses to run next to processes with
+	// another. Default 1, at most store.MaxPartitions.
+	Partitions int
 	// Exchange is the topic exchange to publish to. Default
 	// "edupulse.events".
 	Exchange string
@@ -60,8 +65,9 @@ type Config struct {
 	Gather, MaxGather time.Duration
 	// LeaseTTL is how long a lease lasts without renewal: the longest a
 	// dead relay blocks its standby. Default 3s. The holder renews it four
-	// times per TTL, and a standby tries to claim it every StandbyPoll
-	// (default 500ms).
+	// times per TTL. Every StandbyPoll (default 500ms) each process
+	// announces itself for a LeaseTTL, and claims or hands over partitions
+	// to hold its share.
 	LeaseTTL    time.Duration
 	StandbyPoll time.Duration
 	// CheckpointInterval is how often the checkpoint is written while
@@ -104,6 +110,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Exchange == "" {
 		c.Exchange = broker.DefaultEventsExchange
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
 	}
 	if c.Holder == "" {
 		c.Holder = defaultHolder()
@@ -148,9 +157,35 @@ func defaultHolder() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// Relay publishes committed events from a store to a broker. Create it with
-// New and start it with Run.
+// Relay publishes committed events from a store to a broker: the
+// partitions of its name that this process holds. Create it with New and
+// start it with Run.
 type Relay struct {
+	cfg    Config
+	store  store.Store
+	broker broker.Broker
+	log    *slog.Logger
+
+	mu sync.Mutex
+	// running are the partitions this process publishes, or is about to;
+	// stopping those it is handing over.
+	running  map[int]*partitionRun
+	stopping map[int]*partitionRun
+	// ended tells Run that a partition stopped by itself (its lease lost).
+	ended chan struct{}
+	held  atomic.Int32
+	wg    sync.WaitGroup
+}
+
+// partitionRun is one partition being published.
+type partitionRun struct {
+	w    *worker
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// worker publishes one partition while this process holds its lease.
+type worker struct {
 	cfg       Config
 	store     store.Store
 	broker    broker.Broker
@@ -158,6 +193,7 @@ type Relay struct {
 	log       *slog.Logger
 	wake      chan struct{}
 	leader    atomic.Bool
+	held      *atomic.Int32
 	backoff   backoff.Policy
 	// parked is the partition's parked events, while leading.
 	parked *parkedSet
@@ -174,32 +210,67 @@ func New(s store.Store, b broker.Broker, cfg Config) (*Relay, error) {
 	if cfg.MinPoll > cfg.MaxPoll {
 		return nil, fmt.Errorf("relay: MinPoll %s exceeds MaxPoll %s", cfg.MinPoll, cfg.MaxPoll)
 	}
+	if err := store.CheckPartition(0, cfg.Partitions); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
 	return &Relay{
-		cfg:       cfg,
-		store:     s,
-		broker:    b,
-		partition: store.Partition{Relay: cfg.Name, Number: cfg.Partition},
-		log:       cfg.Logger.With("relay", cfg.Name, "partition", cfg.Partition, "holder", cfg.Holder),
-		wake:      make(chan struct{}, 1),
-		backoff:   backoff.Policy{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
-		parked:    newParkedSet(),
+		cfg:      cfg,
+		store:    s,
+		broker:   b,
+		log:      cfg.Logger.With("relay", cfg.Name, "holder", cfg.Holder),
+		running:  map[int]*partitionRun{},
+		stopping: map[int]*partitionRun{},
+		ended:    make(chan struct{}, 1),
 	}, nil
 }
 
-// Holder returns the identity this relay holds its lease under.
+func (r *Relay) newWorker(number int) *worker {
+	return &worker{
+		cfg:       r.cfg,
+		store:     r.store,
+		broker:    r.broker,
+		partition: store.Partition{Relay: r.cfg.Name, Number: number},
+		log:       r.log.With("partition", number),
+		wake:      make(chan struct{}, 1),
+		held:      &r.held,
+		backoff:   backoff.Policy{Min: r.cfg.MinBackoff, Max: r.cfg.MaxBackoff},
+		parked:    newParkedSet(),
+	}
+}
+
+// Holder returns the identity this relay holds its leases under.
 func (r *Relay) Holder() string { return r.cfg.Holder }
 
-// Leader reports whether the relay holds its partition's lease and
+// Leader reports whether the relay holds a partition's lease and
 // publishes.
-func (r *Relay) Leader() bool { return r.leader.Load() }
+func (r *Relay) Leader() bool { return r.held.Load() > 0 }
 
-// setLeader records whether the relay publishes, for Leader and the metric.
-func (r *Relay) setLeader(leading bool) {
-	r.leader.Store(leading)
+// Held returns the partitions this relay publishes now, in order.
+func (r *Relay) Held() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for p, run := range r.running {
+		if run.w.leader.Load() {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// setLeader records whether the worker publishes, for Leader and the
+// metric.
+func (w *worker) setLeader(leading bool) {
+	if w.leader.Swap(leading) == leading {
+		return
+	}
 	if leading {
-		r.cfg.Metrics.leader.Set(1)
+		w.held.Add(1)
+		w.cfg.Metrics.leader.Inc()
 	} else {
-		r.cfg.Metrics.leader.Set(0)
+		w.held.Add(-1)
+		w.cfg.Metrics.leader.Dec()
 	}
 }
 
@@ -207,52 +278,271 @@ func (r *Relay) setLeader(leading bool) {
 // store now rather than at its next poll. It never blocks. The bus calls it
 // after it commits in the same process (eventbus.Config.OnCommit).
 func (r *Relay) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, run := range r.running {
+		select {
+		case run.w.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// Run runs the relay until ctx ends: it waits as a standby until it can claim
-// the partition's lease, then publishes until it loses the lease or fails,
-// and starts over. It returns nil after a clean stop, in which it waits for
-// the confirms in flight, saves the checkpoint and releases the lease.
+// ErrPartitionCount reports that this relay is configured with another
+// partition count than the processes of its name that run: see
+// store.ErrPartitionCount. Run returns it.
+var ErrPartitionCount = store.ErrPartitionCount
+
+// Run runs the relay until ctx ends. Every StandbyPoll it announces itself
+// in the store (a heartbeat that lasts LeaseTTL) and takes its share of the
+// partitions: with M live processes, each holds N/M of them, or one more;
+// a process with more than its share hands the rest over, one with less
+// claims free or expired partitions. Each partition it holds it publishes
+// until it loses the lease or hands it over. It returns nil after a clean
+// stop, in which every partition waits for the confirms in flight, saves
+// its checkpoint and releases its lease; and an error wrapping
+// ErrPartitionCount when processes with another partition count run.
 func (r *Relay) Run(ctx context.Context) error {
-	r.log.Info("relay starting", "exchange", r.cfg.Exchange)
+	r.log.Info("relay starting", "exchange", r.cfg.Exchange, "partitions", r.cfg.Partitions)
 	defer r.log.Info("relay stopped")
+	defer r.stopAll()
+	tick := time.NewTicker(r.cfg.StandbyPoll)
+	defer tick.Stop()
 	failures := 0
 	for ctx.Err() == nil {
-		lease, err := r.store.Claim(ctx, r.partition, r.cfg.Holder, r.cfg.LeaseTTL)
+		err := r.balance(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, store.ErrPartitionCount):
+			r.log.Error("relay cannot run", "err", err)
+			return fmt.Errorf("relay: %w", err)
 		case err != nil:
 			r.cfg.Metrics.errors.WithLabelValues("lease").Inc()
 			failures++
-			pause := r.backoff.Delay(failures)
-			r.log.Warn("relay cannot claim its lease; retrying", "err", err, "retry_in", pause)
-			backoff.Sleep(ctx, pause)
-			continue
-		case lease.Holder != r.cfg.Holder:
-			backoff.Sleep(ctx, r.cfg.StandbyPoll)
-			continue
-		}
-		r.log.Info("relay is the leader", "checkpoint_position", lease.Checkpoint.Position)
-		err = r.lead(ctx, lease.Checkpoint)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, store.ErrLeaseLost) {
-			r.log.Warn("relay lost its lease to another relay; standing by", "err", err)
+			if failures == 1 || failures%20 == 0 {
+				r.log.Warn("relay cannot reach the store to share its partitions; the partitions it holds go on", "err", err)
+			}
+		default:
 			failures = 0
-			continue
 		}
-		failures++
-		pause := r.backoff.Delay(failures)
-		r.log.Warn("relay interrupted; resuming from its checkpoint", "err", err, "retry_in", pause)
-		backoff.Sleep(ctx, pause)
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		case <-r.ended:
+		}
 	}
 	return nil
+}
+
+// stopAll stops every partition, which saves its checkpoint and releases
+// its lease, and leaves the relay's live processes.
+func (r *Relay) stopAll() {
+	r.mu.Lock()
+	for p, run := range r.running {
+		run.stop()
+		r.stopping[p] = run
+		delete(r.running, p)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseTTL)
+	defer cancel()
+	if err := r.store.Leave(ctx, r.cfg.Name, r.cfg.Holder); err != nil {
+		r.log.Warn("relay could not leave; the others take its share when its heartbeat expires", "err", err)
+	}
+}
+
+// balance is one round of sharing: the heartbeat, then a claim of free
+// partitions or a handover of extra ones, towards this process's share.
+func (r *Relay) balance(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL)
+	defer cancel()
+	members, err := r.store.Heartbeat(ctx, r.cfg.Name, r.cfg.Holder, r.cfg.Partitions, r.cfg.LeaseTTL)
+	if err != nil {
+		return err
+	}
+	leases, err := r.store.Leases(ctx, r.cfg.Name)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	mine := make(map[int]bool, len(r.running)+len(r.stopping))
+	for p := range r.running {
+		mine[p] = true
+	}
+	for p := range r.stopping {
+		mine[p] = true
+	}
+	r.mu.Unlock()
+	plan := share(r.cfg.Holder, r.cfg.Partitions, members, leases, mine, time.Now())
+	for _, p := range plan.release {
+		r.handOver(p)
+	}
+	claimed := 0
+	for _, p := range plan.free {
+		if claimed >= plan.claim {
+			break
+		}
+		lease, err := r.store.Claim(ctx, store.Partition{Relay: r.cfg.Name, Number: p}, r.cfg.Holder, r.cfg.LeaseTTL)
+		if err != nil {
+			return err
+		}
+		if lease.Holder != r.cfg.Holder {
+			continue // another process was quicker
+		}
+		claimed++
+		r.start(ctx, p, lease)
+	}
+	return nil
+}
+
+// sharePlan is what one process does in a round of sharing.
+type sharePlan struct {
+	target  int   // the partitions it should hold
+	claim   int   // how many more to claim
+	free    []int // the partitions no live lease holds, to claim from
+	release []int // the partitions to hand over
+}
+
+// share computes the plan of holder, given the live processes, the leases
+// and the partitions holder runs, at now. Every process computes the same
+// targets from the same view: N/M each, and one more for the N%M
+// processes that hold the most now (ties by holder), so that a process
+// that holds its share keeps it.
+func share(holder string, n int, members []store.Member, leases []store.Lease, mine map[int]bool, now time.Time) sharePlan {
+	held := map[string]int{}
+	for _, m := range members {
+		held[m.Holder] = 0
+	}
+	held[holder] = len(mine)
+	taken := map[int]bool{}
+	for _, l := range leases {
+		if l.Number >= n {
+			continue
+		}
+		if l.Holder != "" && l.Until.After(now) {
+			taken[l.Number] = true
+			if l.Holder != holder {
+				if _, ok := held[l.Holder]; ok {
+					held[l.Holder]++
+				}
+			}
+		}
+	}
+	order := make([]string, 0, len(held))
+	for h := range held {
+		order = append(order, h)
+	}
+	slices.SortFunc(order, func(a, b string) int {
+		if held[a] != held[b] {
+			return held[b] - held[a]
+		}
+		return strings.Compare(a, b)
+	})
+	base, extra := n/len(order), n%len(order)
+	plan := sharePlan{target: base}
+	if i := slices.Index(order, holder); i < extra {
+		plan.target = base + 1
+	}
+	if over := len(mine) - plan.target; over > 0 {
+		var ps []int
+		for p := range mine {
+			ps = append(ps, p)
+		}
+		slices.Sort(ps)
+		plan.release = ps[len(ps)-over:]
+		return plan
+	}
+	plan.claim = plan.target - len(mine)
+	if plan.claim == 0 {
+		return plan
+	}
+	// Start looking at a place of its own, so that processes claiming at
+	// once mostly try different partitions.
+	start := int(event.StreamHash(holder, [16]byte{}) % uint32(n))
+	for i := range n {
+		p := (start + i) % n
+		if !taken[p] && !mine[p] {
+			plan.free = append(plan.free, p)
+		}
+	}
+	return plan
+}
+
+// start publishes partition p from lease, until it is handed over or lost.
+func (r *Relay) start(ctx context.Context, p int, lease store.Lease) {
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	run := &partitionRun{w: r.newWorker(p), stop: stop, done: make(chan struct{})}
+	r.mu.Lock()
+	r.running[p] = run
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(run.done)
+		defer stop()
+		run.w.run(runCtx, lease)
+		r.mu.Lock()
+		if r.running[p] == run {
+			delete(r.running, p)
+		}
+		if r.stopping[p] == run {
+			delete(r.stopping, p)
+		}
+		r.mu.Unlock()
+		select {
+		case r.ended <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// handOver stops publishing p: the worker waits for its confirms, saves
+// the checkpoint and releases the lease, for another process to claim.
+func (r *Relay) handOver(p int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	run, ok := r.running[p]
+	if !ok {
+		return
+	}
+	r.log.Info("relay hands a partition over to share them", "partition", p)
+	delete(r.running, p)
+	r.stopping[p] = run
+	run.stop()
+}
+
+// run publishes the partition from lease until ctx ends or the lease is
+// lost; after another failure it claims the lease again and resumes from
+// the stored checkpoint.
+func (w *worker) run(ctx context.Context, lease store.Lease) {
+	failures := 0
+	for {
+		w.log.Info("relay leads the partition", "checkpoint_position", lease.Checkpoint.Position)
+		err := w.lead(ctx, lease.Checkpoint)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, store.ErrLeaseLost) {
+			w.log.Warn("relay lost the partition's lease to another process", "err", err)
+			return
+		}
+		failures++
+		pause := w.backoff.Delay(failures)
+		w.log.Warn("relay interrupted; resuming from its checkpoint", "err", err, "retry_in", pause)
+		if !backoff.Sleep(ctx, pause) {
+			return
+		}
+		lease, err = w.store.Claim(ctx, w.partition, w.cfg.Holder, w.cfg.LeaseTTL)
+		if err != nil || lease.Holder != w.cfg.Holder {
+			if err != nil && ctx.Err() == nil {
+				w.cfg.Metrics.errors.WithLabelValues("lease").Inc()
+				w.log.Warn("relay cannot claim the partition again; leaving it to the next round", "err", err)
+			}
+			return
+		}
+	}
 }
 
 // tag travels with each published message through the pipeline.
@@ -267,10 +557,10 @@ type tag struct {
 var errLeaseExpired = errors.New("relay: lease expired before it could be renewed")
 
 // lead publishes from checkpoint on while this relay holds the lease.
-func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
+func (r *worker) lead(ctx context.Context, checkpoint store.Cursor) error {
 	r.setLeader(true)
 	defer r.setLeader(false)
-	r.cfg.Metrics.checkpoint.Set(float64(checkpoint.Position))
+	r.cfg.Metrics.checkpoint.WithLabelValues(strconv.Itoa(r.partition.Number)).Set(float64(checkpoint.Position))
 
 	var (
 		mu        sync.Mutex
@@ -320,7 +610,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 			switch {
 			case err == nil:
 				renewedAt, saved = time.Now(), c
-				r.cfg.Metrics.checkpoint.Set(float64(c.Position))
+				r.cfg.Metrics.checkpoint.WithLabelValues(strconv.Itoa(r.partition.Number)).Set(float64(c.Position))
 			case errors.Is(err, store.ErrLeaseLost):
 				stopPublishing(err)
 				return
@@ -363,7 +653,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 		r.log.Warn("relay could not save its last checkpoint; events after the previous one will be published again",
 			"err", saveErr, "position", final.Position)
 	} else {
-		r.cfg.Metrics.checkpoint.Set(float64(final.Position))
+		r.cfg.Metrics.checkpoint.WithLabelValues(strconv.Itoa(r.partition.Number)).Set(float64(final.Position))
 	}
 	if ctx.Err() != nil {
 		if relErr := r.store.Release(saveCtx, r.partition, r.cfg.Holder); relErr != nil {
@@ -383,7 +673,7 @@ func (r *Relay) lead(ctx context.Context, checkpoint store.Cursor) error {
 // that one message may have caused is followed by isolate, which parks that
 // message; any other failure is returned, and the relay retries with
 // backoff.
-func (r *Relay) publish(publishCtx context.Context, checkpoint store.Cursor, advance func(store.Cursor)) error {
+func (r *worker) publish(publishCtx context.Context, checkpoint store.Cursor, advance func(store.Cursor)) error {
 	if err := r.broker.DeclareExchange(publishCtx, r.cfg.Exchange); err != nil {
 		r.cfg.Metrics.errors.WithLabelValues("broker").Inc()
 		return fmt.Errorf("relay: declare exchange %q: %w", r.cfg.Exchange, err)
@@ -484,7 +774,7 @@ func (m *readMark) get() store.Cursor {
 //
 // It records in readUpTo the cursor of the last event it returned, and
 // stops with errRetryDue when parked events are marked for retry.
-func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Context) ([]broker.Outgoing[tag], error) {
+func (r *worker) tail(cursor store.Cursor, readUpTo *readMark) func(context.Context) ([]broker.Outgoing[tag], error) {
 	idle := r.cfg.MinPoll
 	full := false
 	gather := r.cfg.Gather
@@ -519,32 +809,50 @@ func (r *Relay) tail(cursor store.Cursor, readUpTo *readMark) func(context.Conte
 			}
 			since := time.Since(lastRead)
 			lastRead = time.Now()
-			page, err := r.store.Read(ctx, store.Filter{After: cursor, Limit: r.cfg.BatchSize})
+			page, err := r.readPartition(ctx, cursor)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				r.cfg.Metrics.errors.WithLabelValues("store").Inc()
-				return nil, fmt.Errorf("%w: %w", errStoreRead, err)
+				return nil, err
 			}
-			full = len(page.Events) == r.cfg.BatchSize // more is waiting: read again at once
+			full = page.Full // more is waiting: read again at once
 			gather = r.nextGather(len(page.Events), since)
-			if len(page.Events) == 0 {
-				idle = min(idle*2, r.cfg.MaxPoll)
-				continue
-			}
-			idle = r.cfg.MinPoll
-			out := make([]broker.Outgoing[tag], len(page.Events))
+			out := make([]broker.Outgoing[tag], len(page.Events), len(page.Events)+1)
 			for i, env := range page.Events {
 				if out[i], err = r.outgoing(ctx, env); err != nil {
 					return nil, err
 				}
 			}
+			if len(page.Events) == 0 || store.CursorOf(page.Events[len(page.Events)-1]) != page.Next {
+				if page.Next == cursor {
+					idle = min(idle*2, r.cfg.MaxPoll)
+					continue
+				}
+				// The read passed other partitions' events: the
+				// checkpoint moves past them too, in order, so that a
+				// partition with quiet streams does not read them again.
+				out = append(out, broker.Outgoing[tag]{Skip: true, Tag: tag{cursor: page.Next, skipped: true}})
+			}
+			idle = r.cfg.MinPoll
 			cursor = page.Next
-			readUpTo.set(store.CursorOf(page.Events[len(page.Events)-1]))
+			readUpTo.set(page.Next)
 			return out, nil
 		}
 	}
+}
+
+// readPartition reads the partition's events after cursor.
+func (r *worker) readPartition(ctx context.Context, cursor store.Cursor) (store.PartitionPage, error) {
+	page, err := r.store.ReadPartition(ctx, store.PartitionFilter{After: cursor, Limit: r.cfg.BatchSize,
+		Number: r.partition.Number, Count: r.cfg.Partitions})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Metrics.errors.WithLabelValues("store").Inc()
+		}
+		return page, fmt.Errorf("%w: %w", errStoreRead, err)
+	}
+	return page, nil
 }
 
 // gatherTarget is the events per read that the gather aims at: beyond a
@@ -555,7 +863,7 @@ const gatherTarget = 64
 // nextGather returns the gather before the next read, after one that found
 // n events, since after the start of the read before it: the time that
 // rate takes to bring gatherTarget events, within [Gather, MaxGather].
-func (r *Relay) nextGather(n int, since time.Duration) time.Duration {
+func (r *worker) nextGather(n int, since time.Duration) time.Duration {
 	if r.cfg.Gather < 0 {
 		return r.cfg.Gather
 	}
@@ -568,7 +876,7 @@ func (r *Relay) nextGather(n int, since time.Duration) time.Duration {
 }
 
 // message maps env to the message the relay publishes.
-func (r *Relay) message(env event.Envelope) (broker.Outgoing[tag], error) {
+func (r *worker) message(env event.Envelope) (broker.Outgoing[tag], error) {
 	msg, err := broker.EnvelopeMessage(env)
 	if err != nil {
 		return broker.Outgoing[tag]{}, err
@@ -581,7 +889,7 @@ func (r *Relay) message(env event.Envelope) (broker.Outgoing[tag], error) {
 // because it is parked: already, behind an earlier parked event of its
 // stream (which parks it now), or because it cannot be encoded (which parks
 // it now too: a stored event must never stop the relay).
-func (r *Relay) outgoing(ctx context.Context, env event.Envelope) (broker.Outgoing[tag], error) {
+func (r *worker) outgoing(ctx context.Context, env event.Envelope) (broker.Outgoing[tag], error) {
 	skip := broker.Outgoing[tag]{Skip: true, Tag: tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt, skipped: true}}
 	if r.parked.has(env.ID) {
 		return skip, nil
@@ -597,4 +905,4 @@ func (r *Relay) outgoing(ctx context.Context, env event.Envelope) (broker.Outgoi
 	return o, nil
 }
 
-func (r *Relay) returned(m broker.Returned) { r.noteUnroutable(m) }
+func (r *worker) returned(m broker.Returned) { r.noteUnroutable(m) }

@@ -15,8 +15,14 @@ const DefaultName = "default"
 // `eventbus status` command and the /v1/status endpoint report. It needs no
 // running relay in this process.
 type Status struct {
-	Relay      string           `json:"relay"`
-	Partitions []PartitionState `json:"partitions"`
+	Relay string `json:"relay"`
+	// PartitionCount is the count the relay runs with
+	// (EVENTBUS_RELAY_PARTITIONS); Partitions lists each.
+	PartitionCount int              `json:"partition_count"`
+	Partitions     []PartitionState `json:"partitions"`
+	// Processes are the relay's live processes and how many partitions
+	// each holds: a process holding none stands by.
+	Processes []Process `json:"processes"`
 	// Backlog counts events committed but not yet confirmed by the broker,
 	// summed over partitions (capped at BacklogCap each).
 	Backlog int64 `json:"backlog"`
@@ -55,6 +61,17 @@ type PartitionState struct {
 	Checkpoint string    `json:"checkpoint"` // cursor token
 	Position   int64     `json:"checkpoint_position"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Backlog counts the partition's events not yet confirmed, and Lag is
+	// the age of the oldest of them (zero when none).
+	Backlog int64    `json:"backlog"`
+	Lag     Duration `json:"lag"`
+}
+
+// Process is one live relay process in a Status.
+type Process struct {
+	Holder     string    `json:"holder"`
+	Partitions int       `json:"partitions"` // how many it holds
+	SeenUntil  time.Time `json:"seen_until"` // when it counts as gone unless heard from
 }
 
 // Duration is a time.Duration that encodes in JSON as seconds.
@@ -85,37 +102,49 @@ func ReadStatus(ctx context.Context, s store.Store, relay string, maxLag time.Du
 		// them.
 		st.Lag = Duration(max(now.Sub(stats.OldestHeldBack), 0))
 	}
+	state, err := s.RelayState(ctx, relay)
+	if err != nil {
+		return st, fmt.Errorf("relay status: %w", err)
+	}
 	leases, err := s.Leases(ctx, relay)
 	if err != nil {
 		return st, fmt.Errorf("relay status: %w", err)
 	}
-	if len(leases) == 0 {
-		leases = []store.Lease{{Partition: store.Partition{Relay: relay}}}
-	}
+	st.PartitionCount = max(state.Partitions, 1)
+	byNumber := map[int]store.Lease{}
 	for _, l := range leases {
-		ps := PartitionState{Partition: l.Number, LeaseUntil: l.Until, Checkpoint: l.Checkpoint.String(),
+		byNumber[l.Number] = l
+	}
+	held := map[string]int{}
+	st.Processes = []Process{}
+	for p := range st.PartitionCount {
+		l, ok := byNumber[p]
+		if !ok {
+			l = store.Lease{Partition: store.Partition{Relay: relay, Number: p}}
+		}
+		ps := PartitionState{Partition: p, LeaseUntil: l.Until, Checkpoint: l.Checkpoint.String(),
 			Position: l.Checkpoint.Position, UpdatedAt: l.UpdatedAt}
 		if l.Holder != "" && l.Until.After(now) {
 			ps.Leader = l.Holder
+			held[l.Holder]++
 		} else {
 			st.Healthy = false
-			st.Problems = append(st.Problems, fmt.Sprintf("partition %d: no relay holds the lease", l.Number))
+			st.Problems = append(st.Problems, fmt.Sprintf("partition %d: no relay holds the lease", p))
 		}
-		st.Partitions = append(st.Partitions, ps)
-		n, err := s.Backlog(ctx, l.Checkpoint, BacklogCap)
+		n, oldest, err := s.PartitionBacklog(ctx, l.Checkpoint, p, st.PartitionCount, BacklogCap)
 		if err != nil {
 			return st, fmt.Errorf("relay status: %w", err)
 		}
-		st.Backlog += n
-		if n > 0 {
-			page, err := s.Read(ctx, store.Filter{After: l.Checkpoint, Limit: 1})
-			if err != nil {
-				return st, fmt.Errorf("relay status: %w", err)
-			}
-			if len(page.Events) > 0 {
-				st.Lag = max(st.Lag, Duration(now.Sub(page.Events[0].RecordedAt)))
-			}
+		ps.Backlog = n
+		if !oldest.IsZero() {
+			ps.Lag = Duration(max(now.Sub(oldest), 0))
 		}
+		st.Backlog += n
+		st.Lag = max(st.Lag, ps.Lag)
+		st.Partitions = append(st.Partitions, ps)
+	}
+	for _, m := range state.Members {
+		st.Processes = append(st.Processes, Process{Holder: m.Holder, Partitions: held[m.Holder], SeenUntil: m.Until})
 	}
 	parked, err := s.Parked(ctx, relay)
 	if err != nil {

@@ -44,7 +44,7 @@ func (u *unroutableTypes) first(typ string) (first bool, label string) {
 // first time a type comes back: with the in-process broker of the embedded
 // default every event that no worker listens to comes back, and a warning
 // for each would drown the log.
-func (r *Relay) noteUnroutable(m broker.Returned) {
+func (r *worker) noteUnroutable(m broker.Returned) {
 	r.cfg.Metrics.errors.WithLabelValues("unroutable").Inc()
 	first, label := r.unroutable.first(m.RoutingKey)
 	r.cfg.Metrics.unroutable.WithLabelValues(label).Inc()
