@@ -27,6 +27,7 @@ import (
 	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/internal/connurl"
+	"github.com/edupulse/eventbus/store"
 )
 
 // Environment variables.
@@ -40,6 +41,8 @@ const (
 
 	EnvRequestTimeout  = "EVENTBUS_REQUEST_TIMEOUT"
 	EnvShutdownTimeout = "EVENTBUS_SHUTDOWN_TIMEOUT"
+
+	EnvRelayPartitions = "EVENTBUS_RELAY_PARTITIONS"
 
 	// EnvConfig names the configuration file, as --config does.
 	EnvConfig = "EVENTBUS_CONFIG"
@@ -87,6 +90,11 @@ type Config struct {
 	// even when the store, the broker or a handler does not answer.
 	ShutdownTimeout time.Duration
 
+	// RelayPartitions is the relay's partition count: its work is split
+	// by a hash of the stream, and the relay processes share the
+	// partitions. Every process of a relay must have the same.
+	RelayPartitions int
+
 	// File is the configuration file read, "" for none.
 	File string
 }
@@ -120,6 +128,8 @@ const (
 	FlagRequestTimeout  = "request-timeout"
 	FlagShutdownTimeout = "shutdown-timeout"
 
+	FlagRelayPartitions = "relay-partitions"
+
 	FlagConfig = "config"
 )
 
@@ -139,6 +149,7 @@ var settings = []setting{
 	{EnvAPITokens, FlagAPITokens, ""},
 	{EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String()},
 	{EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String()},
+	{EnvRelayPartitions, FlagRelayPartitions, "1"},
 }
 
 // Origin is where a setting's value came from.
@@ -177,6 +188,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
 	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
 	fs.String(FlagShutdownTimeout, DefaultShutdownTimeout.String(), "how long the process may take to stop after SIGTERM or Ctrl-C ("+EnvShutdownTimeout+")")
+	fs.String(FlagRelayPartitions, "1", fmt.Sprintf("partitions the relay's work is split into by stream, shared by every serve and serve --relay-only process; the same in every process, 1 to %d (%s)", store.MaxPartitions, EnvRelayPartitions))
 	fs.String(FlagConfig, "", "YAML configuration file, keys named as the environment variables; the environment and flags override it ("+EnvConfig+")")
 	return &Flags{fs: fs}
 }
@@ -214,6 +226,7 @@ func Explain(lookupEnv func(string) (string, bool), flags *Flags) (Config, []Set
 		EnvAPITokens:       strings.Join(tokens, ","),
 		EnvRequestTimeout:  c.RequestTimeout.String(),
 		EnvShutdownTimeout: c.ShutdownTimeout.String(),
+		EnvRelayPartitions: strconv.Itoa(c.RelayPartitions),
 	}
 	out := make([]Setting, len(settings))
 	for i, s := range settings {
@@ -295,6 +308,9 @@ func check(get func(env, flag, def string) string) (Config, error) {
 	if c.ShutdownTimeout, err = parseTimeout(EnvShutdownTimeout, FlagShutdownTimeout, get(EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String())); err != nil {
 		return Config{}, err
 	}
+	if c.RelayPartitions, err = parsePartitions(get(EnvRelayPartitions, FlagRelayPartitions, "1")); err != nil {
+		return Config{}, err
+	}
 	return c, nil
 }
 
@@ -314,6 +330,16 @@ func parseTimeout(env, flag, v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%w: %s (or --%s) %s must be above 0 and at most %s", ErrInvalid, env, flag, v, maxTimeout)
 	}
 	return d, nil
+}
+
+// parsePartitions reads the relay's partition count.
+func parsePartitions(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > store.MaxPartitions {
+		return 0, fmt.Errorf("%w: %s (or --%s) %q must be a whole number from 1 to %d: the partitions the relay processes share; "+
+			"give every process of the relay the same", ErrInvalid, EnvRelayPartitions, FlagRelayPartitions, v, store.MaxPartitions)
+	}
+	return n, nil
 }
 
 func checkDatabaseURL(raw string) error {

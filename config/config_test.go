@@ -240,3 +240,31 @@ func TestTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayPartitions: EVENTBUS_RELAY_PARTITIONS defaults to 1, the flag
+// overrides the environment, and a value that is not a count from 1 to
+// store.MaxPartitions is refused with the setting named.
+func TestRelayPartitions(t *testing.T) {
+	c, err := config.Load(env{}.lookup, nil)
+	if err != nil || c.RelayPartitions != 1 {
+		t.Fatalf("default: %d, %v; want 1", c.RelayPartitions, err)
+	}
+	e := env{config.EnvRelayPartitions: "4"}
+	if c, err = config.Load(e.lookup, nil); err != nil || c.RelayPartitions != 4 {
+		t.Fatalf("from the environment: %d, %v; want 4", c.RelayPartitions, err)
+	}
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	flags := config.AddFlags(fs)
+	if err := fs.Parse([]string{"--relay-partitions=8"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = config.Load(e.lookup, flags); err != nil || c.RelayPartitions != 8 {
+		t.Fatalf("the flag does not override the environment: %d, %v", c.RelayPartitions, err)
+	}
+	for _, v := range []string{"0", "-1", "65", "1000000000000000000000", "four", "2.5", "0x10"} {
+		_, err := config.Load(env{config.EnvRelayPartitions: v}.lookup, nil)
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), config.EnvRelayPartitions) || !strings.Contains(err.Error(), "1 to 64") {
+			t.Errorf("%s=%s: %v; want ErrInvalid naming the setting and its range", config.EnvRelayPartitions, v, err)
+		}
+	}
+}

@@ -66,6 +66,7 @@ var layered = []layerValues{
 		"f:xxxxx:read", "e:xxxxx:publish+read", "g:xxxxx:admin,h:xxxxx:read", ""},
 	{config.EnvRequestTimeout, config.FlagRequestTimeout, "1s", "2s", "3s", "1s", "2s", "3s", "5s"},
 	{config.EnvShutdownTimeout, config.FlagShutdownTimeout, "1m", "2m0s", "3m", "1m0s", "2m0s", "3m0s", "15s"},
+	{config.EnvRelayPartitions, config.FlagRelayPartitions, "2", "4", "8", "2", "4", "8", "1"},
 }
 
 // TestPrecedence sets each setting in every combination of the file, the

@@ -519,7 +519,7 @@ func (r *Relay) handOver(p int) {
 func (w *worker) run(ctx context.Context, lease store.Lease) {
 	failures := 0
 	for {
-		w.log.Info("relay leads the partition", "checkpoint_position", lease.Checkpoint.Position)
+		w.log.Info("relay is the leader", "checkpoint_position", lease.Checkpoint.Position)
 		err := w.lead(ctx, lease.Checkpoint)
 		if ctx.Err() != nil {
 			return

@@ -135,6 +135,9 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 	relayCfg := opts.Relay
 	relayCfg.Exchange = cfg.Exchange
 	relayCfg.Logger = s.Logger
+	if relayCfg.Partitions == 0 {
+		relayCfg.Partitions = cfg.RelayPartitions
+	}
 	if relayCfg.Metrics == nil {
 		relayCfg.Metrics = relay.NewMetrics()
 		if err := relayCfg.Metrics.Register(s.Metrics); err != nil {

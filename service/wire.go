@@ -27,10 +27,15 @@ func WireStatus(st relay.Status) wire.Status {
 	out := wire.Status{Relay: st.Relay, Backlog: st.Backlog, Lag: wire.Seconds(st.Lag), Events: st.Events,
 		Head: st.Head, HeadPosition: st.HeadPosition,
 		HeldBack: st.HeldBack, OldestTxAge: wire.Seconds(st.OldestTxAge), Parked: st.Parked, Healthy: st.Healthy,
-		Problems: st.Problems, Partitions: make([]wire.PartitionState, len(st.Partitions))}
+		Problems: st.Problems, PartitionCount: st.PartitionCount, Partitions: make([]wire.PartitionState, len(st.Partitions)),
+		Processes: make([]wire.RelayProcess, len(st.Processes))}
 	for i, p := range st.Partitions {
 		out.Partitions[i] = wire.PartitionState{Partition: p.Partition, Leader: p.Leader, LeaseUntil: p.LeaseUntil,
-			Checkpoint: p.Checkpoint, CheckpointPosition: p.Position, UpdatedAt: p.UpdatedAt}
+			Checkpoint: p.Checkpoint, CheckpointPosition: p.Position, UpdatedAt: p.UpdatedAt,
+			Backlog: p.Backlog, Lag: wire.Seconds(p.Lag)}
+	}
+	for i, p := range st.Processes {
+		out.Processes[i] = wire.RelayProcess{Holder: p.Holder, Partitions: p.Partitions, SeenUntil: p.SeenUntil}
 	}
 	return out
 }

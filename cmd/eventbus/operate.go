@@ -33,12 +33,13 @@ func (a *app) statusCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the relay's leader, checkpoint, backlog and lag; exit 1 when unhealthy",
-		Long: `status reads the relay's state from the store: which relay leads, its
-checkpoint, the backlog of events not yet confirmed by the broker, how far
-behind it is, and whether an old open transaction holds readers back. It
-exits 1 when no relay holds the lease, an event is parked ('eventbus parked
-list'), or the lag exceeds --max-lag, so that
+		Short: "Show the relay's partitions (leader, checkpoint, backlog, lag); exit 1 when unhealthy",
+		Long: `status reads the relay's state from the store: for each partition, which
+process leads it, its checkpoint, the backlog of events not yet confirmed by
+the broker and how far behind it is; the live relay processes and how many
+partitions each holds; and whether an old open transaction holds readers
+back. It exits 1 when no process holds a partition's lease, an event is
+parked ('eventbus parked list'), or the lag exceeds --max-lag, so that
 scripts and probes can use it.`,
 		Example: `  eventbus status
   eventbus status --json --max-lag 30s
@@ -145,14 +146,17 @@ func printStatus(w io.Writer, st wire.Status) {
 	if !st.Healthy {
 		health = "UNHEALTHY"
 	}
-	fmt.Fprintf(tw, "relay\t%s (%s)\n", st.Relay, health)
+	fmt.Fprintf(tw, "relay\t%s (%s), %d partitions, %d processes\n", st.Relay, health, max(st.PartitionCount, 1), len(st.Processes))
 	for _, p := range st.Partitions {
 		leader := p.Leader
 		if leader == "" {
 			leader = "none"
 		}
-		fmt.Fprintf(tw, "partition %d\tleader %s, checkpoint at position %d (updated %s)\n",
-			p.Partition, leader, p.CheckpointPosition, p.UpdatedAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "partition %d\tleader %s, checkpoint at position %d (updated %s), backlog %d, lag %s\n",
+			p.Partition, leader, p.CheckpointPosition, p.UpdatedAt.Format(time.RFC3339), p.Backlog, p.Lag.Duration().Round(time.Millisecond))
+	}
+	for _, p := range st.Processes {
+		fmt.Fprintf(tw, "process\t%s holds %d partitions\n", p.Holder, p.Partitions)
 	}
 	fmt.Fprintf(tw, "backlog\t%d events\n", st.Backlog)
 	fmt.Fprintf(tw, "lag\t%s\n", time.Duration(st.Lag).Round(time.Millisecond))

@@ -66,6 +66,7 @@ the defaults; 'eventbus config' shows the result:
   EVENTBUS_API_TOKENS    name:token:scope1+scope2,... (publish, read, admin); unset: auth off
   EVENTBUS_REQUEST_TIMEOUT   an HTTP request's wait for the store and the broker (5s), then 503
   EVENTBUS_SHUTDOWN_TIMEOUT  the longest a stop takes after SIGTERM or Ctrl-C (15s)
+  EVENTBUS_RELAY_PARTITIONS  partitions the relay processes share, the same in every process (1)
   EVENTBUS_SERVER        a running serve's URL for events, tail, status, replay, dlq and parked (--server)
   EVENTBUS_API_TOKEN     the token sent to it
 

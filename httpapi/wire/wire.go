@@ -90,8 +90,14 @@ func (s Seconds) Duration() time.Duration { return time.Duration(s) }
 
 // Status is the relay's state (GET /v1/status).
 type Status struct {
-	Relay      string           `json:"relay"`
-	Partitions []PartitionState `json:"partitions"`
+	Relay string `json:"relay"`
+	// PartitionCount is the relay's partition count
+	// (EVENTBUS_RELAY_PARTITIONS); Partitions lists each.
+	PartitionCount int              `json:"partition_count"`
+	Partitions     []PartitionState `json:"partitions"`
+	// Processes are the relay's live processes (serve and serve
+	// --relay-only) and how many partitions each holds.
+	Processes []RelayProcess `json:"processes"`
 	// Backlog counts events committed but not yet confirmed by the broker.
 	Backlog int64 `json:"backlog"`
 	// Lag is the age of the oldest event the broker has not confirmed,
@@ -126,6 +132,20 @@ type PartitionState struct {
 	Checkpoint         string    `json:"checkpoint"`
 	CheckpointPosition int64     `json:"checkpoint_position"`
 	UpdatedAt          time.Time `json:"updated_at"`
+	// Backlog counts the partition's events the broker has not confirmed;
+	// Lag is the age of the oldest of them.
+	Backlog int64   `json:"backlog"`
+	Lag     Seconds `json:"lag"`
+}
+
+// RelayProcess is one live relay process in a Status.
+type RelayProcess struct {
+	// Holder names it: host/pid/random suffix, as PartitionState.Leader.
+	Holder string `json:"holder"`
+	// Partitions is how many partitions it holds; 0 for a standby.
+	Partitions int `json:"partitions"`
+	// SeenUntil is when it counts as gone unless it is heard from again.
+	SeenUntil time.Time `json:"seen_until"`
 }
 
 // Parked is an event the relay parked (GET /v1/parked): the broker refused
