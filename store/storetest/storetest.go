@@ -5,7 +5,8 @@
 //
 // The suite is the contract of package store in executable form: appends,
 // idempotency, expected versions, transactions, gap-free commit-order reads
-// (G4), lossless unknown types (G6), leases and the inbox.
+// (G4), lossless unknown types (G6), leases, relay partitions (reads by
+// partition, membership, the partition count) and the inbox.
 package storetest
 
 import (
@@ -35,6 +36,10 @@ type Harness[TTx any] struct {
 	// SetNextPosition, if set, makes the next appended event get position
 	// n, so the suite can check positions beyond 32 bits.
 	SetNextPosition func(t *testing.T, s store.TxStore[TTx], n int64)
+	// ForgetStreamHashes, if set, makes the stored events look written
+	// before the store kept stream hashes (stream_hash NULL), so that the
+	// suite can check that partition reads still place them.
+	ForgetStreamHashes func(t *testing.T, s store.TxStore[TTx])
 }
 
 // Run runs the conformance suite against h.
@@ -62,6 +67,10 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"GetNotFound", testGetNotFound[TTx]},
 		{"InvalidDraftsStoreNothing", testInvalidDrafts[TTx]},
 		{"Leases", testLeases[TTx]},
+		{"ReadPartition", testReadPartition[TTx]},
+		{"PartitionHeldBack", testPartitionHeldBack[TTx]},
+		{"PartitionBacklog", testPartitionBacklog[TTx]},
+		{"Heartbeat", testHeartbeat[TTx]},
 		{"Inbox", testInbox[TTx]},
 		{"Parked", testParked[TTx]},
 		{"StatsAndBacklog", testStatsAndBacklog[TTx]},
