@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/edupulse/eventbus/event"
@@ -112,10 +113,13 @@ type Partitions interface {
 // PartitionCountError is the error of a heartbeat with another partition
 // count than the running relay's.
 func PartitionCountError(relay string, stored, configured int, alive []Member) error {
-	holders := make([]string, len(alive))
-	for i, m := range alive {
-		holders[i] = m.Holder
+	var holders []string
+	for _, m := range alive {
+		if !slices.Contains(holders, m.Holder) {
+			holders = append(holders, m.Holder)
+		}
 	}
+	slices.Sort(holders)
 	return fmt.Errorf("%w: relay %s runs with %d partitions (processes %v), this process is configured with %d: "+
 		"give every process the same EVENTBUS_RELAY_PARTITIONS, or stop every relay process of %s to change it "+
 		"(docs/operations.md, \"Changing the partition count\")",
