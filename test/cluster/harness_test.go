@@ -59,10 +59,16 @@ type rig struct {
 	load   *load
 }
 
+// serveOptions are what a rig's serve runs with besides the servers.
+type serveOptions struct {
+	args []string // after serve --migrate
+	env  []string
+}
+
 // newRig declares the exchange and the observer's queue (before any event
 // is published: the relay drops what no queue is bound for), starts the
 // observer and serve, and waits until serve is ready.
-func newRig(t testing.TB, ctx context.Context, dbURL, amqpURLs string) *rig {
+func newRig(t testing.TB, ctx context.Context, dbURL, amqpURLs string, opts ...serveOptions) *rig {
 	t.Helper()
 	r := &rig{t: t, dbURL: dbURL, amqpURLs: amqpURLs,
 		exchange: testenv.Name("cluster_x"), group: testenv.Name("cluster_observer"), obs: testenv.NewStreamObserver()}
@@ -112,12 +118,17 @@ func newRig(t testing.TB, ctx context.Context, dbURL, amqpURLs string) *rig {
 		t.Fatalf("the observer has not subscribed: %v", ctx.Err())
 	}
 
-	r.serve = startServe(t, ctx, []string{
+	env := []string{
 		"EVENTBUS_DATABASE_URL=" + dbURL,
 		"EVENTBUS_AMQP_URL=" + amqpURLs,
 		"EVENTBUS_EXCHANGE=" + r.exchange,
 		"EVENTBUS_API_TOKENS=cluster:" + apiSecret + ":publish+read",
-	})
+	}
+	var args []string
+	for _, o := range opts {
+		env, args = append(env, o.env...), append(args, o.args...)
+	}
+	r.serve = startServe(t, ctx, env, args...)
 	r.load = newLoad(t, r.serve.url)
 	return r
 }
@@ -149,9 +160,10 @@ type serveProc struct {
 	err    error // its exit, once exited is closed
 }
 
-// startServe starts `eventbus serve --migrate` with env and waits until it
-// answers /readyz. It stops (SIGTERM, then SIGKILL) when the test ends.
-func startServe(t testing.TB, ctx context.Context, env []string) *serveProc {
+// startServe starts `eventbus serve --migrate` with env and args and waits
+// until it answers /readyz. It stops (SIGTERM, then SIGKILL) when the test
+// ends.
+func startServe(t testing.TB, ctx context.Context, env []string, args ...string) *serveProc {
 	t.Helper()
 	port := freePort(t)
 	p := &serveProc{url: "http://127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(t.TempDir(), "serve.log"), exited: make(chan struct{})}
@@ -159,7 +171,7 @@ func startServe(t testing.TB, ctx context.Context, env []string) *serveProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.EventbusBinary(t, raceEnabled), "serve", "--migrate", "--log-format", "json", "--log-level", "warn")
+	cmd := exec.Command(testenv.EventbusBinary(t, raceEnabled), append([]string{"serve", "--migrate", "--log-format", "json", "--log-level", "warn"}, args...)...)
 	cmd.Env = append(cleanEnv(), env...)
 	cmd.Env = append(cmd.Env, "EVENTBUS_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
