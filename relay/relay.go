@@ -367,15 +367,16 @@ func (r *Relay) balance(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	mine := make(map[int]bool, len(r.running)+len(r.stopping))
+	mine := make(map[int]bool, len(r.running))
 	for p := range r.running {
 		mine[p] = true
 	}
+	busy := make(map[int]bool, len(r.stopping))
 	for p := range r.stopping {
-		mine[p] = true
+		busy[p] = true // being handed over: not to claim again
 	}
 	r.mu.Unlock()
-	plan := share(r.cfg.Holder, r.cfg.Partitions, members, leases, mine, time.Now())
+	plan := share(r.cfg.Holder, r.cfg.Partitions, members, leases, mine, busy, time.Now())
 	for _, p := range plan.release {
 		r.handOver(p)
 	}
@@ -405,12 +406,13 @@ type sharePlan struct {
 	release []int // the partitions to hand over
 }
 
-// share computes the plan of holder, given the live processes, the leases
-// and the partitions holder runs, at now. Every process computes the same
+// share computes the plan of holder, given the live processes, the leases,
+// the partitions holder runs (mine) and those it is handing over (busy),
+// at now. Every process computes the same
 // targets from the same view: N/M each, and one more for the N%M
 // processes that hold the most now (ties by holder), so that a process
 // that holds its share keeps it.
-func share(holder string, n int, members []store.Member, leases []store.Lease, mine map[int]bool, now time.Time) sharePlan {
+func share(holder string, n int, members []store.Member, leases []store.Lease, mine, busy map[int]bool, now time.Time) sharePlan {
 	held := map[string]int{}
 	for _, m := range members {
 		held[m.Holder] = 0
@@ -463,7 +465,7 @@ func share(holder string, n int, members []store.Member, leases []store.Lease, m
 	start := int(event.StreamHash(holder, [16]byte{}) % uint32(n))
 	for i := range n {
 		p := (start + i) % n
-		if !taken[p] && !mine[p] {
+		if !taken[p] && !mine[p] && !busy[p] {
 			plan.free = append(plan.free, p)
 		}
 	}

@@ -59,6 +59,10 @@ func TestPartitionedRelays(t *testing.T) {
 		r.waitShares(ctx, takeover, "the live relay process holds the partitions of the one killed", map[*relayProc]int{b: 4})
 		tookOver = time.Since(down)
 		c = startRelayOnly(t, "c", env)
+		// The process starts (a binary built with the race detector, on
+		// a loaded machine, takes a while), then announces itself: from
+		// then on it must get its share within 10 s.
+		r.waitProcess(ctx, 60*time.Second, c)
 		started := time.Now()
 		r.waitShares(ctx, takeover, "a relay process that joins gets its share", map[*relayProc]int{b: 2, c: 2})
 		joined = time.Since(started)
@@ -70,7 +74,7 @@ func TestPartitionedRelays(t *testing.T) {
 		}
 	}
 	res.report(t, "partitioned relays (4 partitions, SIGKILL of one of two relay processes, then a third joins)",
-		fmt.Sprintf("partitioned relays: the live process held all 4 partitions %v after the kill; the process that joined held its 2 partitions %v after it started; events delivered again (at least once): %d",
+		fmt.Sprintf("partitioned relays: the live process held all 4 partitions %v after the kill; the process that joined held its 2 partitions %v after it announced itself; events delivered again (at least once): %d",
 			tookOver.Round(time.Millisecond), joined.Round(time.Millisecond), res.summary.Redeliveries))
 }
 
@@ -143,6 +147,9 @@ func (p *relayProc) tail() string {
 	if err != nil {
 		return err.Error()
 	}
+	if len(b) == 0 {
+		return "(its log " + p.log + " is empty)"
+	}
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
 	}
@@ -181,6 +188,27 @@ func (r *rig) status(ctx context.Context) (wire.Status, error) {
 	return st, nil
 }
 
+// waitProcess waits until /v1/status lists p among the relay's live
+// processes, for at most timeout.
+func (r *rig) waitProcess(ctx context.Context, timeout time.Duration, p *relayProc) {
+	r.t.Helper()
+	var last string
+	r.waitFor(ctx, timeout, "relay process "+p.name+" announces itself", func() bool {
+		st, err := r.status(ctx)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = fmt.Sprint(st.Processes)
+		for _, q := range st.Processes {
+			if holderPID(q.Holder) == p.pid {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("processes: %s; relay %s:\n%s", last, p.name, p.tail()) })
+}
+
 // waitShares waits until /v1/status shows every partition held, by the
 // processes of want, each holding as many as want says, for at most
 // timeout.
@@ -204,6 +232,9 @@ func (r *rig) waitShares(ctx context.Context, timeout time.Duration, what string
 			desc = append(desc, fmt.Sprintf("partition %d: %q (checkpoint %d, backlog %d, lag %v)", p.Partition, p.Leader, p.CheckpointPosition, p.Backlog, p.Lag.Duration()))
 		}
 		sort.Strings(desc)
+		for _, p := range st.Processes {
+			desc = append(desc, fmt.Sprintf("process %s holds %d", p.Holder, p.Partitions))
+		}
 		last = strings.Join(desc, "; ")
 		return st.PartitionCount == 4 && len(st.Partitions) == 4 && fmt.Sprint(got) == fmt.Sprint(wantByPID)
 	}, func() string {
