@@ -1,9 +1,14 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,24 +34,33 @@ const scalingEvents = 30000
 // streams commit in one transaction, and the clock runs from that commit
 // until a consumer in the test process (prefetch 2000, one ack per
 // message) has received every one of them from a quorum queue bound to
-// every type. BENCHMARKS.md has the figures:
+// every type. The same with one partition and one process is the
+// baseline. BENCHMARKS.md has the figures:
 //
 //	go test ./test/cluster -run '^$' -bench PartitionedRelays -benchtime 1x
 func BenchmarkPartitionedRelays(b *testing.B) {
 	testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
-	for _, procs := range []int{1, 2, 4} {
-		b.Run(fmt.Sprintf("processes=%d", procs), func(b *testing.B) {
+	for _, c := range []struct{ partitions, procs int }{{1, 1}, {4, 1}, {4, 2}, {4, 4}} {
+		b.Run(fmt.Sprintf("partitions=%d/processes=%d", c.partitions, c.procs), func(b *testing.B) {
 			for range b.N {
-				rate := drainWithRelays(b, procs)
+				rate, cpu := drainWithRelays(b, c.partitions, c.procs)
 				b.ReportMetric(rate, "events/s")
-				b.Logf("%d relay processes, 4 partitions: %d events in %.2fs, %.0f events/s",
-					procs, scalingEvents, float64(scalingEvents)/rate, rate)
+				var parts []string
+				for _, name := range []string{"eventbus", "postgres", "beam.smp", "cluster.test"} {
+					perEvent := float64(cpu[name].Microseconds()) / scalingEvents
+					b.ReportMetric(perEvent, name+"-cpu-µs/event")
+					parts = append(parts, fmt.Sprintf("%s %.0f µs", name, perEvent))
+				}
+				b.Logf("%d relay processes, %d partitions: %d events in %.2fs, %.0f events/s; CPU per event during the drain, by command (every process of the machine, other helpers' included): %s",
+					c.procs, c.partitions, scalingEvents, float64(scalingEvents)/rate, rate, strings.Join(parts, ", "))
 			}
 		})
 	}
 }
 
-func drainWithRelays(b *testing.B, procs int) float64 {
+// drainWithRelays returns the throughput, and the CPU time every command
+// of the machine used from the commit to the last delivery.
+func drainWithRelays(b *testing.B, partitions, procs int) (float64, map[string]time.Duration) {
 	ctx := testenv.Context(b, 5*time.Minute)
 	dbURL := testenv.PostgresSchema(b)
 	st, err := postgres.Open(ctx, dbURL)
@@ -94,14 +108,17 @@ func drainWithRelays(b *testing.B, procs int) float64 {
 	}()
 
 	env := []string{"EVENTBUS_DATABASE_URL=" + dbURL, "EVENTBUS_AMQP_URL=" + testenv.AMQPURL(),
-		"EVENTBUS_EXCHANGE=" + exchange, "EVENTBUS_RELAY_PARTITIONS=4"}
+		"EVENTBUS_EXCHANGE=" + exchange, fmt.Sprintf("EVENTBUS_RELAY_PARTITIONS=%d", partitions)}
+	var relays []*relayProc
 	for i := range procs {
-		p := startRelayOnly(b, fmt.Sprint(i), env)
-		defer func() {
+		relays = append(relays, startRelayOnly(b, fmt.Sprint(i), env))
+	}
+	defer func() {
+		for _, p := range relays {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			<-p.exited
-		}()
-	}
+		}
+	}()
 	// Wait until the processes hold their shares: every partition, by
 	// procs holders.
 	deadline := time.Now().Add(time.Minute)
@@ -115,7 +132,7 @@ func drainWithRelays(b *testing.B, procs int) float64 {
 				held++
 			}
 		}
-		if err == nil && held == 4 && len(holders) == procs {
+		if err == nil && held == partitions && len(holders) == min(procs, partitions) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -141,6 +158,7 @@ func drainWithRelays(b *testing.B, procs int) float64 {
 		}
 	}
 	b.ResetTimer()
+	before := cpuByCommand()
 	committed := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		b.Fatal(err)
@@ -148,11 +166,45 @@ func drainWithRelays(b *testing.B, procs int) float64 {
 	select {
 	case last := <-done:
 		b.StopTimer()
-		return float64(scalingEvents) / last.Sub(committed).Seconds()
+		after := cpuByCommand()
+		for name, t := range before {
+			after[name] -= t
+		}
+		return float64(scalingEvents) / last.Sub(committed).Seconds(), after
 	case <-ctx.Done():
 		b.Fatalf("not every event arrived: %v", ctx.Err())
-		return 0
+		return 0, nil
 	}
 }
 
 
+
+// cpuByCommand returns the CPU time (user and system) that the processes
+// of the machine have used, summed by command name, from /proc.
+func cpuByCommand() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range dirs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		name := string(b[open+1 : close])
+		fields := strings.Fields(string(b[close+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		out[name] += time.Duration(utime+stime) * time.Second / clockTicks
+	}
+	return out
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times:
+// 100 on Linux everywhere in practice.
+const clockTicks = 100
