@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -289,6 +290,9 @@ func (s *Service) Handler() (http.Handler, error) {
 type RunOptions struct {
 	HTTP  bool
 	Relay bool
+	// Probes serves GET /healthz, /readyz and /metrics alone on the HTTP
+	// address when HTTP is off: `serve --relay-only` sets it.
+	Probes bool
 	// Ready, if set, is told the HTTP API's address once it listens.
 	Ready func(addr string)
 	// ShutdownTimeout bounds the stop: Run returns within it once ctx
@@ -372,6 +376,9 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 			}
 		}()
 	}
+	if opts.Probes && !opts.HTTP {
+		defer s.serveProbes(runCtx, ctx, opts)()
+	}
 	if opts.Relay {
 		s.relayRef.Store(s.relay)
 		defer s.relayRef.Store(nil)
@@ -406,6 +413,59 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// serveProbes serves GET /healthz, /readyz and /metrics on the HTTP
+// address while the relay runs alone (DESIGN "Partitions"), until runCtx
+// ends or the returned func is called, which waits until they stop. The
+// relay is the process's work: when the address is taken, it says so and
+// the relay runs on without them.
+func (s *Service) serveProbes(runCtx, ctx context.Context, opts RunOptions) (stop func()) {
+	h, err := httpapi.Probes(httpapi.ProbesConfig{Metrics: s.Metrics, Logger: s.Logger, Ready: []httpapi.Check{
+		{Name: "store", Check: s.Store.Ping},
+		{Name: "broker", Check: s.Broker.Ping},
+	}})
+	if err != nil {
+		s.Logger.Warn("relay-only: no /healthz, /readyz and /metrics", "err", err)
+		return func() {}
+	}
+	ln, err := net.Listen("tcp", s.Config.HTTPAddr)
+	if err != nil {
+		s.Logger.Warn(fmt.Sprintf("relay-only: cannot serve /healthz, /readyz and /metrics on %s (set %s or --%s to a free address); the relay runs without them",
+			s.Config.HTTPAddr, config.EnvHTTPAddr, config.FlagHTTPAddr), "err", err)
+		return func() {}
+	}
+	srv := httpapi.NewServer(s.Config.HTTPAddr, h)
+	srv.ErrorLog = slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn)
+	s.Logger.Info("relay-only: /healthz, /readyz and /metrics listening", "addr", ln.Addr().String())
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr().String())
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}()
+	stopNow := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-runCtx.Done():
+		case <-stopNow:
+		}
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			_ = srv.Close()
+		}
+		<-served
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(stopNow) })
+		<-stopped
+	}
 }
 
 // Close closes the broker and the store.

@@ -17,8 +17,11 @@ func (a *app) serveCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the HTTP API and the relay",
 		Long: `serve runs the HTTP API and the relay, which publishes every committed
-event to the broker. Several serve processes may run: exactly one relay
-publishes, the others stand by and take over within seconds.
+event to the broker. Several serve processes may run: they share the relay's
+partitions (EVENTBUS_RELAY_PARTITIONS, default 1), each published by one
+process at a time; when a process dies the others take its partitions
+within seconds. serve --relay-only serves only /healthz, /readyz and
+/metrics on EVENTBUS_HTTP_ADDR.
 
 With no configuration it runs on the embedded default: a SQLite store under
 ./eventbus-data and a broker inside the process, which only consumers in the
@@ -51,7 +54,7 @@ in flight, the relay saves its checkpoint and hands its lease over.`,
 			a.logger.Info("eventbus serving", "config", svc.Config, "http", !relayOnly, "relay", !noRelay)
 			done := make(chan error, 1)
 			go func() {
-				err := svc.Run(cmd.Context(), service.RunOptions{HTTP: !relayOnly, Relay: !noRelay})
+				err := svc.Run(cmd.Context(), service.RunOptions{HTTP: !relayOnly, Relay: !noRelay, Probes: relayOnly})
 				_ = svc.Close()
 				done <- err
 			}()

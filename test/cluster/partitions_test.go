@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +51,26 @@ func TestPartitionedRelays(t *testing.T) {
 	a := startRelayOnly(t, "a", env)
 	b := startRelayOnly(t, "b", env)
 	r.waitShares(ctx, 60*time.Second, "two relay processes share the partitions", map[*relayProc]int{a: 2, b: 2})
+	// A relay process's metrics show every partition with its leader, and
+	// its own share.
+	metrics := a.get(t, "/metrics")
+	led := map[string]bool{}
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "eventbus_relay_partition_leader{") && strings.HasSuffix(line, "} 1") {
+			_, rest, _ := strings.Cut(line, `partition="`)
+			n, _, _ := strings.Cut(rest, `"`)
+			led[n] = true
+		}
+	}
+	if len(led) != 4 {
+		t.Errorf("relay a's /metrics shows a leader for partitions %v, want all 4:\n%s", led, metrics)
+	}
+	if !strings.Contains(metrics, "eventbus_relay_leader 2") {
+		t.Errorf("relay a's /metrics does not say it holds 2 partitions")
+	}
+	if ready := a.get(t, "/readyz"); !strings.Contains(ready, `"ready"`) {
+		t.Errorf("relay a's /readyz: %s", ready)
+	}
 
 	var tookOver, joined time.Duration
 	var c *relayProc
@@ -81,6 +102,7 @@ func TestPartitionedRelays(t *testing.T) {
 // relayProc is `eventbus serve --relay-only` running as a subprocess.
 type relayProc struct {
 	name   string
+	url    string // where it serves /healthz, /readyz and /metrics
 	pid    int
 	cmd    *exec.Cmd
 	log    string
@@ -98,7 +120,9 @@ func startRelayOnly(t testing.TB, name string, env []string) *relayProc {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(testenv.EventbusBinary(t, raceEnabled), "serve", "--relay-only", "--log-format", "json", "--log-level", "info")
-	p.cmd.Env = append(cleanEnv(), env...)
+	port := freePort(t)
+	p.url = "http://127.0.0.1:" + strconv.Itoa(port)
+	p.cmd.Env = append(append(cleanEnv(), env...), "EVENTBUS_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port))
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	p.cmd.WaitDelay = 5 * time.Second
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -122,6 +146,23 @@ func startRelayOnly(t testing.TB, name string, env []string) *relayProc {
 		}
 	})
 	return p
+}
+
+// get returns the body of GET path on the process's probes address.
+func (p *relayProc) get(t testing.TB, path string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	res, err := client.Get(p.url + path)
+	if err != nil {
+		t.Fatalf("relay %s: GET %s: %v", p.name, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("relay %s: GET %s: %d %s", p.name, path, res.StatusCode, b)
+	}
+	return string(b)
 }
 
 // kill kills the process with SIGKILL and waits until it is gone.
