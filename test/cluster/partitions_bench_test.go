@@ -177,8 +177,6 @@ func drainWithRelays(b *testing.B, partitions, procs int) (float64, map[string]t
 	}
 }
 
-
-
 // cpuByCommand returns the CPU time (user and system) that the processes
 // of the machine have used, summed by command name, from /proc.
 func cpuByCommand() map[string]time.Duration {
