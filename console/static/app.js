@@ -493,9 +493,9 @@ async function relayView(signal) {
       card('Parked', st.parked), card('Events', st.events));
     lagChart.replaceChildren(chart(samples.map((s) => [s.t, s.lag]), 's'));
     rateChart.replaceChildren(chart(samples.map((s) => [s.t, s.rate]), '/s'));
-    partitions.replaceChildren(el('table', {}, el('thead', {}, el('tr', {}, ['Partition', 'Leader', 'Checkpoint position', 'Updated'].map((h) => el('th', {}, h)))),
+    partitions.replaceChildren(el('table', {}, el('thead', {}, el('tr', {}, ['Partition', 'Leader', 'Checkpoint position', 'Backlog', 'Lag', 'Updated'].map((h) => el('th', {}, h)))),
       el('tbody', {}, (st.partitions || []).map((p) => el('tr', {}, el('td', {}, p.partition), el('td', {}, p.leader || el('span', { class: 'bad' }, 'none')),
-        el('td', {}, p.checkpoint_position), el('td', {}, time(p.updated_at)))))));
+        el('td', {}, p.checkpoint_position), el('td', {}, p.backlog ?? ''), el('td', {}, p.lag === undefined ? '' : p.lag.toFixed(3) + ' s'), el('td', {}, time(p.updated_at)))))));
     const list = await api('GET', '/v1/parked');
     const items = Array.isArray(list) ? list : [];
     parked.replaceChildren(items.length ? parkedTable(items, refresh) : el('p', { class: 'muted', id: 'no-parked' }, 'No parked events: the broker accepts everything the relay sends.'));
