@@ -13,30 +13,25 @@ import (
 	"github.com/edupulse/eventbus/store"
 )
 
-// readPartitionSQL reads one partition of several. The scan takes the next
-// $3 visible events of every partition after the cursor ($1, $2), from the
-// commit-order index alone; the lateral join then reads the partition's
-// own rows up to the last of them. Every row up to that bound has a
-// commit-order key below the snapshot's xmin, so it is final: no row can
-// appear there later (G4). The bound comes back on every row, and on a row
-// of its own when none of the scanned events is the partition's, so that
-// the reader moves on past the others' events.
-const readPartitionSQL = `WITH scan AS (
-	SELECT commit_order, id FROM event_store
-	 WHERE (commit_order, id) > ($1, $2) AND ` + visible + `
-	 ORDER BY commit_order, id LIMIT $3
-), bound AS (
-	SELECT commit_order, id, (SELECT count(*) FROM scan) AS scanned FROM scan
-	 ORDER BY commit_order DESC, id DESC LIMIT 1
-)
-SELECT b.commit_order, b.id, b.scanned, e.*
-  FROM bound b
-  LEFT JOIN LATERAL (
-	SELECT stream_hash, ` + columns + ` FROM event_store
-	 WHERE (commit_order, id) > ($1, $2) AND (commit_order, id) <= (b.commit_order, b.id)
-	   AND (stream_hash IS NULL OR stream_hash % $4::bigint = $5::bigint)
-  ) e ON true
- ORDER BY e.commit_order, e.id`
+// scanBoundSQL finds where a partition's read ends: the last of the next
+// $3 visible events of every partition after the cursor ($1, $2), read from
+// the commit-order index alone, and how many there are. Every row up to
+// that bound has a commit-order key below the snapshot's xmin, so it is
+// final: no row can appear there later (G4), and readPartitionSQL, a
+// statement of its own, reads exactly those rows.
+const scanBoundSQL = `SELECT commit_order, id, n FROM (
+	SELECT commit_order, id, row_number() OVER (ORDER BY commit_order, id) AS n FROM (
+		SELECT commit_order, id FROM event_store
+		 WHERE (commit_order, id) > ($1, $2) AND ` + visible + `
+		 ORDER BY commit_order, id LIMIT $3) s) t
+ ORDER BY n DESC LIMIT 1`
+
+// readPartitionSQL reads a partition's rows up to the bound ($3, $4): a
+// range of the commit-order index, filtered by the stream hash.
+const readPartitionSQL = `SELECT stream_hash, ` + columns + ` FROM event_store
+ WHERE (commit_order, id) > ($1, $2) AND (commit_order, id) <= ($3, $4)
+   AND (stream_hash IS NULL OR stream_hash % $5::bigint = $6::bigint)
+ ORDER BY commit_order, id`
 
 // ReadPartition returns one partition's events in commit order; see
 // store.Partitions.
@@ -55,32 +50,28 @@ func (s *Store) ReadPartition(ctx context.Context, f store.PartitionFilter) (sto
 		return store.PartitionPage{Events: events, Next: store.PageAfter(f.After, events).Next, Full: len(events) == limit}, nil
 	}
 	op := fmt.Sprintf("read partition %d of %d", f.Number, count)
-	rows, err := s.pool.Query(ctx, readPartitionSQL, f.After.Order, f.After.Position, limit, count, f.Number)
+	var bound store.Cursor
+	var scanned int64
+	err := s.pool.QueryRow(ctx, scanBoundSQL, f.After.Order, f.After.Position, limit).Scan(&bound.Order, &bound.Position, &scanned)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.PartitionPage{Next: f.After}, nil
+	}
+	if err != nil {
+		return store.PartitionPage{}, s.wrap(err, op)
+	}
+	page := store.PartitionPage{Next: bound, Full: scanned == int64(limit)}
+	rows, err := s.pool.Query(ctx, readPartitionSQL, f.After.Order, f.After.Position, bound.Order, bound.Position, count, f.Number)
 	if err != nil {
 		return store.PartitionPage{}, s.wrap(err, op)
 	}
 	defer rows.Close()
-	page := store.PartitionPage{Next: f.After}
 	for rows.Next() {
-		var (
-			bound          store.Cursor
-			scanned        int64
-			hash           pgtype.Int8
-			position       *int64
-			typ, src, data *string
-			order          *uint64
-			r              row
-		)
-		if err := rows.Scan(&bound.Order, &bound.Position, &scanned, &hash, &position, &r.eventID, &typ, &src,
-			&r.subject, &r.version, &r.occurredAt, &r.recordedAt, &r.correlationID, &r.causationID,
-			&r.traceParent, &r.traceState, &data, &order); err != nil {
+		var hash pgtype.Int8
+		var r row
+		if err := rows.Scan(&hash, &r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
+			&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder); err != nil {
 			return store.PartitionPage{}, s.wrap(err, op)
 		}
-		page.Next, page.Full = bound, scanned == int64(limit)
-		if position == nil {
-			continue // none of the scanned events is the partition's
-		}
-		r.position, r.typ, r.source, r.data, r.commitOrder = *position, *typ, *src, *data, *order
 		env := r.envelope()
 		if !hash.Valid && !store.InPartition(env, f.Number, count) {
 			continue // written before stream hashes were kept: placed here
