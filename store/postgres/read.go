@@ -366,8 +366,7 @@ func (s *Store) ReadStream(ctx context.Context, subject string, fromVersion int6
 	}
 	limit = store.Filter{Limit: limit}.EffectiveLimit()
 	return s.collect(ctx, "read stream",
-		"SELECT "+columns+" FROM event_store WHERE subject = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3",
-		readMode, subject, fromVersion, limit)
+		StreamSQL, readMode, subject, fromVersion, limit)
 }
 
 // Get returns one event by ID.
@@ -444,3 +443,12 @@ func (s *Store) Backlog(ctx context.Context, c store.Cursor, limit int) (int64, 
 	}
 	return n, nil
 }
+
+// ReadSQL returns the statement, and its arguments, that Read (or, with
+// count, Count) runs for f, so that tools can EXPLAIN a read exactly as the
+// store runs it. f must pass store.CheckFilter.
+func ReadSQL(f store.Filter, count bool) (string, []any) { return readSQL(f, count) }
+
+// StreamSQL is the statement of ReadStream, with the subject, the first
+// version and the limit as $1, $2 and $3.
+const StreamSQL = "SELECT " + columns + " FROM event_store WHERE subject = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
