@@ -113,6 +113,24 @@ func (q *query) arg(v any) string {
 	return "$" + strconv.Itoa(len(q.args))
 }
 
+// unindexedTime and unindexedPosition are occurred_at and id in a form
+// that no index matches. A read tests them row by row on the index it walks
+// in commit order: left bare, they would tempt the planner, on a guess of
+// how many rows they keep, to gather the whole window through the BRIN
+// index or the primary key and sort it, a cost that grows with the window
+// instead of the page.
+//
+// The lower and the upper bound use two different forms on purpose: the
+// planner takes two bounds on one expression for a narrow range (0.5% of
+// the rows), guesses the page will need a long walk, and gathers and sorts
+// instead; as two unrelated conditions it guesses a third each.
+const (
+	unindexedTime     = "(occurred_at + interval '0 seconds')"
+	unindexedTimeEnd  = "(occurred_at - interval '0 seconds')"
+	unindexedPosition = "(id + 0)"
+	unindexedPosEnd   = "(id - 0)"
+)
+
 // filters returns the conditions of f other than the cursor, the stream
 // and the types, each preceded by AND.
 func (q *query) filters(f store.Filter) string {
@@ -121,22 +139,26 @@ func (q *query) filters(f store.Filter) string {
 		sql.WriteString(" AND correlation_id = " + q.arg(pgtype.UUID{Bytes: f.CorrelationID, Valid: true}))
 	}
 	if !f.Since.IsZero() {
-		sql.WriteString(" AND occurred_at >= " + q.arg(f.Since) + "::timestamptz")
+		sql.WriteString(" AND " + unindexedTime + " >= " + q.arg(f.Since) + "::timestamptz")
 	}
 	if !f.Until.IsZero() {
-		sql.WriteString(" AND occurred_at < " + q.arg(f.Until) + "::timestamptz")
+		sql.WriteString(" AND " + unindexedTimeEnd + " < " + q.arg(f.Until) + "::timestamptz")
 	}
 	if f.FromPosition > 0 {
-		sql.WriteString(" AND id >= " + q.arg(f.FromPosition) + "::bigint")
+		sql.WriteString(" AND " + unindexedPosition + " >= " + q.arg(f.FromPosition) + "::bigint")
 	}
 	if f.ToPosition > 0 {
-		sql.WriteString(" AND id <= " + q.arg(f.ToPosition) + "::bigint")
+		sql.WriteString(" AND " + unindexedPosEnd + " <= " + q.arg(f.ToPosition) + "::bigint")
 	}
 	return sql.String()
 }
 
-// hourOf is the key expression of event_store_hour_idx.
-const hourOf = "date_trunc('hour', occurred_at AT TIME ZONE 'UTC')"
+// hourOf and orderKey are the key expressions of event_store_hour_idx and
+// event_store_position_block_idx (migration 00005).
+const (
+	hourOf   = "date_trunc('hour', occurred_at AT TIME ZONE 'UTC')"
+	orderKey = "(commit_order::text::numeric)"
+)
 
 // bounds returns, for a read with a time window or a position range, a
 // WITH clause that finds the smallest (lo) and largest (hi) commit-order key
@@ -158,18 +180,18 @@ func (q *query) bounds(f store.Filter) string {
 			"(SELECT "+hourOf+" FROM event_store ORDER BY 1 DESC LIMIT 1)"
 		if !f.Since.IsZero() {
 			since := q.arg(f.Since) + "::timestamptz"
-			window += " AND occurred_at >= " + since
+			window += " AND " + unindexedTime + " >= " + since
 			first = "date_trunc('hour', " + since + " AT TIME ZONE 'UTC')"
 		}
 		if !f.Until.IsZero() {
 			until := q.arg(f.Until) + "::timestamptz"
-			window += " AND occurred_at < " + until
+			window += " AND " + unindexedTimeEnd + " < " + until
 			last = "date_trunc('hour', (" + until + " - interval '1 microsecond') AT TIME ZONE 'UTC')"
 		}
 		probe := func(dir string) string {
-			return "(SELECT p.c FROM generate_series(" + first + ", " + last + ", interval '1 hour') AS g(h)" +
-				" CROSS JOIN LATERAL (SELECT commit_order AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
-				" ORDER BY commit_order " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
+			return "(SELECT p.c::text::xid8 FROM generate_series(" + first + ", " + last + ", interval '1 hour') AS g(h)" +
+				" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
+				" ORDER BY " + orderKey + " " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
 		}
 		wide := "(" + last + ") - (" + first + ") > interval '" + strconv.Itoa(maxProbes) + " hours'"
 		if !f.Since.IsZero() {
@@ -185,19 +207,19 @@ func (q *query) bounds(f store.Filter) string {
 		first, last := "(SELECT min(id) FROM event_store)", "(SELECT max(id) FROM event_store)"
 		if f.FromPosition > 0 {
 			from := q.arg(f.FromPosition) + "::bigint"
-			window += " AND id >= " + from
+			window += " AND " + unindexedPosition + " >= " + from
 			first = from
 		}
 		if f.ToPosition > 0 {
 			to := q.arg(f.ToPosition) + "::bigint"
-			window += " AND id <= " + to
+			window += " AND " + unindexedPosEnd + " <= " + to
 			last = to
 		}
 		block := strconv.Itoa(positionBlock)
 		probe := func(dir string) string {
-			return "(SELECT p.c FROM generate_series(" + first + " / " + block + ", " + last + " / " + block + ") AS g(b)" +
-				" CROSS JOIN LATERAL (SELECT commit_order AS c FROM event_store WHERE id / " + block + " = g.b" + window +
-				" ORDER BY commit_order " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
+			return "(SELECT p.c::text::xid8 FROM generate_series(" + first + " / " + block + ", " + last + " / " + block + ") AS g(b)" +
+				" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE id / " + block + " = g.b" + window +
+				" ORDER BY " + orderKey + " " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
 		}
 		wide := "(" + last + ") / " + block + " - (" + first + ") / " + block + " > " + strconv.Itoa(maxProbes)
 		if f.FromPosition > 0 {
@@ -240,10 +262,15 @@ func (q *query) commitOrderWhere(f store.Filter, bounded bool, typeCond string) 
 		// One row comparison from the later of the cursor and lo, so that
 		// the index scan starts there (two lower bounds on the same column
 		// would leave the choice of the start to the index's key order).
+		//
+		// The upper bound is a row comparison too: PostgreSQL pairs two
+		// plain bounds on one column into a range it guesses to be narrow,
+		// and would then gather the range and sort it rather than walk it
+		// in order and stop at the page's end.
 		sql.WriteString(" WHERE (SELECT ok FROM window_) AND (commit_order, id) > (" +
 			"(SELECT CASE WHEN lo > " + order + " THEN lo ELSE " + order + " END FROM window_), " +
 			"(SELECT CASE WHEN lo > " + order + " THEN 0 ELSE " + pos + " END FROM window_))" +
-			" AND commit_order <= (SELECT hi FROM window_)")
+			" AND (commit_order, id) <= ((SELECT hi FROM window_), 9223372036854775807)")
 	} else {
 		sql.WriteString(" WHERE (commit_order, id) > (" + order + ", " + pos + ")")
 	}

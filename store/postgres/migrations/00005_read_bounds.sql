@@ -11,14 +11,19 @@
 -- an event whose occurred_at is far from its neighbours' is found in its own
 -- hour.
 --
--- Both indexes hold their filter column as an INCLUDE column, so that the
--- probes at the edges of a window are index-only scans.
+-- Both indexes hold their filter column and commit_order as INCLUDE
+-- columns, so that the probes are index-only scans, also at the edges of a
+-- window where they skip the entries outside it. They hold the
+-- commit-order key as a number (commit_order::text::numeric, the same
+-- order): a condition on commit_order itself then matches no column of
+-- theirs, so the planner cannot pick them, instead of
+-- event_store_commit_order_idx, for the walk between the bounds.
 
 -- +goose Up
 CREATE INDEX event_store_hour_idx ON event_store
-    ((date_trunc('hour', occurred_at AT TIME ZONE 'UTC')), commit_order) INCLUDE (occurred_at);
+    ((date_trunc('hour', occurred_at AT TIME ZONE 'UTC')), (commit_order::text::numeric)) INCLUDE (occurred_at, commit_order);
 CREATE INDEX event_store_position_block_idx ON event_store
-    ((id / 4096), commit_order) INCLUDE (id);
+    ((id / 4096), (commit_order::text::numeric)) INCLUDE (id, commit_order);
 
 -- +goose Down
 DROP INDEX event_store_position_block_idx;

@@ -823,8 +823,8 @@ func (l *postgresLoader) partitionedCopy(ctx context.Context, env *environment) 
 		"CREATE INDEX ON "+schema+".event_store (correlation_id, commit_order, id)",
 		"CREATE INDEX ON "+schema+".event_store (type, commit_order, id)",
 		"CREATE INDEX ON "+schema+".event_store USING brin (occurred_at)",
-		"CREATE INDEX ON "+schema+".event_store ((date_trunc('hour', occurred_at AT TIME ZONE 'UTC')), commit_order) INCLUDE (occurred_at)",
-		"CREATE INDEX ON "+schema+".event_store ((id / 4096), commit_order) INCLUDE (id)",
+		"CREATE INDEX ON "+schema+".event_store ((date_trunc('hour', occurred_at AT TIME ZONE 'UTC')), (commit_order::text::numeric)) INCLUDE (occurred_at, commit_order)",
+		"CREATE INDEX ON "+schema+".event_store ((id / 4096), (commit_order::text::numeric)) INCLUDE (id, commit_order)",
 		"VACUUM (ANALYZE) "+schema+".event_store",
 	)
 	for _, q := range stmts {
