@@ -596,15 +596,26 @@ func (s *readSet) scans(ctx context.Context) ([]ScanFigure, error) {
 // explain writes EXPLAIN (ANALYZE, BUFFERS) of every read, as the store
 // runs it, for the first repetition's arguments.
 func (s *readSet) explain(ctx context.Context, l readsLoader, n int64, w io.Writer) error {
-	if _, ok := l.(*postgresLoader); !ok {
-		return nil
-	}
+	_, onPostgres := l.(*postgresLoader)
 	fmt.Fprintf(w, "# Plans of the read set at %d events\n\n", n)
 	fmt.Fprintf(w, "`EXPLAIN (ANALYZE, BUFFERS)` of each read of `eventbus bench --scenario reads`, as the store runs it (`postgres.ReadSQL`), on its first repetition's arguments, after the measured runs (so the buffers are mostly hits).\n\n")
 	for _, c := range s.cases() {
 		var sql string
 		var args []any
 		switch {
+		case c.filter != nil && !onPostgres:
+			f, count, err := c.filter(ctx, 0)
+			if err != nil {
+				return err
+			}
+			if count {
+				continue
+			}
+			if sql, args, err = sqlite.ReadSQL(f); err != nil {
+				return err
+			}
+		case !onPostgres:
+			continue
 		case c.filter != nil:
 			f, count, err := c.filter(ctx, 0)
 			if err != nil {
@@ -910,7 +921,23 @@ func (l *sqliteLoader) space(ctx context.Context) (map[string]int64, error) {
 	return map[string]int64{"eventbus.db (file)": fi.Size()}, nil
 }
 
-func (l *sqliteLoader) explain(context.Context, string, ...any) (string, error) { return "", nil }
+func (l *sqliteLoader) explain(ctx context.Context, sql string, args ...any) (string, error) {
+	rows, err := l.s.DB().QueryContext(ctx, "EXPLAIN QUERY PLAN "+sql, args...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return "", err
+		}
+		lines = append(lines, fmt.Sprintf("%d %d %s", id, parent, detail))
+	}
+	return strings.Join(lines, "\n"), rows.Err()
+}
 
 // WriteTable writes the report as `eventbus bench --scenario reads` prints
 // it: one row per read, its p50 and p99 at each size and the growth of its
