@@ -14,7 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/store"
 	"github.com/edupulse/eventbus/store/postgres"
@@ -62,6 +64,8 @@ type ReadsReport struct {
 	// Scans are the full reads of one window (a day, and the same number
 	// of positions), page after page as a replay reads them.
 	Scans []ScanFigure `json:"scans"`
+	// Appends are store appends at each size, for comparison.
+	Appends []AppendFigure `json:"appends"`
 	// Space is the bytes per event of the table and each index, at each
 	// size (PostgreSQL).
 	Space []SpaceFigure `json:"space,omitempty"`
@@ -85,6 +89,16 @@ type ReadFigure struct {
 	Rows []int `json:"rows"`
 	// Growth is P50 at the largest size over P50 at the smallest.
 	Growth float64 `json:"growth"`
+}
+
+// AppendFigure is appends of one event per transaction, after the reads,
+// at each size: Callers at once, Events in all.
+type AppendFigure struct {
+	Callers int       `json:"callers"`
+	Events  int       `json:"events"`
+	P50     []float64 `json:"p50_ms"`
+	P99     []float64 `json:"p99_ms"`
+	Rate    []float64 `json:"events_per_second"`
 }
 
 // ScanFigure is a full read of one window, page by page, at each size.
@@ -237,6 +251,17 @@ func RunReads(ctx context.Context, cfg config.Config, opts ReadsOptions) (rep Re
 		scans[si], err = set.scans(ctx)
 		if err != nil {
 			return rep, err
+		}
+		for i, callers := range []int{1, 16} {
+			if si == 0 {
+				rep.Appends = append(rep.Appends, AppendFigure{Callers: callers, Events: 20 * 16})
+			}
+			a := &rep.Appends[i]
+			p50, p99, rate, err := set.appends(ctx, callers, a.Events)
+			if err != nil {
+				return rep, err
+			}
+			a.P50, a.P99, a.Rate = append(a.P50, p50), append(a.P99, p99), append(a.Rate, rate)
 		}
 		rep.Load = append(rep.Load, load+" → "+loadAverage())
 		progress(opts.Progress, "bench: reads: measured at %d events (load %s)", n, rep.Load[si])
@@ -558,6 +583,55 @@ func (s *readSet) measure(ctx context.Context, reps int) ([]measured, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// appends appends n events, one per transaction, from callers at once, in
+// streams of the loaded events' and with times after theirs (so that the
+// reads measured later, on the partitioned copy, see the same history),
+// and returns the p50 and p99 of an append in ms and the events a second.
+func (s *readSet) appends(ctx context.Context, callers, n int) (p50, p99, rate float64, err error) {
+	times := make([]time.Duration, n)
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	errs := make(chan error, callers)
+	began := time.Now()
+	for range callers {
+		go func() {
+			for i := range next {
+				d, err := eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(i % 100)},
+					eventbus.Subject(fmt.Sprintf("learner-%d", i*7919%50000)), eventbus.Source("quiz-service"),
+					eventbus.OccurredAt(s.at(s.n).Add(time.Duration(i+1)*time.Millisecond)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				// What the bus fills in at Dispatch.
+				d.ID = uuid.Must(uuid.NewV7())
+				d.CorrelationID = d.ID
+				t := time.Now()
+				if _, err := s.st.Append(ctx, []event.Draft{d}); err != nil {
+					errs <- err
+					return
+				}
+				times[i] = time.Since(t)
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if e := <-errs; e != nil && err == nil {
+			err = fmt.Errorf("bench: reads: append: %w", e)
+		}
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	took := time.Since(began)
+	slices.Sort(times)
+	return msOf(times[n/2]), msOf(times[min(n-1, n*99/100)]), float64(n) / took.Seconds(), nil
 }
 
 // scans reads one day in the middle, and the same number of positions,
@@ -984,6 +1058,20 @@ func (rep ReadsReport) WriteTable(w io.Writer) error {
 	writeReads(&b, rep.Sizes, rep.Reads)
 	b.WriteString("\n")
 	writeScans(&b, rep.Sizes, rep.Scans)
+	if len(rep.Appends) > 0 {
+		b.WriteString("\n| appends, one event per transaction |")
+		for _, n := range rep.Sizes {
+			fmt.Fprintf(&b, " p50 %s | p99 | events/s |", group(float64(n)))
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---:|---:|---:|", len(rep.Sizes)) + "\n")
+		for _, a := range rep.Appends {
+			fmt.Fprintf(&b, "| %d caller(s), %d events |", a.Callers, a.Events)
+			for i := range rep.Sizes {
+				fmt.Fprintf(&b, " %.2f | %.2f | %.0f |", a.P50[i], a.P99[i], a.Rate[i])
+			}
+			b.WriteString("\n")
+		}
+	}
 	if len(rep.Space) > 0 {
 		b.WriteString("\nbytes per event")
 		for _, n := range rep.Sizes {
