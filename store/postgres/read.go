@@ -284,13 +284,32 @@ func (q *query) commitOrderWhere(f store.Filter, bounded bool, typeCond string) 
 // predecessor's commit-order key, and a later position), so the read walks
 // the stream index from the cursor's version on. A cursor that is not an
 // event of the stream starts at the stream's beginning and skips what it
-// passed.
-func (q *query) streamWhere(f store.Filter, typeCond string) string {
+// passed. With a window (bounded, see bounds), the walk also starts at the
+// stream's first version at or after the window's first commit-order key
+// and ends before its first version past the last, each found by a binary
+// search of the stream index (versions have no gaps): O(log² of the
+// stream) instead of a walk of the stream up to the window.
+func (q *query) streamWhere(f store.Filter, bounded bool, typeCond string) string {
 	order, pos := q.arg(f.After.Order)+"::xid8", q.arg(f.After.Position)+"::bigint"
 	subject := q.arg(f.Subject)
-	return " WHERE subject = " + subject + " AND stream_version >= coalesce((SELECT stream_version + 1 FROM event_store" +
+	where := " WHERE subject = " + subject + " AND stream_version >= coalesce((SELECT stream_version + 1 FROM event_store" +
 		" WHERE id = " + pos + " AND subject = " + subject + " AND commit_order = " + order + "), 1)" +
 		" AND (commit_order, id) > (" + order + ", " + pos + ") AND " + visible + typeCond + q.filters(f)
+	if bounded {
+		// firstVersion is the first version whose key is past(key).
+		firstVersion := func(past string) string {
+			return "(WITH RECURSIVE bs(l, h) AS (SELECT 1::bigint, coalesce((SELECT stream_version FROM event_store" +
+				" WHERE subject = " + subject + " ORDER BY stream_version DESC LIMIT 1), 0) + 1" +
+				" UNION ALL SELECT CASE WHEN m.past THEN bs.l ELSE m.v + 1 END, CASE WHEN m.past THEN m.v ELSE bs.h END" +
+				" FROM bs CROSS JOIN LATERAL (SELECT (bs.l + bs.h) / 2 AS v, (SELECT " + past + " FROM event_store" +
+				" WHERE subject = " + subject + " AND stream_version = (bs.l + bs.h) / 2) AS past) m WHERE bs.l < bs.h)" +
+				" SELECT min(l) FROM bs WHERE l >= h)"
+		}
+		where += " AND (SELECT ok FROM window_)" +
+			" AND stream_version >= " + firstVersion("commit_order >= (SELECT lo FROM window_)") +
+			" AND stream_version < " + firstVersion("commit_order > (SELECT hi FROM window_)")
+	}
+	return where
 }
 
 // readSQL returns the statement of a read with f: a page of events in commit
@@ -306,15 +325,15 @@ func readSQL(f store.Filter, count bool) (string, []any) {
 		typeCond = " AND type = ANY(" + q.arg(types) + "::text[])"
 	}
 	limit := f.EffectiveLimit()
-	if f.Subject != "" {
-		cond := q.streamWhere(f, typeCond+multiType(&q, types, count))
-		if count {
-			return "SELECT count(*) FROM event_store" + cond, q.args
-		}
-		return "SELECT " + columns + " FROM event_store" + cond + " ORDER BY stream_version LIMIT " + q.arg(limit), q.args
-	}
 	with := q.bounds(f)
 	bounded := with != ""
+	if f.Subject != "" {
+		cond := q.streamWhere(f, bounded, typeCond+multiType(&q, types, count))
+		if count {
+			return with + "SELECT count(*) FROM event_store" + cond, q.args
+		}
+		return with + "SELECT " + columns + " FROM event_store" + cond + " ORDER BY stream_version LIMIT " + q.arg(limit), q.args
+	}
 	if len(types) > 1 && !count {
 		// One walk of the type index per type, each stopping at the
 		// page's end, merged: type = ANY(...) would read every event of
@@ -380,6 +399,23 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
 	}
 	sql, args := readSQL(f, true)
 	var n int64
+	if !f.Since.IsZero() || !f.Until.IsZero() || f.FromPosition > 0 || f.ToPosition > 0 {
+		// A count of a window walks the window's range of the
+		// commit-order index. The planner cannot know how wide that range
+		// is (its bounds come from the statement's own probes) and may
+		// guess that a scan of the whole table is cheaper; say that it is
+		// not, for this statement's transaction only.
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, sql, append([]any{readMode}, args...)...).Scan(&n)
+		})
+		if err != nil {
+			return 0, s.wrap(err, "count events")
+		}
+		return n, nil
+	}
 	if err := s.pool.QueryRow(ctx, sql, append([]any{readMode}, args...)...).Scan(&n); err != nil {
 		return 0, s.wrap(err, "count events")
 	}

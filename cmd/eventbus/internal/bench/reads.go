@@ -870,19 +870,29 @@ func (l *postgresLoader) space(ctx context.Context) (map[string]int64, error) {
 }
 
 func (l *postgresLoader) explain(ctx context.Context, sql string, args ...any) (string, error) {
-	rows, err := l.s.Pool().Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
-	if err != nil {
-		return "", err
-	}
 	var lines []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			return "", err
+	err := pgx.BeginFunc(ctx, l.s.Pool(), func(tx pgx.Tx) error {
+		if strings.Contains(sql, "count(*)") && strings.HasPrefix(sql, "WITH") {
+			// As Count runs a count of a window (see postgres.Store.Count).
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+				return err
+			}
 		}
-		lines = append(lines, line)
-	}
-	return strings.Join(lines, "\n"), rows.Err()
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				return err
+			}
+			lines = append(lines, line)
+		}
+		return rows.Err()
+	})
+	return strings.Join(lines, "\n"), err
 }
 
 // partitionedCopy copies event_store into a schema of its own as a table
