@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/edupulse/eventbus/cmd/eventbus/internal/bench"
+	"github.com/edupulse/eventbus/config"
 )
 
 func (a *app) benchCmd() *cobra.Command {
@@ -20,6 +24,10 @@ func (a *app) benchCmd() *cobra.Command {
 		scenarios []string
 		quiet     bool
 		lagRate   int
+		sizes     []int64
+		reps      int
+		plans     string
+		parts     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -32,6 +40,13 @@ design and prints PASS or MISS for each.
 
 Scenarios: ` + strings.Join(bench.Scenarios(), ", ") + `.
 
+The scenario reads runs only alone (--scenario reads): it loads a store of
+--sizes events (1,000,000 then 5,000,000 by default: minutes, and about 4 GB
+of disk on PostgreSQL), measures a set of reads at each size and reports how
+each one's time grew with the store. --plans FILE writes EXPLAIN (ANALYZE,
+BUFFERS) of every read at the largest size; --partitioned measures them also
+against a copy partitioned by month. It needs no broker.
+
 Everything it creates has names of its own and is removed at the end, also
 on Ctrl-C: a PostgreSQL schema eventbus_bench_<random>, a RabbitMQ exchange
 and queues eventbus.bench.<random>..., or a temporary directory. Your tables,
@@ -40,6 +55,7 @@ whole run: do not run it against production.`,
 		Example: `  eventbus bench
   eventbus bench --scenario e2e-16,relay-lag --duration 30s
   eventbus bench --scenario relay-lag --relay-lag-rate 2000
+  eventbus bench --scenario reads --sizes 1000000,5000000 --plans read-plans.md
   EVENTBUS_DATABASE_URL=postgres://... EVENTBUS_AMQP_URL=amqp://... eventbus bench --json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,6 +73,12 @@ whole run: do not run it against production.`,
 						opts.Scenarios = append(opts.Scenarios, name)
 					}
 				}
+			}
+			if slices.Contains(opts.Scenarios, bench.Reads) {
+				if len(opts.Scenarios) > 1 {
+					return usagef(cmd, "the scenario reads runs alone: --scenario reads")
+				}
+				return a.benchReads(cmd, cfg, bench.ReadsOptions{Sizes: sizes, Reps: reps, Partitioned: parts, Progress: opts.Progress}, plans, asJSON)
 			}
 			if duration < 0 || events < 0 || lagRate < 0 {
 				return usagef(cmd, "--duration, --events and --relay-lag-rate must not be negative")
@@ -89,5 +111,38 @@ whole run: do not run it against production.`,
 	cmd.Flags().StringSliceVar(&scenarios, "scenario", nil, "scenarios to run, comma-separated (default all): "+strings.Join(bench.Scenarios(), ", "))
 	cmd.Flags().IntVar(&lagRate, "relay-lag-rate", bench.DefaultRelayLagRate, "events/s of relay-lag's steady load")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
+	cmd.Flags().Int64SliceVar(&sizes, "sizes", nil, "reads: store sizes in events, growing (default 1000000,5000000)")
+	cmd.Flags().IntVar(&reps, "reps", 0, "reads: runs of each read per size (default 40)")
+	cmd.Flags().StringVar(&plans, "plans", "", "reads: write EXPLAIN (ANALYZE, BUFFERS) of every read at the largest size to this file (PostgreSQL)")
+	cmd.Flags().BoolVar(&parts, "partitioned", false, "reads: measure also a copy of the store partitioned by month (PostgreSQL)")
 	return cmd
+}
+
+// benchReads runs the reads scenario and prints its report.
+func (a *app) benchReads(cmd *cobra.Command, cfg config.Config, opts bench.ReadsOptions, plans string, asJSON bool) error {
+	if opts.Reps < 0 {
+		return usagef(cmd, "--reps must not be negative")
+	}
+	if plans != "" {
+		f, err := os.Create(plans)
+		if err != nil {
+			return fmt.Errorf("bench: --plans: %w", err)
+		}
+		defer f.Close()
+		opts.Plans = f
+	}
+	rep, err := bench.RunReads(cmd.Context(), cfg, opts)
+	if len(rep.Reads) > 0 {
+		var perr error
+		if asJSON {
+			perr = printJSON(a.stdout, rep)
+		} else {
+			perr = rep.WriteTable(a.stdout)
+		}
+		err = errors.Join(err, perr)
+	}
+	if errors.Is(err, context.Canceled) {
+		return errors.New("bench: interrupted; what it created was removed")
+	}
+	return err
 }

@@ -69,6 +69,13 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "eventbus"
 	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		// The store's statements are short index walks. JIT compiling
+		// one costs tens of milliseconds, and PostgreSQL starts doing it
+		// once a plan's estimated cost passes jit_above_cost, which a
+		// read's probes of a wide window reach on a guess of their rows.
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect to %s: %w", describeServer(cfg.ConnConfig), err)

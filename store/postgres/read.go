@@ -85,49 +85,307 @@ func (s *Store) collect(ctx context.Context, op, sql string, args ...any) ([]eve
 	return out, nil
 }
 
-// where builds the WHERE clause of a commit-order read with f, and its
-// arguments.
-func where(f store.Filter) (string, []any) {
-	var sql strings.Builder
-	args := []any{f.After.Order, f.After.Position}
-	sql.WriteString(" WHERE (commit_order, id) > ($1, $2) AND " + visible)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if len(f.Types) > 0 {
-		sql.WriteString(" AND type = ANY(" + arg(f.Types) + ")")
-	}
-	if f.CorrelationID != uuid.Nil {
-		sql.WriteString(" AND correlation_id = " + arg(pgtype.UUID{Bytes: f.CorrelationID, Valid: true}))
-	}
-	if f.Subject != "" {
-		sql.WriteString(" AND subject = " + arg(f.Subject))
-	}
-	if !f.Since.IsZero() {
-		sql.WriteString(" AND occurred_at >= " + arg(f.Since))
-	}
-	if !f.Until.IsZero() {
-		sql.WriteString(" AND occurred_at < " + arg(f.Until))
-	}
-	if f.FromPosition > 0 {
-		sql.WriteString(" AND id >= " + arg(f.FromPosition))
-	}
-	if f.ToPosition > 0 {
-		sql.WriteString(" AND id <= " + arg(f.ToPosition))
-	}
-	return sql.String(), args
+// Probe sizes for the bounds of a window (see migration 00005).
+const (
+	// positionBlock is the number of positions that one key of
+	// event_store_position_block_idx covers.
+	positionBlock = 4096
+	// maxProbes bounds the index probes that one side of a window takes
+	// (an hour, or a block of positions, each). A wider window is read
+	// without that bound: still right, but walking the rows before or
+	// after it.
+	maxProbes = 8760
+)
+
+// readMode runs every read as an unnamed statement, planned for its own
+// arguments each time: a generic plan, which PostgreSQL switches a named
+// prepared statement to after five executions, cannot tell a three-event
+// correlation from a whole type, nor a short stream from a long one.
+const readMode = pgx.QueryExecModeCacheDescribe
+
+// query builds the SQL of a read and its arguments.
+type query struct {
+	args []any
 }
 
-// Read returns a page of events in commit order; see store.Reader.
+func (q *query) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+// unindexedTime and unindexedPosition are occurred_at and id in a form
+// that no index matches. A read tests them row by row on the index it walks
+// in commit order: left bare, they would tempt the planner, on a guess of
+// how many rows they keep, to gather the whole window through the BRIN
+// index or the primary key and sort it, a cost that grows with the window
+// instead of the page.
+//
+// The lower and the upper bound use two different forms on purpose: the
+// planner takes two bounds on one expression for a narrow range (0.5% of
+// the rows), guesses the page will need a long walk, and gathers and sorts
+// instead; as two unrelated conditions it guesses a third each.
+const (
+	unindexedTime     = "(occurred_at + interval '0 seconds')"
+	unindexedTimeEnd  = "(occurred_at - interval '0 seconds')"
+	unindexedPosition = "(id + 0)"
+	unindexedPosEnd   = "(id - 0)"
+)
+
+// filters returns the conditions of f other than the cursor, the stream
+// and the types, each preceded by AND.
+func (q *query) filters(f store.Filter) string {
+	var sql strings.Builder
+	if f.CorrelationID != uuid.Nil {
+		sql.WriteString(" AND correlation_id = " + q.arg(pgtype.UUID{Bytes: f.CorrelationID, Valid: true}))
+	}
+	if !f.Since.IsZero() {
+		sql.WriteString(" AND " + unindexedTime + " >= " + q.arg(f.Since) + "::timestamptz")
+	}
+	if !f.Until.IsZero() {
+		sql.WriteString(" AND " + unindexedTimeEnd + " < " + q.arg(f.Until) + "::timestamptz")
+	}
+	if f.FromPosition > 0 {
+		sql.WriteString(" AND " + unindexedPosition + " >= " + q.arg(f.FromPosition) + "::bigint")
+	}
+	if f.ToPosition > 0 {
+		sql.WriteString(" AND " + unindexedPosEnd + " <= " + q.arg(f.ToPosition) + "::bigint")
+	}
+	return sql.String()
+}
+
+// hourOf and orderKey are the key expressions of event_store_hour_idx and
+// event_store_position_block_idx (migration 00005).
+const (
+	hourOf   = "date_trunc('hour', occurred_at AT TIME ZONE 'UTC')"
+	orderKey = "(commit_order::text::numeric)"
+)
+
+// bounds returns, for a read with a time window or a position range, a
+// WITH clause that finds the smallest (lo) and largest (hi) commit-order key
+// of the events inside them, with a probe of an index per hour or block
+// (migration 00005). The read then walks the commit-order index from lo to
+// hi only, starting where the cursor or lo says, whichever is later, and
+// stops at hi instead of the end of the table. ok is false when the window
+// holds no event. The bounds come from the same statement, so from the same
+// snapshot, as the rows read: no event can fall between them (G4).
+//
+// It returns "" when f has neither.
+func (q *query) bounds(f store.Filter) string {
+	var lows, highs []string
+	// Time window: hours from since's (or the oldest event's) to until's
+	// (or the newest event's).
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		var window string
+		first, last := "(SELECT "+hourOf+" FROM event_store ORDER BY 1 LIMIT 1)",
+			"(SELECT "+hourOf+" FROM event_store ORDER BY 1 DESC LIMIT 1)"
+		if !f.Since.IsZero() {
+			since := q.arg(f.Since) + "::timestamptz"
+			window += " AND " + unindexedTime + " >= " + since
+			first = "date_trunc('hour', " + since + " AT TIME ZONE 'UTC')"
+		}
+		if !f.Until.IsZero() {
+			until := q.arg(f.Until) + "::timestamptz"
+			window += " AND " + unindexedTimeEnd + " < " + until
+			last = "date_trunc('hour', (" + until + " - interval '1 microsecond') AT TIME ZONE 'UTC')"
+		}
+		probe := func(dir string) string {
+			return "(SELECT p.c::text::xid8 FROM generate_series(" + first + ", " + last + ", interval '1 hour') AS g(h)" +
+				" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
+				" ORDER BY " + orderKey + " " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
+		}
+		wide := "(" + last + ") - (" + first + ") > interval '" + strconv.Itoa(maxProbes) + " hours'"
+		if !f.Since.IsZero() {
+			lows = append(lows, "CASE WHEN "+wide+" THEN '0'::xid8 ELSE "+probe("")+" END")
+		}
+		if !f.Until.IsZero() {
+			highs = append(highs, "CASE WHEN "+wide+" THEN '18446744073709551615'::xid8 ELSE "+probe("DESC")+" END")
+		}
+	}
+	// Position range: blocks of positions, the same way.
+	if f.FromPosition > 0 || f.ToPosition > 0 {
+		var window string
+		first, last := "(SELECT min(id) FROM event_store)", "(SELECT max(id) FROM event_store)"
+		if f.FromPosition > 0 {
+			from := q.arg(f.FromPosition) + "::bigint"
+			window += " AND " + unindexedPosition + " >= " + from
+			first = from
+		}
+		if f.ToPosition > 0 {
+			to := q.arg(f.ToPosition) + "::bigint"
+			window += " AND " + unindexedPosEnd + " <= " + to
+			last = to
+		}
+		block := strconv.Itoa(positionBlock)
+		probe := func(dir string) string {
+			return "(SELECT p.c::text::xid8 FROM generate_series(" + first + " / " + block + ", " + last + " / " + block + ") AS g(b)" +
+				" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE id / " + block + " = g.b" + window +
+				" ORDER BY " + orderKey + " " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
+		}
+		wide := "(" + last + ") / " + block + " - (" + first + ") / " + block + " > " + strconv.Itoa(maxProbes)
+		if f.FromPosition > 0 {
+			lows = append(lows, "CASE WHEN "+wide+" THEN '0'::xid8 ELSE "+probe("")+" END")
+		}
+		if f.ToPosition > 0 {
+			highs = append(highs, "CASE WHEN "+wide+" THEN '18446744073709551615'::xid8 ELSE "+probe("DESC")+" END")
+		}
+	}
+	if len(lows)+len(highs) == 0 {
+		return ""
+	}
+	var cols, ok, lo, hi []string
+	for i, l := range lows {
+		name := "l" + strconv.Itoa(i)
+		cols, ok, lo = append(cols, l+" AS "+name), append(ok, name+" IS NOT NULL"), append(lo, name)
+	}
+	for i, h := range highs {
+		name := "h" + strconv.Itoa(i)
+		cols, ok, hi = append(cols, h+" AS "+name), append(ok, name+" IS NOT NULL"), append(hi, name)
+	}
+	loExpr, hiExpr := "'0'::xid8", "'18446744073709551615'::xid8"
+	if len(lo) > 0 {
+		loExpr = "greatest(" + strings.Join(lo, ", ") + ")"
+	}
+	if len(hi) > 0 {
+		hiExpr = "least(" + strings.Join(hi, ", ") + ")"
+	}
+	return "WITH bound AS MATERIALIZED (SELECT " + strings.Join(cols, ", ") + ")," +
+		" window_ AS MATERIALIZED (SELECT " + strings.Join(ok, " AND ") + " AS ok, " + loExpr + " AS lo, " + hiExpr + " AS hi FROM bound) "
+}
+
+// commitOrderWhere returns the WHERE clause of a read in commit order with
+// f, after the cursor and, when bounded, inside the window's commit-order
+// range; typeCond is the condition on the type, if any.
+func (q *query) commitOrderWhere(f store.Filter, bounded bool, typeCond string) string {
+	order, pos := q.arg(f.After.Order)+"::xid8", q.arg(f.After.Position)+"::bigint"
+	var sql strings.Builder
+	if bounded {
+		// One row comparison from the later of the cursor and lo, so that
+		// the index scan starts there (two lower bounds on the same column
+		// would leave the choice of the start to the index's key order).
+		//
+		// The upper bound is a row comparison too: PostgreSQL pairs two
+		// plain bounds on one column into a range it guesses to be narrow,
+		// and would then gather the range and sort it rather than walk it
+		// in order and stop at the page's end.
+		sql.WriteString(" WHERE (SELECT ok FROM window_) AND (commit_order, id) > (" +
+			"(SELECT CASE WHEN lo > " + order + " THEN lo ELSE " + order + " END FROM window_), " +
+			"(SELECT CASE WHEN lo > " + order + " THEN 0 ELSE " + pos + " END FROM window_))" +
+			" AND (commit_order, id) <= ((SELECT hi FROM window_), 9223372036854775807)")
+	} else {
+		sql.WriteString(" WHERE (commit_order, id) > (" + order + ", " + pos + ")")
+	}
+	sql.WriteString(" AND " + visible + typeCond)
+	sql.WriteString(q.filters(f))
+	return sql.String()
+}
+
+// streamWhere returns the WHERE clause of a read of one stream with f: in
+// a stream, version order is commit order (each event takes at least its
+// predecessor's commit-order key, and a later position), so the read walks
+// the stream index from the cursor's version on. A cursor that is not an
+// event of the stream starts at the stream's beginning and skips what it
+// passed. With a window (bounded, see bounds), the walk also starts at the
+// stream's first version at or after the window's first commit-order key
+// and ends before its first version past the last, each found by a binary
+// search of the stream index (versions have no gaps): O(log² of the
+// stream) instead of a walk of the stream up to the window.
+func (q *query) streamWhere(f store.Filter, bounded bool, typeCond string) string {
+	order, pos := q.arg(f.After.Order)+"::xid8", q.arg(f.After.Position)+"::bigint"
+	subject := q.arg(f.Subject)
+	where := " WHERE subject = " + subject + " AND stream_version >= coalesce((SELECT stream_version + 1 FROM event_store" +
+		" WHERE id = " + pos + " AND subject = " + subject + " AND commit_order = " + order + "), 1)" +
+		" AND (commit_order, id) > (" + order + ", " + pos + ") AND " + visible + typeCond + q.filters(f)
+	if bounded {
+		// firstVersion is the first version whose key is past(key).
+		firstVersion := func(past string) string {
+			return "(WITH RECURSIVE bs(l, h) AS (SELECT 1::bigint, coalesce((SELECT stream_version FROM event_store" +
+				" WHERE subject = " + subject + " ORDER BY stream_version DESC LIMIT 1), 0) + 1" +
+				" UNION ALL SELECT CASE WHEN m.past THEN bs.l ELSE m.v + 1 END, CASE WHEN m.past THEN m.v ELSE bs.h END" +
+				" FROM bs CROSS JOIN LATERAL (SELECT (bs.l + bs.h) / 2 AS v, (SELECT " + past + " FROM event_store" +
+				" WHERE subject = " + subject + " AND stream_version = (bs.l + bs.h) / 2) AS past) m WHERE bs.l < bs.h)" +
+				" SELECT min(l) FROM bs WHERE l >= h)"
+		}
+		where += " AND (SELECT ok FROM window_)" +
+			" AND stream_version >= " + firstVersion("commit_order >= (SELECT lo FROM window_)") +
+			" AND stream_version < " + firstVersion("commit_order > (SELECT hi FROM window_)")
+	}
+	return where
+}
+
+// readSQL returns the statement of a read with f: a page of events in commit
+// order, or their count.
+func readSQL(f store.Filter, count bool) (string, []any) {
+	var q query
+	types := distinct(f.Types)
+	var typeCond string
+	switch {
+	case len(types) == 1:
+		typeCond = " AND type = " + q.arg(types[0])
+	case len(types) > 1 && count:
+		typeCond = " AND type = ANY(" + q.arg(types) + "::text[])"
+	}
+	limit := f.EffectiveLimit()
+	with := q.bounds(f)
+	bounded := with != ""
+	if f.Subject != "" {
+		cond := q.streamWhere(f, bounded, typeCond+multiType(&q, types, count))
+		if count {
+			return with + "SELECT count(*) FROM event_store" + cond, q.args
+		}
+		return with + "SELECT " + columns + " FROM event_store" + cond + " ORDER BY stream_version LIMIT " + q.arg(limit), q.args
+	}
+	if len(types) > 1 && !count {
+		// One walk of the type index per type, each stopping at the
+		// page's end, merged: type = ANY(...) would read every event of
+		// those types after the cursor and sort them.
+		want := q.arg(types) + "::text[]"
+		cond := q.commitOrderWhere(f, bounded, " AND type = t.want")
+		lim := q.arg(limit)
+		return with + "SELECT " + columns + " FROM unnest(" + want + ") AS t(want) CROSS JOIN LATERAL (SELECT id, event_id," +
+			" type, source, subject, stream_version, occurred_at, recorded_at, correlation_id, causation_id, traceparent," +
+			" tracestate, data, commit_order FROM event_store" + cond + " ORDER BY commit_order, id LIMIT " + lim + ") e" +
+			" ORDER BY commit_order, id LIMIT " + lim, q.args
+	}
+	cond := q.commitOrderWhere(f, bounded, typeCond)
+	if count {
+		return with + "SELECT count(*) FROM event_store" + cond, q.args
+	}
+	return with + "SELECT " + columns + " FROM event_store" + cond + " ORDER BY commit_order, id LIMIT " + q.arg(limit), q.args
+}
+
+// multiType is the type condition of a stream read with several types.
+func multiType(q *query, types []string, count bool) string {
+	if len(types) > 1 && !count {
+		return " AND type = ANY(" + q.arg(types) + "::text[])"
+	}
+	return ""
+}
+
+// distinct returns types without repeats, in their order.
+func distinct(types []string) []string {
+	if len(types) < 2 {
+		return types
+	}
+	seen := make(map[string]bool, len(types))
+	out := make([]string, 0, len(types))
+	for _, t := range types {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Read returns a page of events in commit order; see store.Reader. Its cost
+// follows the page, not the table: each filter walks an index in commit
+// order from the cursor and stops at the page's end or the window's.
 func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	if err := store.CheckFilter(f); err != nil {
 		return store.Page{}, fmt.Errorf("postgres: read events: %w", err)
 	}
-	cond, args := where(f)
-	args = append(args, f.EffectiveLimit())
-	sql := "SELECT " + columns + " FROM event_store" + cond + " ORDER BY commit_order, id LIMIT $" + strconv.Itoa(len(args))
-	events, err := s.collect(ctx, "read events", sql, args...)
+	sql, args := readSQL(f, false)
+	events, err := s.collect(ctx, "read events", sql, append([]any{readMode}, args...)...)
 	if err != nil {
 		return store.Page{}, err
 	}
@@ -139,9 +397,26 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
 	if err := store.CheckFilter(f); err != nil {
 		return 0, fmt.Errorf("postgres: count events: %w", err)
 	}
-	cond, args := where(f)
+	sql, args := readSQL(f, true)
 	var n int64
-	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM event_store"+cond, args...).Scan(&n); err != nil {
+	if !f.Since.IsZero() || !f.Until.IsZero() || f.FromPosition > 0 || f.ToPosition > 0 {
+		// A count of a window walks the window's range of the
+		// commit-order index. The planner cannot know how wide that range
+		// is (its bounds come from the statement's own probes) and may
+		// guess that a scan of the whole table is cheaper; say that it is
+		// not, for this statement's transaction only.
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, sql, append([]any{readMode}, args...)...).Scan(&n)
+		})
+		if err != nil {
+			return 0, s.wrap(err, "count events")
+		}
+		return n, nil
+	}
+	if err := s.pool.QueryRow(ctx, sql, append([]any{readMode}, args...)...).Scan(&n); err != nil {
 		return 0, s.wrap(err, "count events")
 	}
 	return n, nil
@@ -154,8 +429,7 @@ func (s *Store) ReadStream(ctx context.Context, subject string, fromVersion int6
 	}
 	limit = store.Filter{Limit: limit}.EffectiveLimit()
 	return s.collect(ctx, "read stream",
-		"SELECT "+columns+" FROM event_store WHERE subject = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3",
-		subject, fromVersion, limit)
+		StreamSQL, readMode, subject, fromVersion, limit)
 }
 
 // Get returns one event by ID.
@@ -232,3 +506,12 @@ func (s *Store) Backlog(ctx context.Context, c store.Cursor, limit int) (int64, 
 	}
 	return n, nil
 }
+
+// ReadSQL returns the statement, and its arguments, that Read (or, with
+// count, Count) runs for f, so that tools can EXPLAIN a read exactly as the
+// store runs it. f must pass store.CheckFilter.
+func ReadSQL(f store.Filter, count bool) (string, []any) { return readSQL(f, count) }
+
+// StreamSQL is the statement of ReadStream, with the subject, the first
+// version and the limit as $1, $2 and $3.
+const StreamSQL = "SELECT " + columns + " FROM event_store WHERE subject = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,6 +107,14 @@ func where(f store.Filter, types []string) (string, []any, error) {
 	var q strings.Builder
 	args := []any{from}
 	q.WriteString(" WHERE id > ?")
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		// One lower bound on the position, the later of the cursor and
+		// the window's start: with two, SQLite starts the walk at either.
+		lo, hi, bargs := windowBounds(f)
+		q.Reset()
+		q.WriteString(" WHERE id > max(?, (" + lo + ") - 1) AND id <= (" + hi + ")")
+		args = append(args, bargs...)
+	}
 	if f.ToPosition > 0 {
 		q.WriteString(" AND id <= ?")
 		args = append(args, f.ToPosition)
@@ -128,15 +137,70 @@ func where(f store.Filter, types []string) (string, []any, error) {
 			(SELECT stream_version + 1 FROM event_store WHERE id = ? AND subject = ?), 1)`)
 		args = append(args, f.Subject, from, f.Subject)
 	}
+	// occurred_at is tested with a unary +, which keeps SQLite from
+	// reading the window through event_store_occurred_at_idx and sorting
+	// it: the read walks positions between the window's bounds instead.
 	if !f.Since.IsZero() {
-		q.WriteString(" AND occurred_at >= ?")
+		q.WriteString(" AND +occurred_at >= ?")
 		args = append(args, ceilMicro(f.Since))
 	}
 	if !f.Until.IsZero() {
-		q.WriteString(" AND occurred_at < ?")
+		q.WriteString(" AND +occurred_at < ?")
 		args = append(args, ceilMicro(f.Until))
 	}
 	return q.String(), args, nil
+}
+
+// Probes of a time window's bounds (migration 00005).
+const (
+	// hourMicros is the width of a key of event_store_hour_idx.
+	hourMicros = 3600000000
+	// maxProbes bounds the probes of a window (one an hour): a wider one
+	// is read without bounds, right but slower.
+	maxProbes = 8760
+)
+
+// windowBounds returns expressions of the smallest and largest position of
+// the events inside f's time window (NULL when it holds none, which then
+// selects nothing), with one probe of event_store_hour_idx per hour, and
+// their arguments.
+func windowBounds(f store.Filter) (lo, hi string, args []any) {
+	cond := ""
+	var condArgs []any
+	first, last := "(SELECT min(occurred_at) FROM event_store) / 3600000000", "(SELECT max(occurred_at) FROM event_store) / 3600000000"
+	var firstArgs, lastArgs []any
+	if !f.Since.IsZero() {
+		cond += " AND occurred_at >= ?"
+		condArgs = append(condArgs, ceilMicro(f.Since))
+		first, firstArgs = "? / 3600000000", []any{ceilMicro(f.Since)}
+	}
+	if !f.Until.IsZero() {
+		cond += " AND occurred_at < ?"
+		condArgs = append(condArgs, ceilMicro(f.Until))
+		last, lastArgs = "(? - 1) / 3600000000", []any{ceilMicro(f.Until)}
+	}
+	probe := func(agg, dir string) (string, []any) {
+		var a []any
+		a = append(append(append(a, firstArgs...), lastArgs...), condArgs...)
+		return "WITH RECURSIVE span(lo, hi) AS (SELECT " + first + ", " + last + ")," +
+			" hours(h) AS (SELECT lo FROM span WHERE hi - lo <= " + strconv.Itoa(maxProbes) +
+			" UNION ALL SELECT h + 1 FROM hours, span WHERE h < span.hi)" +
+			" SELECT CASE WHEN (SELECT hi - lo FROM span) > " + strconv.Itoa(maxProbes) + " THEN " + map[string]string{"min": "0", "max": "9223372036854775807"}[agg] +
+			" ELSE (SELECT " + agg + "((SELECT id FROM event_store INDEXED BY event_store_hour_idx" +
+			" WHERE occurred_at / 3600000000 = hours.h" + cond + " ORDER BY id " + dir + " LIMIT 1)) FROM hours) END", a
+	}
+	lo, hi = "0", "9223372036854775807"
+	if !f.Since.IsZero() {
+		var a []any
+		lo, a = probe("min", "")
+		args = append(args, a...)
+	}
+	if !f.Until.IsZero() {
+		var a []any
+		hi, a = probe("max", "DESC")
+		args = append(args, a...)
+	}
+	return lo, hi, args
 }
 
 // Read returns a page of events in commit order; see store.Reader. A read
@@ -149,6 +213,20 @@ func where(f store.Filter, types []string) (string, []any, error) {
 // same order), one type or correlation ID with its position, or, for
 // several types, one such walk per type, merged.
 func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
+	query, args, err := ReadSQL(f)
+	if err != nil {
+		return store.Page{}, err
+	}
+	events, err := s.collect(ctx, "read events", query, args...)
+	if err != nil {
+		return store.Page{}, err
+	}
+	return store.PageAfter(f.After, events), nil
+}
+
+// ReadSQL returns the statement, and its arguments, that Read runs for f,
+// so that tools can EXPLAIN QUERY PLAN a read as the store runs it.
+func ReadSQL(f store.Filter) (string, []any, error) {
 	limit := f.EffectiveLimit()
 	types := distinct(f.Types)
 	var query string
@@ -157,7 +235,7 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	case f.Subject != "":
 		cond, a, err := where(f, types)
 		if err != nil {
-			return store.Page{}, err
+			return "", nil, err
 		}
 		query = "SELECT " + columns + " FROM event_store INDEXED BY event_store_stream_idx" + cond +
 			" ORDER BY stream_version LIMIT ?"
@@ -167,7 +245,7 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 		for i, t := range types {
 			cond, a, err := where(f, []string{t})
 			if err != nil {
-				return store.Page{}, err
+				return "", nil, err
 			}
 			parts[i] = "SELECT * FROM (SELECT " + columns + " FROM event_store" + cond + " ORDER BY id LIMIT ?)"
 			args = append(append(args, a...), limit)
@@ -177,16 +255,12 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	default:
 		cond, a, err := where(f, types)
 		if err != nil {
-			return store.Page{}, err
+			return "", nil, err
 		}
 		query = "SELECT " + columns + " FROM event_store" + cond + " ORDER BY id LIMIT ?"
 		args = append(a, limit)
 	}
-	events, err := s.collect(ctx, "read events", query, args...)
-	if err != nil {
-		return store.Page{}, err
-	}
-	return store.PageAfter(f.After, events), nil
+	return query, args, nil
 }
 
 // distinct returns types without repeats, in their order.

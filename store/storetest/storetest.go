@@ -62,6 +62,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"TailSeesEveryCommitOnceInOrder", testTailUnderConcurrency[TTx]},
 		{"Filters", testFilters[TTx]},
 		{"Paging", testPaging[TTx]},
+		{"Windows", testWindows[TTx]},
 		{"ReadStream", testReadStream[TTx]},
 		{"UnknownTypeRoundTripsByteForByte", testUnknownTypeBytes[TTx]},
 		{"GetNotFound", testGetNotFound[TTx]},
