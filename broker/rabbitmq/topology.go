@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -21,7 +22,12 @@ const (
 	argDeadLetterKey      = "x-dead-letter-routing-key"
 	argDeadLetterStrategy = "x-dead-letter-strategy"
 	argOverflow           = "x-overflow"
+	argSingleActive       = "x-single-active-consumer"
 )
+
+// bucketExchangePrefix starts the name of the exchange that filters a
+// queue's bucket bindings (see bucketExchange).
+const bucketExchangePrefix = "eventbus.buckets."
 
 // QueueArgs returns the arguments DeclareQueue declares spec's queue with:
 //
@@ -48,13 +54,52 @@ func QueueArgs(spec broker.QueueSpec) amqp.Table {
 	if spec.MessageTTL > 0 {
 		args[argMessageTTL] = max(spec.MessageTTL.Milliseconds(), 1)
 	}
-	if spec.DeadLetterQueue != "" {
+	switch {
+	case spec.DeadLetterQueue != "":
 		args[argDeadLetterExchange] = ""
 		args[argDeadLetterKey] = spec.DeadLetterQueue
 		args[argDeadLetterStrategy] = "at-least-once"
 		args[argOverflow] = "reject-publish"
+	case spec.DeadLetterExchange != "":
+		// No routing key: dead letters keep their own, and the exchange's
+		// bindings route them.
+		args[argDeadLetterExchange] = spec.DeadLetterExchange
+		args[argDeadLetterStrategy] = "at-least-once"
+		args[argOverflow] = "reject-publish"
+	}
+	if spec.SingleActiveConsumer {
+		args[argSingleActive] = true
 	}
 	return args
+}
+
+// bucketExchange names the exchange that carries queue's bucket bindings.
+// RabbitMQ's topic exchanges cannot look at headers, so a binding with
+// Buckets becomes two hops: the topic exchange routes the pattern to an
+// internal headers exchange of the queue's own, bound to the queue once per
+// bucket with x-match=all on HeaderBucket. Every message reaching it has
+// one bucket, so it reaches the queue once or not at all. No plugin is
+// needed.
+func bucketExchange(queue string) string { return bucketExchangePrefix + queue }
+
+// checkBuckets checks that spec's bucket bindings can be declared: they
+// share one set, and the exchange that carries them has a valid name.
+func checkBuckets(spec broker.QueueSpec) error {
+	var set broker.BucketSet
+	for _, bind := range spec.Bindings {
+		if bind.Buckets == 0 {
+			continue
+		}
+		if set != 0 && bind.Buckets != set {
+			return errors.New("the bindings with buckets must all have the same set of buckets")
+		}
+		set = bind.Buckets
+	}
+	if set != 0 && len(bucketExchange(spec.Name)) > 255 {
+		return fmt.Errorf("a queue with bucket bindings needs a name of at most %d bytes (its bucket exchange is named %q + the queue's name)",
+			255-len(bucketExchangePrefix), bucketExchangePrefix)
+	}
+	return nil
 }
 
 // DeclareExchange declares a durable topic exchange. Declaring the default
@@ -98,6 +143,9 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 			return fmt.Errorf("rabbitmq: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
 		}
 	}
+	if err := checkBuckets(spec); err != nil {
+		return fmt.Errorf("rabbitmq: %s: %w", op, err)
+	}
 	spec.Bindings = slices.Clone(spec.Bindings)
 	b.topoMu.Lock()
 	prev, known := b.queues[spec.Name]
@@ -130,9 +178,29 @@ func declareQueue(ch *amqp.Channel, spec broker.QueueSpec) error {
 	if _, err := ch.QueueDeclare(spec.Name, true, false, false, false, QueueArgs(spec)); err != nil {
 		return err
 	}
+	bucketsBound := false
 	for _, bind := range spec.Bindings {
-		if err := ch.QueueBind(spec.Name, bind.Pattern, bind.Exchange, false, nil); err != nil {
-			return fmt.Errorf("bind to exchange %q with %q: %w", bind.Exchange, bind.Pattern, err)
+		if bind.Buckets == 0 {
+			if err := ch.QueueBind(spec.Name, bind.Pattern, bind.Exchange, false, nil); err != nil {
+				return fmt.Errorf("bind to exchange %q with %q: %w", bind.Exchange, bind.Pattern, err)
+			}
+			continue
+		}
+		bx := bucketExchange(spec.Name)
+		if !bucketsBound {
+			if err := ch.ExchangeDeclare(bx, amqp.ExchangeHeaders, true, false, true, false, nil); err != nil {
+				return fmt.Errorf("declare bucket exchange %q: %w", bx, err)
+			}
+			for _, bucket := range bind.Buckets.List() {
+				args := amqp.Table{"x-match": "all", broker.HeaderBucket: strconv.Itoa(bucket)}
+				if err := ch.QueueBind(spec.Name, "", bx, false, args); err != nil {
+					return fmt.Errorf("bind to bucket exchange %q for bucket %d: %w", bx, bucket, err)
+				}
+			}
+			bucketsBound = true
+		}
+		if err := ch.ExchangeBind(bx, bind.Pattern, bind.Exchange, false, nil); err != nil {
+			return fmt.Errorf("bind bucket exchange %q to exchange %q with %q: %w", bx, bind.Exchange, bind.Pattern, err)
 		}
 	}
 	return nil
@@ -145,8 +213,11 @@ func (b *Broker) DeleteQueue(ctx context.Context, name string) error {
 	delete(b.queues, name)
 	b.topoMu.Unlock()
 	return b.withChannel(ctx, fmt.Sprintf("delete queue %q", name), func(ch *amqp.Channel) error {
-		_, err := ch.QueueDelete(name, false, false, false)
-		return err
+		if _, err := ch.QueueDelete(name, false, false, false); err != nil {
+			return err
+		}
+		// Its bucket exchange, if it had bucket bindings, routes nowhere now.
+		return ch.ExchangeDelete(bucketExchange(name), false, false)
 	})
 }
 
