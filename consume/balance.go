@@ -1,0 +1,83 @@
+package consume
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// balanceEvery is how often a process of a sharded group compares the
+// shards it is active on with its fair share.
+const balanceEvery = 3 * time.Second
+
+// balance shares a sharded group's queues out between its processes. Every
+// process subscribes to every shard queue, and the broker makes one
+// subscription per queue active (single active consumer), the oldest: left
+// alone, the first process would keep every shard and the others would only
+// wait. So each process counts the processes (the subscriptions on its
+// shard queues) and the shards it is active on (those that delivered to it
+// lately); while it holds more than its fair share, rounded up, it hands
+// one on: it stops taking that shard's deliveries, lets the jobs it took
+// finish, and subscribes again, at the back of the queue's waiting line.
+// The broker then makes the next waiting process active, and gives it
+// first what this one had not yet taken, in order. A shard that delivers
+// nothing is not counted: an idle share needs no balance.
+func (c *Consumer) balance(ctx context.Context, loops []*queueLoop) {
+	t := time.NewTimer(balanceDelay())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.balanceOnce(ctx, loops) {
+			// Let the shard settle with its new holder before looking again.
+			t.Reset(2 * balanceDelay())
+		} else {
+			t.Reset(balanceDelay())
+		}
+	}
+}
+
+// balanceDelay is balanceEvery with jitter, so that processes started
+// together do not hand shards on in step.
+func balanceDelay() time.Duration {
+	return balanceEvery/2 + rand.N(balanceEvery)
+}
+
+// balanceOnce hands one shard on if this process holds more than its
+// share; it reports whether it did.
+func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop) bool {
+	processes := 0
+	for _, l := range loops {
+		info, err := c.b.InspectQueue(ctx, l.queue)
+		if err != nil {
+			continue
+		}
+		processes = max(processes, info.Consumers)
+	}
+	if processes < 2 {
+		return false
+	}
+	share := (len(loops) + processes - 1) / processes
+	recent := time.Now().Add(-2 * balanceEvery).UnixNano()
+	var active []*queueLoop
+	for _, l := range loops {
+		if s := l.active.Load(); s != nil && (s.pending.Load() > 0 || s.lastDelivery.Load() > recent) {
+			active = append(active, l)
+		}
+	}
+	if len(active) <= share {
+		return false
+	}
+	l := active[rand.N(len(active))]
+	select {
+	case l.yield <- struct{}{}:
+		c.log.Info("consume: holding more shards than a fair share; handing one on",
+			"queue", l.queue, "active_shards", len(active), "processes", processes, "share", share)
+		return true
+	default:
+		return false
+	}
+}
