@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"github.com/edupulse/eventbus/broker"
 )
 
 // balanceEvery is how often a process of a sharded group compares the
@@ -14,9 +16,9 @@ const balanceEvery = 3 * time.Second
 // process subscribes to every shard queue, and the broker makes one
 // subscription per queue active (single active consumer), the oldest: left
 // alone, the first process would keep every shard and the others would only
-// wait. So each process counts the processes (the subscriptions on its
-// shard queues) and the shards it is active on (those that delivered to it
-// lately); while it holds more than its fair share, rounded up, it hands
+// wait. So each process counts the processes (the consumers of the group's
+// members queue, which each process subscribes to) and the shards it is
+// active on (those that delivered to it lately); while it holds more than its fair share, rounded up, it hands
 // one on: it stops taking that shard's deliveries, lets the jobs it took
 // finish, and subscribes again, at the back of the queue's waiting line.
 // The broker then makes the next waiting process active, and gives it
@@ -25,19 +27,51 @@ const balanceEvery = 3 * time.Second
 func (c *Consumer) balance(ctx context.Context, loops []*queueLoop) {
 	t := time.NewTimer(balanceDelay())
 	defer t.Stop()
+	var member broker.Subscription
+	defer func() {
+		if member != nil {
+			_ = member.Close()
+		}
+	}()
 	for {
+		if member == nil {
+			var err error
+			member, err = c.b.Consume(ctx, MembersQueue(c.cfg.Group), broker.ConsumeOptions{Prefetch: 1})
+			if err != nil {
+				member = nil
+				if ctx.Err() == nil {
+					c.log.Warn("consume: cannot join the group's members queue; the shards are not balanced meanwhile", "err", err)
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case _, ok := <-memberDeliveries(member):
+			if !ok {
+				_ = member.Close()
+				member = nil // subscribe again at the next round
+			}
+			continue
 		case <-t.C:
 		}
-		if c.balanceOnce(ctx, loops) {
+		if member != nil && c.balanceOnce(ctx, loops) {
 			// Let the shard settle with its new holder before looking again.
 			t.Reset(2 * balanceDelay())
 		} else {
 			t.Reset(balanceDelay())
 		}
 	}
+}
+
+// memberDeliveries returns the members subscription's deliveries, or nil
+// (never ready) without one. Nothing is published to the members queue: a
+// delivery is someone's mistake, and it is left unacknowledged.
+func memberDeliveries(s broker.Subscription) <-chan broker.Delivery {
+	if s == nil {
+		return nil
+	}
+	return s.Deliveries()
 }
 
 // balanceDelay is balanceEvery with jitter, so that processes started
@@ -49,17 +83,11 @@ func balanceDelay() time.Duration {
 // balanceOnce hands one shard on if this process holds more than its
 // share; it reports whether it did.
 func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop) bool {
-	processes := 0
-	for _, l := range loops {
-		info, err := c.b.InspectQueue(ctx, l.queue)
-		if err != nil {
-			continue
-		}
-		processes = max(processes, info.Consumers)
-	}
-	if processes < 2 {
+	info, err := c.b.InspectQueue(ctx, MembersQueue(c.cfg.Group))
+	if err != nil || info.Consumers < 2 {
 		return false
 	}
+	processes := info.Consumers
 	share := (len(loops) + processes - 1) / processes
 	recent := time.Now().Add(-2 * balanceEvery).UnixNano()
 	var active []*queueLoop

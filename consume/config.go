@@ -158,6 +158,13 @@ func ShardQueue(group string, i, shards int) string {
 	return group + ".shard." + strconv.Itoa(i) + "-of-" + strconv.Itoa(shards)
 }
 
+// MembersQueue names the queue that counts the processes of a sharded
+// group: each subscribes to it, nothing is ever published to it, and its
+// consumer count is the number of processes. (RabbitMQ counts only the
+// active consumer of a single-active-consumer queue, so the shard queues
+// cannot tell.)
+func MembersQueue(group string) string { return group + ".members" }
+
 // ShardExchange names the topic exchange of a sharded group: it routes
 // every message to its shard by bucket, whatever its routing key. The
 // group's retry queues dead-letter into it, Requeue publishes to it, and a

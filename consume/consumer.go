@@ -157,8 +157,10 @@ func (c *Consumer) declareShards(ctx context.Context) error {
 			return fmt.Errorf("consume: declare exchange %s: %w", x, err)
 		}
 	}
-	if err := c.b.DeclareQueue(ctx, broker.QueueSpec{Name: DeadLetterQueue(g)}); err != nil {
-		return fmt.Errorf("consume: declare queue %s: %w", DeadLetterQueue(g), err)
+	for _, q := range []string{DeadLetterQueue(g), MembersQueue(g)} {
+		if err := c.b.DeclareQueue(ctx, broker.QueueSpec{Name: q}); err != nil {
+			return fmt.Errorf("consume: declare queue %s: %w", q, err)
+		}
 	}
 	for i, q := range c.queueNames() {
 		set := broker.ShardBuckets(i, c.cfg.Shards)
