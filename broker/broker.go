@@ -87,8 +87,7 @@ type Binding struct {
 	// Buckets, when not empty, narrows the binding to the messages whose
 	// HeaderBucket names a bucket in the set: the binding takes a message
 	// that Pattern matches only if its bucket is one of these. A message
-	// without a valid bucket header matches no such binding. The bindings
-	// of one queue that have Buckets must all have the same set.
+	// without a valid bucket header matches no such binding.
 	Buckets BucketSet
 }
 

@@ -71,13 +71,16 @@ func testBucketRouting(t *testing.T, h Harness) {
 		t.Fatalf("shard %d holds %v, want [via-x2]", 4%shards, got)
 	}
 
-	// Different bucket sets on one queue are refused.
-	err := b.DeclareQueue(ctxFor(t), broker.QueueSpec{Name: qs[0], Bindings: []broker.Binding{
-		{Exchange: x, Pattern: "a", Buckets: broker.BucketSetOf(1)},
-		{Exchange: x, Pattern: "b", Buckets: broker.BucketSetOf(2)},
-	}})
-	if err == nil {
-		t.Fatal("DeclareQueue with two different bucket sets succeeded")
+	// Another set on another pattern of the same queue adds to it.
+	if err := b.DeclareQueue(ctxFor(t), broker.QueueSpec{Name: qs[0], Bindings: []broker.Binding{
+		{Exchange: x, Pattern: "extra.*", Buckets: broker.BucketSetOf(1)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, p, x, "extra.one", bucketMsg("extra-1", 1), bucketMsg("extra-2", 2))
+	wantMessages(t, b, qs[0], 1)
+	if got := drain(t, b, qs[0]); !slices.Equal(got, []string{"extra-1"}) {
+		t.Fatalf("shard 0 holds %v, want [extra-1]", got)
 	}
 }
 

@@ -155,15 +155,6 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 	if spec.DeadLetterQueue != "" && spec.DeadLetterExchange != "" {
 		return fmt.Errorf("memory: %s: set a dead-letter queue or a dead-letter exchange, not both", op)
 	}
-	var bucketSet broker.BucketSet
-	for _, bind := range spec.Bindings {
-		if bind.Buckets != 0 {
-			if bucketSet != 0 && bind.Buckets != bucketSet {
-				return fmt.Errorf("memory: %s: the bindings with buckets must all have the same set of buckets", op)
-			}
-			bucketSet = bind.Buckets
-		}
-	}
 	for _, bind := range spec.Bindings {
 		if bind.Exchange == broker.NamelessExchange {
 			return fmt.Errorf("memory: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
