@@ -21,6 +21,7 @@ const balanceEvery = 3 * time.Second
 // active on (those that delivered to it lately); while it holds more than its fair share, rounded up, it hands
 // one on: it stops taking that shard's deliveries, lets the jobs it took
 // finish, and subscribes again, at the back of the queue's waiting line.
+// It hands the whole surplus on in one round.
 // The broker then makes the next waiting process active, and gives it
 // first what this one had not yet taken, in order. A shard that delivers
 // nothing is not counted: an idle share needs no balance.
@@ -99,13 +100,20 @@ func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop) bool {
 	if len(active) <= share {
 		return false
 	}
-	l := active[rand.N(len(active))]
-	select {
-	case l.yield <- struct{}{}:
-		c.log.Info("consume: holding more shards than a fair share; handing one on",
-			"queue", l.queue, "active_shards", len(active), "processes", processes, "share", share)
-		return true
-	default:
-		return false
+	// Hand the surplus on at once: a process that joins a busy group gets
+	// work within a round, not one shard per round.
+	rand.Shuffle(len(active), func(i, j int) { active[i], active[j] = active[j], active[i] })
+	yielded := 0
+	for _, l := range active[share:] {
+		select {
+		case l.yield <- struct{}{}:
+			yielded++
+		default:
+		}
 	}
+	if yielded > 0 {
+		c.log.Info("consume: holding more shards than a fair share; handing the surplus on",
+			"handed_on", yielded, "active_shards", len(active), "processes", processes, "share", share)
+	}
+	return yielded > 0
 }
