@@ -25,15 +25,12 @@ const balanceEvery = 3 * time.Second
 // The broker then makes the next waiting process active, and gives it
 // first what this one had not yet taken, in order. A shard that delivers
 // nothing is not counted: an idle share needs no balance.
-func (c *Consumer) balance(ctx context.Context, loops []*queueLoop) {
+//
+// It returns, once ctx ends, its subscription to the members queue, for
+// Run to close within the shutdown timeout.
+func (c *Consumer) balance(ctx context.Context, loops []*queueLoop) (member broker.Subscription) {
 	t := time.NewTimer(balanceDelay())
 	defer t.Stop()
-	var member broker.Subscription
-	defer func() {
-		if member != nil {
-			_ = member.Close()
-		}
-	}()
 	for {
 		if member == nil {
 			var err error
@@ -47,10 +44,10 @@ func (c *Consumer) balance(ctx context.Context, loops []*queueLoop) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return member
 		case _, ok := <-memberDeliveries(member):
 			if !ok {
-				_ = member.Close()
+				closeWithin(member, c.cfg.ShutdownTimeout)
 				member = nil // subscribe again at the next round
 			}
 			continue

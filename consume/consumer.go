@@ -339,8 +339,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			})
 		})
 	}
+	var member broker.Subscription // the members queue's, closed below
 	if c.cfg.Shards > 0 {
-		lwg.Go(func() { c.balance(ctx, loops) })
+		lwg.Go(func() { member = c.balance(ctx, loops) })
 	}
 	lwg.Wait()
 
@@ -373,6 +374,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 				})
 			}
 		}
+		if member != nil {
+			cwg.Go(func() { _ = member.Close() })
+		}
 		cwg.Wait()
 		c.pub.close()
 	}()
@@ -398,10 +402,11 @@ func waitUntil(done <-chan struct{}, deadline time.Time) bool {
 
 var consumerTags atomic.Int64
 
-// subscribe subscribes to queue, one of the group's; after the first time
-// it declares the topology again first (the broker may have lost it).
-func (c *Consumer) subscribe(ctx context.Context, queue string, opened int) (broker.Subscription, error) {
-	if opened > 0 {
+// subscribe subscribes to queue, one of the group's; after the first
+// attempt it declares the topology again first (the broker may have lost
+// it).
+func (c *Consumer) subscribe(ctx context.Context, queue string, attempts int) (broker.Subscription, error) {
+	if attempts > 0 {
 		if err := c.Declare(ctx); err != nil {
 			return nil, err
 		}
@@ -437,7 +442,9 @@ func (l *queueLoop) run(ctx context.Context, subscribed func()) {
 	c := l.c
 	var failures, opened int
 	for ctx.Err() == nil {
-		s, err := c.subscribe(ctx, l.queue, opened)
+		// Run declared the topology before the first attempt; later ones
+		// declare it again, as the broker may have lost it.
+		s, err := c.subscribe(ctx, l.queue, opened+failures)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -477,7 +484,7 @@ func (l *queueLoop) run(ctx context.Context, subscribed func()) {
 			l.drain(ctx, sess)
 		}
 		sess.ended.Store(true)
-		_ = s.Close()
+		closeWithin(s, c.cfg.ShutdownTimeout)
 		l.sub, l.sess = nil, nil
 		if yielded {
 			c.log.Info("consume: handed a shard to the next process waiting for it", "queue", l.queue)
@@ -502,6 +509,23 @@ func (l *queueLoop) drain(ctx context.Context, sess *session) {
 	deadline := time.Now().Add(l.c.cfg.ShutdownTimeout)
 	for sess.pending.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		backoff.Sleep(ctx, 5*time.Millisecond)
+	}
+}
+
+// closeWithin closes s, waiting at most timeout: a broker that stops
+// answering must not hold the loop (the close goes on in the background,
+// and the broker drops the subscription with the connection).
+func closeWithin(s broker.Subscription, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Close()
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
 
