@@ -84,6 +84,11 @@ func (m Message) IntHeader(key string) int64 {
 type Binding struct {
 	Exchange string
 	Pattern  string
+	// Buckets, when not empty, narrows the binding to the messages whose
+	// HeaderBucket names a bucket in the set: the binding takes a message
+	// that Pattern matches only if its bucket is one of these. A message
+	// without a valid bucket header matches no such binding.
+	Buckets BucketSet
 }
 
 // QueueSpec describes a durable queue.
@@ -97,6 +102,16 @@ type QueueSpec struct {
 	// entered the queue. With DeadLetterQueue it delays messages: a retry
 	// queue holds a message for MessageTTL, then hands it on.
 	MessageTTL time.Duration
+	// DeadLetterExchange, when set instead of DeadLetterQueue, dead-letters
+	// through this exchange, with each message's routing key and headers:
+	// the bindings there decide where it goes. A sharded consumer group's
+	// retry queues return each message to its shard this way.
+	DeadLetterExchange string
+	// SingleActiveConsumer delivers the queue to one subscription at a
+	// time, the oldest; the others wait. When it ends, the next oldest
+	// takes over, and gets first the messages the previous one had not
+	// acknowledged, in queue order. Changing it on an existing queue fails.
+	SingleActiveConsumer bool
 }
 
 // QueueInfo is the state of a queue.

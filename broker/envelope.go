@@ -35,6 +35,8 @@ func EnvelopeMessage(env event.Envelope) (Message, error) {
 	}
 	headers := map[string]any{
 		HeaderPosition: strconv.FormatInt(env.Position, 10),
+		// Sharded consumer groups route by it (see Buckets).
+		HeaderBucket: strconv.Itoa(BucketOf(env)),
 	}
 	if env.TraceParent != "" {
 		headers[HeaderTraceParent] = env.TraceParent

@@ -54,6 +54,18 @@ type Config struct {
 	// time, in the order the broker delivers them, while different streams
 	// run in parallel. Events without a subject go to any worker.
 	OrderedByStream bool
+	// Shards, when above 0, splits the group's queue into this many shard
+	// queues (ShardQueue), up to broker.Buckets (64), so that several
+	// processes of the group share the work and each stream is still
+	// handled in order: a stream's events all go to one shard, by a hash of
+	// the stream (broker.HeaderBucket), and each shard is consumed by one
+	// process at a time (single active consumer); the processes share the
+	// shards between them (see the package doc, "Scaling out"). It turns
+	// OrderedByStream on. 0, the default, is the group's single queue,
+	// which its processes compete for. A group's Shards cannot change
+	// while its queues exist: Run refuses, with an error wrapping
+	// ErrLayoutChanged that says what to do.
+	Shards int
 
 	// MaxAttempts is how many times a message is handled before it is
 	// dead-lettered; DefaultMaxAttempts if zero. 1 means no retries.
@@ -139,6 +151,26 @@ func RetryQueue(group string, n int) string { return group + ".retry." + strconv
 // DeadLetterQueue names a group's dead-letter queue.
 func DeadLetterQueue(group string) string { return group + ".dlq" }
 
+// ShardQueue names shard i of a group split into shards: for example
+// "badges.shard.2-of-4". The count is part of the name, so that the queues
+// of another split are never taken for these.
+func ShardQueue(group string, i, shards int) string {
+	return group + ".shard." + strconv.Itoa(i) + "-of-" + strconv.Itoa(shards)
+}
+
+// MembersQueue names the queue that counts the processes of a sharded
+// group: each subscribes to it, nothing is ever published to it, and its
+// consumer count is the number of processes. (RabbitMQ counts only the
+// active consumer of a single-active-consumer queue, so the shard queues
+// cannot tell.)
+func MembersQueue(group string) string { return group + ".members" }
+
+// ShardExchange names the topic exchange of a sharded group: it routes
+// every message to its shard by bucket, whatever its routing key. The
+// group's retry queues dead-letter into it, Requeue publishes to it, and a
+// replay to the whole group targets it.
+func ShardExchange(group string) string { return group + ".shards" }
+
 // maxGroupLen leaves room for the retry and dead-letter suffixes within
 // AMQP's 255-byte queue names.
 const maxGroupLen = 200
@@ -156,6 +188,15 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: Concurrency, Prefetch, MaxAttempts and MaxDeliveries must not be negative", ErrInvalidConfig)
 	case c.MaxAttempts > 100:
 		return c, fmt.Errorf("%w: MaxAttempts %d: at most 100 (each attempt has a retry queue)", ErrInvalidConfig, c.MaxAttempts)
+	case c.Shards < 0 || c.Shards > broker.Buckets:
+		return c, fmt.Errorf("%w: Shards %d: 0 (one queue) to %d (the buckets streams are hashed into)", ErrInvalidConfig, c.Shards, broker.Buckets)
+	case c.Shards > 0 && (ShardExchange(c.Group) == c.Exchange || ShardExchange(c.Group) == broker.DefaultEventsExchange && c.Exchange == ""):
+		return c, fmt.Errorf("%w: Group %q: its shard exchange %q would be the events exchange", ErrInvalidConfig, c.Group, ShardExchange(c.Group))
+	}
+	if c.Shards > 0 {
+		// One shard's events come in order from one queue; handling them
+		// in parallel would lose that.
+		c.OrderedByStream = true
 	}
 	if c.Exchange == "" {
 		c.Exchange = broker.DefaultEventsExchange

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edupulse/eventbus/broker"
@@ -20,6 +20,12 @@ import (
 
 // ErrRunning reports a second call to Run while the first is running.
 var ErrRunning = errors.New("consume: consumer is already running")
+
+// ErrLayoutChanged reports a group whose queues on the broker were declared
+// with another Config.Shards: running both layouts at once would deliver
+// every event twice, in two orders. Run returns it, saying which queues are
+// in the way. Test with errors.Is.
+var ErrLayoutChanged = errors.New("consume: the group's queues on the broker were declared with another Shards")
 
 // Consumer runs the handlers of one consumer group. Build it with New and
 // start it with Run.
@@ -109,6 +115,9 @@ func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 // queue missing comes back from the broker, and the worker declares the
 // topology again (with its own Backoff) before it sends the copy once more.
 func (c *Consumer) Declare(ctx context.Context) error {
+	if c.cfg.Shards > 0 {
+		return c.declareShards(ctx)
+	}
 	g := c.cfg.Group
 	if err := c.b.DeclareExchange(ctx, c.cfg.Exchange); err != nil {
 		return fmt.Errorf("consume: declare exchange %s: %w", c.cfg.Exchange, err)
@@ -135,6 +144,97 @@ func (c *Consumer) Declare(ctx context.Context) error {
 	return nil
 }
 
+// declareShards declares a sharded group's topology: the group's shard
+// exchange; one queue per shard with single active consumer, bound to the
+// events exchange with the group's patterns and to the shard exchange with
+// "#", each binding narrowed to the shard's buckets; retry queues that
+// dead-letter into the shard exchange, so that a retried message returns
+// to its shard; and the dead-letter queue.
+func (c *Consumer) declareShards(ctx context.Context) error {
+	g, sx := c.cfg.Group, ShardExchange(c.cfg.Group)
+	for _, x := range []string{c.cfg.Exchange, sx} {
+		if err := c.b.DeclareExchange(ctx, x); err != nil {
+			return fmt.Errorf("consume: declare exchange %s: %w", x, err)
+		}
+	}
+	for _, q := range []string{DeadLetterQueue(g), MembersQueue(g)} {
+		if err := c.b.DeclareQueue(ctx, broker.QueueSpec{Name: q}); err != nil {
+			return fmt.Errorf("consume: declare queue %s: %w", q, err)
+		}
+	}
+	for i, q := range c.queueNames() {
+		set := broker.ShardBuckets(i, c.cfg.Shards)
+		bindings := make([]broker.Binding, 0, len(c.patterns)+1)
+		for _, p := range c.patterns {
+			bindings = append(bindings, broker.Binding{Exchange: c.cfg.Exchange, Pattern: p, Buckets: set})
+		}
+		bindings = append(bindings, broker.Binding{Exchange: sx, Pattern: "#", Buckets: set})
+		spec := broker.QueueSpec{Name: q, Bindings: bindings, DeadLetterQueue: DeadLetterQueue(g), SingleActiveConsumer: true}
+		if err := c.b.DeclareQueue(ctx, spec); err != nil {
+			return fmt.Errorf("consume: declare shard queue %s: %w", q, err)
+		}
+	}
+	for n := 1; n < c.cfg.MaxAttempts; n++ {
+		spec := broker.QueueSpec{Name: RetryQueue(g, n), MessageTTL: c.cfg.Backoff.Delay(n), DeadLetterExchange: sx}
+		if err := c.b.DeclareQueue(ctx, spec); err != nil {
+			return fmt.Errorf("consume: declare retry queue %s (delay %v; if Backoff or Shards changed, delete the old retry queues): %w",
+				spec.Name, spec.MessageTTL, err)
+		}
+	}
+	return nil
+}
+
+// queueNames returns the queues the group's processes consume: the group's
+// queue, or its shard queues.
+func (c *Consumer) queueNames() []string {
+	if c.cfg.Shards == 0 {
+		return []string{c.cfg.Group}
+	}
+	qs := make([]string, c.cfg.Shards)
+	for i := range qs {
+		qs[i] = ShardQueue(c.cfg.Group, i, c.cfg.Shards)
+	}
+	return qs
+}
+
+// checkLayout fails with ErrLayoutChanged when the broker holds the queues
+// of another layout of the group: its single queue, or the first shard of
+// another split. Other errors are the broker's.
+func (c *Consumer) checkLayout(ctx context.Context) error {
+	g := c.cfg.Group
+	candidates := make([]string, 0, broker.Buckets)
+	if c.cfg.Shards > 0 {
+		candidates = append(candidates, g)
+	}
+	for p := 1; p <= broker.Buckets; p++ {
+		if p != c.cfg.Shards {
+			candidates = append(candidates, ShardQueue(g, 0, p))
+		}
+	}
+	var found []string
+	for _, q := range candidates {
+		_, err := c.b.InspectQueue(ctx, q)
+		switch {
+		case err == nil:
+			found = append(found, q)
+		case !errors.Is(err, broker.ErrNotFound):
+			return fmt.Errorf("consume: check the queues of group %s: %w", g, err)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	want := "its single queue " + g
+	if c.cfg.Shards > 0 {
+		want = fmt.Sprintf("%d shard queues %s …", c.cfg.Shards, ShardQueue(g, 0, c.cfg.Shards))
+	}
+	return fmt.Errorf("%w: group %s is configured for %s, but the broker has queue %s of another layout. "+
+		"To change the layout: stop the relay (events wait in the store), let the group's running processes empty its queues, stop them, "+
+		"delete the old queues (%s or %s.shard.*, and %s.retry.*), then start the processes with the new setting, then the relay "+
+		"(docs/operations.md, \"Changing a consumer group's shards\")",
+		ErrLayoutChanged, g, want, found[0], g, g, g)
+}
+
 // job is one delivery on its way to a worker.
 type job struct {
 	d    broker.Delivery
@@ -149,7 +249,13 @@ type job struct {
 // session is one subscription. When it ends, the broker delivers its
 // unacknowledged messages again, so jobs of an ended session that have not
 // started are dropped.
-type session struct{ ended atomic.Bool }
+type session struct {
+	ended atomic.Bool
+	// pending counts the jobs dispatched to workers and not yet processed.
+	pending atomic.Int64
+	// lastDelivery is when the session last got a delivery (Unix nanoseconds).
+	lastDelivery atomic.Int64
+}
 
 // workers are the handler goroutines and their queues.
 type workers struct {
@@ -195,50 +301,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 		wg.Go(func() { c.work(hctx, own, w) })
 	}
 
-	var (
-		sub      broker.Subscription
-		sess     *session
-		failures int
-		opened   int
-	)
-	for ctx.Err() == nil {
-		s, err := c.subscribe(ctx, opened)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			failures++
-			delay := resubscribeBackoff.Delay(failures)
-			c.log.Warn("consume: cannot subscribe; trying again", "err", err, "in", delay)
-			backoff.Sleep(ctx, delay)
-			continue
+	// The first subscriptions: check that the broker holds no other
+	// layout of the group, and declare its topology once for all queues.
+	for failures := 1; ctx.Err() == nil; failures++ {
+		err := c.checkLayout(ctx)
+		if err == nil {
+			err = c.Declare(ctx)
 		}
-		opened++
-		if opened > 1 {
-			c.stats.resubscribes.Add(1)
-			c.metrics.resubscribes.Inc()
-			c.log.Info("consume: subscribed again", "queue", c.cfg.Group)
+		if err == nil {
+			break
 		}
-		c.readyOnce.Do(func() { close(c.ready) })
-		sub, sess = s, &session{}
-		started := time.Now()
-		err = c.dispatch(ctx, s, sess, w)
+		if errors.Is(err, ErrLayoutChanged) {
+			close(w.stop)
+			wg.Wait()
+			return err
+		}
 		if ctx.Err() != nil {
-			break // keep the subscription: handlers in flight still ack on it
-		}
-		sess.ended.Store(true)
-		_ = s.Close()
-		sub = nil
-		// A subscription that ends at once, again and again, must not spin.
-		if time.Since(started) < 5*time.Second {
-			failures++
-		} else {
-			failures = 0
+			break
 		}
 		delay := resubscribeBackoff.Delay(failures)
-		c.log.Warn("consume: subscription ended; subscribing again", "err", err, "in", delay)
+		c.log.Warn("consume: cannot declare the group's topology; trying again", "err", err, "in", delay)
 		backoff.Sleep(ctx, delay)
 	}
+
+	queues := c.queueNames()
+	loops := make([]*queueLoop, len(queues))
+	var subscribed atomic.Int64
+	var lwg sync.WaitGroup
+	for i, q := range queues {
+		l := &queueLoop{c: c, queue: q, w: w, yield: make(chan struct{}, 1)}
+		loops[i] = l
+		lwg.Go(func() {
+			l.run(ctx, func() {
+				if subscribed.Add(1) == int64(len(queues)) {
+					c.readyOnce.Do(func() { close(c.ready) })
+				}
+			})
+		})
+	}
+	var member broker.Subscription // the members queue's, closed below
+	if c.cfg.Shards > 0 {
+		lwg.Go(func() { member = c.balance(ctx, loops) })
+	}
+	lwg.Wait()
 
 	close(w.stop)
 	// The shutdown ends within ShutdownTimeout: the handlers get most of
@@ -260,10 +365,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		if sub != nil {
-			sess.ended.Store(true)
-			_ = sub.Close()
+		var cwg sync.WaitGroup
+		for _, l := range loops {
+			if l.sub != nil {
+				cwg.Go(func() {
+					l.sess.ended.Store(true)
+					_ = l.sub.Close()
+				})
+			}
 		}
+		if member != nil {
+			cwg.Go(func() { _ = member.Close() })
+		}
+		cwg.Wait()
 		c.pub.close()
 	}()
 	if !waitUntil(closed, deadline) {
@@ -288,29 +402,148 @@ func waitUntil(done <-chan struct{}, deadline time.Time) bool {
 
 var consumerTags atomic.Int64
 
-// subscribe declares the topology and subscribes to the group's queue.
-func (c *Consumer) subscribe(ctx context.Context, opened int) (broker.Subscription, error) {
-	if err := c.Declare(ctx); err != nil {
-		return nil, err
+// subscribe subscribes to queue, one of the group's; after the first
+// attempt it declares the topology again first (the broker may have lost
+// it).
+func (c *Consumer) subscribe(ctx context.Context, queue string, attempts int) (broker.Subscription, error) {
+	if attempts > 0 {
+		if err := c.Declare(ctx); err != nil {
+			return nil, err
+		}
 	}
 	host, _ := os.Hostname()
-	tag := fmt.Sprintf("eventbus-consume.%s.%s.%d.%d", c.cfg.Group, host, os.Getpid(), consumerTags.Add(1))
-	sub, err := c.b.Consume(ctx, c.cfg.Group, broker.ConsumeOptions{Prefetch: c.cfg.Prefetch, Tag: tag})
+	tag := fmt.Sprintf("eventbus-consume.%s.%s.%d.%d", queue, host, os.Getpid(), consumerTags.Add(1))
+	sub, err := c.b.Consume(ctx, queue, broker.ConsumeOptions{Prefetch: c.cfg.Prefetch, Tag: tag})
 	if err != nil {
-		return nil, fmt.Errorf("consume: subscribe to %s: %w", c.cfg.Group, err)
+		return nil, fmt.Errorf("consume: subscribe to %s: %w", queue, err)
 	}
 	return sub, nil
 }
 
+// queueLoop consumes one of the group's queues: it subscribes, hands the
+// deliveries to the workers, and subscribes again when the subscription
+// ends, until ctx ends. It then keeps its last subscription open (sub,
+// sess) for the handlers in flight to ack on; Run closes it.
+type queueLoop struct {
+	c     *Consumer
+	queue string
+	w     *workers
+	// yield asks the loop to hand its queue to the next process waiting
+	// for it (see balance).
+	yield chan struct{}
+
+	// active is set while the loop has a subscription.
+	active atomic.Pointer[session]
+	sub    broker.Subscription
+	sess   *session
+}
+
+func (l *queueLoop) run(ctx context.Context, subscribed func()) {
+	c := l.c
+	var failures, opened int
+	for ctx.Err() == nil {
+		// Run declared the topology before the first attempt; later ones
+		// declare it again, as the broker may have lost it.
+		s, err := c.subscribe(ctx, l.queue, opened+failures)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failures++
+			delay := resubscribeBackoff.Delay(failures)
+			c.log.Warn("consume: cannot subscribe; trying again", "queue", l.queue, "err", err, "in", delay)
+			backoff.Sleep(ctx, delay)
+			continue
+		}
+		opened++
+		select {
+		case <-l.yield: // asked before this subscription: not about it
+		default:
+		}
+		if opened > 1 {
+			c.stats.resubscribes.Add(1)
+			c.metrics.resubscribes.Inc()
+			c.log.Info("consume: subscribed again", "queue", l.queue)
+		} else {
+			subscribed()
+		}
+		sess := &session{}
+		l.sub, l.sess = s, sess
+		l.active.Store(sess)
+		started := time.Now()
+		err = c.dispatch(ctx, s, sess, l.w, l.yield)
+		if ctx.Err() != nil {
+			break // keep the subscription: handlers in flight still ack on it
+		}
+		l.active.Store(nil)
+		yielded := errors.Is(err, errYielded)
+		if yielded {
+			// Let the jobs taken finish before the next process gets the
+			// rest: it must not handle a later event of a stream while
+			// this one still handles an earlier one.
+			l.drain(ctx, sess)
+		}
+		sess.ended.Store(true)
+		closeWithin(s, c.cfg.ShutdownTimeout)
+		l.sub, l.sess = nil, nil
+		if yielded {
+			c.log.Info("consume: handed a shard to the next process waiting for it", "queue", l.queue)
+			failures = 0
+			continue // at once: to the back of the queue's waiting line
+		}
+		// A subscription that ends at once, again and again, must not spin.
+		if time.Since(started) < 5*time.Second {
+			failures++
+		} else {
+			failures = 0
+		}
+		delay := resubscribeBackoff.Delay(failures)
+		c.log.Warn("consume: subscription ended; subscribing again", "queue", l.queue, "err", err, "in", delay)
+		backoff.Sleep(ctx, delay)
+	}
+}
+
+// drain waits until the jobs of sess that the workers took are processed,
+// for at most the shutdown timeout.
+func (l *queueLoop) drain(ctx context.Context, sess *session) {
+	deadline := time.Now().Add(l.c.cfg.ShutdownTimeout)
+	for sess.pending.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		backoff.Sleep(ctx, 5*time.Millisecond)
+	}
+}
+
+// closeWithin closes s, waiting at most timeout: a broker that stops
+// answering must not hold the loop (the close goes on in the background,
+// and the broker drops the subscription with the connection).
+func closeWithin(s broker.Subscription, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Close()
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// errYielded ends a dispatch asked to hand its queue on.
+var errYielded = errors.New("consume: queue handed on")
+
 // dispatch hands the subscription's deliveries to the workers until ctx
-// ends (nil) or the subscription does (its error).
-func (c *Consumer) dispatch(ctx context.Context, sub broker.Subscription, sess *session, w *workers) error {
+// ends (nil), the subscription does (its error), or yield asks
+// (errYielded).
+func (c *Consumer) dispatch(ctx context.Context, sub broker.Subscription, sess *session, w *workers, yield <-chan struct{}) error {
 	for {
 		var d broker.Delivery
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-yield:
+			return errYielded
 		case d, ok = <-sub.Deliveries():
 		}
 		if !ok {
@@ -319,6 +552,7 @@ func (c *Consumer) dispatch(ctx context.Context, sub broker.Subscription, sess *
 			}
 			return broker.ErrClosed
 		}
+		sess.lastDelivery.Store(time.Now().UnixNano())
 		j := job{d: d, sess: sess}
 		to := w.shared
 		if w.own != nil {
@@ -330,14 +564,14 @@ func (c *Consumer) dispatch(ctx context.Context, sub broker.Subscription, sess *
 				subject = j.env.Subject
 			}
 			if subject != "" {
-				h := fnv.New32a()
-				_, _ = h.Write([]byte(subject))
-				to = w.own[h.Sum32()%uint32(len(w.own))]
+				to = w.own[event.PartitionOf(subject, uuid.Nil, len(w.own))]
 			}
 		}
+		sess.pending.Add(1)
 		select {
 		case to <- j:
 		case <-ctx.Done():
+			sess.pending.Add(-1)
 			return nil
 		}
 	}
@@ -358,8 +592,10 @@ func (c *Consumer) work(ctx context.Context, own chan job, w *workers) {
 			return
 		case j := <-own:
 			c.process(ctx, j)
+			j.sess.pending.Add(-1)
 		case j := <-w.shared:
 			c.process(ctx, j)
+			j.sess.pending.Add(-1)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,8 +78,16 @@ func DeadLetters(ctx context.Context, b broker.Broker, group string, limit int) 
 // one) suppresses the duplicate. When the group's queue does not exist,
 // Requeue fails with an error wrapping ErrUnroutable and the message stays
 // in the dead-letter queue.
+//
+// A sharded group (Config.Shards) has no queue of the group's name: Requeue
+// then sends the messages through the group's shard exchange, which puts
+// each in its stream's shard.
 func Requeue(ctx context.Context, b broker.Broker, group string, selector func(DeadLetter) bool) (int, error) {
 	dlq := DeadLetterQueue(group)
+	exchange, target := broker.NamelessExchange, group
+	if _, err := b.InspectQueue(ctx, group); errors.Is(err, broker.ErrNotFound) {
+		exchange, target = ShardExchange(group), ShardExchange(group)
+	}
 	br, err := b.Browse(ctx, dlq)
 	if err != nil {
 		return 0, fmt.Errorf("consume: browse %s: %w", dlq, err)
@@ -106,12 +115,15 @@ func Requeue(ctx context.Context, b broker.Broker, group string, selector func(D
 			left++
 			continue
 		}
-		if err := pub.publish(ctx, group, requeuedCopy(d.Message)); err != nil {
+		if err := pub.publishVia(ctx, exchange, target, requeuedCopy(d.Message)); err != nil {
 			left++
-			return moved, fmt.Errorf("consume: requeue message %q to %s: %w", d.MessageID, group, err)
+			if exchange != broker.NamelessExchange && !errors.Is(err, ErrUnroutable) {
+				err = fmt.Errorf("%w: the group has no queue %s, and its shard exchange did not take the copy (is the group declared?): %w", ErrUnroutable, group, err)
+			}
+			return moved, fmt.Errorf("consume: requeue message %q to %s: %w", d.MessageID, target, err)
 		}
 		if err := d.Ack(); err != nil {
-			return moved, fmt.Errorf("consume: message %q was copied to %s but stays in %s too: %w", d.MessageID, group, dlq, err)
+			return moved, fmt.Errorf("consume: message %q was copied to %s but stays in %s too: %w", d.MessageID, target, dlq, err)
 		}
 		seen[d.MessageID] = true
 		moved++

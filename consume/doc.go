@@ -22,7 +22,8 @@
 // (edupulse.events by default) with the group's topic patterns; retry queues
 // G.retry.1 … G.retry.(MaxAttempts-1); and the dead-letter queue G.dlq. Run
 // declares them, idempotently, each time it subscribes. Processes of one
-// group share its queue: they are competing consumers.
+// group share its queue: they are competing consumers. A group with Shards
+// has shard queues instead of G (see "Scaling out").
 //
 // # Routes
 //
@@ -82,7 +83,54 @@
 // while other streams run in parallel; events without a subject go to any
 // worker. Order holds for one process: retried events come back behind
 // later events of their stream, and several processes of one group split a
-// stream between them.
+// stream between them, unless the group has shards.
+//
+// # Scaling out
+//
+// Config.Shards = P splits the group's work over P shard queues,
+// G.shard.0-of-P … G.shard.(P-1)-of-P, so that any number of processes
+// share it and each stream is still handled in version order:
+//
+//   - Every message the relay and replay publish carries its stream's
+//     bucket, broker.BucketOf: event.StreamHash of the subject (of the
+//     event id without one) modulo broker.Buckets (64), in the header
+//     broker.HeaderBucket. Shard i is bound to the buckets b with
+//     b % P == i, with the group's patterns: a stream's events all go to
+//     one shard, in publish order. On RabbitMQ the binding is a plain
+//     topic binding on an extra routing key "b~<bucket>.<type>" that the
+//     publisher adds to the message's CC header; no plugin is needed.
+//   - Each shard queue has single active consumer: every process
+//     subscribes to every shard, the broker delivers a shard to one of them
+//     at a time, and when that one's connection ends (it stopped, crashed or
+//     was cut off) the next takes over and gets first what the previous one
+//     had not acknowledged, in queue order.
+//   - The processes share the shards out between them: each subscribes to
+//     the group's members queue G.members (whose consumer count is the
+//     number of processes), and every few seconds one that is active on
+//     more than its fair share of the busy shards (rounded up) hands the
+//     surplus on: it stops taking those shards' deliveries, lets the
+//     handlers it started finish, and subscribes again, at the back of the
+//     line. A process that joins gets work within seconds; when one dies,
+//     the others take its shards at once.
+//   - Retry queues dead-letter into the group's shard exchange G.shards,
+//     which puts each message back in its stream's shard; Requeue sends
+//     dead letters there too.
+//
+// Within a process, a sharded group handles events with OrderedByStream
+// (turned on for it). Order under failures is as for one process: a
+// handler that fails sends its event to a retry queue, and later events of
+// the stream go on meanwhile; an event a process took and did not settle
+// when it died is delivered again before the later ones of its shard; a
+// process cut off from the broker while a handler runs may still finish
+// that handler while the next process handles the event again and the
+// ones after it (the inbox makes the repeat harmless, not the order).
+//
+// P cannot change while the group's queues exist: Run refuses, with
+// ErrLayoutChanged, when the broker holds the group's queues of another
+// layout (its single queue, or the shards of another P), and says how to
+// change it (stop the relay, drain, delete the old queues, start again).
+// A message published to the exchange by other means, without the bucket
+// header, reaches no shard of a sharded group.
 //
 // # Tracing and causation
 //

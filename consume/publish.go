@@ -51,7 +51,14 @@ type sentCopy struct {
 // publish sends m to queue and returns once the broker has taken
 // responsibility for it, stored in queue.
 func (r *republisher) publish(ctx context.Context, queue string, m broker.Message) error {
-	sc, err := r.send(ctx, queue, m)
+	return r.publishVia(ctx, broker.NamelessExchange, queue, m)
+}
+
+// publishVia sends m to exchange with routing key queue (the queue's name
+// for the default exchange) and returns once the broker has taken
+// responsibility for it, stored in a queue.
+func (r *republisher) publishVia(ctx context.Context, exchange, queue string, m broker.Message) error {
+	sc, err := r.send(ctx, exchange, queue, m)
 	if err != nil {
 		return err
 	}
@@ -75,7 +82,7 @@ func (r *republisher) publish(ctx context.Context, queue string, m broker.Messag
 	return nil
 }
 
-func (r *republisher) send(ctx context.Context, queue string, m broker.Message) (*sentCopy, error) {
+func (r *republisher) send(ctx context.Context, exchange, queue string, m broker.Message) (*sentCopy, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.pub != nil {
@@ -105,7 +112,7 @@ func (r *republisher) send(ctx context.Context, queue string, m broker.Message) 
 	r.sent = slices.DeleteFunc(r.sent, func(s *sentCopy) bool { return s.conf != nil && isSettled(s.conf) })
 	r.sent = append(r.sent, sc)
 	r.sentMu.Unlock()
-	conf, err := r.pub.Publish(ctx, broker.NamelessExchange, queue, m)
+	conf, err := r.pub.Publish(ctx, exchange, queue, m)
 	r.sentMu.Lock()
 	if err != nil {
 		r.sent = slices.DeleteFunc(r.sent, func(s *sentCopy) bool { return s == sc })

@@ -139,6 +139,12 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 	}
 	if opts.Target.Queue != "" {
 		if _, err := b.InspectQueue(ctx, opts.Target.Queue); err != nil {
+			if errors.Is(err, broker.ErrNotFound) {
+				// consume.ShardExchange names it; replay cannot import consume.
+				return res, fmt.Errorf("replay: target queue %q: %w (a consumer group with shards has no queue of its name: "+
+					"replay to its shard exchange %q instead, which puts each event in its stream's shard)",
+					opts.Target.Queue, err, opts.Target.Queue+".shards")
+			}
 			return res, fmt.Errorf("replay: target queue %q: %w", opts.Target.Queue, err)
 		}
 	} else if err := b.DeclareExchange(ctx, opts.Target.Exchange); err != nil {

@@ -84,12 +84,20 @@ type exchange struct {
 	bindings []binding
 
 	cacheMu sync.Mutex
-	cache   map[string][]*queue // routing key -> queues, reset on changes
+	cache   map[string]route // routing key -> where it goes, reset on changes
+}
+
+// route is where an exchange sends a routing key: queues, and the bucket
+// bindings, which depend on each message's bucket.
+type route struct {
+	queues  []*queue
+	buckets []binding
 }
 
 type binding struct {
 	raw     string
 	pattern topic.Pattern
+	buckets broker.BucketSet
 	q       *queue
 }
 
@@ -144,6 +152,9 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 	if b.closed {
 		return errClosed(op)
 	}
+	if spec.DeadLetterQueue != "" && spec.DeadLetterExchange != "" {
+		return fmt.Errorf("memory: %s: set a dead-letter queue or a dead-letter exchange, not both", op)
+	}
 	for _, bind := range spec.Bindings {
 		if bind.Exchange == broker.NamelessExchange {
 			return fmt.Errorf("memory: %s: cannot bind to the default exchange: it routes to every queue by name already", op)
@@ -157,9 +168,10 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 	}
 	q, ok := b.queues[spec.Name]
 	if ok {
-		if q.deadLetter != spec.DeadLetterQueue || q.ttl != spec.MessageTTL {
-			return fmt.Errorf("memory: %s: it exists with dead-letter queue %q and time to live %v: delete it, or declare it as it is",
-				op, q.deadLetter, q.ttl)
+		if q.deadLetter != spec.DeadLetterQueue || q.deadLetterExchange != spec.DeadLetterExchange ||
+			q.ttl != spec.MessageTTL || q.singleActive != spec.SingleActiveConsumer {
+			return fmt.Errorf("memory: %s: it exists with dead-letter queue %q, dead-letter exchange %q, time to live %v and single active consumer %v: delete it, or declare it as it is",
+				op, q.deadLetter, q.deadLetterExchange, q.ttl, q.singleActive)
 		}
 	} else {
 		q = newQueue(b, spec)
@@ -167,10 +179,12 @@ func (b *Broker) DeclareQueue(ctx context.Context, spec broker.QueueSpec) error 
 	}
 	for _, bind := range spec.Bindings {
 		x := b.exchanges[bind.Exchange]
-		if slices.ContainsFunc(x.bindings, func(e binding) bool { return e.q == q && e.raw == bind.Pattern }) {
+		if slices.ContainsFunc(x.bindings, func(e binding) bool {
+			return e.q == q && e.raw == bind.Pattern && e.buckets == bind.Buckets
+		}) {
 			continue
 		}
-		x.bindings = append(x.bindings, binding{raw: bind.Pattern, pattern: topic.Compile(bind.Pattern), q: q})
+		x.bindings = append(x.bindings, binding{raw: bind.Pattern, pattern: topic.Compile(bind.Pattern), buckets: bind.Buckets, q: q})
 		x.resetCache()
 	}
 	return nil
@@ -255,9 +269,9 @@ func (b *Broker) queue(ctx context.Context, op, name string) (*queue, error) {
 	return q, nil
 }
 
-// route returns the queues a message to exchange with key reaches. The
-// slice is shared with the cache: read it only.
-func (b *Broker) route(exchangeName, key string) ([]*queue, error) {
+// route returns the queues a message m to exchange with key reaches. The
+// slice may be shared with the cache: read it only.
+func (b *Broker) route(exchangeName, key string, m broker.Message) ([]*queue, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
@@ -273,28 +287,57 @@ func (b *Broker) route(exchangeName, key string) ([]*queue, error) {
 	if !ok {
 		return nil, fmt.Errorf("memory: publish to exchange %q: %w", exchangeName, broker.ErrNotFound)
 	}
-	x.cacheMu.Lock()
-	defer x.cacheMu.Unlock()
-	if qs, ok := x.cache[key]; ok {
-		return qs, nil
+	r := x.routeOf(key)
+	if len(r.buckets) == 0 {
+		return r.queues, nil
 	}
-	words := topic.Words(key)
-	var qs []*queue
-	for _, bind := range x.bindings {
-		if !slices.Contains(qs, bind.q) && bind.pattern.MatchWords(words) {
+	bucket := broker.MessageBucket(m)
+	qs := slices.Clone(r.queues)
+	for _, bind := range r.buckets {
+		if bind.buckets.Has(bucket) && !slices.Contains(qs, bind.q) {
 			qs = append(qs, bind.q)
 		}
 	}
-	if x.cache == nil || len(x.cache) >= routeCacheMax {
-		x.cache = make(map[string][]*queue)
-	}
-	x.cache[key] = qs
 	return qs, nil
 }
 
-// deadLetter enqueues dead letters in their queues, if those exist.
+// routeOf returns where x sends key, from the cache when it can.
+func (x *exchange) routeOf(key string) route {
+	x.cacheMu.Lock()
+	defer x.cacheMu.Unlock()
+	if r, ok := x.cache[key]; ok {
+		return r
+	}
+	words := topic.Words(key)
+	var r route
+	for _, bind := range x.bindings {
+		if !bind.pattern.MatchWords(words) {
+			continue
+		}
+		if bind.buckets != 0 {
+			r.buckets = append(r.buckets, bind)
+		} else if !slices.Contains(r.queues, bind.q) {
+			r.queues = append(r.queues, bind.q)
+		}
+	}
+	// A queue that the key reaches whatever the bucket needs no bucket
+	// binding.
+	r.buckets = slices.DeleteFunc(r.buckets, func(bind binding) bool { return slices.Contains(r.queues, bind.q) })
+	if x.cache == nil || len(x.cache) >= routeCacheMax {
+		x.cache = make(map[string]route)
+	}
+	x.cache[key] = r
+	return r
+}
+
+// deadLetter enqueues dead letters in their queues, if those exist, or
+// routes them through their exchange.
 func (b *Broker) deadLetter(letters []deadLetter) {
 	for _, dl := range letters {
+		if dl.exchange != "" {
+			b.deadLetterThrough(dl)
+			continue
+		}
 		b.mu.RLock()
 		q, ok := b.queues[dl.queue]
 		closed := b.closed
@@ -304,6 +347,27 @@ func (b *Broker) deadLetter(letters []deadLetter) {
 		} else {
 			dl.m.receipt.release()
 		}
+	}
+}
+
+// deadLetterThrough routes a dead letter through its dead-letter exchange
+// with its own routing key. A copy in each further queue counts towards
+// the message's receipt too.
+func (b *Broker) deadLetterThrough(dl deadLetter) {
+	queues, err := b.route(dl.exchange, dl.m.routingKey, dl.m.m)
+	if err != nil || len(queues) == 0 {
+		dl.m.receipt.release()
+		return
+	}
+	dl.m.receipt.add(len(queues) - 1)
+	for i, q := range queues {
+		m := dl.m
+		if i > 0 {
+			c := *dl.m
+			c.m = own(dl.m.m)
+			m = &c
+		}
+		q.enqueue(m)
 	}
 }
 

@@ -74,7 +74,7 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 		return nil, fmt.Errorf("memory: publish message %.64q: %w: the body is %d bytes, over the broker's max message size of %d",
 			m.MessageID, broker.ErrRefused, len(m.Body), limit)
 	}
-	queues, err := p.b.route(exchange, routingKey)
+	queues, err := p.b.route(exchange, routingKey, m)
 	if err != nil {
 		return nil, err
 	}

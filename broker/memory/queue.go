@@ -23,8 +23,9 @@ type message struct {
 
 // deadLetter is a message on its way to a dead-letter queue.
 type deadLetter struct {
-	queue string
-	m     *message
+	queue    string
+	exchange string // instead of queue: route it through this exchange
+	m        *message
 }
 
 // queue is a FIFO queue with its consumers.
@@ -32,7 +33,12 @@ type queue struct {
 	b          *Broker
 	name       string
 	deadLetter string
-	ttl        time.Duration
+	// deadLetterExchange, instead of deadLetter, routes dead letters
+	// through an exchange with their own routing key.
+	deadLetterExchange string
+	ttl                time.Duration
+	// singleActive delivers to the oldest consumer only.
+	singleActive bool
 
 	mu        sync.Mutex
 	ready     deque
@@ -52,7 +58,8 @@ type queue struct {
 
 func newQueue(b *Broker, spec broker.QueueSpec) *queue {
 	return &queue{
-		b: b, name: spec.Name, deadLetter: spec.DeadLetterQueue, ttl: spec.MessageTTL,
+		b: b, name: spec.Name, deadLetter: spec.DeadLetterQueue, deadLetterExchange: spec.DeadLetterExchange,
+		ttl: spec.MessageTTL, singleActive: spec.SingleActiveConsumer,
 		holders: map[*holder]struct{}{},
 	}
 }
@@ -162,6 +169,12 @@ func (q *queue) dispatchLocked(dead []deadLetter) []deadLetter {
 // nextConsumerLocked returns the next consumer in turn with room for a
 // message, or nil.
 func (q *queue) nextConsumerLocked() *subscription {
+	if q.singleActive {
+		if s := q.consumers[0]; s.n < s.prefetch {
+			return s
+		}
+		return nil
+	}
 	n := len(q.consumers)
 	for i := 0; i < n; i++ {
 		idx := (q.next + i) % n
@@ -175,26 +188,35 @@ func (q *queue) nextConsumerLocked() *subscription {
 
 // expireLocked dead-letters an expired message, or drops it.
 func (q *queue) expireLocked(m *message, dead []deadLetter) []deadLetter {
-	if q.deadLetter == "" {
-		m.receipt.release()
-		return dead
-	}
-	return append(dead, deadLetter{queue: q.deadLetter, m: q.deadLettered(m, "expired")})
+	return q.deadLetterLocked(m, "expired", dead)
 }
 
 // rejectLocked dead-letters a message a consumer rejected, or drops it.
 func (q *queue) rejectLocked(m *message, dead []deadLetter) []deadLetter {
-	if q.deadLetter == "" {
-		m.receipt.release()
-		return dead
-	}
-	return append(dead, deadLetter{queue: q.deadLetter, m: q.deadLettered(m, "rejected")})
+	return q.deadLetterLocked(m, "rejected", dead)
 }
 
-// deadLettered returns the message as RabbitMQ dead-letters it: through
-// the default exchange to the dead-letter queue, with x-death headers.
+// deadLetterLocked dead-letters m for reason, or drops it when q has no
+// dead-letter target.
+func (q *queue) deadLetterLocked(m *message, reason string, dead []deadLetter) []deadLetter {
+	switch {
+	case q.deadLetter != "":
+		return append(dead, deadLetter{queue: q.deadLetter, m: q.deadLettered(m, reason)})
+	case q.deadLetterExchange != "":
+		return append(dead, deadLetter{exchange: q.deadLetterExchange, m: q.deadLettered(m, reason)})
+	}
+	m.receipt.release()
+	return dead
+}
+
+// deadLettered returns the message as RabbitMQ dead-letters it, with
+// x-death headers: through the default exchange to the dead-letter queue,
+// or through the dead-letter exchange with its own routing key.
 func (q *queue) deadLettered(m *message, reason string) *message {
 	out := &message{m: m.m, exchange: broker.NamelessExchange, routingKey: q.deadLetter, receipt: m.receipt}
+	if q.deadLetter == "" {
+		out.exchange, out.routingKey = q.deadLetterExchange, m.routingKey
+	}
 	headers := make(map[string]any, len(m.m.Headers)+4)
 	for k, v := range m.m.Headers {
 		headers[k] = v

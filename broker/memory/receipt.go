@@ -114,6 +114,19 @@ func (rs *receipts) join(m broker.Message, queues []*queue) (*receipt, func(*que
 	return r, joins
 }
 
+// add records n more copies in the broker's queues.
+func (r *receipt) add(n int) {
+	if r == nil || n <= 0 {
+		return
+	}
+	rs := &r.b.receipts
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r.pending > 0 {
+		r.pending += n
+	}
+}
+
 // release records that one copy left the broker's queues.
 func (r *receipt) release() {
 	if r == nil {

@@ -183,6 +183,11 @@ func ackError(op string, err error) error {
 
 // delivery maps an amqp091 delivery.
 func delivery(d *amqp.Delivery, ack broker.Acknowledger) broker.Delivery {
+	headers := normalizeHeaders(d.Headers)
+	if _, ok := headers[headerCC]; ok && broker.MessageBucket(broker.Message{Headers: headers}) >= 0 {
+		// The publisher added it for the bucket bindings: not the sender's.
+		delete(headers, headerCC)
+	}
 	return broker.Delivery{
 		Message: broker.Message{
 			MessageID:     d.MessageId,
@@ -191,7 +196,7 @@ func delivery(d *amqp.Delivery, ack broker.Acknowledger) broker.Delivery {
 			AppID:         d.AppId,
 			ContentType:   d.ContentType,
 			Timestamp:     timestamp(d.Timestamp),
-			Headers:       normalizeHeaders(d.Headers),
+			Headers:       headers,
 			Body:          d.Body,
 		},
 		Exchange:     d.Exchange,

@@ -223,6 +223,13 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: publish message %q: %w: %w", m.MessageID, broker.ErrRefused, err)
 	}
+	if bucket := broker.MessageBucket(m); bucket >= 0 {
+		// Bindings with buckets route by it (see bucketKey).
+		if headers == nil {
+			headers = amqp.Table{}
+		}
+		headers[headerCC] = []any{bucketKey(bucket, routingKey)}
+	}
 	msg := amqp.Publishing{
 		Headers:       headers,
 		ContentType:   m.ContentType,

@@ -16,6 +16,11 @@
 // processes on the same data directory (`eventbus publish`, `eventbus serve`)
 // reach it through the store. With RabbitMQ, `eventbus serve` runs the relay.
 //
+// BADGEWORKER_SHARDS=N (1 to 64) splits the group into N shard queues, so
+// that several badgeworker processes share the work and each learner's
+// events are still handled in order (consume.Config.Shards; see "Scaling a
+// consumer group" in docs/operations.md). Unset, the group has one queue.
+//
 // It stops on Ctrl-C or SIGTERM, after the handlers in flight finish.
 package main
 
@@ -26,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/google/uuid"
@@ -54,7 +60,12 @@ func main() {
 		log.Error("badgeworker: bad configuration", "err", err)
 		os.Exit(2)
 	}
-	w, err := open(ctx, cfg, group, log)
+	shards, err := shardsFromEnv(os.LookupEnv)
+	if err != nil {
+		log.Error("badgeworker: bad configuration", "err", err)
+		os.Exit(2)
+	}
+	w, err := open(ctx, cfg, group, shards, log)
 	if err != nil {
 		log.Error("badgeworker cannot start", "err", err)
 		os.Exit(1)
@@ -76,8 +87,25 @@ type worker struct {
 	log      *slog.Logger
 }
 
+// envShards names the variable that sets the group's shards.
+const envShards = "BADGEWORKER_SHARDS"
+
+// shardsFromEnv reads BADGEWORKER_SHARDS: unset or empty is 0, the single
+// queue.
+func shardsFromEnv(lookup func(string) (string, bool)) (int, error) {
+	v, ok := lookup(envShards)
+	if !ok || v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 64 {
+		return 0, fmt.Errorf("%s=%q: want a whole number of shards from 1 to 64, or unset for one queue", envShards, v)
+	}
+	return n, nil
+}
+
 // open opens the store and the broker cfg names and builds the consumer.
-func open(ctx context.Context, cfg config.Config, group string, log *slog.Logger) (*worker, error) {
+func open(ctx context.Context, cfg config.Config, group string, shards int, log *slog.Logger) (*worker, error) {
 	svc, err := service.Open(ctx, cfg, service.Config{
 		Logger:  log,
 		Migrate: true,
@@ -95,6 +123,7 @@ func open(ctx context.Context, cfg config.Config, group string, log *slog.Logger
 		Exchange:    cfg.Exchange,
 		Inbox:       svc.Inbox(),
 		Concurrency: 4,
+		Shards:      shards,
 		Logger:      log,
 	}, consume.OnTx(awardQuizAce(svc.Bus)))
 	if err != nil {

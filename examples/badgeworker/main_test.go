@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func loadConfig(t *testing.T, env map[string]string) config.Config {
 // until the test ends.
 func start(t *testing.T, ctx context.Context, cfg config.Config, g string) *worker {
 	t.Helper()
-	w, err := open(ctx, cfg, g, slog.New(slog.DiscardHandler))
+	w, err := open(ctx, cfg, g, 0, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +191,33 @@ func quiz(t *testing.T, score int32) event.Envelope {
 	return event.Envelope{
 		ID: uuid.Must(uuid.NewV7()), Type: edupulse.TypeQuizSubmitted, Source: "quiz-service",
 		OccurredAt: time.Now().UTC().Truncate(event.TimePrecision), CorrelationID: uuid.Must(uuid.NewV7()), Data: data,
+	}
+}
+
+// TestShardsFromEnv: BADGEWORKER_SHARDS unset is one queue; a number from 1
+// to 64 is that many shards; anything else is a clear error.
+func TestShardsFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		value   string
+		set     bool
+		want    int
+		wantErr bool
+	}{
+		{"", false, 0, false},
+		{"", true, 0, false},
+		{"8", true, 8, false},
+		{"64", true, 64, false},
+		{"0", true, 0, true},
+		{"65", true, 0, true},
+		{"-1", true, 0, true},
+		{"eight", true, 0, true},
+	} {
+		got, err := shardsFromEnv(func(string) (string, bool) { return tc.value, tc.set })
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("BADGEWORKER_SHARDS=%q (set %v): %d, %v; want %d, error %v", tc.value, tc.set, got, err, tc.want, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), envShards) {
+			t.Errorf("the error %q does not name %s", err, envShards)
+		}
 	}
 }
