@@ -146,6 +146,9 @@ func (a *app) secrets() []string {
 	for _, list := range value(config.EnvAPITokens, config.FlagAPITokens) {
 		out = append(out, auth.TokenSecrets(list)...)
 	}
+	for _, list := range value(config.EnvMasterKey, config.FlagMasterKey) {
+		out = append(out, strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' })...)
+	}
 	out = append(out, os.Getenv(envToken), os.Getenv(envAPIToken))
 	out = slices.DeleteFunc(out, func(s string) bool { return len(s) < 4 })
 	// Longest first, so that a secret that contains another goes whole.
