@@ -236,3 +236,14 @@ const SealedKey = "eventbus:sealed"
 
 // reflectZero is the zero value of a registered type's Go payload.
 func reflectZero(rt *registeredType) any { return reflect.Zero(rt.goType).Interface() }
+
+// DataSubjectErased is the data of a datasubject.erased event: who was
+// erased, and who asked (the API token's name, or the user of the CLI).
+// The event's time is when.
+type DataSubjectErased struct {
+	DataSubject string `json:"data_subject"`
+	ErasedBy    string `json:"erased_by,omitempty"`
+}
+
+// EventType implements Payload.
+func (DataSubjectErased) EventType() string { return TypeDataSubjectErased }

@@ -245,3 +245,12 @@ type Ready struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
 }
+
+// Erasure answers POST /v1/data-subjects/{id}/erase: the subject erased,
+// when it was first erased, and the ID of the datasubject.erased event
+// this request recorded.
+type Erasure struct {
+	DataSubject string    `json:"data_subject"`
+	ErasedAt    time.Time `json:"erased_at"`
+	EventID     string    `json:"event_id,omitempty"`
+}
