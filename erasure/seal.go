@@ -90,11 +90,9 @@ func (k *Keyring) seal(ctx context.Context, drafts []event.Draft, put func(conte
 			return nil, nil, err
 		}
 		if !ok {
-			if bytes.Contains(d.Data, sealedKeyQuoted) {
-				if _, _, _, has, _ := sealedOf(d.Data); has {
-					return nil, nil, &event.PersonalError{Index: i, Field: "data." + event.SealedKey,
-						Reason: "is a reserved name; the bus stores encrypted personal fields under it"}
-				}
+			if hasSealedMember(d.Data) {
+				return nil, nil, &event.PersonalError{Index: i, Field: "data." + event.SealedKey,
+					Reason: "is a reserved name; the bus stores encrypted personal fields under it"}
 			}
 			continue
 		}
@@ -232,4 +230,22 @@ func (k *Keyring) writeKeys(ctx context.Context, subjects []string, put func(con
 		found[s] = c
 	}
 	return found, nil
+}
+
+// hasSealedMember reports whether data is an object with a top-level member
+// named event.SealedKey.
+func hasSealedMember(data []byte) bool {
+	if !bytes.Contains(data, sealedKeyQuoted) {
+		return false
+	}
+	ms, err := members(data)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.key == event.SealedKey {
+			return true
+		}
+	}
+	return false
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/google/uuid"
 
@@ -50,8 +49,8 @@ var ErrSealed = errors.New("sealed personal data unreadable")
 // member is one top-level member of a JSON object: its key, and where its
 // key (the opening quote) and its value lie in the data.
 type member struct {
-	key                  string
-	keyStart, start, end int
+	key                          string
+	keyStart, keyEnd, start, end int
 }
 
 // members lists the top-level members of the JSON object data, which must
@@ -95,7 +94,7 @@ func members(data []byte) ([]member, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, member{key: key, keyStart: keyStart, start: start, end: end})
+		out = append(out, member{key: key, keyStart: keyStart, keyEnd: keyEnd, start: start, end: end})
 		i = end
 	}
 }
@@ -213,7 +212,7 @@ func sealData(id uuid.UUID, p event.PersonalData, data []byte, aead cipher.AEAD)
 		if len(fields) > 0 {
 			plain = append(plain, ',')
 		}
-		plain = strconv.AppendQuote(plain, m.key)
+		plain = append(plain, data[m.keyStart:m.keyEnd]...) // the key as the producer wrote it
 		plain = append(plain, ':')
 		plain = append(plain, data[m.start:m.end]...)
 		fields = append(fields, m.key)

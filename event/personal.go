@@ -146,6 +146,10 @@ func (r *Registry) Personal(typ string) (PersonalSpec, bool) {
 // which are *PersonalError.
 func (r *Registry) PersonalOf(d *Draft, index int) (data PersonalData, ok bool, err error) {
 	if d.Personal != nil {
+		if _, declared := r.Personal(d.Type); declared {
+			return PersonalData{}, false, &PersonalError{Index: index, Field: "personal",
+				Reason: "is for types that declare no personal data; type " + d.Type + " declares its own: leave personal out"}
+		}
 		if err := CheckPersonalData(*d.Personal, d.Data, index); err != nil {
 			return PersonalData{}, false, err
 		}
