@@ -181,40 +181,21 @@ func (k *Keyring) restore(ctx context.Context, res []store.Appended, back []read
 }
 
 // writeKeys returns the keys to encrypt with for subjects: the cached
-// ones, the committed ones, and new ones stored with put for subjects that
-// have none. Keys that put returns are cached only when put committed
-// them itself (a transaction of the store's own): a key created in the
-// caller's transaction is not known to exist until that commits.
+// ones, and for the others what put stores: a new key for a subject that
+// has none, the stored key or tombstone for the rest, in one round trip.
+// Nothing put returns is cached: a key created in the caller's
+// transaction is not known to exist until that commits. Reads cache the
+// keys once they are committed.
 func (k *Keyring) writeKeys(ctx context.Context, subjects []string, put func(context.Context, []store.SubjectKey) (map[string]store.SubjectKey, error)) (map[string]cachedKey, error) {
 	found, missing := k.lookup(subjects)
 	if len(missing) == 0 {
 		return found, nil
 	}
-	stored, epoch, err := k.keys.SubjectKeys(ctx, missing)
-	if err != nil {
-		return nil, fmt.Errorf("erasure: %w", err)
-	}
-	committed, err := k.unwrapAll(stored)
+	fresh, err := k.newSubjectKeys(missing)
 	if err != nil {
 		return nil, err
 	}
-	k.remember(epoch, committed)
-	var absent []string
-	for _, s := range missing {
-		if c, ok := committed[s]; ok {
-			found[s] = c
-		} else {
-			absent = append(absent, s)
-		}
-	}
-	if len(absent) == 0 {
-		return found, nil
-	}
-	fresh, err := k.newSubjectKeys(absent)
-	if err != nil {
-		return nil, err
-	}
-	stored, err = put(ctx, fresh)
+	stored, err := put(ctx, fresh)
 	if err != nil {
 		return nil, fmt.Errorf("erasure: %w", err)
 	}
@@ -222,10 +203,10 @@ func (k *Keyring) writeKeys(ctx context.Context, subjects []string, put func(con
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range absent {
+	for _, s := range missing {
 		c, ok := made[s]
 		if !ok {
-			return nil, fmt.Errorf("erasure: the store kept no key for a data subject")
+			return nil, fmt.Errorf("erasure: the store kept no key for data subject %s", event.Quote(s))
 		}
 		found[s] = c
 	}

@@ -68,6 +68,17 @@ func (s *Service) masterKey(opts Config) (string, error) {
 	if s.Config.MasterKey != "" {
 		return s.Config.MasterKey, nil
 	}
+	if s.Config.DataDir == "" {
+		// Only a configuration built by hand, not loaded, has no data
+		// directory: config.Load defaults it.
+		text, err := erasure.NewKEKText()
+		if err != nil {
+			return "", err
+		}
+		s.Logger.Warn("erasure: no master key configured and no data directory to keep one in: using a key of this process only; " +
+			"personal fields recorded now cannot be read by another process or after this one stops: set " + config.EnvMasterKey)
+		return text, nil
+	}
 	path := filepath.Join(s.Config.DataDir, MasterKeyFile)
 	data, err := os.ReadFile(path)
 	switch {

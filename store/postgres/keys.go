@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,36 +75,26 @@ func (s *Store) ErasureEpoch(ctx context.Context) (int64, error) {
 }
 
 // PutSubjectKeys stores the keys of subjects that have none, in a
-// transaction of its own.
+// transaction of its own: one statement, one round trip.
 func (s *Store) PutSubjectKeys(ctx context.Context, keys []store.SubjectKey) (map[string]store.SubjectKey, error) {
-	var out map[string]store.SubjectKey
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		out, err = s.PutSubjectKeysTx(ctx, tx, keys)
-		return err
-	})
-	if err != nil {
-		return nil, s.wrap(err, fmt.Sprintf("store the keys of %d data subjects", len(keys)))
-	}
-	return out, nil
+	return s.putSubjectKeys(ctx, s.pool, keys)
 }
 
 // PutSubjectKeysTx stores the keys of subjects that have none, in tx.
-// Inserting in subject order keeps two transactions that create the same
-// keys from deadlocking on the primary key; one that finds a key another
-// transaction is inserting waits for it, then reads the committed row (or
-// inserts its own, if the other rolled back).
 func (s *Store) PutSubjectKeysTx(ctx context.Context, tx pgx.Tx, keys []store.SubjectKey) (map[string]store.SubjectKey, error) {
+	return s.putSubjectKeys(ctx, tx, keys)
+}
+
+// putSubjectKeys inserts the keys whose subjects have none and returns the
+// keys stored for every subject, in one statement. It inserts in subject
+// order, so that two transactions creating the same keys do not deadlock
+// on the primary key. A statement that finds a key another transaction is
+// inserting waits for it; the key committed then is not in the statement's
+// snapshot, so a second query reads it.
+func (s *Store) putSubjectKeys(ctx context.Context, q querier, keys []store.SubjectKey) (map[string]store.SubjectKey, error) {
 	sorted := slices.Clone(keys)
-	slices.SortFunc(sorted, func(a, b store.SubjectKey) int {
-		switch {
-		case a.Subject < b.Subject:
-			return -1
-		case a.Subject > b.Subject:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(sorted, func(a, b store.SubjectKey) int { return strings.Compare(a.Subject, b.Subject) })
+	sorted = slices.CompactFunc(sorted, func(a, b store.SubjectKey) bool { return a.Subject == b.Subject })
 	subjects := make([]string, len(sorted))
 	keks := make([]string, len(sorted))
 	wrapped := make([][]byte, len(sorted))
@@ -113,17 +104,27 @@ func (s *Store) PutSubjectKeysTx(ctx context.Context, tx pgx.Tx, keys []store.Su
 		}
 		subjects[i], keks[i], wrapped[i] = k.Subject, k.KEK, k.Wrapped
 	}
-	op := fmt.Sprintf("store the keys of %d data subjects", len(keys))
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO eventbus_subject_keys (data_subject, kek, wrapped_key)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ORDER BY 1
-		ON CONFLICT (data_subject) DO NOTHING`, subjects, keks, wrapped); err != nil {
-		return nil, s.wrap(err, op)
-	}
-	out, err := collectSubjectKeys(tx.Query(ctx,
-		`SELECT `+subjectKeyColumns+` FROM eventbus_subject_keys WHERE data_subject = ANY($1)`, subjects))
+	op := fmt.Sprintf("store the keys of %d data subjects", len(sorted))
+	out, err := collectSubjectKeys(q.Query(ctx, `
+		WITH ins AS (
+			INSERT INTO eventbus_subject_keys (data_subject, kek, wrapped_key)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ORDER BY 1
+			ON CONFLICT (data_subject) DO NOTHING
+			RETURNING `+subjectKeyColumns+`)
+		SELECT `+subjectKeyColumns+` FROM ins
+		UNION ALL
+		SELECT `+subjectKeyColumns+` FROM eventbus_subject_keys
+		 WHERE data_subject = ANY($1) AND data_subject NOT IN (SELECT data_subject FROM ins)`, subjects, keks, wrapped))
 	if err != nil {
 		return nil, s.wrap(err, op)
+	}
+	if len(out) < len(subjects) {
+		again, err := collectSubjectKeys(q.Query(ctx,
+			`SELECT `+subjectKeyColumns+` FROM eventbus_subject_keys WHERE data_subject = ANY($1)`, subjects))
+		if err != nil {
+			return nil, s.wrap(err, op)
+		}
+		out = again
 	}
 	return out, nil
 }
