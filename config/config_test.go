@@ -51,7 +51,6 @@ var (
 	}()
 )
 
-
 // env is a fake environment for Load.
 type env map[string]string
 
