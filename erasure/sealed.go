@@ -291,8 +291,13 @@ func openData(id uuid.UUID, data []byte, sm sealedMember, ms []member, at int, a
 		if err != nil {
 			return nil, fmt.Errorf("%w: event %s: %v", ErrSealed, id, err)
 		}
-		if err := json.Unmarshal(plain, &values); err != nil {
+		pms, err := members(plain)
+		if err != nil {
 			return nil, fmt.Errorf("%w: event %s: %v", ErrSealed, id, err)
+		}
+		values = make(map[string]json.RawMessage, len(pms))
+		for _, m := range pms {
+			values[m.key] = plain[m.start:m.end]
 		}
 	}
 	// The sealed member goes with the comma before it (or, first in its

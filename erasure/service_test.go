@@ -41,21 +41,21 @@ func (noteWritten) EventType() string { return "note.written" }
 
 type backend struct {
 	name string
-	cfg  func(t *testing.T) config.Config
+	cfg  func(t testing.TB) config.Config
 }
 
 func backends() []backend {
 	return []backend{
-		{"sqlite", func(t *testing.T) config.Config {
+		{"sqlite", func(t testing.TB) config.Config {
 			return config.Config{DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange}
 		}},
-		{"postgres", func(t *testing.T) config.Config {
+		{"postgres", func(t testing.TB) config.Config {
 			return config.Config{DatabaseURL: testenv.PostgresSchema(t), DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange}
 		}},
 	}
 }
 
-func registry(t *testing.T) *event.Registry {
+func registry(t testing.TB) *event.Registry {
 	reg := edupulse.Registry()
 	if err := event.Register[noteWritten](reg); err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func registry(t *testing.T) *event.Registry {
 	return reg
 }
 
-func open(t *testing.T, cfg config.Config, storeOnly bool) *service.Service {
+func open(t testing.TB, cfg config.Config, storeOnly bool) *service.Service {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
 	svc, err := service.Open(ctx, cfg, service.Config{Migrate: true, StoreOnly: storeOnly, Registry: registry(t),
