@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/erasure"
@@ -42,9 +45,6 @@ func (s *Service) openKeyring(opts Config) error {
 	if err != nil {
 		return err
 	}
-	if err := event.Register[event.DataSubjectErased](s.registry); err != nil {
-		return fmt.Errorf("service: %w", err)
-	}
 	s.keyring, err = erasure.New(erasure.Config{Keys: keys, KEKs: keks, Registry: s.registry})
 	if err != nil {
 		return err
@@ -75,6 +75,7 @@ func (s *Service) masterKey(opts Config) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		s.ephemeralKEK = true
 		s.Logger.Warn("erasure: no master key configured and no data directory to keep one in: using a key of this process only; " +
 			"personal fields recorded now cannot be read by another process or after this one stops: set " + config.EnvMasterKey)
 		return text, nil
@@ -89,8 +90,17 @@ func (s *Service) masterKey(opts Config) (string, error) {
 		return string(data), nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("read the master key file %s: %w", path, err)
-	case opts.MustExist && s.Config.Embedded():
-		return "", fmt.Errorf("%w: %s does not exist; set %s or %s, or run `eventbus serve` once to create it", ErrNoMasterKey, path, config.EnvMasterKey, config.EnvMasterKeyFile)
+	case opts.MustExist:
+		// A tool that must not create the store must not create its key
+		// either: a new key reads nothing stored under the real one.
+		text, err := erasure.NewKEKText()
+		if err != nil {
+			return "", err
+		}
+		s.ephemeralKEK = true
+		s.Logger.Info("erasure: no master key configured and none at " + path + ": personal fields will not be readable; set " +
+			config.EnvMasterKey + " or " + config.EnvMasterKeyFile)
+		return text, nil
 	}
 	if err := os.MkdirAll(s.Config.DataDir, dataDirMode); err != nil {
 		return "", fmt.Errorf("create the data directory %s for the master key: %w", s.Config.DataDir, err)
@@ -132,6 +142,11 @@ func (s *Service) masterKey(opts Config) (string, error) {
 	return text, nil
 }
 
+// EphemeralKEK reports that no master key was configured or found, so that
+// the keyring uses a key of this process only: it reads no personal field
+// stored before, and a rotation under it would make every one unreadable.
+func (s *Service) EphemeralKEK() bool { return s.ephemeralKEK }
+
 // Keyring returns the service's keyring: encryption of personal fields,
 // erasure and KEK rotation.
 func (s *Service) Keyring() *erasure.Keyring { return s.keyring }
@@ -143,20 +158,37 @@ func (s *Service) Erase(ctx context.Context, subject, by string) (store.Erasure,
 	if err := CheckDataSubject(subject); err != nil {
 		return store.Erasure{}, err
 	}
-	data, err := json.Marshal(event.DataSubjectErased{DataSubject: subject, ErasedBy: by})
+	record, err := erasureRecord(ctx, subject, by)
 	if err != nil {
-		return store.Erasure{}, fmt.Errorf("service: erase: %w", err)
+		return store.Erasure{}, err
 	}
-	drafts := []event.Draft{{Type: event.TypeDataSubjectErased, Data: data}}
-	if err := s.Bus.Prepare(ctx, drafts); err != nil {
-		return store.Erasure{}, fmt.Errorf("service: erase: %w", err)
-	}
-	res, err := s.keyring.Erase(ctx, subject, drafts[0])
+	res, err := s.keyring.Erase(ctx, subject, record)
 	if err != nil {
 		return store.Erasure{}, err
 	}
 	s.wakeRelay()
 	return res, nil
+}
+
+// erasureRecord is the datasubject.erased event of an erasure, complete.
+// The type is not in the registry: producers cannot record it, only this.
+func erasureRecord(ctx context.Context, subject, by string) (event.Draft, error) {
+	data, err := json.Marshal(event.DataSubjectErased{DataSubject: subject, ErasedBy: by})
+	if err != nil {
+		return event.Draft{}, fmt.Errorf("service: erase: %w", err)
+	}
+	d := event.Draft{Type: event.TypeDataSubjectErased, Source: "eventbus", Data: data,
+		OccurredAt: time.Now().Truncate(event.TimePrecision)}
+	if d.ID, err = uuid.NewV7(); err != nil {
+		return event.Draft{}, fmt.Errorf("service: erase: %w", err)
+	}
+	if corr, ok := event.CorrelationIDFrom(ctx); ok {
+		d.CorrelationID = corr
+	} else if d.CorrelationID, err = uuid.NewV7(); err != nil {
+		return event.Draft{}, fmt.Errorf("service: erase: %w", err)
+	}
+	d.TraceParent, d.TraceState = event.TraceContextFrom(ctx)
+	return d, nil
 }
 
 // CheckDataSubject checks a data subject's id given to erase: non-empty,

@@ -82,16 +82,18 @@ type Service struct {
 	registry *event.Registry
 	// raw is the store without the read transform of Store, for its
 	// optional interfaces (store.Migrator, store.SubjectKeys).
-	raw       store.Store
-	keyring   *erasure.Keyring
-	pg        *postgres.Store
-	lite      *sqlite.Store
-	driver    store.TxStore[Tx]
-	memory    *memory.Broker
-	relay     *relay.Relay
-	relayName string
-	relayRef  atomic.Pointer[relay.Relay]
-	closers   []func() error
+	raw     store.Store
+	keyring *erasure.Keyring
+	// ephemeralKEK: no master key configured or found (see EphemeralKEK).
+	ephemeralKEK bool
+	pg           *postgres.Store
+	lite         *sqlite.Store
+	driver       store.TxStore[Tx]
+	memory       *memory.Broker
+	relay        *relay.Relay
+	relayName    string
+	relayRef     atomic.Pointer[relay.Relay]
+	closers      []func() error
 }
 
 // connectTimeout bounds how long Open waits for PostgreSQL to answer: a
@@ -123,13 +125,13 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 	if err := s.openStore(ctx, opts); err != nil {
 		return nil, err
 	}
-	if err := s.openKeyring(opts); err != nil {
-		return nil, err
-	}
 	if !opts.StoreOnly {
 		if err := s.openBroker(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.openKeyring(opts); err != nil {
+		return nil, err
 	}
 	s.Bus = eventbus.New(s.driver, eventbus.Config{
 		Registry: s.registry,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edupulse/eventbus/config"
 	"github.com/edupulse/eventbus/service"
 )
 
@@ -98,6 +99,9 @@ It is safe to run again: it goes on where it stopped.`,
 				return err
 			}
 			defer svc.Close()
+			if svc.EphemeralKEK() {
+				return fmt.Errorf("no master key is configured or found: set %s to \"NEW,OLD\" (or %s to a file holding them) to rotate", config.EnvMasterKey, config.EnvMasterKeyFile)
+			}
 			n, err := svc.Keyring().Rotate(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("%w (%d keys rewrapped before it; run it again to go on)", err, n)
