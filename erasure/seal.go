@@ -89,7 +89,9 @@ func (k *Keyring) seal(ctx context.Context, drafts []event.Draft, put func(conte
 		if err != nil {
 			return nil, nil, err
 		}
-		if !ok {
+		if !ok || len(p.Fields) == 0 {
+			// No personal data, or a subject with no field to erase
+			// (lesson.published): nothing to encrypt, no key to make.
 			if hasSealedMember(d.Data) {
 				return nil, nil, &event.PersonalError{Index: i, Field: "data." + event.SealedKey,
 					Reason: "is a reserved name; the bus stores encrypted personal fields under it"}

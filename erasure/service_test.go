@@ -704,3 +704,38 @@ func TestRotateKEK(t *testing.T) {
 		})
 	}
 }
+
+// TestOneLearnerWrittenTwoWaysIsOneSubject: a learner id sent in upper
+// case and one sent in lower case are one data subject, and so is the id
+// given to erase in either case; a lesson (a subject, nothing personal)
+// makes no key.
+func TestOneLearnerWrittenTwoWaysIsOneSubject(t *testing.T) {
+	svc := open(t, backends()[0].cfg(t), false)
+	ctx := testenv.Context(t, time.Minute)
+	h, err := svc.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	learner := uuid.New()
+	for _, id := range []string{strings.ToUpper(learner.String()), learner.String()} {
+		if code, body := post(t, h, "/v1/events", fmt.Sprintf(`{"type":"quiz.submitted","data":{"quiz_id":%q,"learner_id":%q,"score_raw":5}}`, uuid.New(), id)); code != http.StatusCreated {
+			t.Fatalf("POST: %d %s", code, body)
+		}
+	}
+	if _, err := svc.Bus.Dispatch(ctx, edupulse.LessonPublished{LessonID: uuid.New(), TeacherID: uuid.New(), Title: "T"}); err != nil {
+		t.Fatal(err)
+	}
+	lite, _ := svc.SQLite()
+	var keys int
+	if err := lite.DB().QueryRowContext(ctx, `SELECT count(*) FROM eventbus_subject_keys`).Scan(&keys); err != nil || keys != 1 {
+		t.Fatalf("%d subject keys (%v), want 1: the learner's", keys, err)
+	}
+	if code, body := post(t, h, "/v1/data-subjects/"+strings.ToUpper(learner.String())+"/erase", ""); code != http.StatusOK || !strings.Contains(body, learner.String()) {
+		t.Fatalf("erase: %d %s", code, body)
+	}
+	for _, env := range readAll(t, svc.Store) {
+		if env.Type == edupulse.TypeQuizSubmitted {
+			checkErased(t, "read", env, "the learner")
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // Personal data (DESIGN "Erasure by crypto-shredding", G10). A type names
@@ -153,7 +155,9 @@ func (r *Registry) PersonalOf(d *Draft, index int) (data PersonalData, ok bool, 
 		if err := CheckPersonalData(*d.Personal, d.Data, index); err != nil {
 			return PersonalData{}, false, err
 		}
-		return *d.Personal, true, nil
+		p := *d.Personal
+		p.DataSubject = CanonicalSubject(p.DataSubject)
+		return p, true, nil
 	}
 	spec, declared := r.Personal(d.Type)
 	if !declared {
@@ -165,8 +169,14 @@ func (r *Registry) PersonalOf(d *Draft, index int) (data PersonalData, ok bool, 
 	}
 	raw, has := fields[spec.DataSubject]
 	if !has || string(raw) == "null" {
-		// Nobody's data: nothing to encrypt. A type that requires the
-		// field says so when the registry checks the data.
+		// Personal values without their subject could never be erased:
+		// refuse them rather than store them in the clear.
+		for _, f := range spec.Fields {
+			if v, ok := fields[f]; ok && string(v) != "null" {
+				return PersonalData{}, false, &PersonalError{Index: index, Field: "data." + spec.DataSubject,
+					Reason: "is required: " + Quote(f) + " is personal data of the data subject it names (type " + d.Type + ")"}
+			}
+		}
 		return PersonalData{}, false, nil
 	}
 	var subject string
@@ -177,7 +187,20 @@ func (r *Registry) PersonalOf(d *Draft, index int) (data PersonalData, ok bool, 
 	if err := checkSubjectID(subject); err != nil {
 		return PersonalData{}, false, &PersonalError{Index: index, Field: "data." + spec.DataSubject, Reason: err.Error()}
 	}
-	return PersonalData{DataSubject: subject, Fields: spec.Fields}, true, nil
+	return PersonalData{DataSubject: CanonicalSubject(subject), Fields: spec.Fields}, true, nil
+}
+
+// CanonicalSubject is the form a data subject's id is keyed by: a UUID in
+// any form uuid.Parse reads (upper case, braces, urn:uuid:) in its
+// canonical lower-case form, so that one learner written two ways is one
+// data subject; any other id as it is.
+func CanonicalSubject(id string) string {
+	if len(id) >= 32 && len(id) <= 45 {
+		if u, err := uuid.Parse(id); err == nil {
+			return u.String()
+		}
+	}
+	return id
 }
 
 // CheckPersonalData checks a producer's per-event declaration against the

@@ -158,6 +158,7 @@ func (s *Service) Erase(ctx context.Context, subject, by string) (store.Erasure,
 	if err := CheckDataSubject(subject); err != nil {
 		return store.Erasure{}, err
 	}
+	subject = event.CanonicalSubject(subject)
 	record, err := erasureRecord(ctx, subject, by)
 	if err != nil {
 		return store.Erasure{}, err
