@@ -739,3 +739,47 @@ func TestOneLearnerWrittenTwoWaysIsOneSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestErasureByAnotherProcessIsSeenAtOnce: two services on one database
+// (as two serve processes); the first has the learner's key cached from a
+// read; the second erases the learner; the first's next read shows the
+// score erased (the erasure epoch moved), and so does an event it appends
+// afterwards.
+func TestErasureByAnotherProcessIsSeenAtOnce(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			cfg := b.cfg(t)
+			cfg.MasterKey, _ = erasure.NewKEKText()
+			one, two := open(t, cfg, true), open(t, cfg, true)
+			ctx := testenv.Context(t, time.Minute)
+			learner := uuid.New()
+			env, err := one.Bus.Dispatch(ctx, edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: learner, ScoreRaw: 41})
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.Settle(t, one.Store)
+			if got, err := one.Store.Get(ctx, env.ID); err != nil || got.Erased || dataOf(t, got)["score_raw"] != float64(41) {
+				t.Fatalf("before the erasure: %s %v", got.Data, err)
+			}
+			if _, err := two.Erase(ctx, learner.String(), "test"); err != nil {
+				t.Fatal(err)
+			}
+			got, err := one.Store.Get(ctx, env.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkErased(t, "the other process", got, "the learner")
+			late, err := one.Bus.Dispatch(ctx, edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: learner, ScoreRaw: 42})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []*service.Service{one, two} {
+				got, err := s.Store.Get(ctx, late.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkErased(t, "appended with a cached key after the erasure", got, "the learner")
+			}
+		})
+	}
+}
