@@ -14,6 +14,9 @@ const (
 	HeaderPosition      = "x-eventbus-position"       // global position, decimal string
 	HeaderStreamVersion = "x-eventbus-stream-version" // decimal string
 	HeaderSubject       = "x-eventbus-subject"
+	// HeaderErased is "true" on an event whose personal data was erased
+	// (the CloudEvents attribute erased, in the body, says it too).
+	HeaderErased = "x-eventbus-erased"
 	// HeaderReplay marks a message sent again by replay: its value is the
 	// replay's ID.
 	HeaderReplay = "x-eventbus-replay"
@@ -47,6 +50,9 @@ func EnvelopeMessage(env event.Envelope) (Message, error) {
 	if env.Subject != "" {
 		headers[HeaderSubject] = env.Subject
 		headers[HeaderStreamVersion] = strconv.FormatInt(env.StreamVersion, 10)
+	}
+	if env.Erased {
+		headers[HeaderErased] = "true"
 	}
 	return Message{
 		MessageID:     env.ID.String(),

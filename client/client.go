@@ -48,6 +48,7 @@ type (
 	PartitionState = wire.PartitionState
 	Parked         = wire.Parked
 	RetryResult    = wire.RetryResult
+	Erasure        = wire.Erasure
 	ReplayRequest  = wire.ReplayRequest
 	ReplayResult   = wire.ReplayResult
 	ReplayPlan     = wire.ReplayPlan

@@ -131,6 +131,24 @@ func TestClientAgainstServer(t *testing.T) {
 			if err != nil || again.New || again.Event.Position != first.Event.Position {
 				t.Fatalf("publish again: %+v %v", again, err)
 			}
+			// Erase the learner: the event reads erased, its score null; a
+			// publish token may not erase.
+			var q struct {
+				LearnerID string `json:"learner_id"`
+			}
+			if err := json.Unmarshal(e.Data, &q); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pub.Erase(ctx, q.LearnerID); !errors.Is(err, client.ErrForbidden) {
+				t.Fatalf("erase with a publish token: %v, want ErrForbidden", err)
+			}
+			erasure, err := admin.Erase(ctx, q.LearnerID)
+			if err != nil || erasure.DataSubject != q.LearnerID || erasure.ErasedAt.IsZero() || erasure.EventID == "" {
+				t.Fatalf("erase: %+v %v", erasure, err)
+			}
+			if got, err := reader.Event(ctx, e.ID); err != nil || !got.Erased || !strings.Contains(string(got.Data), `"score_raw":null`) {
+				t.Fatalf("the erased learner's quiz reads %s erased %v (%v)", got.Data, got.Erased, err)
+			}
 			batch, err := pub.PublishBatch(ctx, []client.NewEvent{quiz(1), quiz(2)})
 			if err != nil || !batch.New || len(batch.Events) != 2 || batch.Events[0].Position >= batch.Events[1].Position {
 				t.Fatalf("publish a batch: %+v %v", batch, err)

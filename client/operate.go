@@ -105,6 +105,21 @@ func (c *Client) retryParked(ctx context.Context, req wire.RetryRequest) (RetryR
 	return res, err
 }
 
+// Erase erases a data subject (POST /v1/data-subjects/{id}/erase, admin
+// scope): the server destroys the subject's key and records a
+// datasubject.erased event naming the token; from then on the subject's
+// personal fields read as null everywhere. Erasing an unknown or erased
+// subject succeeds.
+func (c *Client) Erase(ctx context.Context, dataSubject string) (Erasure, error) {
+	if dataSubject == "" {
+		return Erasure{}, fmt.Errorf("eventbus client: Erase: %w: give the data subject's id", ErrInvalidRequest)
+	}
+	var res Erasure
+	_, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/data-subjects/" + url.PathEscape(dataSubject) + "/erase",
+		answer: decodeInto(&res), what: "an erasure"})
+	return res, err
+}
+
 // Healthz asks whether the server's process answers (GET /healthz, no
 // token needed).
 func (c *Client) Healthz(ctx context.Context) error {

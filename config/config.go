@@ -12,12 +12,14 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,12 @@ const (
 	EnvExchange    = "EVENTBUS_EXCHANGE"
 	EnvHTTPAddr    = "EVENTBUS_HTTP_ADDR"
 	EnvAPITokens   = "EVENTBUS_API_TOKENS"
+
+	// EnvMasterKey holds the key-encryption keys of erasure (G10):
+	// base64 of 32 bytes each, separated by commas, the primary first.
+	EnvMasterKey = "EVENTBUS_MASTER_KEY"
+	// EnvMasterKeyFile names a file holding them, one per line.
+	EnvMasterKeyFile = "EVENTBUS_MASTER_KEY_FILE"
 
 	EnvRequestTimeout  = "EVENTBUS_REQUEST_TIMEOUT"
 	EnvShutdownTimeout = "EVENTBUS_SHUTDOWN_TIMEOUT"
@@ -82,6 +90,14 @@ type Config struct {
 	// Tokens are the HTTP API's tokens. Empty: auth is off.
 	Tokens []auth.Token
 
+	// MasterKey is the text of the key-encryption keys of erasure, from
+	// EVENTBUS_MASTER_KEY or the file EVENTBUS_MASTER_KEY_FILE names: base64
+	// of 32 bytes each, the primary first. It is a secret. Empty: none
+	// configured (the embedded default keeps one in its data directory).
+	MasterKey string
+	// MasterKeyFile is the file MasterKey was read from, "" for none.
+	MasterKeyFile string
+
 	// RequestTimeout bounds every HTTP request: when the store or the
 	// broker has not answered by then, the client gets a 503 with
 	// Retry-After.
@@ -118,12 +134,14 @@ type Flags struct {
 
 // Flag names.
 const (
-	FlagDatabaseURL = "database-url"
-	FlagDataDir     = "data-dir"
-	FlagAMQPURL     = "amqp-url"
-	FlagExchange    = "exchange"
-	FlagHTTPAddr    = "http-addr"
-	FlagAPITokens   = "api-tokens"
+	FlagDatabaseURL   = "database-url"
+	FlagDataDir       = "data-dir"
+	FlagAMQPURL       = "amqp-url"
+	FlagExchange      = "exchange"
+	FlagHTTPAddr      = "http-addr"
+	FlagAPITokens     = "api-tokens"
+	FlagMasterKey     = "master-key"
+	FlagMasterKeyFile = "master-key-file"
 
 	FlagRequestTimeout  = "request-timeout"
 	FlagShutdownTimeout = "shutdown-timeout"
@@ -147,6 +165,8 @@ var settings = []setting{
 	{EnvExchange, FlagExchange, broker.DefaultEventsExchange},
 	{EnvHTTPAddr, FlagHTTPAddr, DefaultHTTPAddr},
 	{EnvAPITokens, FlagAPITokens, ""},
+	{EnvMasterKey, FlagMasterKey, ""},
+	{EnvMasterKeyFile, FlagMasterKeyFile, ""},
 	{EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String()},
 	{EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String()},
 	{EnvRelayPartitions, FlagRelayPartitions, "1"},
@@ -186,6 +206,8 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagExchange, broker.DefaultEventsExchange, "topic exchange events are published to ("+EnvExchange+")")
 	fs.String(FlagHTTPAddr, DefaultHTTPAddr, "host:port the HTTP API listens on; port 0 picks a free one ("+EnvHTTPAddr+")")
 	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
+	fs.String(FlagMasterKey, "", "key-encryption keys of erasure, base64 of 32 bytes each, comma-separated, the primary first ("+EnvMasterKey+"; prefer it or --"+FlagMasterKeyFile+": command lines are visible to other users)")
+	fs.String(FlagMasterKeyFile, "", "file holding the key-encryption keys of erasure, one per line, the primary first; mode 0600 ("+EnvMasterKeyFile+")")
 	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
 	fs.String(FlagShutdownTimeout, DefaultShutdownTimeout.String(), "how long the process may take to stop after SIGTERM or Ctrl-C ("+EnvShutdownTimeout+")")
 	fs.String(FlagRelayPartitions, "1", fmt.Sprintf("partitions the relay's work is split into by stream, shared by every serve and serve --relay-only process; the same in every process, 1 to %d (%s)", store.MaxPartitions, EnvRelayPartitions))
@@ -224,6 +246,8 @@ func Explain(lookupEnv func(string) (string, bool), flags *Flags) (Config, []Set
 		EnvExchange:        c.Exchange,
 		EnvHTTPAddr:        c.HTTPAddr,
 		EnvAPITokens:       strings.Join(tokens, ","),
+		EnvMasterKey:       maskedKeys(c),
+		EnvMasterKeyFile:   c.MasterKeyFile,
 		EnvRequestTimeout:  c.RequestTimeout.String(),
 		EnvShutdownTimeout: c.ShutdownTimeout.String(),
 		EnvRelayPartitions: strconv.Itoa(c.RelayPartitions),
@@ -301,6 +325,18 @@ func check(get func(env, flag, def string) string) (Config, error) {
 	}
 	if c.Tokens, err = auth.ParseTokens(get(EnvAPITokens, FlagAPITokens, "")); err != nil {
 		return Config{}, fmt.Errorf("%w: %s (or --%s): %w", ErrInvalid, EnvAPITokens, FlagAPITokens, err)
+	}
+	c.MasterKey = get(EnvMasterKey, FlagMasterKey, "")
+	if err := checkMasterKey(EnvMasterKey, c.MasterKey); err != nil {
+		return Config{}, err
+	}
+	if c.MasterKeyFile = get(EnvMasterKeyFile, FlagMasterKeyFile, ""); c.MasterKeyFile != "" {
+		if c.MasterKey != "" {
+			return Config{}, fmt.Errorf("%w: %s and %s are both set; set one of them", ErrInvalid, EnvMasterKey, EnvMasterKeyFile)
+		}
+		if c.MasterKey, err = readMasterKeyFile(c.MasterKeyFile); err != nil {
+			return Config{}, err
+		}
 	}
 	if c.RequestTimeout, err = parseTimeout(EnvRequestTimeout, FlagRequestTimeout, get(EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String())); err != nil {
 		return Config{}, err
@@ -500,4 +536,77 @@ func (c Config) authDescription() string {
 		names[i] = t.String()
 	}
 	return strings.Join(names, ",")
+}
+
+// maskedKeys shows the master keys setting: how many keys, never one.
+func maskedKeys(c Config) string {
+	if c.MasterKey == "" || c.MasterKeyFile != "" {
+		return ""
+	}
+	n := len(splitKeys(c.MasterKey))
+	if n == 1 {
+		return connurl.Redacted
+	}
+	return strings.TrimSuffix(strings.Repeat(connurl.Redacted+",", n), ",")
+}
+
+// splitKeys splits the text of master keys at commas and line ends.
+func splitKeys(text string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// checkMasterKey checks the text of master keys from setting: each is
+// standard base64 of 32 bytes. The error never quotes a key.
+func checkMasterKey(setting, text string) error {
+	if text == "" {
+		return nil
+	}
+	keys := splitKeys(text)
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: %s holds no key; give base64 of 32 random bytes (openssl rand -base64 32)", ErrInvalid, setting)
+	}
+	for i, k := range keys {
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return fmt.Errorf("%w: %s: key %d is not standard base64; give base64 of 32 random bytes (openssl rand -base64 32)", ErrInvalid, setting, i+1)
+		}
+		if len(b) != 32 {
+			return fmt.Errorf("%w: %s: key %d is %d bytes; a key is 32 bytes (AES-256): openssl rand -base64 32", ErrInvalid, setting, i+1, len(b))
+		}
+	}
+	return nil
+}
+
+// maxMasterKeyFile bounds the master key file: a few keys.
+const maxMasterKeyFile = 4 << 10
+
+// readMasterKeyFile reads and checks the master key file. Like a
+// configuration file with secrets, it must not be readable by others than
+// its owner (root's may be readable by its group).
+func readMasterKeyFile(path string) (string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrInvalid, EnvMasterKeyFile, err)
+	}
+	if !info.Mode().IsRegular() || info.Size() > maxMasterKeyFile {
+		return "", fmt.Errorf("%w: %s %s is not a file of at most %d bytes", ErrInvalid, EnvMasterKeyFile, path, maxMasterKeyFile)
+	}
+	if err := checkSecretFileMode(path, info); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrInvalid, EnvMasterKeyFile, err)
+	}
+	text := string(data)
+	if err := checkMasterKey(EnvMasterKeyFile+" "+path, text); err != nil {
+		return "", err
+	}
+	return text, nil
 }

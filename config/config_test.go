@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,36 @@ import (
 	"github.com/edupulse/eventbus/config"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	_ = os.RemoveAll(keyDir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testKeys are master keys (base64 of 32 bytes), and keyFiles files of
+// mode 0600 holding them, for the precedence tests.
+var (
+	testKeys = []string{
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+		"ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=",
+		"QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=",
+	}
+	keyDir, _ = os.MkdirTemp("", "eventbus-config-test-")
+	keyFiles  = func() []string {
+		out := make([]string, len(testKeys))
+		for i, k := range testKeys {
+			out[i] = filepath.Join(keyDir, fmt.Sprintf("master%d.key", i))
+			_ = os.WriteFile(out[i], []byte(k+"\n"), 0o600)
+		}
+		return out
+	}()
+)
 
 // env is a fake environment for Load.
 type env map[string]string

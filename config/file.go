@@ -200,6 +200,9 @@ func secretKeys(values map[string]fileValue) []string {
 	if values[EnvAPITokens].value != "" {
 		keys = append(keys, EnvAPITokens)
 	}
+	if values[EnvMasterKey].value != "" {
+		keys = append(keys, EnvMasterKey)
+	}
 	return keys
 }
 
@@ -256,4 +259,23 @@ func FileValues(lookupEnv func(string) (string, bool), flags *Flags) map[string]
 		out[k] = v.value
 	}
 	return out
+}
+
+// checkSecretFileMode refuses a file of secrets (the master key file) that
+// others than its owner may read, as checkFileMode does for a
+// configuration file with secrets.
+func checkSecretFileMode(path string, info fs.FileInfo) error {
+	if !modeBitsMeaningful {
+		return nil
+	}
+	perm := info.Mode().Perm()
+	allowed := fs.FileMode(0o700)
+	if ownedByRoot(info) {
+		allowed = 0o740
+	}
+	if perm&^allowed == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the master key file %s may be read by others than its owner (mode %04o); run chmod 600 %s",
+		ErrInvalid, path, perm, path)
 }

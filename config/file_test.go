@@ -64,6 +64,8 @@ var layered = []layerValues{
 	{config.EnvAPITokens, config.FlagAPITokens,
 		"f:file-token-0123456789:read", "e:env-token-0123456789:publish+read", "g:flag-token-0123456789:admin,h:flag-token-9876543210:read",
 		"f:xxxxx:read", "e:xxxxx:publish+read", "g:xxxxx:admin,h:xxxxx:read", ""},
+	{config.EnvMasterKey, config.FlagMasterKey, testKeys[0], testKeys[1], testKeys[2] + "," + testKeys[0], "xxxxx", "xxxxx", "xxxxx,xxxxx", ""},
+	{config.EnvMasterKeyFile, config.FlagMasterKeyFile, keyFiles[0], keyFiles[1], keyFiles[2], keyFiles[0], keyFiles[1], keyFiles[2], ""},
 	{config.EnvRequestTimeout, config.FlagRequestTimeout, "1s", "2s", "3s", "1s", "2s", "3s", "5s"},
 	{config.EnvShutdownTimeout, config.FlagShutdownTimeout, "1m", "2m0s", "3m", "1m0s", "2m0s", "3m0s", "15s"},
 	{config.EnvRelayPartitions, config.FlagRelayPartitions, "2", "4", "8", "2", "4", "8", "1"},
@@ -381,5 +383,51 @@ func TestExampleFileLoads(t *testing.T) {
 	}
 	if fromFile < 4 || c.HTTPAddr != ":8080" {
 		t.Fatalf("the example sets %d settings, HTTP address %q: %+v", fromFile, c.HTTPAddr, settings)
+	}
+}
+
+// TestMasterKeyIsCheckedAndSecret: a master key that is not base64 of 32
+// bytes, both settings at once, and a key file others may read are refused
+// with a message that names the setting and never shows the key.
+func TestMasterKeyIsCheckedAndSecret(t *testing.T) {
+	t.Parallel()
+	readable := filepath.Join(t.TempDir(), "open.key")
+	if err := os.WriteFile(readable, []byte(testKeys[0]+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := "c2hvcnQta2V5LXZhbHVl" // base64 of 15 bytes
+	for _, tc := range []struct {
+		name string
+		env  env
+		want string
+	}{
+		{"not base64", env{config.EnvMasterKey: "not*base64*at*all"}, config.EnvMasterKey + ": key 1 is not standard base64"},
+		{"short", env{config.EnvMasterKey: testKeys[0] + "," + short}, config.EnvMasterKey + ": key 2 is 15 bytes"},
+		{"both", env{config.EnvMasterKey: testKeys[0], config.EnvMasterKeyFile: keyFiles[0]}, "are both set"},
+		{"readable file", env{config.EnvMasterKeyFile: readable}, "may be read by others than its owner (mode 0644)"},
+		{"missing file", env{config.EnvMasterKeyFile: readable + ".gone"}, config.EnvMasterKeyFile},
+	} {
+		_, err := config.Load(tc.env.lookup, nil)
+		if err == nil || !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want ErrInvalid saying %q", tc.name, err, tc.want)
+			continue
+		}
+		for _, k := range append(testKeys, short) {
+			if strings.Contains(err.Error(), k) {
+				t.Errorf("%s: the error shows a key: %v", tc.name, err)
+			}
+		}
+	}
+	c, err := config.Load(env{config.EnvMasterKeyFile: keyFiles[1]}.lookup, nil)
+	if err != nil || strings.TrimSpace(c.MasterKey) != testKeys[1] {
+		t.Fatalf("key file: %v", err)
+	}
+	for _, shown := range []string{c.String(), fmt.Sprintf("%#v", c)} {
+		if strings.Contains(shown, testKeys[1]) {
+			t.Errorf("the configuration shows the master key: %s", shown)
+		}
 	}
 }

@@ -150,6 +150,22 @@ func (r *rig) publish(typ, subject string, corr, cause uuid.UUID, data string) u
 	return id
 }
 
+// erase erases a data subject with the admin token.
+func (r *rig) erase(subject string) {
+	r.t.Helper()
+	req, _ := http.NewRequest("POST", r.url+"/v1/data-subjects/"+subject+"/erase", nil)
+	req.Header.Set("Authorization", "Bearer "+adminSecret)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(b), `"erased_at"`) {
+		r.t.Fatalf("erase: %d %s", res.StatusCode, b)
+	}
+}
+
 // waitDeadLetter waits until the consumer group's DLQ holds a message.
 func (r *rig) waitDeadLetter() {
 	r.t.Helper()
@@ -272,6 +288,17 @@ func TestConsoleInTheBrowser(t *testing.T) {
 
 			// The deep link survives a reload.
 			run(t, ctx, "reload the correlation", chromedp.Reload(), waitText("#causation", "lesson.published"))
+
+			// An erased learner's score shows as erased, never as blank.
+			learner := uuid.New()
+			erasedQuiz := r.publish("quiz.submitted", "quiz-erased", uuid.New(), uuid.Nil,
+				fmt.Sprintf(`{"quiz_id":%q,"learner_id":%q,"score_raw":64}`, uuid.New(), learner))
+			r.erase(learner.String())
+			run(t, ctx, "open the erased event", chromedp.Navigate(r.url+"/#/events/"+erasedQuiz.String()),
+				waitText("#data", `"score_raw": ‹erased›`), chromedp.WaitVisible(chromedp.ID("erased-notice")),
+				chromedp.Poll[chromedp.Void](`!document.querySelector("#data").textContent.includes("64")`))
+			run(t, ctx, "see it marked in the list", chromedp.Navigate(r.url+"/#/events?subject=quiz-erased"),
+				waitText("#events", "erased"))
 
 			// Live: an event published now appears without a reload.
 			run(t, ctx, "go live", chromedp.Navigate(r.url+"/#/events?live=1"), waitText("#live-state", "live"))

@@ -35,6 +35,12 @@ type LessonPublished struct {
 // EventType implements event.Payload.
 func (LessonPublished) EventType() string { return TypeLessonPublished }
 
+// PersonalData implements event.PersonalDeclarer: the teacher is the data
+// subject, and nothing of the event is theirs to erase (DESIGN G10).
+func (LessonPublished) PersonalData() event.PersonalSpec {
+	return event.PersonalSpec{DataSubject: "teacher_id"}
+}
+
 // Validate implements event.Validator.
 func (e LessonPublished) Validate() error {
 	switch {
@@ -59,6 +65,12 @@ type QuizSubmitted struct {
 // EventType implements event.Payload.
 func (QuizSubmitted) EventType() string { return TypeQuizSubmitted }
 
+// PersonalData implements event.PersonalDeclarer: the score is the
+// learner's personal data, stored encrypted and erased with them.
+func (QuizSubmitted) PersonalData() event.PersonalSpec {
+	return event.PersonalSpec{DataSubject: "learner_id", Fields: []string{"score_raw"}}
+}
+
 // Validate implements event.Validator.
 func (e QuizSubmitted) Validate() error {
 	switch {
@@ -79,6 +91,12 @@ type BadgeAwarded struct {
 
 // EventType implements event.Payload.
 func (BadgeAwarded) EventType() string { return TypeBadgeAwarded }
+
+// PersonalData implements event.PersonalDeclarer: the reason is the
+// recipient's personal data, stored encrypted and erased with them.
+func (BadgeAwarded) PersonalData() event.PersonalSpec {
+	return event.PersonalSpec{DataSubject: "recipient_id", Fields: []string{"reason"}}
+}
 
 // Validate implements event.Validator.
 func (e BadgeAwarded) Validate() error {

@@ -31,6 +31,8 @@ const (
 	AttrPosition      = "position"
 	AttrStreamVersion = "streamversion"
 	AttrRecordedTime  = "recordedtime"
+	// AttrErased is true on an event whose personal data was erased.
+	AttrErased = "erased"
 )
 
 // timeLayout is RFC 3339 with a fixed microsecond fraction, so that every
@@ -102,6 +104,9 @@ func (e Envelope) AppendCloudEvent(dst []byte) ([]byte, error) {
 		dst = e.RecordedAt.UTC().AppendFormat(dst, timeLayout)
 		dst = append(dst, '"')
 	}
+	if e.Erased {
+		dst = append(dst, `,"`+AttrErased+`":true`...)
+	}
 	dst = append(dst, `,"data":`...)
 	dst = append(dst, e.Data...)
 	return append(dst, '}'), nil
@@ -125,6 +130,7 @@ type wireEnvelope struct {
 	Position        json.RawMessage `json:"position"`
 	StreamVersion   json.RawMessage `json:"streamversion"`
 	RecordedTime    string          `json:"recordedtime"`
+	Erased          json.RawMessage `json:"erased"`
 	Data            json.RawMessage `json:"data"`
 }
 
@@ -189,6 +195,15 @@ func Decode(b []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: %s %q is not a UUID", ErrMalformed, AttrCausationID, w.CausationID)
 	}
 	out.TraceParent, out.TraceState = w.TraceParent, w.TraceState
+	switch string(w.Erased) {
+	case "", "null", "false", `"false"`:
+	case "true", `"true"`:
+		// A string too: binary-mode transports carry every attribute
+		// as one.
+		out.Erased = true
+	default:
+		return e, fmt.Errorf("%w: %s must be a boolean", ErrMalformed, AttrErased)
+	}
 	if out.Position, err = parseInt64Attr(w.Position); err != nil {
 		return e, fmt.Errorf("%w: %s: %v", ErrMalformed, AttrPosition, err)
 	}

@@ -67,6 +67,42 @@ func TestCloudEventsSDKAcceptsEnvelopes(t *testing.T) {
 	}
 }
 
+// TestErasedAttribute: an erased event carries "erased": true, which the
+// CloudEvents SDK accepts as a boolean extension and Decode reads back; an
+// event that is not erased carries no such attribute.
+func TestErasedAttribute(t *testing.T) {
+	env := sampleEnvelope()
+	env.Erased = true
+	b, err := event.Encode(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ce := cloudevents.NewEvent()
+	if err := json.Unmarshal(b, &ce); err != nil {
+		t.Fatalf("SDK cannot parse %s: %v", b, err)
+	}
+	if err := ce.Validate(); err != nil {
+		t.Fatalf("SDK validation: %v", err)
+	}
+	if got := ce.Extensions()[event.AttrErased]; got != true {
+		t.Fatalf("SDK erased extension = %v (%T), want true", got, got)
+	}
+	back, err := event.Decode(b)
+	if err != nil || !back.Erased {
+		t.Fatalf("Decode: erased %v, %v", back.Erased, err)
+	}
+	env.Erased = false
+	if b, _ := event.Encode(env); strings.Contains(string(b), `"erased"`) {
+		t.Fatalf("an event not erased carries the attribute: %s", b)
+	}
+	for _, bad := range []string{`1`, `"yes"`, `{}`} {
+		raw := strings.Replace(string(b), `"data":`, `"erased":`+bad+`,"data":`, 1)
+		if _, err := event.Decode([]byte(raw)); !errors.Is(err, event.ErrMalformed) {
+			t.Errorf("erased %s: %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)

@@ -58,7 +58,13 @@ type Envelope struct {
 	// wire encoding.
 	CommitOrder uint64
 	// Data is the event's payload, exactly as the producer encoded it.
+	// Its personal fields (see PersonalSpec) read as the producer wrote
+	// them, or as null once their data subject is erased.
 	Data json.RawMessage
+	// Erased is true when the event had personal data of a data subject
+	// who has been erased: those fields of Data are null. On the wire it
+	// is the extension attribute "erased".
+	Erased bool
 }
 
 // Draft is an event that has not been stored yet.
@@ -82,6 +88,9 @@ type Draft struct {
 	TraceParent     string
 	TraceState      string
 	Data            json.RawMessage
+	// Personal declares the personal data of an event whose type declares
+	// none (the "personal" field of POST /v1/events); nil for none.
+	Personal *PersonalData
 }
 
 // Expect returns a pointer to v, for Draft.ExpectedVersion.

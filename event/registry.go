@@ -67,6 +67,9 @@ type Registry struct {
 	mu     sync.RWMutex
 	byName map[string]*registeredType
 	byGo   map[reflect.Type]*registeredType
+	// personal holds the personal-data declarations SetPersonal made
+	// (personal.go); nil until the first.
+	personal map[string]PersonalSpec
 }
 
 type registeredType struct {

@@ -44,6 +44,10 @@ type Admin struct {
 	// RetryParked marks parked events for retry by the leading relay
 	// (POST /v1/parked/retry): those with ids, or every one with all.
 	RetryParked func(ctx context.Context, ids []uuid.UUID, all bool) (wire.RetryResult, error)
+	// Erase erases a data subject (POST /v1/data-subjects/{id}/erase): it
+	// destroys the subject's key and records a datasubject.erased event
+	// naming by, who asked.
+	Erase func(ctx context.Context, subject, by string) (wire.Erasure, error)
 }
 
 // ReplayRequest is a replay that POST /v1/replay asks Admin.Replay to run.

@@ -161,6 +161,7 @@ func New(cfg Config) (http.Handler, error) {
 	a.route("POST /v1/parked/retry", auth.ScopeAdmin, a.retryParked)
 	a.route("GET /v1/dead-letters/{group}", auth.ScopeAdmin, a.listDeadLetters)
 	a.route("POST /v1/dead-letters/{group}/requeue", auth.ScopeAdmin, a.requeueDeadLetters)
+	a.route("POST /v1/data-subjects/{id}/erase", auth.ScopeAdmin, a.eraseDataSubject)
 	a.route("GET /healthz", 0, a.healthz)
 	a.route("GET /readyz", 0, a.readyz)
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -27,10 +28,11 @@ type wireEvent struct {
 	CorrelationID   string            `json:"correlation_id"`
 	CausationID     string            `json:"causation_id"`
 	Source          string            `json:"source"`
+	Personal        json.RawMessage   `json:"personal"`
 	Events          []json.RawMessage `json:"events"`
 }
 
-const eventFields = "type, data, id, subject, expected_version, correlation_id, causation_id and source"
+const eventFields = "type, data, id, subject, expected_version, correlation_id, causation_id, source and personal"
 
 // decodeEvents parses a POST /v1/events body into drafts. batch reports
 // whether the body was {"events": [...]}. A problem has status 400: the
@@ -70,7 +72,7 @@ func decodeEvents(body []byte) (drafts []event.Draft, batch bool, p *Problem) {
 		return []event.Draft{d}, false, nil
 	}
 	if w.ID != "" || w.Type != "" || w.Data != nil || w.Subject != "" || w.ExpectedVersion != nil ||
-		w.CorrelationID != "" || w.CausationID != "" || w.Source != "" {
+		w.CorrelationID != "" || w.CausationID != "" || w.Source != "" || w.Personal != nil {
 		return nil, true, newProblem(400, ProblemMalformedRequest,
 			`a batch body holds only "events"; put every event's fields inside the array`).atField("events")
 	}
@@ -257,6 +259,13 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 	if p != nil {
 		return event.Draft{}, p
 	}
+	if w.Personal != nil && string(w.Personal) != "null" {
+		personal, p := decodePersonal(w.Personal, w.Data)
+		if p != nil {
+			return event.Draft{}, inEvent(p, index)
+		}
+		d.Personal = personal
+	}
 	switch {
 	case w.ExpectedVersion != nil && w.Subject == "":
 		return fail("expected_version", "expected_version needs a subject: it is the version that stream must be at")
@@ -269,3 +278,46 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 // clip quotes s for an error message, cut short if it is long: details echo
 // what the client sent, never a megabyte of it.
 func clip(s string) string { return event.Quote(s) }
+
+// decodePersonal reads the "personal" member of an event: {"data_subject":
+// "<id>", "fields": ["<name>", ...]}, each field a top-level field of data.
+// A problem is a 422 naming the member at fault.
+func decodePersonal(raw, data json.RawMessage) (*event.PersonalData, *Problem) {
+	bad := func(field, reason string) (*event.PersonalData, *Problem) {
+		return nil, newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, field+" "+reason).atField(field)
+	}
+	var w struct {
+		DataSubject json.RawMessage `json:"data_subject"`
+		Fields      json.RawMessage `json:"fields"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return bad("personal", "has an unknown member "+clip(field)+`; it holds only "data_subject" and "fields"`)
+		}
+		return bad("personal", `must be an object {"data_subject": "<id>", "fields": ["<name>", ...]}`)
+	}
+	var p event.PersonalData
+	if len(w.DataSubject) == 0 || string(w.DataSubject) == "null" {
+		return bad("personal.data_subject", "is required: the id of the person the fields are about")
+	}
+	if err := json.Unmarshal(w.DataSubject, &p.DataSubject); err != nil {
+		return bad("personal.data_subject", "must be a string, not "+clip(string(w.DataSubject)))
+	}
+	if len(w.Fields) == 0 || string(w.Fields) == "null" {
+		return bad("personal.fields", "is required: the names of the top-level fields of data that are personal")
+	}
+	if err := json.Unmarshal(w.Fields, &p.Fields); err != nil {
+		return bad("personal.fields", "must be an array of field names (strings)")
+	}
+	if err := event.CheckPersonalData(p, data, 0); err != nil {
+		var pe *event.PersonalError
+		if errors.As(err, &pe) {
+			return bad(pe.Field, pe.Reason)
+		}
+		return bad("personal", err.Error())
+	}
+	return &p, nil
+}

@@ -43,8 +43,12 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		// The bus says what is wrong, but not in the API's terms; find the
 		// event at fault again, on this path only, to name it.
 		var verr *event.ValidationError
+		var perr *event.PersonalError
 		var p *Problem
 		switch reg := a.bus.Registry(); {
+		case errors.As(err, &perr):
+			p = inEvent(newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, perr.Field+" "+perr.Reason).atField(perr.Field),
+				batchIndex(perr.Index, batch))
 		case errors.Is(err, event.ErrUnknownType):
 			p = unknownType(reg, drafts, batch)
 		case errors.As(err, &verr):
@@ -347,8 +351,11 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	info := infoFrom(r.Context())
 	var verr *event.ValidationError
 	var ferr *event.FieldError
+	var perr *event.PersonalError
 	var p *Problem
 	switch {
+	case errors.As(err, &perr):
+		p = newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, perr.Field+" "+perr.Reason).atField(perr.Field)
 	case errors.As(err, &ferr):
 		// An input limit, found by the bus in what it filled in (the
 		// server's default source, say): the decoder checked the rest.

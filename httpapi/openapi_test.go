@@ -25,6 +25,7 @@ import (
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/internal/testenv"
 	"github.com/edupulse/eventbus/relay"
 	"github.com/edupulse/eventbus/service"
@@ -198,6 +199,14 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 		brokerOpt.config(cfg)
 		cfg.Parked = service.HTTPParked(cfg.Reader.(*postgres.Store), relay.DefaultName)
 		cfg.Admin.RetryParked = service.HTTPAdmin(cfg.Reader.(*postgres.Store), nil, relay.DefaultName, "").RetryParked
+		// The erasure itself is tested with the service (package erasure);
+		// here, the shape of its request and answer.
+		cfg.Admin.Erase = func(_ context.Context, subject, _ string) (wire.Erasure, error) {
+			if err := service.CheckDataSubject(subject); err != nil {
+				return wire.Erasure{}, err
+			}
+			return wire.Erasure{DataSubject: subject, ErasedAt: time.Now().UTC(), EventID: uuid.NewString()}, nil
+		}
 		cfg.Ready = append(cfg.Ready, httpapi.Check{Name: "switch", Check: func(context.Context) error {
 			if notReady.Load() {
 				return fmt.Errorf("switched off by the test")
@@ -353,6 +362,9 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 	c.check(h, apiCase{req: admin("POST", "/v1/dead-letters/"+group+"/requeue", ""), status: 200})
 	c.check(h, apiCase{req: admin("POST", "/v1/dead-letters/"+testenv.Name("no_such_group")+"/requeue", ""), status: 404})
 
+	c.checkAuth(h, apiCase{req: admin("POST", "/v1/data-subjects/learner-42/erase", ""), status: 200}, "admin")
+	c.check(h, apiCase{req: admin("POST", "/v1/data-subjects/"+strings.Repeat("x", 256)+"/erase", ""), status: 422, docRefuses: true})
+
 	// The open routes.
 	open := func(path string) request { return request{method: "GET", path: path} }
 	c.check(h, apiCase{req: open("/healthz"), status: 200})
@@ -375,6 +387,7 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 		{method: "POST", path: "/v1/replay?type=quiz.submitted"},
 		{method: "GET", path: "/v1/dead-letters/grading"},
 		{method: "POST", path: "/v1/dead-letters/grading/requeue"},
+		{method: "POST", path: "/v1/data-subjects/learner-42/erase"},
 	} {
 		c.check(bare, apiCase{req: r, status: 501})
 	}

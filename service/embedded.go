@@ -45,7 +45,7 @@ func (s *Service) openEmbeddedStore(ctx context.Context, opts Config) error {
 	if err != nil {
 		return fmt.Errorf("open the embedded store at %s: %w%s", abs, err, dirHint(err, absDir))
 	}
-	s.lite, s.Store, s.driver = st, st, sqliteDriver(st)
+	s.lite, s.Store, s.raw, s.driver = st, st, st, sqliteDriver(st)
 	s.closers = append(s.closers, st.Close)
 	if err := st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate the embedded store at %s: %w%s", abs, err, dirHint(err, absDir))

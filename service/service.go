@@ -31,6 +31,7 @@ import (
 	"github.com/edupulse/eventbus/console"
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
+	"github.com/edupulse/eventbus/erasure"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi"
 	"github.com/edupulse/eventbus/httpapi/wire"
@@ -76,18 +77,24 @@ type Service struct {
 	Broker broker.Broker
 	// Bus records events in the store, in transactions of its own or in a
 	// Tx of the store, whichever store it is.
-	Bus       *eventbus.Bus[Tx]
-	Metrics   *prometheus.Registry
-	Logger    *slog.Logger
-	registry  *event.Registry
-	pg        *postgres.Store
-	lite      *sqlite.Store
-	driver    store.TxStore[Tx]
-	memory    *memory.Broker
-	relay     *relay.Relay
-	relayName string
-	relayRef  atomic.Pointer[relay.Relay]
-	closers   []func() error
+	Bus      *eventbus.Bus[Tx]
+	Metrics  *prometheus.Registry
+	Logger   *slog.Logger
+	registry *event.Registry
+	// raw is the store without the read transform of Store, for its
+	// optional interfaces (store.Migrator, store.SubjectKeys).
+	raw     store.Store
+	keyring *erasure.Keyring
+	// ephemeralKEK: no master key configured or found (see EphemeralKEK).
+	ephemeralKEK bool
+	pg           *postgres.Store
+	lite         *sqlite.Store
+	driver       store.TxStore[Tx]
+	memory       *memory.Broker
+	relay        *relay.Relay
+	relayName    string
+	relayRef     atomic.Pointer[relay.Relay]
+	closers      []func() error
 }
 
 // connectTimeout bounds how long Open waits for PostgreSQL to answer: a
@@ -123,6 +130,9 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 		if err := s.openBroker(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.openKeyring(opts); err != nil {
+		return nil, err
 	}
 	s.Bus = eventbus.New(s.driver, eventbus.Config{
 		Registry: s.registry,
@@ -178,7 +188,7 @@ func (s *Service) openStore(ctx context.Context, opts Config) error {
 	if err != nil {
 		return postgresError(s.Config.DatabaseURL, "open", err)
 	}
-	s.pg, s.Store, s.driver = st, st, postgresDriver(st)
+	s.pg, s.Store, s.raw, s.driver = st, st, st, postgresDriver(st)
 	s.closers = append(s.closers, st.Close)
 	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = st.Ping(pingCtx)
@@ -248,7 +258,7 @@ func (s *Service) Inbox() consume.Inbox { return consume.NewInbox(s.driver) }
 // SchemaVersion returns the version the store's schema is at, and the
 // newest this build knows.
 func (s *Service) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
-	return s.Store.(store.Migrator).SchemaVersion(ctx)
+	return s.raw.(store.Migrator).SchemaVersion(ctx)
 }
 
 // Relay returns the service's relay.
@@ -282,7 +292,7 @@ func (s *Service) Handler() (http.Handler, error) {
 			{Name: "store", Check: s.Store.Ping},
 			{Name: "broker", Check: s.Broker.Ping},
 		},
-		Admin: HTTPAdmin(s.Store, s.Broker, s.relayName, s.Config.Exchange),
+		Admin: s.httpAdmin(),
 	})
 }
 

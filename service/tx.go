@@ -87,3 +87,18 @@ func (d driver[TTx]) AppendTx(ctx context.Context, tx Tx, drafts []event.Draft) 
 func (d driver[TTx]) HandleOnce(ctx context.Context, group string, id uuid.UUID, fn func(ctx context.Context, tx Tx) error) (bool, error) {
 	return d.TxStore.HandleOnce(ctx, group, id, func(ctx context.Context, tx TTx) error { return fn(ctx, d.wrap(tx)) })
 }
+
+// PutSubjectKeysTx creates subject keys in tx, which must be a transaction
+// of this store, so that the erasure's sealing creates a subject's first
+// key in the caller's transaction (store.SubjectKeysTx).
+func (d driver[TTx]) PutSubjectKeysTx(ctx context.Context, tx Tx, keys []store.SubjectKey) (map[string]store.SubjectKey, error) {
+	t, ok := d.unwrap(tx)
+	if !ok {
+		return nil, fmt.Errorf("%w: give a %s transaction", ErrWrongTx, d.name)
+	}
+	inTx, ok := d.TxStore.(store.SubjectKeysTx[TTx])
+	if !ok {
+		return nil, fmt.Errorf("service: the %s store cannot create keys in a transaction", d.name)
+	}
+	return inTx.PutSubjectKeysTx(ctx, t, keys)
+}

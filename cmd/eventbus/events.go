@@ -373,8 +373,13 @@ func printEvents(w io.Writer, events []event.Envelope, asJSON, header bool) erro
 		if e.Subject != "" {
 			version = strconv.FormatInt(e.StreamVersion, 10)
 		}
+		typ := e.Type
+		if e.Erased {
+			// Its personal fields are null: say why, rather than show blanks.
+			typ += " [erased]"
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Position, e.OccurredAt.Format(time.RFC3339Nano),
-			e.Type, orDash(e.Subject), orDash(version), e.ID, e.CorrelationID)
+			typ, orDash(e.Subject), orDash(version), e.ID, e.CorrelationID)
 	}
 	return tw.Flush()
 }

@@ -110,6 +110,8 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		a.statusCmd(),
 		a.dlqCmd(),
 		a.parkedCmd(),
+		a.eraseCmd(),
+		a.keysCmd(),
 		a.benchCmd(),
 		a.versionCmd(),
 		a.configCmd(),
@@ -146,6 +148,9 @@ func (a *app) secrets() []string {
 	}
 	for _, list := range value(config.EnvAPITokens, config.FlagAPITokens) {
 		out = append(out, auth.TokenSecrets(list)...)
+	}
+	for _, list := range value(config.EnvMasterKey, config.FlagMasterKey) {
+		out = append(out, strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' })...)
 	}
 	out = append(out, os.Getenv(envToken), os.Getenv(envAPIToken))
 	out = slices.DeleteFunc(out, func(s string) bool { return len(s) < 4 })

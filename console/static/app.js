@@ -269,7 +269,7 @@ function filterQuery(params) {
 function eventRow(e, fresh) {
   return el('tr', { class: fresh ? 'fresh' : undefined },
     el('td', {}, time(e.time)),
-    el('td', {}, el('a', { href: '#/events/' + enc(e.id) }, e.type)),
+    el('td', {}, el('a', { href: '#/events/' + enc(e.id) }, e.type), e.erased ? [' ', erasedPill()] : null),
     el('td', {}, e.subject ? el('a', { href: '#/streams/' + enc(e.subject) }, e.subject) : el('span', { class: 'muted' }, '—'), e.streamversion ? ' v' + e.streamversion : ''),
     el('td', { class: 'hide-narrow mono' }, el('a', { href: '#/correlation/' + enc(e.correlationid) }, String(e.correlationid).slice(0, 8) + '…')),
     el('td', { class: 'hide-narrow mono' }, e.position));
@@ -354,6 +354,29 @@ async function eventsView(params, signal) {
   }
 }
 
+// erasedPill marks an event whose data subject was erased.
+function erasedPill() {
+  return el('span', { class: 'pill erased', title: 'A data subject of this event was erased: their personal fields are gone' }, 'erased');
+}
+
+// dataView shows an event's data. In an erased event the top-level fields
+// that are null show as erased, never as blank: the value was destroyed
+// with the data subject's key.
+function dataView(e, text) {
+  const d = e.data;
+  if (!e.erased || d === null || typeof d !== 'object' || Array.isArray(d)) return el('pre', { id: 'data' }, text);
+  const keys = Object.keys(d);
+  const parts = ['{\n'];
+  keys.forEach((k, i) => {
+    parts.push('  ' + JSON.stringify(k) + ': ');
+    if (d[k] === null) parts.push(el('span', { class: 'erased-value', title: 'erased with the data subject (null in the API)' }, '‹erased›'));
+    else parts.push(JSON.stringify(d[k], null, 2).replace(/\n/g, '\n  '));
+    parts.push(i < keys.length - 1 ? ',\n' : '\n');
+  });
+  parts.push('}');
+  return el('pre', { id: 'data' }, parts);
+}
+
 function envelopeOf(e) {
   const { data, ...env } = e;
   return env;
@@ -367,7 +390,9 @@ async function eventView(id) {
     ['time', e.time], ['recorded', e.recordedtime], ['position', e.position], ['correlation', e.correlationid], ['causation', e.causationid],
     ['traceparent', e.traceparent]];
   show(
-    el('h1', {}, e.type, ' ', el('span', { class: 'muted mono' }, e.id)),
+    el('h1', {}, e.type, ' ', el('span', { class: 'muted mono' }, e.id), e.erased ? [' ', erasedPill()] : null),
+    e.erased ? el('div', { class: 'notice', id: 'erased-notice' },
+      'A data subject of this event was erased: their personal fields are marked ‹erased› below (null in the API). The rest of the event stays in the record.') : null,
     el('dl', { class: 'envelope' }, fields.filter(([, v]) => v !== undefined && v !== '').flatMap(([k, v]) => {
       let val = v;
       if (k === 'time' || k === 'recorded') val = time(v);
@@ -377,7 +402,7 @@ async function eventView(id) {
       return [el('dt', {}, k), el('dd', { class: 'mono' }, val)];
     })),
     el('h2', {}, 'Data'), el('div', { class: 'row' }, copyButton('Copy data', dataText), copyButton('Copy event JSON', JSON.stringify(e, null, 2)), copyButton('Copy link', location.href)),
-    el('pre', { id: 'data' }, dataText),
+    dataView(e, dataText),
     el('h2', {}, 'Envelope'), el('pre', {}, JSON.stringify(env, null, 2)));
 }
 

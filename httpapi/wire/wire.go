@@ -36,6 +36,16 @@ type NewEvent struct {
 	CorrelationID   uuid.UUID `json:"correlation_id,omitzero"`
 	CausationID     uuid.UUID `json:"causation_id,omitzero"`
 	Source          string    `json:"source,omitempty"`
+	// Personal declares the personal data of an event whose type declares
+	// none: they are stored encrypted and erased with their data subject.
+	Personal *Personal `json:"personal,omitempty"`
+}
+
+// Personal is the "personal" member of a published event: whose data it
+// is (the data subject's id) and which top-level fields of data are theirs.
+type Personal struct {
+	DataSubject string   `json:"data_subject"`
+	Fields      []string `json:"fields"`
 }
 
 // NewEventBatch is a batch to publish atomically (POST /v1/events).
@@ -264,4 +274,13 @@ type Health struct {
 type Ready struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
+}
+
+// Erasure answers POST /v1/data-subjects/{id}/erase: the subject erased,
+// when it was first erased, and the ID of the datasubject.erased event
+// this request recorded.
+type Erasure struct {
+	DataSubject string    `json:"data_subject"`
+	ErasedAt    time.Time `json:"erased_at"`
+	EventID     string    `json:"event_id,omitempty"`
 }

@@ -40,6 +40,7 @@ func TestTypesMatchTheOpenAPIDocument(t *testing.T) {
 		"ReplayRequest": wire.ReplayRequest{}, "ReplayResult": wire.ReplayResult{}, "ReplayPlan": wire.ReplayPlan{},
 		"DeadLetter": wire.DeadLetter{}, "DeadLetterList": wire.DeadLetterList{}, "RequeueRequest": wire.RequeueRequest{},
 		"RequeueResult": wire.RequeueResult{}, "Ready": wire.Ready{}, "Problem": wire.Problem{},
+		"Personal": wire.Personal{}, "Erasure": wire.Erasure{},
 	} {
 		schema, ok := doc.Components.Schemas[name]
 		if !ok {

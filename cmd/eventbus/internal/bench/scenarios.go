@@ -34,11 +34,25 @@ const streams = 10000
 
 func source(scenario string) string { return sourcePrefix + "/" + scenario }
 
+// learners are the learners the scenarios' quizzes are of: a learner
+// submits many quizzes, as in a school. Each learner is a data subject
+// with a key of their own (erasure): a new learner per event would
+// measure the creation of a key per event.
+var learners = func() []uuid.UUID {
+	out := make([]uuid.UUID, 1000)
+	for i := range out {
+		out[i] = uuid.New()
+	}
+	return out
+}()
+
+func learnerOf(n int64) uuid.UUID { return learners[n%int64(len(learners))] }
+
 // draft returns a quiz.submitted event of source, in the next stream, that
 // occurred at at: the sink measures end-to-end latency from it.
 func (r *runner) draft(src string, at time.Time) (event.Draft, error) {
 	n := r.seq.Add(1)
-	return eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(n % 100)},
+	return eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: learnerOf(n), ScoreRaw: int32(n % 100)},
 		eventbus.Subject("quiz-"+strconv.FormatInt(n%streams, 10)), eventbus.OccurredAt(at), eventbus.Source(src))
 }
 
@@ -224,7 +238,7 @@ func (r *runner) httpPublish(ctx context.Context) (Result, error) {
 	n, last, err := callers(ctx, r.opts.Callers, 1, d, limit, func(ctx context.Context) error {
 		seq := r.seq.Add(1)
 		body := fmt.Appendf(nil, `{"type":%q,"subject":"quiz-%d","source":%q,"data":{"quiz_id":%q,"learner_id":%q,"score_raw":%d}}`,
-			edupulse.TypeQuizSubmitted, seq%streams, src, uuid.New(), uuid.New(), seq%100)
+			edupulse.TypeQuizSubmitted, seq%streams, src, uuid.New(), learnerOf(seq), seq%100)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			return err

@@ -1,0 +1,329 @@
+package erasure
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/edupulse/eventbus/event"
+)
+
+// How an event's personal fields are stored. The data keeps its shape:
+// each personal field stays where it was, with the value null, and one
+// member is added at the end of the top-level object, under the reserved
+// name event.SealedKey ("eventbus:sealed"):
+//
+//	{"quiz_id":"…","learner_id":"L","score_raw":null,
+//	 "eventbus:sealed":{"v":1,"subject":"L","fields":["score_raw"],"ct":"…"}}
+//
+// ct is standard base64 of a 12-byte nonce and the AES-256-GCM ciphertext
+// of the JSON object of the personal fields' values ({"score_raw":87}),
+// under the data subject's key, with the associated data
+// "eventbus:sealed:v1", a zero byte, the event ID's 16 bytes and the
+// subject. An event whose subject was already erased when it was appended
+// has "erased":true and no ct. A SQL reader of event_store therefore sees
+// null where the personal data was; readers through the bus get the values
+// back, or null with the event marked erased.
+
+// sealedFormat is the version of the sealed member's format.
+const sealedFormat = 1
+
+// sealedMember is the value of the event.SealedKey member.
+type sealedMember struct {
+	V       int      `json:"v"`
+	Subject string   `json:"subject"`
+	Fields  []string `json:"fields"`
+	CT      string   `json:"ct,omitempty"`
+	Erased  bool     `json:"erased,omitempty"`
+}
+
+// ErrSealed reports stored data whose sealed member this build cannot read.
+var ErrSealed = errors.New("sealed personal data unreadable")
+
+// member is one top-level member of a JSON object: its key, and where its
+// key (the opening quote) and its value lie in the data.
+type member struct {
+	key                          string
+	keyStart, keyEnd, start, end int
+}
+
+// members lists the top-level members of the JSON object data, which must
+// be valid JSON (the bus checked it when it was appended).
+func members(data []byte) ([]member, error) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, errors.New("data is not a JSON object")
+	}
+	i++
+	var out []member
+	for {
+		i = skipSpace(data, i)
+		if i >= len(data) {
+			return nil, errors.New("data ends inside its object")
+		}
+		if data[i] == '}' {
+			return out, nil
+		}
+		if data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+		if i >= len(data) || data[i] != '"' {
+			return nil, fmt.Errorf("data: expected a key at byte %d", i)
+		}
+		keyStart := i
+		keyEnd, err := skipString(data, i)
+		if err != nil {
+			return nil, err
+		}
+		key, err := unquoteKey(data[keyStart:keyEnd])
+		if err != nil {
+			return nil, err
+		}
+		i = skipSpace(data, keyEnd)
+		if i >= len(data) || data[i] != ':' {
+			return nil, fmt.Errorf("data: expected ':' at byte %d", i)
+		}
+		start := skipSpace(data, i+1)
+		end, err := skipValue(data, start)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, member{key: key, keyStart: keyStart, keyEnd: keyEnd, start: start, end: end})
+		i = end
+	}
+}
+
+func unquoteKey(quoted []byte) (string, error) {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return string(quoted[1 : len(quoted)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return "", fmt.Errorf("data: bad key: %w", err)
+	}
+	return s, nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index just after the string starting at i.
+func skipString(data []byte, i int) (int, error) {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, nil
+		}
+	}
+	return 0, errors.New("data: unterminated string")
+}
+
+// skipValue returns the index just after the JSON value starting at i.
+func skipValue(data []byte, i int) (int, error) {
+	if i >= len(data) {
+		return 0, errors.New("data: value expected")
+	}
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '"':
+				end, err := skipString(data, j)
+				if err != nil {
+					return 0, err
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, errors.New("data: unterminated object or array")
+	}
+	j := i
+	for j < len(data) {
+		switch data[j] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return j, nil
+		}
+		j++
+	}
+	return j, nil
+}
+
+// sealAAD is the associated data of an event's ciphertext: it binds the
+// ciphertext to the event and the subject, so that it cannot be copied to
+// another event.
+func sealAAD(id uuid.UUID, subject string) []byte {
+	aad := make([]byte, 0, 20+16+len(subject))
+	aad = append(aad, "eventbus:sealed:v1\x00"...)
+	aad = append(aad, id[:]...)
+	return append(aad, subject...)
+}
+
+// sealData returns data with the fields of p replaced by null and the
+// sealed member added, encrypted with aead, or marked erased when aead is
+// nil. sealed is false when no field of p holds a value (absent or null):
+// data is then returned as it is.
+func sealData(id uuid.UUID, p event.PersonalData, data []byte, aead cipher.AEAD) (out []byte, sealed bool, err error) {
+	ms, err := members(data)
+	if err != nil {
+		return nil, false, err
+	}
+	wanted := make(map[string]bool, len(p.Fields))
+	for _, f := range p.Fields {
+		wanted[f] = true
+	}
+	plain := []byte{'{'}
+	var fields []string
+	var spans []member
+	for _, m := range ms {
+		if m.key == event.SealedKey {
+			return nil, false, &event.PersonalError{Field: "data." + event.SealedKey, Reason: "is a reserved name; the bus stores encrypted personal fields under it"}
+		}
+		if !wanted[m.key] || string(data[m.start:m.end]) == "null" {
+			continue
+		}
+		wanted[m.key] = false // a duplicate key was refused on the way in; be safe
+		if len(fields) > 0 {
+			plain = append(plain, ',')
+		}
+		plain = append(plain, data[m.keyStart:m.keyEnd]...) // the key as the producer wrote it
+		plain = append(plain, ':')
+		plain = append(plain, data[m.start:m.end]...)
+		fields = append(fields, m.key)
+		spans = append(spans, m)
+	}
+	if len(fields) == 0 {
+		return data, false, nil
+	}
+	plain = append(plain, '}')
+	sm := sealedMember{V: sealedFormat, Subject: p.DataSubject, Fields: fields}
+	if aead == nil {
+		sm.Erased = true
+	} else {
+		nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+		if _, err := rand.Read(nonce); err != nil {
+			return nil, false, fmt.Errorf("erasure: nonce: %w", err)
+		}
+		sm.CT = base64.StdEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, sealAAD(id, p.DataSubject)))
+	}
+	tail, err := json.Marshal(sm)
+	if err != nil {
+		return nil, false, fmt.Errorf("erasure: encode the sealed member: %w", err)
+	}
+	out = make([]byte, 0, len(data)+len(tail)+32)
+	prev := 0
+	for _, m := range spans {
+		out = append(out, data[prev:m.start]...)
+		out = append(out, "null"...)
+		prev = m.end
+	}
+	closing := bytes.LastIndexByte(data, '}')
+	out = append(out, data[prev:closing]...)
+	out = append(out, `,"`+event.SealedKey+`":`...)
+	out = append(out, tail...)
+	out = append(out, data[closing:]...)
+	return out, true, nil
+}
+
+// sealedOf finds the sealed member of stored data. ok is false when data
+// has none: it holds no personal data, and reads as it is.
+func sealedOf(data []byte) (sm sealedMember, ms []member, at int, ok bool, err error) {
+	if !bytes.Contains(data, []byte(`"`+event.SealedKey+`"`)) {
+		return sm, nil, 0, false, nil
+	}
+	ms, err = members(data)
+	if err != nil {
+		return sm, nil, 0, false, err
+	}
+	for i, m := range ms {
+		if m.key != event.SealedKey {
+			continue
+		}
+		if err := json.Unmarshal(data[m.start:m.end], &sm); err != nil {
+			return sm, nil, 0, false, fmt.Errorf("%w: %v", ErrSealed, err)
+		}
+		if sm.V != sealedFormat {
+			return sm, nil, 0, false, fmt.Errorf("%w: format %d, this build reads %d", ErrSealed, sm.V, sealedFormat)
+		}
+		return sm, ms, i, true, nil
+	}
+	return sm, nil, 0, false, nil
+}
+
+// openData returns stored data as readers get it: the sealed member
+// removed, and the personal fields decrypted with aead, or left null when
+// aead is nil (the subject is erased).
+func openData(id uuid.UUID, data []byte, sm sealedMember, ms []member, at int, aead cipher.AEAD) ([]byte, error) {
+	var values map[string]json.RawMessage
+	if aead != nil && !sm.Erased {
+		ct, err := base64.StdEncoding.DecodeString(sm.CT)
+		n := aead.NonceSize()
+		if err != nil || len(ct) < n+aead.Overhead() {
+			return nil, fmt.Errorf("%w: event %s: bad ciphertext", ErrSealed, id)
+		}
+		plain, err := aead.Open(nil, ct[:n], ct[n:], sealAAD(id, sm.Subject))
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %s: %v", ErrSealed, id, err)
+		}
+		pms, err := members(plain)
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %s: %v", ErrSealed, id, err)
+		}
+		values = make(map[string]json.RawMessage, len(pms))
+		for _, m := range pms {
+			values[m.key] = plain[m.start:m.end]
+		}
+	}
+	// The sealed member goes with the comma before it (or, first in its
+	// object, the one after it).
+	cut := ms[at]
+	cutStart, cutEnd := cut.keyStart, cut.end
+	if at > 0 {
+		cutStart = ms[at-1].end
+	} else if at+1 < len(ms) {
+		cutEnd = ms[at+1].keyStart
+	}
+	out := make([]byte, 0, len(data))
+	prev := 0
+	for i, m := range ms {
+		if i == at {
+			out = append(out, data[prev:cutStart]...)
+			prev = cutEnd
+			continue
+		}
+		v, ok := values[m.key]
+		if !ok {
+			continue
+		}
+		out = append(out, data[prev:m.start]...)
+		out = append(out, v...)
+		prev = m.end
+	}
+	return append(out, data[prev:]...), nil
+}

@@ -1,0 +1,69 @@
+package event_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/edupulse/eventbus/event"
+)
+
+type declared struct {
+	Who  string `json:"who"`
+	Note string `json:"note"`
+}
+
+func (declared) EventType() string { return "note.declared" }
+
+func (declared) PersonalData() event.PersonalSpec {
+	return event.PersonalSpec{DataSubject: "who", Fields: []string{"note"}}
+}
+
+func TestPersonalOf(t *testing.T) {
+	reg := event.NewRegistry()
+	if err := event.Register[declared](reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.SetPersonal("course.completed", event.PersonalSpec{DataSubject: "student", Fields: []string{"grade"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []event.PersonalSpec{{}, {DataSubject: "a", Fields: []string{"b", "b"}}, {DataSubject: "a", Fields: []string{"a"}}, {DataSubject: "a", Fields: []string{""}}} {
+		if err := reg.SetPersonal("x.y", bad); err == nil {
+			t.Errorf("SetPersonal(%+v) accepted", bad)
+		}
+	}
+	upper := "0190D1E2-7C4A-7B3E-8F00-1234567890AB"
+	for _, tc := range []struct {
+		name     string
+		d        event.Draft
+		subject  string // "" for no personal data
+		errField string
+	}{
+		{"Go declaration", event.Draft{Type: "note.declared", Data: json.RawMessage(`{"who":"ann","note":"n"}`)}, "ann", ""},
+		{"SetPersonal", event.Draft{Type: "course.completed", Data: json.RawMessage(`{"student":"` + upper + `","grade":"B"}`)}, strings.ToLower(upper), ""},
+		{"no subject, no personal value", event.Draft{Type: "note.declared", Data: json.RawMessage(`{"note":null}`)}, "", ""},
+		{"personal value without its subject", event.Draft{Type: "note.declared", Data: json.RawMessage(`{"note":"n"}`)}, "", "data.who"},
+		{"subject not a string", event.Draft{Type: "note.declared", Data: json.RawMessage(`{"who":7,"note":"n"}`)}, "", "data.who"},
+		{"subject too long", event.Draft{Type: "note.declared", Data: json.RawMessage(`{"who":"` + strings.Repeat("x", 256) + `","note":"n"}`)}, "", "data.who"},
+		{"per event", event.Draft{Type: "other", Data: json.RawMessage(`{"a":1}`), Personal: &event.PersonalData{DataSubject: "s", Fields: []string{"a"}}}, "s", ""},
+		{"per event on a declared type", event.Draft{Type: "note.declared", Data: json.RawMessage(`{"who":"a","note":"n"}`), Personal: &event.PersonalData{DataSubject: "s", Fields: []string{"note"}}}, "", "personal"},
+		{"per event, unknown field", event.Draft{Type: "other", Data: json.RawMessage(`{"a":1}`), Personal: &event.PersonalData{DataSubject: "s", Fields: []string{"a", "b"}}}, "", "personal.fields[1]"},
+		{"per event, reserved field", event.Draft{Type: "other", Data: json.RawMessage(`{"eventbus:sealed":1}`), Personal: &event.PersonalData{DataSubject: "s", Fields: []string{event.SealedKey}}}, "", "personal.fields[0]"},
+		{"per event, control character", event.Draft{Type: "other", Data: json.RawMessage(`{"a":1}`), Personal: &event.PersonalData{DataSubject: "s\n", Fields: []string{"a"}}}, "", "personal.data_subject"},
+		{"undeclared", event.Draft{Type: "other", Data: json.RawMessage(`{"a":1}`)}, "", ""},
+	} {
+		p, ok, err := reg.PersonalOf(&tc.d, 3)
+		var pe *event.PersonalError
+		switch {
+		case tc.errField != "":
+			if !errors.As(err, &pe) || pe.Field != tc.errField || pe.Index != 3 || !errors.Is(err, event.ErrInvalid) {
+				t.Errorf("%s: %v, want a PersonalError at %s of event 3", tc.name, err, tc.errField)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case ok != (tc.subject != "") || p.DataSubject != tc.subject:
+			t.Errorf("%s: %+v %v, want subject %q", tc.name, p, ok, tc.subject)
+		}
+	}
+}
