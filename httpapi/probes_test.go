@@ -53,6 +53,12 @@ func TestProbes(t *testing.T) {
 		strings.Contains(rec.Body.String(), "broker down") {
 		t.Errorf("GET /readyz with the broker failing = %d %s; want 503 naming the check, not its error", rec.Code, rec.Body)
 	}
+	// A server of them stops like the API's.
+	srv := httpapi.NewServer("127.0.0.1:0", h)
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	httpapi.StopStreams(h)
 	if _, err := httpapi.Probes(httpapi.ProbesConfig{Ready: []httpapi.Check{{Name: "x"}}}); err == nil {
 		t.Error("a readiness check without a func was accepted")
 	}

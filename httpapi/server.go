@@ -33,7 +33,7 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 	}
-	if a, ok := h.(*api); ok {
+	if a, ok := h.(*api); ok && a.hub != nil { // Probes have no streams
 		srv.RegisterOnShutdown(a.hub.stop)
 	}
 	return srv
@@ -44,7 +44,7 @@ func NewServer(addr string, h http.Handler) *http.Server {
 // refused with 503. NewServer's servers do it on Shutdown; call it before
 // the Shutdown of a server of your own (httptest's, say).
 func StopStreams(h http.Handler) {
-	if a, ok := h.(*api); ok {
+	if a, ok := h.(*api); ok && a.hub != nil {
 		a.hub.stop()
 	}
 }

@@ -309,8 +309,18 @@ func (r *Relay) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.cfg.StandbyPoll)
 	defer tick.Stop()
 	failures := 0
+	// The count the relay ran with, to say so when this process changes it.
+	before := 0
+	if st, err := r.store.RelayState(ctx, r.cfg.Name); err == nil {
+		before = st.Partitions
+	}
 	for ctx.Err() == nil {
 		err := r.balance(ctx)
+		if err == nil && before != 0 && before != r.cfg.Partitions {
+			r.log.Warn("relay partition count changed: every new partition starts from the lowest checkpoint of the old ones, "+
+				"so events published after it by some old partitions are published again", "from", before, "to", r.cfg.Partitions)
+			before = 0
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil

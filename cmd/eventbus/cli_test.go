@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/internal/testenv"
 )
 
@@ -401,6 +403,45 @@ func TestStatusOfAnUnknownRelay(t *testing.T) {
 	}
 	if r := runCLI(t, dir, nil, "status"); r.code != 0 || !strings.Contains(r.stdout, "(healthy)") {
 		t.Errorf("status of the running relay: %v", r)
+	}
+	if code := serve.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("serve exited %d", code)
+	}
+}
+
+// TestServeRefusesAnotherPartitionCount: a relay process configured with
+// another EVENTBUS_RELAY_PARTITIONS than the running ones exits 1 naming
+// both counts; status shows each partition and the process holding it.
+func TestServeRefusesAnotherPartitionCount(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	serve := start(t, eventbusBin, dir, []string{"EVENTBUS_RELAY_PARTITIONS=4"}, "serve", "--http-addr", "127.0.0.1:0")
+	serve.waitLog(func(l map[string]any) bool { return l["msg"] == "relay is the leader" }, "the relay to lead")
+	r := runCLI(t, dir, []string{"EVENTBUS_RELAY_PARTITIONS=2"}, "serve", "--relay-only", "--http-addr", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "runs with 4 partitions") || !strings.Contains(r.stderr, "configured with 2") {
+		t.Errorf("serve --relay-only with 2 partitions beside one with 4: want exit 1 naming both counts; %v", r)
+	}
+	var st wire.Status
+	settled := func() bool {
+		r = runCLI(t, dir, nil, "status", "--json")
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+			return false
+		}
+		held := 0
+		for _, p := range st.Partitions {
+			if p.Leader != "" {
+				held++
+			}
+		}
+		return st.PartitionCount == 4 && held == 4 && len(st.Processes) == 1 && st.Processes[0].Partitions == 4
+	}
+	for deadline := time.Now().Add(30 * time.Second); !settled(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed 4 partitions held by the one process: %v", r)
+		}
+	}
+	if r := runCLI(t, dir, nil, "status"); r.code != 0 || !strings.Contains(r.stdout, "4 partitions, 1 processes") || !strings.Contains(r.stdout, "partition 3") {
+		t.Errorf("status: want the 4 partitions and the process; %v", r)
 	}
 	if code := serve.stop(syscall.SIGTERM); code != 0 {
 		t.Errorf("serve exited %d", code)

@@ -231,7 +231,8 @@ func (h *harness) serviceEnv(pgProxy, amqpProxy, app, httpAddr string) []string 
 		"EVENTBUS_AMQP_URL="+h.amqpURL(amqpProxy),
 		"EVENTBUS_EXCHANGE="+h.exchange,
 		"EVENTBUS_HTTP_ADDR="+httpAddr,
-		"EVENTBUS_API_TOKENS=chaos:"+apiSecret+":publish+read")
+		"EVENTBUS_API_TOKENS=chaos:"+apiSecret+":publish+read",
+		"EVENTBUS_RELAY_PARTITIONS="+strconv.Itoa(*flagPartitions))
 }
 
 // serveURL is the base URL of serve's running incarnation.

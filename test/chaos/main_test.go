@@ -21,6 +21,7 @@ var (
 		"how long TestChaos injects faults (default 2m when CI or "+testenv.RequireServicesEnv+"=1 is set, 20s otherwise, 10s with -short)")
 	flagChaosSeed    = flag.Int64("chaos.seed", 0, "seed of TestChaos's schedule of faults (default: a fresh one, printed)")
 	flagChaosRate    = flag.Int("chaos.rate", 300, "events per second TestChaos's producers aim at")
+	flagPartitions   = flag.Int("chaos.partitions", 1, "EVENTBUS_RELAY_PARTITIONS of serve and the second relay: with more than 1 they share the partitions")
 	flagSoakDuration = flag.Duration("soak.duration", 0, "run TestSoak this long (default 0: skipped)")
 	flagSoakRate     = flag.Int("soak.rate", 2000, "events per second during TestSoak")
 	flagSoakSample   = flag.Duration("soak.sample", 0, "time between TestSoak's samples (default: a 30th of the duration, within 2s to 30s)")

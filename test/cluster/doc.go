@@ -16,6 +16,12 @@
 //     down and the standby promoted mid-stream.
 //   - TestPostgresFailoverSynchronous: the same with a synchronous standby,
 //     and the primary crashed instead.
+//   - TestPartitionedRelays: the relay as two `serve --relay-only`
+//     processes sharing 4 partitions (EVENTBUS_RELAY_PARTITIONS=4) on the
+//     shared servers; one is SIGKILLed mid-stream, the other must hold all
+//     four partitions within 10 s, then a third joins and must get its
+//     share within 10 s. BenchmarkPartitionedRelays measures 1, 2 and 4
+//     relay processes over 4 partitions (BENCHMARKS.md).
 //
 // Each checks that every acknowledged event, and every stored one, reaches
 // the observer, that no stream's first deliveries come out of order, and
