@@ -177,8 +177,6 @@ func where(f store.Filter, types []string) (string, []any, error) {
 
 // Probes of a time window's bounds (migration 00005).
 const (
-	// hourMicros is the width of a key of event_store_hour_idx.
-	hourMicros = 3600000000
 	// maxProbes bounds the probes of a window (one an hour): a wider one
 	// is read without bounds, right but slower.
 	maxProbes = 8760
