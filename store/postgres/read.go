@@ -385,11 +385,23 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 		return store.Page{}, fmt.Errorf("postgres: read events: %w", err)
 	}
 	sql, args := readSQL(f, false)
-	events, err := s.collect(ctx, "read events", sql, append([]any{readMode}, args...)...)
+	if filtered(f) {
+		args = append([]any{readMode}, args...)
+	}
+	events, err := s.collect(ctx, "read events", sql, args...)
 	if err != nil {
 		return store.Page{}, err
 	}
 	return store.PageAfter(f.After, events), nil
+}
+
+// filtered reports whether f has a filter besides its cursor. A read
+// without one (the relay's, tail's, the live stream's) has one plan
+// whatever its arguments, a walk of event_store_commit_order_idx, so it
+// keeps pgx's prepared statement and skips planning.
+func filtered(f store.Filter) bool {
+	return len(f.Types) > 0 || f.CorrelationID != uuid.Nil || f.Subject != "" || !f.Since.IsZero() ||
+		!f.Until.IsZero() || f.FromPosition > 0 || f.ToPosition > 0
 }
 
 // Count counts the events Read would return with f.

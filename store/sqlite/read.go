@@ -136,6 +136,30 @@ func where(f store.Filter, types []string) (string, []any, error) {
 		q.WriteString(` AND subject = ? AND stream_version >= coalesce(
 			(SELECT stream_version + 1 FROM event_store WHERE id = ? AND subject = ?), 1)`)
 		args = append(args, f.Subject, from, f.Subject)
+		if !f.Since.IsZero() || !f.Until.IsZero() {
+			// The stream's versions inside the window's positions, found by
+			// binary search of the stream index (versions have no gaps, and
+			// follow positions): the walk starts at the window instead of
+			// the stream's beginning.
+			lo, hi, bargs := windowBounds(f)
+			loArgs, hiArgs := bargs[:strings.Count(lo, "?")], bargs[strings.Count(lo, "?"):]
+			firstVersion := func(test string, testArgs []any) (string, []any) {
+				probe := "(SELECT " + test + " FROM event_store WHERE subject = ? AND stream_version = (l + h) / 2)"
+				var a []any
+				a = append(a, f.Subject)
+				for range 2 {
+					a = append(append(a, testArgs...), f.Subject)
+				}
+				return "(WITH RECURSIVE bs(l, h) AS (SELECT 1, coalesce((SELECT max(stream_version) FROM event_store WHERE subject = ?), 0) + 1" +
+					" UNION ALL SELECT CASE WHEN " + probe + " THEN l ELSE (l + h) / 2 + 1 END," +
+					" CASE WHEN " + probe + " THEN (l + h) / 2 ELSE h END FROM bs WHERE l < h)" +
+					" SELECT min(l) FROM bs WHERE l >= h)", a
+			}
+			first, firstArgs := firstVersion("id >= ("+lo+")", loArgs)
+			last, lastArgs := firstVersion("id > ("+hi+")", hiArgs)
+			q.WriteString(" AND stream_version >= " + first + " AND stream_version < " + last)
+			args = append(append(args, firstArgs...), lastArgs...)
+		}
 	}
 	// occurred_at is tested with a unary +, which keeps SQLite from
 	// reading the window through event_store_occurred_at_idx and sorting
@@ -153,8 +177,6 @@ func where(f store.Filter, types []string) (string, []any, error) {
 
 // Probes of a time window's bounds (migration 00005).
 const (
-	// hourMicros is the width of a key of event_store_hour_idx.
-	hourMicros = 3600000000
 	// maxProbes bounds the probes of a window (one an hour): a wider one
 	// is read without bounds, right but slower.
 	maxProbes = 8760

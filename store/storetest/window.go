@@ -117,7 +117,7 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 	}
 	randPos := func() int64 { return minPos - 2 + rng.Int63n(maxPos-minPos+5) }
 
-	for i := 0; i < 60; i++ {
+	for i := 0; i < 200; i++ {
 		var f store.Filter
 		if rng.Intn(4) > 0 {
 			f.Since = randTime()

@@ -19,12 +19,17 @@
 -- theirs, so the planner cannot pick them, instead of
 -- event_store_commit_order_idx, for the walk between the bounds.
 
+-- On a large store, build the two indexes by hand first, with CREATE INDEX
+-- CONCURRENTLY and the same definitions: this migration then finds them
+-- (IF NOT EXISTS) and does nothing. Built here, they hold back writes, and
+-- commit-order readers of every database of the server, while they build.
+
 -- +goose Up
-CREATE INDEX event_store_hour_idx ON event_store
+CREATE INDEX IF NOT EXISTS event_store_hour_idx ON event_store
     ((date_trunc('hour', occurred_at AT TIME ZONE 'UTC')), (commit_order::text::numeric)) INCLUDE (occurred_at, commit_order);
-CREATE INDEX event_store_position_block_idx ON event_store
+CREATE INDEX IF NOT EXISTS event_store_position_block_idx ON event_store
     ((id / 4096), (commit_order::text::numeric)) INCLUDE (id, commit_order);
 
 -- +goose Down
-DROP INDEX event_store_position_block_idx;
-DROP INDEX event_store_hour_idx;
+DROP INDEX IF EXISTS event_store_position_block_idx;
+DROP INDEX IF EXISTS event_store_hour_idx;

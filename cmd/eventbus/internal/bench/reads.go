@@ -399,6 +399,9 @@ type readCase struct {
 	run        func(ctx context.Context, k int) (int, error)
 	filter     func(ctx context.Context, k int) (store.Filter, bool, error)
 	sql        func(ctx context.Context, k int) (string, []any, error)
+	// prepare, when set, finds what the read needs before the clock
+	// starts, and returns the read.
+	prepare func(ctx context.Context, k int) (func(context.Context) (int, error), error)
 }
 
 func (s *readSet) cases() []readCase {
@@ -532,15 +535,14 @@ func (s *readSet) cases() []readCase {
 			return postgres.StreamSQL, []any{s.longStream, max(1, s.longLen/2+int64(k)), 100}, nil
 		}})
 	cases = append(cases, readCase{name: "get", what: "GET /v1/events/{id} of an event in the middle",
-		run: func(ctx context.Context, k int) (int, error) {
+		prepare: func(ctx context.Context, k int) (func(context.Context) (int, error), error) {
 			_, e, err := s.cursorAt(ctx, point(k))
-			if err != nil {
-				return 0, err
-			}
-			if _, err := s.st.Get(ctx, e.ID); err != nil {
-				return 0, err
-			}
-			return 1, nil
+			return func(ctx context.Context) (int, error) {
+				if _, err := s.st.Get(ctx, e.ID); err != nil {
+					return 0, err
+				}
+				return 1, nil
+			}, err
 		}})
 	return cases
 }
@@ -556,6 +558,13 @@ func (s *readSet) measure(ctx context.Context, reps int) ([]measured, error) {
 			// Arguments found before the clock starts: a cursor or an
 			// event looked up for the read is not part of it.
 			run := c.run
+			if c.prepare != nil {
+				read, err := c.prepare(ctx, max(k, 0))
+				if err != nil {
+					return nil, fmt.Errorf("bench: reads: %s: %w", c.name, err)
+				}
+				run = func(ctx context.Context, _ int) (int, error) { return read(ctx) }
+			}
 			if c.filter != nil {
 				f, count, err := c.filter(ctx, max(k, 0))
 				if err != nil {
