@@ -141,6 +141,7 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 		e.cleanupShards(shards)
 		rec := newOrderRecorder(processes)
 		stops := make([]func(), processes)
+		consumers := make([]*consume.Consumer, processes)
 		var down faults
 		for p := range processes {
 			b := k.connectAgain(t, e.b)
@@ -156,6 +157,7 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 			c := newConsumer(t, b, cfg, consume.On(func(ctx context.Context, env event.Envelope, _ edupulse.QuizSubmitted) error {
 				return rec.handle(ctx, p, env)
 			}))
+			consumers[p] = c
 			stops[p] = e.start(c)
 		}
 
@@ -199,6 +201,10 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 		})
 		before, _, _ := rec.snapshot()
 		t.Logf("%s: handled per process before the death: %v", k.name, before)
+		for p, c := range consumers {
+			st := c.Stats()
+			t.Logf("%s: process %d: %d shards active at its last round, %d handed on", k.name, p, st.ShardsActive, st.ShardsHandedOn)
+		}
 
 		// Process 0 dies in the middle of the streams.
 		rec.kill(0)
