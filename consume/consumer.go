@@ -472,17 +472,18 @@ func (l *queueLoop) run(ctx context.Context, subscribed func()) {
 		l.active.Store(sess)
 		started := time.Now()
 		err = c.dispatch(ctx, s, sess, l.w, l.yield)
+		for errors.Is(err, errYielded) && !l.drain(ctx, sess) && ctx.Err() == nil {
+			// A handler of this shard has not returned: handing the shard
+			// on now would let the next process handle the stream's later
+			// events meanwhile. Keep it.
+			c.log.Warn("consume: a handler of this shard is still running; keeping the shard", "queue", l.queue)
+			err = c.dispatch(ctx, s, sess, l.w, l.yield)
+		}
 		if ctx.Err() != nil {
 			break // keep the subscription: handlers in flight still ack on it
 		}
 		l.active.Store(nil)
 		yielded := errors.Is(err, errYielded)
-		if yielded {
-			// Let the jobs taken finish before the next process gets the
-			// rest: it must not handle a later event of a stream while
-			// this one still handles an earlier one.
-			l.drain(ctx, sess)
-		}
 		sess.ended.Store(true)
 		closeWithin(s, c.cfg.ShutdownTimeout)
 		l.sub, l.sess = nil, nil
@@ -504,12 +505,15 @@ func (l *queueLoop) run(ctx context.Context, subscribed func()) {
 }
 
 // drain waits until the jobs of sess that the workers took are processed,
-// for at most the shutdown timeout.
-func (l *queueLoop) drain(ctx context.Context, sess *session) {
+// before a shard is handed on: the next process must not handle a later
+// event of a stream while this one still handles an earlier one. It waits
+// at most the shutdown timeout, and reports whether the jobs finished.
+func (l *queueLoop) drain(ctx context.Context, sess *session) bool {
 	deadline := time.Now().Add(l.c.cfg.ShutdownTimeout)
 	for sess.pending.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		backoff.Sleep(ctx, 5*time.Millisecond)
 	}
+	return sess.pending.Load() == 0
 }
 
 // closeWithin closes s, waiting at most timeout: a broker that stops
