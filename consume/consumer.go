@@ -413,6 +413,10 @@ func (c *Consumer) subscribe(ctx context.Context, queue string, attempts int) (b
 	}
 	host, _ := os.Hostname()
 	tag := fmt.Sprintf("eventbus-consume.%s.%s.%d.%d", queue, host, os.Getpid(), consumerTags.Add(1))
+	if len(tag) > broker.MaxShortString {
+		// A shard's queue name and a long host name: keep the unique end.
+		tag = tag[len(tag)-broker.MaxShortString:]
+	}
 	sub, err := c.b.Consume(ctx, queue, broker.ConsumeOptions{Prefetch: c.cfg.Prefetch, Tag: tag})
 	if err != nil {
 		return nil, fmt.Errorf("consume: subscribe to %s: %w", queue, err)
