@@ -1,7 +1,10 @@
 // Package broker defines what the bus needs from a message broker: a durable
 // topic exchange, durable queues bound to it, publisher confirms, consumers
 // with acknowledgements, and dead-lettering with a per-queue time to live,
-// which is how delayed retries work.
+// which is how delayed retries work; and for consumer groups that scale
+// over processes in order, bindings narrowed to the buckets streams hash
+// into (bucket.go), single active consumer, and dead-lettering through an
+// exchange.
 //
 // Two implementations exist: broker/rabbitmq (production) and broker/memory
 // (the in-process broker of the embedded default). Both pass the conformance

@@ -53,7 +53,7 @@ func (c *Consumer) balance(ctx context.Context, loops []*queueLoop) (member brok
 			continue
 		case <-t.C:
 		}
-		if member != nil && c.balanceOnce(ctx, loops) {
+		if c.balanceOnce(ctx, loops, member != nil) {
 			// Let the shard settle with its new holder before looking again.
 			t.Reset(2 * balanceDelay())
 		} else {
@@ -80,13 +80,7 @@ func balanceDelay() time.Duration {
 
 // balanceOnce hands one shard on if this process holds more than its
 // share; it reports whether it did.
-func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop) bool {
-	info, err := c.b.InspectQueue(ctx, MembersQueue(c.cfg.Group))
-	if err != nil || info.Consumers < 2 {
-		return false
-	}
-	processes := info.Consumers
-	share := (len(loops) + processes - 1) / processes
+func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop, member bool) bool {
 	recent := time.Now().Add(-2 * balanceEvery).UnixNano()
 	var active []*queueLoop
 	for _, l := range loops {
@@ -94,6 +88,17 @@ func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop) bool {
 			active = append(active, l)
 		}
 	}
+	c.stats.shardsActive.Store(int64(len(active)))
+	c.metrics.shardsActive.Set(float64(len(active)))
+	if !member {
+		return false // it cannot count the others
+	}
+	info, err := c.b.InspectQueue(ctx, MembersQueue(c.cfg.Group))
+	if err != nil || info.Consumers < 2 {
+		return false
+	}
+	processes := info.Consumers
+	share := (len(loops) + processes - 1) / processes
 	if len(active) <= share {
 		return false
 	}
@@ -108,6 +113,8 @@ func (c *Consumer) balanceOnce(ctx context.Context, loops []*queueLoop) bool {
 		default:
 		}
 	}
+	c.stats.shardsHandedOn.Add(int64(yielded))
+	c.metrics.shardsHandedOn.Add(float64(yielded))
 	if yielded > 0 {
 		c.log.Info("consume: holding more shards than a fair share; handing the surplus on",
 			"handed_on", yielded, "active_shards", len(active), "processes", processes, "share", share)

@@ -413,6 +413,10 @@ func (c *Consumer) subscribe(ctx context.Context, queue string, attempts int) (b
 	}
 	host, _ := os.Hostname()
 	tag := fmt.Sprintf("eventbus-consume.%s.%s.%d.%d", queue, host, os.Getpid(), consumerTags.Add(1))
+	if len(tag) > broker.MaxShortString {
+		// A shard's queue name and a long host name: keep the unique end.
+		tag = tag[len(tag)-broker.MaxShortString:]
+	}
 	sub, err := c.b.Consume(ctx, queue, broker.ConsumeOptions{Prefetch: c.cfg.Prefetch, Tag: tag})
 	if err != nil {
 		return nil, fmt.Errorf("consume: subscribe to %s: %w", queue, err)
@@ -472,17 +476,18 @@ func (l *queueLoop) run(ctx context.Context, subscribed func()) {
 		l.active.Store(sess)
 		started := time.Now()
 		err = c.dispatch(ctx, s, sess, l.w, l.yield)
+		for errors.Is(err, errYielded) && !l.drain(ctx, sess) && ctx.Err() == nil {
+			// A handler of this shard has not returned: handing the shard
+			// on now would let the next process handle the stream's later
+			// events meanwhile. Keep it.
+			c.log.Warn("consume: a handler of this shard is still running; keeping the shard", "queue", l.queue)
+			err = c.dispatch(ctx, s, sess, l.w, l.yield)
+		}
 		if ctx.Err() != nil {
 			break // keep the subscription: handlers in flight still ack on it
 		}
 		l.active.Store(nil)
 		yielded := errors.Is(err, errYielded)
-		if yielded {
-			// Let the jobs taken finish before the next process gets the
-			// rest: it must not handle a later event of a stream while
-			// this one still handles an earlier one.
-			l.drain(ctx, sess)
-		}
 		sess.ended.Store(true)
 		closeWithin(s, c.cfg.ShutdownTimeout)
 		l.sub, l.sess = nil, nil
@@ -504,12 +509,15 @@ func (l *queueLoop) run(ctx context.Context, subscribed func()) {
 }
 
 // drain waits until the jobs of sess that the workers took are processed,
-// for at most the shutdown timeout.
-func (l *queueLoop) drain(ctx context.Context, sess *session) {
+// before a shard is handed on: the next process must not handle a later
+// event of a stream while this one still handles an earlier one. It waits
+// at most the shutdown timeout, and reports whether the jobs finished.
+func (l *queueLoop) drain(ctx context.Context, sess *session) bool {
 	deadline := time.Now().Add(l.c.cfg.ShutdownTimeout)
 	for sess.pending.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		backoff.Sleep(ctx, 5*time.Millisecond)
 	}
+	return sess.pending.Load() == 0
 }
 
 // closeWithin closes s, waiting at most timeout: a broker that stops

@@ -79,14 +79,18 @@ func DeadLetters(ctx context.Context, b broker.Broker, group string, limit int) 
 // Requeue fails with an error wrapping ErrUnroutable and the message stays
 // in the dead-letter queue.
 //
-// A sharded group (Config.Shards) has no queue of the group's name: Requeue
-// then sends the messages through the group's shard exchange, which puts
-// each in its stream's shard.
+// A sharded group (Config.Shards) has no queue of the group's name: when
+// its members queue exists, Requeue sends the messages through the group's
+// shard exchange, which puts each in its stream's shard.
 func Requeue(ctx context.Context, b broker.Broker, group string, selector func(DeadLetter) bool) (int, error) {
 	dlq := DeadLetterQueue(group)
 	exchange, target := broker.NamelessExchange, group
 	if _, err := b.InspectQueue(ctx, group); errors.Is(err, broker.ErrNotFound) {
-		exchange, target = ShardExchange(group), ShardExchange(group)
+		// A sharded group has its members queue; a group with neither
+		// fails below, as a missing queue.
+		if _, err := b.InspectQueue(ctx, MembersQueue(group)); err == nil {
+			exchange, target = ShardExchange(group), ShardExchange(group)
+		}
 	}
 	br, err := b.Browse(ctx, dlq)
 	if err != nil {
@@ -117,9 +121,6 @@ func Requeue(ctx context.Context, b broker.Broker, group string, selector func(D
 		}
 		if err := pub.publishVia(ctx, exchange, target, requeuedCopy(d.Message)); err != nil {
 			left++
-			if exchange != broker.NamelessExchange && !errors.Is(err, ErrUnroutable) {
-				err = fmt.Errorf("%w: the group has no queue %s, and its shard exchange did not take the copy (is the group declared?): %w", ErrUnroutable, group, err)
-			}
 			return moved, fmt.Errorf("consume: requeue message %q to %s: %w", d.MessageID, target, err)
 		}
 		if err := d.Ack(); err != nil {

@@ -25,12 +25,19 @@ type Stats struct {
 	// consumer went on without them. Each is a goroutine that may still
 	// run: a handler that ignores its context.
 	Abandoned int64
+	// ShardsActive is, for a group with shards, how many of them this
+	// process was active on (they delivered to it lately) at its last
+	// balancing round; ShardsHandedOn counts the shards it handed on to
+	// another process of the group.
+	ShardsActive, ShardsHandedOn int64
 }
 
 type counters struct {
 	handled, duplicates, unrouted, failed, retried, deadLettered, resubscribes, inFlight atomic.Int64
 
 	abandoned atomic.Int64
+
+	shardsActive, shardsHandedOn atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -38,6 +45,7 @@ func (c *counters) snapshot() Stats {
 		Handled: c.handled.Load(), Duplicates: c.duplicates.Load(), Unrouted: c.unrouted.Load(),
 		Failed: c.failed.Load(), Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(),
 		Resubscribes: c.resubscribes.Load(), InFlight: c.inFlight.Load(), Abandoned: c.abandoned.Load(),
+		ShardsActive: c.shardsActive.Load(), ShardsHandedOn: c.shardsHandedOn.Load(),
 	}
 }
 
@@ -56,6 +64,8 @@ type metrics struct {
 	deadLettered                                                 *prometheus.CounterVec
 	duration                                                     prometheus.Observer
 	inFlight                                                     prometheus.Gauge
+	shardsActive                                                 prometheus.Gauge
+	shardsHandedOn                                               prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
@@ -83,6 +93,11 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 		Namespace: "eventbus", Subsystem: "consumer", Name: "in_flight",
 		Help: "Handler calls running now.",
 	}, []string{"group"})
+	shardsActive := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "eventbus", Subsystem: "consumer", Name: "shards_active",
+		Help: "Shards of the group this process was active on at its last balancing round (groups with shards).",
+	}, []string{"group"})
+	shardsHandedOn := counter("shards_handed_on_total", "Shards this process handed on to another process of the group, holding more than its share.")
 
 	if reg != nil {
 		// Consumers of several groups in one process share the series.
@@ -96,6 +111,8 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 			func() error { return promshare.Register(reg, &deadLettered) },
 			func() error { return promshare.Register(reg, &duration) },
 			func() error { return promshare.Register(reg, &inFlight) },
+			func() error { return promshare.Register(reg, &shardsActive) },
+			func() error { return promshare.Register(reg, &shardsHandedOn) },
 		} {
 			if err := register(); err != nil {
 				return nil, fmt.Errorf("consume: register metrics: %w", err)
@@ -103,14 +120,16 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 		}
 	}
 	return &metrics{
-		handled:      handled.WithLabelValues(group),
-		duplicates:   duplicates.WithLabelValues(group),
-		unrouted:     unrouted.WithLabelValues(group),
-		failed:       failed.WithLabelValues(group),
-		retried:      retried.WithLabelValues(group),
-		resubscribes: resubscribes.WithLabelValues(group),
-		deadLettered: deadLettered.MustCurryWith(prometheus.Labels{"group": group}),
-		duration:     duration.WithLabelValues(group),
-		inFlight:     inFlight.WithLabelValues(group),
+		handled:        handled.WithLabelValues(group),
+		duplicates:     duplicates.WithLabelValues(group),
+		unrouted:       unrouted.WithLabelValues(group),
+		failed:         failed.WithLabelValues(group),
+		retried:        retried.WithLabelValues(group),
+		resubscribes:   resubscribes.WithLabelValues(group),
+		deadLettered:   deadLettered.MustCurryWith(prometheus.Labels{"group": group}),
+		duration:       duration.WithLabelValues(group),
+		inFlight:       inFlight.WithLabelValues(group),
+		shardsActive:   shardsActive.WithLabelValues(group),
+		shardsHandedOn: shardsHandedOn.WithLabelValues(group),
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,6 +142,7 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 		e.cleanupShards(shards)
 		rec := newOrderRecorder(processes)
 		stops := make([]func(), processes)
+		consumers := make([]*consume.Consumer, processes)
 		var down faults
 		for p := range processes {
 			b := k.connectAgain(t, e.b)
@@ -156,6 +158,7 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 			c := newConsumer(t, b, cfg, consume.On(func(ctx context.Context, env event.Envelope, _ edupulse.QuizSubmitted) error {
 				return rec.handle(ctx, p, env)
 			}))
+			consumers[p] = c
 			stops[p] = e.start(c)
 		}
 
@@ -199,6 +202,10 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 		})
 		before, _, _ := rec.snapshot()
 		t.Logf("%s: handled per process before the death: %v", k.name, before)
+		for p, c := range consumers {
+			st := c.Stats()
+			t.Logf("%s: process %d: %d shards active at its last round, %d handed on", k.name, p, st.ShardsActive, st.ShardsHandedOn)
+		}
 
 		// Process 0 dies in the middle of the streams.
 		rec.kill(0)
@@ -314,5 +321,40 @@ func TestShardedGroupRetriesAndRequeues(t *testing.T) {
 			defer mu.Unlock()
 			return handled["poison"]
 		})
+	})
+}
+
+// TestShardedGroupWithTheLongestName: a group name of the most bytes
+// allowed still makes valid shard queues, bindings and consumer tags.
+func TestShardedGroupWithTheLongestName(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, k brokerKind) {
+		e := newEnv(t, k)
+		e.group = e.group + strings.Repeat("g", 200-len(e.group))
+		const shards = 64
+		e.cleanupShards(shards)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for _, q := range []string{consume.DeadLetterQueue(e.group), consume.RetryQueue(e.group, 1)} {
+				_ = e.b.DeleteQueue(ctx, q)
+			}
+		})
+		handled := make(chan string, 1)
+		cfg := e.config()
+		cfg.Shards = shards
+		cfg.MaxAttempts = 2
+		e.start(newConsumer(t, e.b, cfg, consume.On(func(_ context.Context, env event.Envelope, _ edupulse.QuizSubmitted) error {
+			handled <- env.Subject
+			return nil
+		})))
+		e.publish(quizEvent("long", 1, 1))
+		select {
+		case s := <-handled:
+			if s != "long" {
+				t.Fatalf("handled %q", s)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the event was not handled within 30 s")
+		}
 	})
 }

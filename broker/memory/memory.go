@@ -5,8 +5,10 @@
 // It has topic exchanges with AMQP matching ('*' one word, '#' zero or
 // more), the default exchange, FIFO queues, prefetch, acks, nacks with and
 // without requeue, dead-letter queues, per-queue time to live (delayed
-// retries), confirms, mandatory returns, browsing and competing consumers
-// served round-robin.
+// retries), confirms, mandatory returns, browsing, competing consumers
+// served round-robin, single active consumer, dead-lettering through an
+// exchange, and bindings narrowed to buckets (broker.HeaderBucket), which
+// it matches on the header itself.
 //
 // It keeps messages in memory only: they are lost when the process ends.
 // That is by design: the event store is the record. The relay publishes
