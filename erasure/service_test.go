@@ -783,3 +783,69 @@ func TestErasureByAnotherProcessIsSeenAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestSubjectKeysOnBothStores: the stores' key table keeps the first key
+// of a subject, keeps a tombstone after an erasure (no key is created for
+// the subject again), and refuses to rewrap a key that changed.
+func TestSubjectKeysOnBothStores(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			svc := open(t, b.cfg(t), true)
+			ctx := testenv.Context(t, time.Minute)
+			var keys store.SubjectKeys
+			if pg, ok := svc.Postgres(); ok {
+				keys = pg
+			} else {
+				keys, _ = svc.SQLite()
+			}
+			first := store.SubjectKey{Subject: "s1", KEK: "kek-a", Wrapped: []byte("first")}
+			got, err := keys.PutSubjectKeys(ctx, []store.SubjectKey{first})
+			if err != nil || string(got["s1"].Wrapped) != "first" || got["s1"].Erased() {
+				t.Fatalf("put: %+v %v", got, err)
+			}
+			got, err = keys.PutSubjectKeys(ctx, []store.SubjectKey{{Subject: "s1", KEK: "kek-a", Wrapped: []byte("second")}, {Subject: "s2", KEK: "kek-a", Wrapped: []byte("other")}})
+			if err != nil || string(got["s1"].Wrapped) != "first" || string(got["s2"].Wrapped) != "other" {
+				t.Fatalf("put again: %+v %v", got, err)
+			}
+			_, epoch0, err := keys.SubjectKeys(ctx, []string{"s1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := erasureDraft("s1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			er, err := keys.EraseSubject(ctx, "s1", rec)
+			if err != nil || er.ErasedAt.IsZero() || er.Recorded.Envelope.ID != rec.ID {
+				t.Fatalf("erase: %+v %v", er, err)
+			}
+			if err := keys.RewrapSubjectKey(ctx, got["s1"], store.SubjectKey{Subject: "s1", KEK: "kek-b", Wrapped: []byte("x")}); !errors.Is(err, store.ErrKeyChanged) {
+				t.Errorf("rewrap an erased key: %v, want ErrKeyChanged", err)
+			}
+			got, err = keys.PutSubjectKeys(ctx, []store.SubjectKey{{Subject: "s1", KEK: "kek-a", Wrapped: []byte("again")}})
+			if err != nil || !got["s1"].Erased() || got["s1"].Wrapped != nil {
+				t.Fatalf("a key for an erased subject: %+v %v; want the tombstone", got, err)
+			}
+			all, epoch1, err := keys.SubjectKeys(ctx, []string{"s1", "s2", "nobody"})
+			if err != nil || len(all) != 2 || epoch1 != epoch0+1 {
+				t.Fatalf("read: %+v epoch %d→%d %v", all, epoch0, epoch1, err)
+			}
+			if err := keys.RewrapSubjectKey(ctx, all["s2"], store.SubjectKey{Subject: "s2", KEK: "kek-b", Wrapped: []byte("rewrapped")}); err != nil {
+				t.Fatal(err)
+			}
+			live, err := keys.ListSubjectKeys(ctx, "", 10)
+			if err != nil || len(live) != 1 || live[0].Subject != "s2" || live[0].KEK != "kek-b" {
+				t.Fatalf("list: %+v %v", live, err)
+			}
+		})
+	}
+}
+
+func erasureDraft(subject string) (event.Draft, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return event.Draft{}, err
+	}
+	return event.Draft{ID: id, Type: event.TypeDataSubjectErased, Source: "test", CorrelationID: id,
+		OccurredAt: time.Now().Truncate(event.TimePrecision), Data: json.RawMessage(`{"data_subject":"` + subject + `"}`)}, nil
+}

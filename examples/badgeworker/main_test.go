@@ -72,6 +72,9 @@ func TestAwardsQuizAceOnPostgresAndRabbitMQ(t *testing.T) {
 		config.EnvDatabaseURL: testenv.PostgresSchema(t),
 		config.EnvAMQPURL:     testenv.AMQPURL(),
 		config.EnvExchange:    exchange,
+		// The master key's file, made on first use, goes here, not
+		// into the source tree.
+		config.EnvDataDir: t.TempDir(),
 	})
 	w := start(t, ctx, cfg, g)
 	t.Cleanup(func() {

@@ -3,7 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -34,23 +34,30 @@ func scanSubjectKey(r scanner) (store.SubjectKey, error) {
 
 // queryer is a connection pool or a transaction.
 type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// getSubjectKeys reads the keys of subjects in one query.
 func getSubjectKeys(ctx context.Context, q queryer, subjects []string) (map[string]store.SubjectKey, error) {
+	list, err := json.Marshal(subjects)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+subjectKeyColumns+` FROM eventbus_subject_keys
+		WHERE data_subject IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
 	out := make(map[string]store.SubjectKey, len(subjects))
-	for _, subject := range subjects {
-		k, err := scanSubjectKey(q.QueryRowContext(ctx,
-			`SELECT `+subjectKeyColumns+` FROM eventbus_subject_keys WHERE data_subject = ?`, subject))
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
+	for rows.Next() {
+		k, err := scanSubjectKey(rows)
 		if err != nil {
 			return nil, err
 		}
-		out[subject] = k
+		out[k.Subject] = k
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // SubjectKeys returns the committed keys of subjects, and the erasure

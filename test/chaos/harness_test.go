@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -232,8 +233,15 @@ func (h *harness) serviceEnv(pgProxy, amqpProxy, app, httpAddr string) []string 
 		"EVENTBUS_EXCHANGE="+h.exchange,
 		"EVENTBUS_HTTP_ADDR="+httpAddr,
 		"EVENTBUS_API_TOKENS=chaos:"+apiSecret+":publish+read",
-		"EVENTBUS_RELAY_PARTITIONS="+strconv.Itoa(*flagPartitions))
+		"EVENTBUS_RELAY_PARTITIONS="+strconv.Itoa(*flagPartitions),
+		// Every process of one database needs the same master key: without
+		// it each would make one in its working directory.
+		"EVENTBUS_MASTER_KEY="+masterKey)
 }
+
+// masterKey is the key-encryption key of every serve process of the run
+// (base64 of 32 bytes).
+var masterKey = base64.StdEncoding.EncodeToString([]byte("chaos-test-master-key-32-bytes!!"))
 
 // serveURL is the base URL of serve's running incarnation.
 func (h *harness) serveURL() string {

@@ -316,7 +316,7 @@ func cleanEnv() []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "EVENTBUS_DATABASE_URL", "EVENTBUS_DATA_DIR", "EVENTBUS_AMQP_URL", "EVENTBUS_EXCHANGE",
-			"EVENTBUS_HTTP_ADDR", "EVENTBUS_API_TOKENS":
+			"EVENTBUS_HTTP_ADDR", "EVENTBUS_API_TOKENS", "EVENTBUS_MASTER_KEY", "EVENTBUS_MASTER_KEY_FILE":
 			continue
 		}
 		env = append(env, kv)

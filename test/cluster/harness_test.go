@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,7 +174,10 @@ func startServe(t testing.TB, ctx context.Context, env []string, args ...string)
 	}
 	cmd := exec.Command(testenv.EventbusBinary(t, raceEnabled), append([]string{"serve", "--migrate", "--log-format", "json", "--log-level", "warn"}, args...)...)
 	cmd.Env = append(cleanEnv(), env...)
-	cmd.Env = append(cmd.Env, "EVENTBUS_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port))
+	cmd.Env = append(cmd.Env, "EVENTBUS_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
+		// Every process of one database needs the same master key: without
+		// it each would make one in its working directory.
+		"EVENTBUS_MASTER_KEY="+base64.StdEncoding.EncodeToString([]byte("cluster-test-master-key-32bytes!")))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.WaitDelay = 5 * time.Second
 	// No serve outlives a test binary that dies.
