@@ -311,11 +311,19 @@ func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bo
 		switch {
 		case checked:
 			// Encoded from a typed payload that checked itself: it
-			// describes itself, registered or not.
+			// describes itself, registered or not. A registered Go type
+			// is its type's latest version.
+			if d.DataSchema == "" {
+				d.DataSchema, _ = b.registry.LatestSchema(d.Type)
+			}
 		case b.registry.Known(d.Type):
-			if err := b.registry.Check(d.Type, d.Data); err != nil {
+			// The version the draft names, or the latest; the store
+			// keeps which.
+			urn, err := b.registry.CheckAs(d.Type, d.DataSchema, d.Data)
+			if err != nil {
 				return fmt.Errorf("event %d: %w", i, err)
 			}
+			d.DataSchema = urn
 		case !b.allowUnknown:
 			return fmt.Errorf("event %d: %w: %q (known: %v)", i, event.ErrUnknownType, d.Type, b.registry.Types())
 		}

@@ -14,6 +14,9 @@ const (
 	HeaderPosition      = "x-eventbus-position"       // global position, decimal string
 	HeaderStreamVersion = "x-eventbus-stream-version" // decimal string
 	HeaderSubject       = "x-eventbus-subject"
+	// HeaderDataSchema is the version of the data the message carries, as
+	// the body's dataschema attribute says it (urn:edupulse:schema:{type}:{version}).
+	HeaderDataSchema = "x-eventbus-dataschema"
 	// HeaderReplay marks a message sent again by replay: its value is the
 	// replay's ID.
 	HeaderReplay = "x-eventbus-replay"
@@ -41,6 +44,9 @@ func EnvelopeMessage(env event.Envelope) (Message, error) {
 	}
 	if env.TraceState != "" {
 		headers[HeaderTraceState] = env.TraceState
+	}
+	if env.DataSchema != "" {
+		headers[HeaderDataSchema] = env.DataSchema
 	}
 	if env.Subject != "" {
 		headers[HeaderSubject] = env.Subject

@@ -49,6 +49,12 @@ type Envelope struct {
 	// producer's span, when there was one.
 	TraceParent string
 	TraceState  string
+	// DataSchema names the version of Data: for a type the registry
+	// knows, urn:edupulse:schema:{type}:{version} (see SchemaURN). Readers
+	// get the latest version unless they ask for the stored one. For a
+	// type this build does not know it is what the producer sent, if
+	// anything.
+	DataSchema string
 	// Position is the global position (event_store.id). It is unique and
 	// increases in insert order, which is not always commit order: order a
 	// stream by StreamVersion, and page the store with its cursors.
@@ -81,7 +87,10 @@ type Draft struct {
 	CausationID     uuid.UUID
 	TraceParent     string
 	TraceState      string
-	Data            json.RawMessage
+	// DataSchema names the version of Data (SchemaURN). Empty: the latest
+	// version of the type, which the bus fills in.
+	DataSchema string
+	Data       json.RawMessage
 }
 
 // Expect returns a pointer to v, for Draft.ExpectedVersion.

@@ -30,6 +30,11 @@ type Config struct {
 	// Exchange is the topic exchange to publish to. Default
 	// "edupulse.events".
 	Exchange string
+	// StoredVersions publishes every event in the version of its type it
+	// was stored in. By default the relay publishes the latest version
+	// (the store's read transforms upcast it; DESIGN "Type versions"); the
+	// dataschema of each message names the version it carries.
+	StoredVersions bool
 	// Holder identifies this relay instance in the lease. Default: host,
 	// process ID and a random suffix.
 	Holder string
@@ -218,6 +223,9 @@ func (r *Relay) Wake() {
 // and starts over. It returns nil after a clean stop, in which it waits for
 // the confirms in flight, saves the checkpoint and releases the lease.
 func (r *Relay) Run(ctx context.Context) error {
+	if r.cfg.StoredVersions {
+		ctx = event.WithStoredVersions(ctx)
+	}
 	r.log.Info("relay starting", "exchange", r.cfg.Exchange)
 	defer r.log.Info("relay stopped")
 	failures := 0

@@ -71,6 +71,11 @@ type Config struct {
 // on them.
 type Service struct {
 	Config config.Config
+	// Store is the event store as every reader of the service reads it
+	// (the relay, replays, the HTTP API, the live stream): the store's
+	// events through the read transforms, so that each event comes in the
+	// latest version of its type unless the reader asks for the stored
+	// one (event.WithStoredVersions).
 	Store  store.Store
 	Broker broker.Broker
 	// Bus records events in the store, in transactions of its own or in a
@@ -79,6 +84,7 @@ type Service struct {
 	Metrics   *prometheus.Registry
 	Logger    *slog.Logger
 	registry  *event.Registry
+	raw       store.Store // the store without the read transforms
 	pg        *postgres.Store
 	lite      *sqlite.Store
 	driver    store.TxStore[Tx]
@@ -118,6 +124,11 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 	if err := s.openStore(ctx, opts); err != nil {
 		return nil, err
 	}
+	// Every reader reads through one chain of transforms. Upcasting works
+	// on the data as written, so it comes after anything that opens the
+	// stored bytes.
+	s.raw = s.Store
+	s.Store = store.Transformed(s.raw, store.Chain(s.registry.Upcast))
 	if !opts.StoreOnly {
 		if err := s.openBroker(ctx); err != nil {
 			return nil, err
@@ -241,10 +252,13 @@ func (s *Service) SQLite() (*sqlite.Store, bool) { return s.lite, s.lite != nil 
 // take a Tx.
 func (s *Service) Inbox() consume.Inbox { return consume.NewInbox(s.driver) }
 
+// Registry returns the event types the service accepts.
+func (s *Service) Registry() *event.Registry { return s.registry }
+
 // SchemaVersion returns the version the store's schema is at, and the
 // newest this build knows.
 func (s *Service) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
-	return s.Store.(store.Migrator).SchemaVersion(ctx)
+	return s.raw.(store.Migrator).SchemaVersion(ctx)
 }
 
 // Relay returns the service's relay.
