@@ -41,6 +41,13 @@ const (
 	EnvRequestTimeout  = "EVENTBUS_REQUEST_TIMEOUT"
 	EnvShutdownTimeout = "EVENTBUS_SHUTDOWN_TIMEOUT"
 
+	// EnvSchemaDir is the directory of JSON Schema files that declare event
+	// types ({type}.v{N}.json), and EnvAllowUnknownTypes lets events of
+	// types neither registered nor declared through (DESIGN "Types
+	// declared outside Go").
+	EnvSchemaDir         = "EVENTBUS_SCHEMA_DIR"
+	EnvAllowUnknownTypes = "EVENTBUS_ALLOW_UNKNOWN_TYPES"
+
 	// EnvConfig names the configuration file, as --config does.
 	EnvConfig = "EVENTBUS_CONFIG"
 )
@@ -87,6 +94,13 @@ type Config struct {
 	// even when the store, the broker or a handler does not answer.
 	ShutdownTimeout time.Duration
 
+	// SchemaDir holds JSON Schema files that declare event types; "" for
+	// none.
+	SchemaDir string
+	// AllowUnknownTypes stores events of types neither registered nor
+	// declared, byte for byte, instead of refusing them.
+	AllowUnknownTypes bool
+
 	// File is the configuration file read, "" for none.
 	File string
 }
@@ -120,6 +134,9 @@ const (
 	FlagRequestTimeout  = "request-timeout"
 	FlagShutdownTimeout = "shutdown-timeout"
 
+	FlagSchemaDir         = "schema-dir"
+	FlagAllowUnknownTypes = "allow-unknown-types"
+
 	FlagConfig = "config"
 )
 
@@ -139,6 +156,8 @@ var settings = []setting{
 	{EnvAPITokens, FlagAPITokens, ""},
 	{EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String()},
 	{EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String()},
+	{EnvSchemaDir, FlagSchemaDir, ""},
+	{EnvAllowUnknownTypes, FlagAllowUnknownTypes, "false"},
 }
 
 // Origin is where a setting's value came from.
@@ -177,6 +196,8 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagAPITokens, "", "HTTP API tokens, name:token:scope1+scope2,... with scopes publish, read, admin ("+EnvAPITokens+"; prefer it: command lines are visible to other users; unset: auth off)")
 	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
 	fs.String(FlagShutdownTimeout, DefaultShutdownTimeout.String(), "how long the process may take to stop after SIGTERM or Ctrl-C ("+EnvShutdownTimeout+")")
+	fs.String(FlagSchemaDir, "", "directory of JSON Schema files declaring event types, {type}.v{N}.json ("+EnvSchemaDir+")")
+	fs.String(FlagAllowUnknownTypes, "false", "store events of types neither registered nor declared, byte for byte ("+EnvAllowUnknownTypes+")")
 	fs.String(FlagConfig, "", "YAML configuration file, keys named as the environment variables; the environment and flags override it ("+EnvConfig+")")
 	return &Flags{fs: fs}
 }
@@ -206,14 +227,16 @@ func Explain(lookupEnv func(string) (string, bool), flags *Flags) (Config, []Set
 		tokens[i] = t.Name + ":" + connurl.Redacted + ":" + t.Scopes.String()
 	}
 	shown := map[string]string{
-		EnvDatabaseURL:     Redact(c.DatabaseURL),
-		EnvDataDir:         c.DataDir,
-		EnvAMQPURL:         c.brokerURLs(),
-		EnvExchange:        c.Exchange,
-		EnvHTTPAddr:        c.HTTPAddr,
-		EnvAPITokens:       strings.Join(tokens, ","),
-		EnvRequestTimeout:  c.RequestTimeout.String(),
-		EnvShutdownTimeout: c.ShutdownTimeout.String(),
+		EnvDatabaseURL:       Redact(c.DatabaseURL),
+		EnvDataDir:           c.DataDir,
+		EnvAMQPURL:           c.brokerURLs(),
+		EnvExchange:          c.Exchange,
+		EnvHTTPAddr:          c.HTTPAddr,
+		EnvAPITokens:         strings.Join(tokens, ","),
+		EnvRequestTimeout:    c.RequestTimeout.String(),
+		EnvShutdownTimeout:   c.ShutdownTimeout.String(),
+		EnvSchemaDir:         c.SchemaDir,
+		EnvAllowUnknownTypes: strconv.FormatBool(c.AllowUnknownTypes),
 	}
 	out := make([]Setting, len(settings))
 	for i, s := range settings {
@@ -294,6 +317,11 @@ func check(get func(env, flag, def string) string) (Config, error) {
 	}
 	if c.ShutdownTimeout, err = parseTimeout(EnvShutdownTimeout, FlagShutdownTimeout, get(EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String())); err != nil {
 		return Config{}, err
+	}
+	c.SchemaDir = get(EnvSchemaDir, FlagSchemaDir, "")
+	allow := get(EnvAllowUnknownTypes, FlagAllowUnknownTypes, "false")
+	if c.AllowUnknownTypes, err = strconv.ParseBool(allow); err != nil {
+		return Config{}, fmt.Errorf("%w: %s (or --%s) %q must be true or false", ErrInvalid, EnvAllowUnknownTypes, FlagAllowUnknownTypes, allow)
 	}
 	return c, nil
 }

@@ -96,6 +96,8 @@ type Registry struct {
 	mu     sync.RWMutex
 	byName map[string]*registeredType
 	byGo   map[reflect.Type]*registeredType
+	// personal holds the personal-field declarations (personal.go).
+	personal map[string]PersonalSpec
 }
 
 type registeredType struct {

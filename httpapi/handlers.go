@@ -61,10 +61,16 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	a.hub.wake()
 	status := http.StatusOK
+	reg := a.bus.Registry()
 	for _, ap := range res {
 		if !ap.Duplicate {
 			status = http.StatusCreated
 			a.metrics.events.WithLabelValues("stored").Inc()
+			origin := reg.Origin(ap.Envelope.Type)
+			if origin == "" {
+				origin = "unknown"
+			}
+			a.metrics.byOrigin.WithLabelValues(origin).Inc()
 		} else {
 			a.metrics.events.WithLabelValues("duplicate").Inc()
 		}

@@ -113,6 +113,21 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 	if opts.Source == "" {
 		opts.Source = "eventbus"
 	}
+	if cfg.SchemaDir != "" {
+		// Every schema is read and compiled once, here; a bad file stops
+		// the start, named.
+		declared, err := event.LoadSchemaDir(s.registry, cfg.SchemaDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (%s)", err, config.EnvSchemaDir)
+		}
+		for _, dt := range declared {
+			attrs := []any{"type", dt.Type, "versions", len(dt.Versions)}
+			if dt.Personal != nil {
+				attrs = append(attrs, "data_subject", dt.Personal.DataSubject, "personal", dt.Personal.Fields)
+			}
+			s.Logger.Info("declared type from "+cfg.SchemaDir, attrs...)
+		}
+	}
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildinfo.Collector(buildinfo.Read()))
 	ok := false
@@ -135,9 +150,10 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 		}
 	}
 	s.Bus = eventbus.New(s.driver, eventbus.Config{
-		Registry: s.registry,
-		Source:   opts.Source,
-		OnCommit: s.wakeRelay,
+		Registry:          s.registry,
+		Source:            opts.Source,
+		OnCommit:          s.wakeRelay,
+		AllowUnknownTypes: cfg.AllowUnknownTypes,
 	})
 	if opts.StoreOnly {
 		ok = true
