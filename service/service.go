@@ -368,6 +368,10 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 		// The server's own complaints (TLS handshakes, malformed requests)
 		// go to the structured log too.
 		srv.ErrorLog = slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn)
+		if s.Config.AllowUnknownTypes {
+			s.Logger.Warn("events of types neither registered nor declared are stored as they come (" + config.EnvAllowUnknownTypes +
+				"=true): nothing checks their data; eventbus_http_events_stored_by_origin_total{origin=\"unknown\"} counts them")
+		}
 		s.Logger.Info("HTTP API listening", "addr", ln.Addr().String())
 		if opts.Ready != nil {
 			opts.Ready(ln.Addr().String())
