@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -168,11 +170,12 @@ func (c *compiledSchema) validate(data []byte) ([]Violation, int, error) {
 
 var printer = message.NewPrinter(language.English)
 
-// violations flattens a validation error into its leaves, at most
-// MaxViolations of them, and how many more there are.
+// violations flattens a validation error into its leaves, sorted by path
+// (the validator's order depends on map iteration: the same data must get
+// the same answer), at most MaxViolations of them, and how many more there
+// are.
 func violations(verr *jsonschema.ValidationError) ([]Violation, int) {
 	var out []Violation
-	more := 0
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) > 0 {
@@ -181,16 +184,20 @@ func violations(verr *jsonschema.ValidationError) ([]Violation, int) {
 			}
 			return
 		}
-		for _, v := range describeViolation(e) {
-			if len(out) == MaxViolations {
-				more++
-				continue
-			}
-			out = append(out, v)
-		}
+		out = append(out, describeViolation(e)...)
 	}
 	walk(verr)
-	return out, more
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Rule < out[j].Rule
+	})
+	out = slices.Compact(out)
+	if len(out) > MaxViolations {
+		return out[:MaxViolations:MaxViolations], len(out) - MaxViolations
+	}
+	return out, 0
 }
 
 func pointer(loc []string) string {
