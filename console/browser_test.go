@@ -273,6 +273,13 @@ func TestConsoleInTheBrowser(t *testing.T) {
 				waitText("#data", `"score_raw": 88`), waitText("main", child.String()))
 			screenshot(t, ctx, "event")
 
+			run(t, ctx, "follow its correlation", chromedp.Click(chromedp.ID("follow-correlation")),
+				waitText("#causation", "lesson.published"), waitText("#causation ul.tree", "quiz.submitted"))
+			screenshot(t, ctx, "correlation")
+
+			// The deep link survives a reload.
+			run(t, ctx, "reload the correlation", chromedp.Reload(), waitText("#causation", "lesson.published"))
+
 			// A version 1 event shows as version 2, and as stored on request.
 			v1 := uuid.New()
 			r.publishBody(fmt.Sprintf(`{"id":%q,"type":"quiz.submitted","subject":"old-quiz","dataschema":"urn:edupulse:schema:quiz.submitted:1","data":%s}`, v1, quiz(40)))
@@ -280,12 +287,6 @@ func TestConsoleInTheBrowser(t *testing.T) {
 				waitText("#data", `"max_score": null`), waitText("main", "urn:edupulse:schema:quiz.submitted:2"))
 			run(t, ctx, "show it as stored", chromedp.Click(chromedp.ID("toggle-stored")), waitText("main", "urn:edupulse:schema:quiz.submitted:1"),
 				chromedp.Poll[chromedp.Void](`!document.querySelector("#data").textContent.includes("max_score")`))
-			run(t, ctx, "follow its correlation", chromedp.Click(chromedp.ID("follow-correlation")),
-				waitText("#causation", "lesson.published"), waitText("#causation ul.tree", "quiz.submitted"))
-			screenshot(t, ctx, "correlation")
-
-			// The deep link survives a reload.
-			run(t, ctx, "reload the correlation", chromedp.Reload(), waitText("#causation", "lesson.published"))
 
 			// Live: an event published now appears without a reload.
 			run(t, ctx, "go live", chromedp.Navigate(r.url+"/#/events?live=1"), waitText("#live-state", "live"))
