@@ -192,6 +192,10 @@ func TestDeclaredTypeValidation(t *testing.T) {
 		{"capped", "", `{"course_id":1,"learner_id":2,"grade":"x","completed_at":3,"feedback":4,"modules":5}`,
 			[]string{"/course_id type", "/learner_id type", "/grade type", "/completed_at type", "/feedback type"}, 1},
 		{"not an object", "", `[1,2]`, []string{" type"}, 0},
+		// The validator compares numbers exactly: 1e1000000 would cost it a
+		// tenth of a second, thousands of times per event.
+		{"numbers beyond a float", "", `{` + course + `,` + learner + `,"grade":1e1000000,"modules":[{"module_id":"m","score":-1E+900000},{"module_id":"m","score":1.5e-900000},{"module_id":"m","score":` + strings.Repeat("1", 65) + `}]}`,
+			[]string{"/grade number", "/modules/0/score number", "/modules/1/score number", "/modules/2/score number"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := reg.CheckAs("course.completed", tc.dataschema, []byte(tc.data))
@@ -219,4 +223,32 @@ func TestDeclaredTypeValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDeclaredData: whatever data is posted for a declared type, the check
+// answers without panicking, and accepts only strict JSON that fits.
+func FuzzDeclaredData(f *testing.F) {
+	reg := edupulse.Registry()
+	if _, err := event.LoadSchemaDir(reg, examplesDir); err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{`{"course_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","grade":9}`,
+		`{"grade":1e400}`, `{"modules":[{"score":-0.0}]}`, `[`, `"x"`, `{"a":"\ud800"}`, `{"grade":1,"grade":2}`} {
+		f.Add(seed, 0)
+		f.Add(seed, 1)
+	}
+	f.Fuzz(func(t *testing.T, data string, version int) {
+		ds := ""
+		if version%3 == 1 {
+			ds = event.SchemaURN("course.completed", 1)
+		}
+		_, err := reg.CheckAs("course.completed", ds, []byte(data))
+		if err == nil && event.CheckData([]byte(data)) != nil {
+			t.Fatalf("accepted %q, which breaks the input limits", data)
+		}
+		var verr *event.ValidationError
+		if errors.As(err, &verr) && len(verr.Violations) > event.MaxViolations {
+			t.Fatalf("%d violations reported", len(verr.Violations))
+		}
+	})
 }
