@@ -7,6 +7,14 @@
 // against a [Registry], and hands it to the store, which assigns its position,
 // stream version and recording time.
 //
+// A [Registry] knows each type's versions, each described by a JSON Schema
+// (draft 2020-12): types registered in Go ([Register], with [Version]s and
+// their upcasters) and types declared by schema files ([ReadSchemaDir],
+// [LoadSchemaDir]). An event names the version of its data in its
+// DataSchema; [Registry.Upcast], the read transform, turns older versions
+// into the latest unless the context asks for the stored ones
+// ([WithStoredVersions]).
+//
 // The envelope keeps its data as raw JSON bytes. An event whose type this build
 // does not know is therefore stored, read, encoded and replayed unchanged
 // (guarantee G6): nothing here ever decodes data it cannot describe.
