@@ -77,7 +77,7 @@ func TestServeWithConfigFile(t *testing.T) {
 	}
 	r = mustRunCLI(t, dir, nil, "config", "--config", path, "--output", "json")
 	var asJSON effectiveConfig
-	if err := json.Unmarshal([]byte(r.stdout), &asJSON); err != nil || len(asJSON.Settings) != 8 ||
+	if err := json.Unmarshal([]byte(r.stdout), &asJSON); err != nil || len(asJSON.Settings) != 10 ||
 		asJSON.Settings[config.EnvExchange] != (config.Setting{Value: "file.events", Origin: config.OriginFile, Line: 3}) {
 		t.Fatalf("eventbus config --output json: %v\n%s", err, r.stdout)
 	}
