@@ -281,8 +281,9 @@ func personalKeywords(raw []byte) (*PersonalSpec, error) {
 }
 
 // Declare adds types declared by schema files (ReadSchemaDir) to r, and
-// their personal fields (SetPersonal). A type r already knows is an error:
-// a declared type cannot replace a Go type or another declaration.
+// their personal fields (SetPersonal). Declaring a type again with the same
+// schemas is a no-op; a type r registers in Go, or declares with other
+// schemas, is an error: a declaration cannot replace either.
 func (r *Registry) Declare(types []DeclaredType) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -291,13 +292,18 @@ func (r *Registry) Declare(types []DeclaredType) error {
 			if prev.origin == OriginGo {
 				return fmt.Errorf("event: declare %s: the type is registered in Go (%v)", dt.Type, prev.goType)
 			}
-			return fmt.Errorf("event: declare %s: the type is already declared", dt.Type)
+			if !sameDeclaration(prev, dt) {
+				return fmt.Errorf("event: declare %s: the type is already declared, with other schemas", dt.Type)
+			}
 		}
 		if len(dt.Versions) == 0 {
 			return fmt.Errorf("event: declare %s: no versions", dt.Type)
 		}
 	}
 	for _, dt := range types {
+		if _, ok := r.byName[dt.Type]; ok {
+			continue // declared before, the same: declaring again is a no-op
+		}
 		rt := &registeredType{name: dt.Type, origin: OriginFile}
 		for i, v := range dt.Versions {
 			if v.Version != i+1 || v.schema == nil {
@@ -328,4 +334,18 @@ func LoadSchemaDir(r *Registry, dir string) ([]DeclaredType, error) {
 		return nil, err
 	}
 	return types, nil
+}
+
+// sameDeclaration reports whether rt, a declared type, has exactly the
+// versions of dt.
+func sameDeclaration(rt *registeredType, dt DeclaredType) bool {
+	if len(rt.versions) != len(dt.Versions) {
+		return false
+	}
+	for i, v := range dt.Versions {
+		if !bytes.Equal(rt.versions[i].schema.raw, v.Schema) {
+			return false
+		}
+	}
+	return true
 }

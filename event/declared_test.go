@@ -155,8 +155,12 @@ func TestExampleSchemasDeclare(t *testing.T) {
 	if v, _ := reg.Latest("course.completed"); v != 2 {
 		t.Fatalf("course.completed latest version %d, want 2", v)
 	}
-	if _, err := event.LoadSchemaDir(reg, examplesDir); err == nil {
-		t.Fatal("declaring the same types twice succeeded")
+	if _, err := event.LoadSchemaDir(reg, examplesDir); err != nil {
+		t.Fatalf("declaring the same types again: %v", err)
+	}
+	other := writeDir(t, map[string]string{"course.completed.v1.json": okSchema})
+	if _, err := event.LoadSchemaDir(reg, other); err == nil || !strings.Contains(err.Error(), "already declared, with other schemas") {
+		t.Fatalf("declaring a type again with other schemas: %v", err)
 	}
 }
 
