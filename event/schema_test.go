@@ -2,6 +2,7 @@ package event_test
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,5 +87,28 @@ func TestRegisterChecksVersions(t *testing.T) {
 				t.Fatalf("Register: %v, want it to say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestCheckDataSchema: a dataschema is an absolute URI of at most 255
+// bytes, or nothing.
+func TestCheckDataSchema(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"": true, "urn:edupulse:schema:quiz.submitted:2": true, "https://schemas.example/quiz/2.json": true,
+		"quiz v2": false, "/schemas/quiz/2": false, "urn:" + strings.Repeat("x", 252): false, "urn:a\x01b": false,
+	} {
+		err := event.CheckDataSchema(s)
+		var fe *event.FieldError
+		if ok != (err == nil) || (err != nil && (!errors.As(err, &fe) || fe.Field != "dataschema")) {
+			t.Errorf("CheckDataSchema(%q): %v", s, err)
+		}
+	}
+	if typ, v, ok := event.ParseSchemaURN("urn:edupulse:schema:a:b.c:12"); !ok || typ != "a:b.c" || v != 12 {
+		t.Errorf("ParseSchemaURN: %q %d %v", typ, v, ok)
+	}
+	for _, bad := range []string{"urn:edupulse:schema:x:0", "urn:edupulse:schema:x:-1", "urn:edupulse:schema::1", "urn:edupulse:schema:x:1.0", "urn:other:x:1"} {
+		if _, _, ok := event.ParseSchemaURN(bad); ok {
+			t.Errorf("ParseSchemaURN(%q) accepted", bad)
+		}
 	}
 }
