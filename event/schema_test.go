@@ -15,18 +15,18 @@ import (
 )
 
 type generated struct {
-	ID      uuid.UUID         `json:"id"`
-	Name    string            `json:"name"`
-	Small   int16             `json:"small"`
-	Byte    uint8             `json:"byte"`
-	Ratio   float64           `json:"ratio"`
-	On      bool              `json:"on"`
-	Maybe   *int              `json:"maybe"`
-	Tags    []string          `json:"tags,omitempty"`
-	Counts  map[string]int    `json:"counts,omitempty"`
-	At      time.Time         `json:"at"`
-	Inner   struct{ N int64 } `json:"inner"`
-	Free    json.RawMessage   `json:"free,omitempty"`
+	ID     uuid.UUID         `json:"id"`
+	Name   string            `json:"name"`
+	Small  int16             `json:"small"`
+	Byte   uint8             `json:"byte"`
+	Ratio  float64           `json:"ratio"`
+	On     bool              `json:"on"`
+	Maybe  *int              `json:"maybe"`
+	Tags   []string          `json:"tags,omitempty"`
+	Counts map[string]int    `json:"counts,omitempty"`
+	At     time.Time         `json:"at"`
+	Inner  struct{ N int64 } `json:"inner"`
+	Free   json.RawMessage   `json:"free,omitempty"`
 }
 
 func (generated) EventType() string { return "test.generated" }
