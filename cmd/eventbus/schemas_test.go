@@ -138,3 +138,24 @@ func TestNodeSnippetPublishes(t *testing.T) {
 		t.Fatalf("publish.mjs printed:\n%s", out)
 	}
 }
+
+// TestStoredFlag: publish --dataschema writes a version 1 event; events
+// reads it as version 2, and as written with --stored; a bad version is
+// refused, naming the path of each error.
+func TestStoredFlag(t *testing.T) {
+	dir := t.TempDir()
+	const data = `{"quiz_id":"0190d1e2-0000-7000-8000-000000000001","learner_id":"0190d1e2-0000-7000-8000-000000000002","score_raw":93}`
+	mustRunCLI(t, dir, nil, "publish", "quiz.submitted", data, "--dataschema", "urn:edupulse:schema:quiz.submitted:1")
+	latest := mustRunCLI(t, dir, nil, "events", "--json")
+	if !strings.Contains(latest.stdout, `"dataschema":"urn:edupulse:schema:quiz.submitted:2"`) || !strings.Contains(latest.stdout, `"score_raw":93,"max_score":null}`) {
+		t.Fatalf("events --json: %s", latest.stdout)
+	}
+	stored := mustRunCLI(t, dir, nil, "events", "--json", "--stored")
+	if !strings.Contains(stored.stdout, `"dataschema":"urn:edupulse:schema:quiz.submitted:1"`) || !strings.Contains(stored.stdout, `"data":`+data+`}`) {
+		t.Fatalf("events --json --stored: %s", stored.stdout)
+	}
+	r := runCLI(t, dir, nil, "publish", "quiz.submitted", `{"score_raw":"x"}`, "--dataschema", "urn:edupulse:schema:quiz.submitted:1")
+	if r.code != 1 || !strings.Contains(r.stderr, "/score_raw: must be integer, not string") || !strings.Contains(r.stderr, "/quiz_id: is required") {
+		t.Fatalf("publish of bad version 1 data: %v", r)
+	}
+}
