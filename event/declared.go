@@ -285,6 +285,23 @@ func personalKeywords(raw []byte) (*PersonalSpec, error) {
 // schemas is a no-op; a type r registers in Go, or declares with other
 // schemas, is an error: a declaration cannot replace either.
 func (r *Registry) Declare(types []DeclaredType) error {
+	if err := r.declare(types); err != nil {
+		return err
+	}
+	// Through SetPersonal, as for a Go type: erasure reads the
+	// declarations from one place.
+	for _, dt := range types {
+		if dt.Personal != nil {
+			if err := r.SetPersonal(dt.Type, PersonalSpec{DataSubject: dt.Personal.DataSubject, Fields: slices.Clone(dt.Personal.Fields)}); err != nil {
+				return fmt.Errorf("event: declare %s: %w", dt.Type, err)
+			}
+		}
+	}
+	return nil
+}
+
+// declare adds the types themselves, all or none.
+func (r *Registry) declare(types []DeclaredType) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, dt := range types {
@@ -299,26 +316,22 @@ func (r *Registry) Declare(types []DeclaredType) error {
 		if len(dt.Versions) == 0 {
 			return fmt.Errorf("event: declare %s: no versions", dt.Type)
 		}
+		for i, v := range dt.Versions {
+			if v.Version != i+1 || v.schema == nil {
+				return fmt.Errorf("event: declare %s: version %d is not the one ReadSchemaDir read", dt.Type, i+1)
+			}
+		}
 	}
 	for _, dt := range types {
 		if _, ok := r.byName[dt.Type]; ok {
 			continue // declared before, the same: declaring again is a no-op
 		}
 		rt := &registeredType{name: dt.Type, origin: OriginFile}
-		for i, v := range dt.Versions {
-			if v.Version != i+1 || v.schema == nil {
-				return fmt.Errorf("event: declare %s: version %d is not the one ReadSchemaDir read", dt.Type, i+1)
-			}
+		for _, v := range dt.Versions {
 			rt.versions = append(rt.versions, typeVersion{schema: v.schema})
 		}
 		rt.latestURN = SchemaURN(dt.Type, rt.latest())
 		r.byName[dt.Type] = rt
-		if dt.Personal != nil {
-			if r.personal == nil {
-				r.personal = map[string]PersonalSpec{}
-			}
-			r.personal[dt.Type] = PersonalSpec{DataSubject: dt.Personal.DataSubject, Fields: slices.Clone(dt.Personal.Fields)}
-		}
 	}
 	return nil
 }
