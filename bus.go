@@ -308,14 +308,25 @@ func (b *Bus[TTx]) prepare(ctx context.Context, drafts []event.Draft, checked bo
 		if len(d.Data) > b.maxData {
 			return fmt.Errorf("event %d (%s): %w: %d bytes, the limit is %d", i, d.Type, event.ErrTooLarge, len(d.Data), b.maxData)
 		}
+		origin := b.registry.Origin(d.Type)
 		switch {
-		case checked:
+		case checked && origin != event.OriginFile:
 			// Encoded from a typed payload that checked itself: it
-			// describes itself, registered or not.
-		case b.registry.Known(d.Type):
-			if err := b.registry.Check(d.Type, d.Data); err != nil {
+			// describes itself, registered or not. A registered Go type
+			// is its type's latest version.
+			if d.DataSchema == "" {
+				d.DataSchema, _ = b.registry.LatestSchema(d.Type)
+			}
+		case origin != "":
+			// A raw draft of a known type, or a Go value of a type
+			// declared by a schema file, which the schema checks.
+			// The version the draft names, or the latest; the store
+			// keeps which.
+			urn, err := b.registry.CheckAs(d.Type, d.DataSchema, d.Data)
+			if err != nil {
 				return fmt.Errorf("event %d: %w", i, err)
 			}
+			d.DataSchema = urn
 		case !b.allowUnknown:
 			return fmt.Errorf("event %d: %w: %q (known: %v)", i, event.ErrUnknownType, d.Type, b.registry.Types())
 		}

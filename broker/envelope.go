@@ -17,6 +17,9 @@ const (
 	// HeaderErased is "true" on an event whose personal data was erased
 	// (the CloudEvents attribute erased, in the body, says it too).
 	HeaderErased = "x-eventbus-erased"
+	// HeaderDataSchema is the version of the data the message carries, as
+	// the body's dataschema attribute says it (urn:edupulse:schema:{type}:{version}).
+	HeaderDataSchema = "x-eventbus-dataschema"
 	// HeaderReplay marks a message sent again by replay: its value is the
 	// replay's ID.
 	HeaderReplay = "x-eventbus-replay"
@@ -46,6 +49,9 @@ func EnvelopeMessage(env event.Envelope) (Message, error) {
 	}
 	if env.TraceState != "" {
 		headers[HeaderTraceState] = env.TraceState
+	}
+	if env.DataSchema != "" {
+		headers[HeaderDataSchema] = env.DataSchema
 	}
 	if env.Subject != "" {
 		headers[HeaderSubject] = env.Subject

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -78,6 +79,7 @@ type Client struct {
 	timeout       time.Duration
 	replayTimeout time.Duration
 	userAgent     string
+	stored        bool
 }
 
 // Config configures New. The zero Config is a client without a token,
@@ -97,6 +99,12 @@ type Config struct {
 	// UserAgent is the User-Agent header of every request. "":
 	// "eventbus-client".
 	UserAgent string
+	// StoredVersions asks the server for every event in the version of its
+	// type it was stored in (stored=true on reads, the live stream and
+	// replays). By default the server sends each event upcast to the
+	// latest version of its type; an event's DataSchema names the version
+	// either way.
+	StoredVersions bool
 }
 
 // New returns a client of the server at baseURL, such as
@@ -110,7 +118,7 @@ func New(baseURL string, cfg Config) (*Client, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	c := &Client{base: u, http: cfg.HTTPClient, token: cfg.Token, timeout: cfg.Timeout,
-		replayTimeout: cfg.ReplayTimeout, userAgent: cfg.UserAgent}
+		replayTimeout: cfg.ReplayTimeout, userAgent: cfg.UserAgent, stored: cfg.StoredVersions}
 	if c.userAgent == "" {
 		c.userAgent = "eventbus-client"
 	}
@@ -199,6 +207,13 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 	var err error
 	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
 		return nil, err
+	}
+	if c.stored && method == http.MethodGet && (strings.HasPrefix(path, "/v1/events") || strings.HasPrefix(path, "/v1/streams/")) {
+		query = maps.Clone(query)
+		if query == nil {
+			query = url.Values{}
+		}
+		query.Set("stored", "true")
 	}
 	if len(query) > 0 {
 		u.RawQuery = query.Encode()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi/wire"
 )
 
@@ -28,6 +29,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // on. req.DryRun is ignored: use PlanReplay.
 func (c *Client) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, error) {
 	req.DryRun = false
+	req.Stored = req.Stored || c.stored
 	var res ReplayResult
 	_, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/replay", body: req, timeout: c.replayTimeout,
 		answer: decodeInto(&res), what: "a replay result"})
@@ -39,6 +41,7 @@ func (c *Client) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, e
 // scope).
 func (c *Client) PlanReplay(ctx context.Context, req ReplayRequest) (ReplayPlan, error) {
 	req.DryRun = true
+	req.Stored = req.Stored || c.stored
 	var plan ReplayPlan
 	_, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/replay", body: req,
 		answer: decodeInto(&plan), what: "a replay plan"})
@@ -135,4 +138,13 @@ func (c *Client) Readyz(ctx context.Context) (Ready, error) {
 	var r Ready
 	_, err := c.do(ctx, call{method: http.MethodGet, path: "/readyz", answer: decodeInto(&r), what: "a readiness answer"})
 	return r, err
+}
+
+// Schemas lists every event type the server knows, with its origin
+// ("go" or "file"), its versions and their JSON Schemas (GET /v1/schemas,
+// read scope).
+func (c *Client) Schemas(ctx context.Context) ([]event.TypeInfo, error) {
+	var out wire.Schemas
+	_, err := c.do(ctx, call{method: http.MethodGet, path: "/v1/schemas", answer: decodeInto(&out), what: "a list of types"})
+	return out.Types, err
 }

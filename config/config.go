@@ -51,6 +51,12 @@ const (
 	EnvShutdownTimeout = "EVENTBUS_SHUTDOWN_TIMEOUT"
 
 	EnvRelayPartitions = "EVENTBUS_RELAY_PARTITIONS"
+	// EnvSchemaDir is the directory of JSON Schema files that declare event
+	// types ({type}.v{N}.json), and EnvAllowUnknownTypes lets events of
+	// types neither registered nor declared through (DESIGN "Types
+	// declared outside Go").
+	EnvSchemaDir         = "EVENTBUS_SCHEMA_DIR"
+	EnvAllowUnknownTypes = "EVENTBUS_ALLOW_UNKNOWN_TYPES"
 
 	// EnvConfig names the configuration file, as --config does.
 	EnvConfig = "EVENTBUS_CONFIG"
@@ -110,6 +116,12 @@ type Config struct {
 	// by a hash of the stream, and the relay processes share the
 	// partitions. Every process of a relay must have the same.
 	RelayPartitions int
+	// SchemaDir holds JSON Schema files that declare event types; "" for
+	// none.
+	SchemaDir string
+	// AllowUnknownTypes stores events of types neither registered nor
+	// declared, byte for byte, instead of refusing them.
+	AllowUnknownTypes bool
 
 	// File is the configuration file read, "" for none.
 	File string
@@ -146,7 +158,9 @@ const (
 	FlagRequestTimeout  = "request-timeout"
 	FlagShutdownTimeout = "shutdown-timeout"
 
-	FlagRelayPartitions = "relay-partitions"
+	FlagRelayPartitions   = "relay-partitions"
+	FlagSchemaDir         = "schema-dir"
+	FlagAllowUnknownTypes = "allow-unknown-types"
 
 	FlagConfig = "config"
 )
@@ -170,6 +184,8 @@ var settings = []setting{
 	{EnvRequestTimeout, FlagRequestTimeout, DefaultRequestTimeout.String()},
 	{EnvShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout.String()},
 	{EnvRelayPartitions, FlagRelayPartitions, "1"},
+	{EnvSchemaDir, FlagSchemaDir, ""},
+	{EnvAllowUnknownTypes, FlagAllowUnknownTypes, "false"},
 }
 
 // Origin is where a setting's value came from.
@@ -211,6 +227,8 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.String(FlagRequestTimeout, DefaultRequestTimeout.String(), "how long an HTTP request may wait for the store and the broker before it gets a 503 with Retry-After ("+EnvRequestTimeout+")")
 	fs.String(FlagShutdownTimeout, DefaultShutdownTimeout.String(), "how long the process may take to stop after SIGTERM or Ctrl-C ("+EnvShutdownTimeout+")")
 	fs.String(FlagRelayPartitions, "1", fmt.Sprintf("partitions the relay's work is split into by stream, shared by every serve and serve --relay-only process; the same in every process, 1 to %d (%s)", store.MaxPartitions, EnvRelayPartitions))
+	fs.String(FlagSchemaDir, "", "directory of JSON Schema files declaring event types, {type}.v{N}.json ("+EnvSchemaDir+")")
+	fs.String(FlagAllowUnknownTypes, "false", "store events of types neither registered nor declared, byte for byte ("+EnvAllowUnknownTypes+")")
 	fs.String(FlagConfig, "", "YAML configuration file, keys named as the environment variables; the environment and flags override it ("+EnvConfig+")")
 	return &Flags{fs: fs}
 }
@@ -240,17 +258,19 @@ func Explain(lookupEnv func(string) (string, bool), flags *Flags) (Config, []Set
 		tokens[i] = t.Name + ":" + connurl.Redacted + ":" + t.Scopes.String()
 	}
 	shown := map[string]string{
-		EnvDatabaseURL:     Redact(c.DatabaseURL),
-		EnvDataDir:         c.DataDir,
-		EnvAMQPURL:         c.brokerURLs(),
-		EnvExchange:        c.Exchange,
-		EnvHTTPAddr:        c.HTTPAddr,
-		EnvAPITokens:       strings.Join(tokens, ","),
-		EnvMasterKey:       maskedKeys(c),
-		EnvMasterKeyFile:   c.MasterKeyFile,
-		EnvRequestTimeout:  c.RequestTimeout.String(),
-		EnvShutdownTimeout: c.ShutdownTimeout.String(),
-		EnvRelayPartitions: strconv.Itoa(c.RelayPartitions),
+		EnvDatabaseURL:       Redact(c.DatabaseURL),
+		EnvDataDir:           c.DataDir,
+		EnvAMQPURL:           c.brokerURLs(),
+		EnvExchange:          c.Exchange,
+		EnvHTTPAddr:          c.HTTPAddr,
+		EnvAPITokens:         strings.Join(tokens, ","),
+		EnvMasterKey:         maskedKeys(c),
+		EnvMasterKeyFile:     c.MasterKeyFile,
+		EnvRequestTimeout:    c.RequestTimeout.String(),
+		EnvShutdownTimeout:   c.ShutdownTimeout.String(),
+		EnvRelayPartitions:   strconv.Itoa(c.RelayPartitions),
+		EnvSchemaDir:         c.SchemaDir,
+		EnvAllowUnknownTypes: strconv.FormatBool(c.AllowUnknownTypes),
 	}
 	out := make([]Setting, len(settings))
 	for i, s := range settings {
@@ -346,6 +366,11 @@ func check(get func(env, flag, def string) string) (Config, error) {
 	}
 	if c.RelayPartitions, err = parsePartitions(get(EnvRelayPartitions, FlagRelayPartitions, "1")); err != nil {
 		return Config{}, err
+	}
+	c.SchemaDir = get(EnvSchemaDir, FlagSchemaDir, "")
+	allow := get(EnvAllowUnknownTypes, FlagAllowUnknownTypes, "false")
+	if c.AllowUnknownTypes, err = strconv.ParseBool(allow); err != nil {
+		return Config{}, fmt.Errorf("%w: %s (or --%s) %q must be true or false", ErrInvalid, EnvAllowUnknownTypes, FlagAllowUnknownTypes, allow)
 	}
 	return c, nil
 }

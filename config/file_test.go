@@ -69,6 +69,8 @@ var layered = []layerValues{
 	{config.EnvRequestTimeout, config.FlagRequestTimeout, "1s", "2s", "3s", "1s", "2s", "3s", "5s"},
 	{config.EnvShutdownTimeout, config.FlagShutdownTimeout, "1m", "2m0s", "3m", "1m0s", "2m0s", "3m0s", "15s"},
 	{config.EnvRelayPartitions, config.FlagRelayPartitions, "2", "4", "8", "2", "4", "8", "1"},
+	{config.EnvSchemaDir, config.FlagSchemaDir, "/file/schemas", "/env/schemas", "/flag/schemas", "/file/schemas", "/env/schemas", "/flag/schemas", ""},
+	{config.EnvAllowUnknownTypes, config.FlagAllowUnknownTypes, "true", "false", "1", "true", "false", "true", "false"},
 }
 
 // TestPrecedence sets each setting in every combination of the file, the

@@ -135,7 +135,14 @@ func (r *rig) publish(typ, subject string, corr, cause uuid.UUID, data string) u
 	if cause != uuid.Nil {
 		body += fmt.Sprintf(`,"causation_id":%q`, cause)
 	}
-	req, _ := http.NewRequest("POST", r.url+"/v1/events", strings.NewReader(body+"}"))
+	r.publishBody(body + "}")
+	return id
+}
+
+// publishBody posts one event's body with the admin token.
+func (r *rig) publishBody(body string) {
+	r.t.Helper()
+	req, _ := http.NewRequest("POST", r.url+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+adminSecret)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
@@ -147,7 +154,6 @@ func (r *rig) publish(typ, subject string, corr, cause uuid.UUID, data string) u
 	if res.StatusCode != 201 {
 		r.t.Fatalf("publish: %d %s", res.StatusCode, b)
 	}
-	return id
 }
 
 // erase erases a data subject with the admin token.
@@ -282,6 +288,7 @@ func TestConsoleInTheBrowser(t *testing.T) {
 			run(t, ctx, "open an event", chromedp.Click(chromedp.CSS(`#events a[href^="#/events/"]`)),
 				waitText("#data", `"score_raw": 88`), waitText("main", child.String()))
 			screenshot(t, ctx, "event")
+
 			run(t, ctx, "follow its correlation", chromedp.Click(chromedp.ID("follow-correlation")),
 				waitText("#causation", "lesson.published"), waitText("#causation ul.tree", "quiz.submitted"))
 			screenshot(t, ctx, "correlation")
@@ -299,6 +306,13 @@ func TestConsoleInTheBrowser(t *testing.T) {
 				chromedp.Poll[chromedp.Void](`!document.querySelector("#data").textContent.includes('"score_raw": 6')`))
 			run(t, ctx, "see it marked in the list", chromedp.Navigate(r.url+"/#/events?subject=quiz-erased"),
 				waitText("#events", "erased"))
+			// A version 1 event shows as version 2, and as stored on request.
+			v1 := uuid.New()
+			r.publishBody(fmt.Sprintf(`{"id":%q,"type":"quiz.submitted","subject":"old-quiz","dataschema":"urn:edupulse:schema:quiz.submitted:1","data":%s}`, v1, quiz(40)))
+			run(t, ctx, "open a version 1 event", chromedp.Navigate(r.url+"/#/events/"+v1.String()),
+				waitText("#data", `"max_score": null`), waitText("main", "urn:edupulse:schema:quiz.submitted:2"))
+			run(t, ctx, "show it as stored", chromedp.Click(chromedp.ID("toggle-stored")), waitText("main", "urn:edupulse:schema:quiz.submitted:1"),
+				chromedp.Poll[chromedp.Void](`!document.querySelector("#data").textContent.includes("max_score")`))
 
 			// Live: an event published now appears without a reload.
 			run(t, ctx, "go live", chromedp.Navigate(r.url+"/#/events?live=1"), waitText("#live-state", "live"))

@@ -11,6 +11,9 @@
 package edupulse
 
 import (
+	"embed"
+	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
@@ -56,11 +59,22 @@ func (e LessonPublished) Validate() error {
 
 // QuizSubmitted says a learner submitted a quiz. ScoreRaw is the raw score
 // before any curve; it may be zero or negative (penalties), never absent.
+//
+// It is version 2 of quiz.submitted, which added MaxScore: the most
+// ScoreRaw could have been, at least 1; nil (JSON null) when it was not
+// recorded. Every event written as version 1 reads as version 2 with
+// max_score null: version 1 never said what the maximum was, and a made-up
+// number such as 100 would be read as a fact.
 type QuizSubmitted struct {
 	QuizID    uuid.UUID `json:"quiz_id"`
 	LearnerID uuid.UUID `json:"learner_id"`
 	ScoreRaw  int32     `json:"score_raw"`
+	MaxScore  *int32    `json:"max_score"`
 }
+
+// QuizSubmittedVersion is the version of quiz.submitted that QuizSubmitted
+// is.
+const QuizSubmittedVersion = 2
 
 // EventType implements event.Payload.
 func (QuizSubmitted) EventType() string { return TypeQuizSubmitted }
@@ -78,8 +92,30 @@ func (e QuizSubmitted) Validate() error {
 		return event.Invalid(TypeQuizSubmitted, "quiz_id", "must not be the nil UUID")
 	case e.LearnerID == uuid.Nil:
 		return event.Invalid(TypeQuizSubmitted, "learner_id", "must not be the nil UUID")
+	case e.MaxScore != nil && *e.MaxScore < 1:
+		return event.Invalid(TypeQuizSubmitted, "max_score", "must be at least 1, or null when it is not known")
 	}
 	return nil
+}
+
+// UpcastQuizSubmittedV1 turns the data of quiz.submitted version 1 into
+// version 2: it adds "max_score": null (not recorded), and keeps every
+// other byte.
+func UpcastQuizSubmittedV1(data json.RawMessage) (json.RawMessage, error) {
+	return event.AddField(data, "max_score", json.RawMessage("null"))
+}
+
+//go:embed schemas/*.json
+var schemaFiles embed.FS
+
+// Schema returns the JSON Schema of version v of an EduPulse type, from
+// the files in edupulse/schemas (named as EVENTBUS_SCHEMA_DIR's are).
+func Schema(typ string, v int) json.RawMessage {
+	b, err := schemaFiles.ReadFile(fmt.Sprintf("schemas/%s.v%d.json", typ, v))
+	if err != nil {
+		panic(fmt.Sprintf("edupulse: no schema of %s version %d: %v", typ, v, err))
+	}
+	return b
 }
 
 // BadgeAwarded says a badge was awarded to someone.
@@ -111,15 +147,18 @@ func (e BadgeAwarded) Validate() error {
 	return nil
 }
 
-// Register adds the EduPulse event types to r.
+// Register adds the EduPulse event types to r, with their versions.
 func Register(r *event.Registry) error {
-	if err := event.Register[LessonPublished](r); err != nil {
+	if err := event.Register[LessonPublished](r, event.Version{Number: 1, Schema: Schema(TypeLessonPublished, 1)}); err != nil {
 		return err
 	}
-	if err := event.Register[QuizSubmitted](r); err != nil {
+	if err := event.Register[QuizSubmitted](r,
+		event.Version{Number: 1, Schema: Schema(TypeQuizSubmitted, 1)},
+		event.Version{Number: 2, Schema: Schema(TypeQuizSubmitted, 2), Upcast: UpcastQuizSubmittedV1},
+	); err != nil {
 		return err
 	}
-	return event.Register[BadgeAwarded](r)
+	return event.Register[BadgeAwarded](r, event.Version{Number: 1, Schema: Schema(TypeBadgeAwarded, 1)})
 }
 
 // Registry returns a new registry holding the EduPulse event types.

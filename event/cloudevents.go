@@ -24,6 +24,9 @@ const DataContentType = "application/json"
 // bits wide, so the 64-bit position and stream version travel as decimal
 // strings.
 const (
+	// AttrDataSchema is the CloudEvents attribute that names the version
+	// of the data (SchemaURN).
+	AttrDataSchema    = "dataschema"
 	AttrCorrelationID = "correlationid"
 	AttrCausationID   = "causationid"
 	AttrTraceParent   = "traceparent"
@@ -73,7 +76,12 @@ func (e Envelope) AppendCloudEvent(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, `,"time":"`...)
 	dst = e.OccurredAt.UTC().AppendFormat(dst, timeLayout)
-	dst = append(dst, `","datacontenttype":"`+DataContentType+`","`+AttrCorrelationID+`":"`...)
+	dst = append(dst, `","datacontenttype":"`+DataContentType+`"`...)
+	if e.DataSchema != "" {
+		dst = append(dst, `,"`+AttrDataSchema+`":`...)
+		dst = appendString(dst, e.DataSchema)
+	}
+	dst = append(dst, `,"`+AttrCorrelationID+`":"`...)
 	dst = appendUUID(dst, e.CorrelationID)
 	dst = append(dst, '"')
 	if e.CausationID != uuid.Nil {
@@ -122,6 +130,7 @@ type wireEnvelope struct {
 	Subject         string          `json:"subject"`
 	Time            string          `json:"time"`
 	DataContentType string          `json:"datacontenttype"`
+	DataSchema      string          `json:"dataschema"`
 	DataBase64      *string         `json:"data_base64"`
 	CorrelationID   string          `json:"correlationid"`
 	CausationID     string          `json:"causationid"`
@@ -194,7 +203,7 @@ func Decode(b []byte) (Envelope, error) {
 	if out.CausationID, err = parseOptionalUUID(w.CausationID); err != nil {
 		return e, fmt.Errorf("%w: %s %q is not a UUID", ErrMalformed, AttrCausationID, w.CausationID)
 	}
-	out.TraceParent, out.TraceState = w.TraceParent, w.TraceState
+	out.TraceParent, out.TraceState, out.DataSchema = w.TraceParent, w.TraceState, w.DataSchema
 	switch string(w.Erased) {
 	case "", "null", "false", `"false"`:
 	case "true", `"true"`:

@@ -7,6 +7,14 @@
 // against a [Registry], and hands it to the store, which assigns its position,
 // stream version and recording time.
 //
+// A [Registry] knows each type's versions, each described by a JSON Schema
+// (draft 2020-12): types registered in Go ([Register], with [Version]s and
+// their upcasters) and types declared by schema files ([ReadSchemaDir],
+// [LoadSchemaDir]). An event names the version of its data in its
+// DataSchema; [Registry.Upcast], the read transform, turns older versions
+// into the latest unless the context asks for the stored ones
+// ([WithStoredVersions]).
+//
 // The envelope keeps its data as raw JSON bytes. An event whose type this build
 // does not know is therefore stored, read, encoded and replayed unchanged
 // (guarantee G6): nothing here ever decodes data it cannot describe.
@@ -49,6 +57,12 @@ type Envelope struct {
 	// producer's span, when there was one.
 	TraceParent string
 	TraceState  string
+	// DataSchema names the version of Data: for a type the registry
+	// knows, urn:edupulse:schema:{type}:{version} (see SchemaURN). Readers
+	// get the latest version unless they ask for the stored one. For a
+	// type this build does not know it is what the producer sent, if
+	// anything.
+	DataSchema string
 	// Position is the global position (event_store.id). It is unique and
 	// increases in insert order, which is not always commit order: order a
 	// stream by StreamVersion, and page the store with its cursors.
@@ -87,7 +101,10 @@ type Draft struct {
 	CausationID     uuid.UUID
 	TraceParent     string
 	TraceState      string
-	Data            json.RawMessage
+	// DataSchema names the version of Data (SchemaURN). Empty: the latest
+	// version of the type, which the bus fills in.
+	DataSchema string
+	Data       json.RawMessage
 	// Personal declares the personal data of an event whose type declares
 	// none (the "personal" field of POST /v1/events); nil for none.
 	Personal *PersonalData

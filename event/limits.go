@@ -162,6 +162,28 @@ func CheckSubject(subject string) error {
 	return nil
 }
 
+// CheckDataSchema checks an event's dataschema, when present: a URI (RFC
+// 3986, with a scheme, as CloudEvents requires) of at most 255 bytes. The
+// bus assigns the URN of a known type's version; an event of a type it
+// does not know keeps what its producer sent. Errors are *FieldError for
+// field "dataschema".
+func CheckDataSchema(s string) error {
+	switch {
+	case s == "":
+		return nil
+	case len(s) > MaxShortString:
+		return fieldError("dataschema", ErrTooLong, "is %d bytes long; the limit is %d", len(s), MaxShortString)
+	}
+	if why, _ := uriReferenceProblem(s); why != "" {
+		return fieldError("dataschema", ErrNotURIReference, "%s is not a URI (RFC 3986): %s", Quote(s), why)
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return fieldError("dataschema", ErrNotURIReference, "%s is not an absolute URI (it needs a scheme, such as urn: or https:)", Quote(s))
+	}
+	return nil
+}
+
 // CheckShortText checks a text attribute that travels as an AMQP short
 // string or a CloudEvents attribute (a correlation or causation ID given as
 // text): at most 255 bytes of valid UTF-8, without control characters.
@@ -220,6 +242,9 @@ func CheckDraft(d *Draft) error {
 		return err
 	}
 	if err := CheckText("tracestate", d.TraceState); err != nil {
+		return err
+	}
+	if err := CheckDataSchema(d.DataSchema); err != nil {
 		return err
 	}
 	// RFC 3339 has four-digit years, and consumers parse the time with it.

@@ -132,7 +132,7 @@ func (r *Registry) Personal(typ string) (PersonalSpec, bool) {
 	if spec, ok := r.personal[typ]; ok {
 		return PersonalSpec{DataSubject: spec.DataSubject, Fields: slices.Clone(spec.Fields)}, true
 	}
-	if rt, ok := r.byName[typ]; ok {
+	if rt, ok := r.byName[typ]; ok && rt.goType != nil {
 		if d, ok := reflectZero(rt).(PersonalDeclarer); ok {
 			spec := d.PersonalData()
 			return PersonalSpec{DataSubject: spec.DataSubject, Fields: slices.Clone(spec.Fields)}, spec.DataSubject != ""
@@ -261,7 +261,8 @@ func checkSubjectID(id string) error {
 // data may not hold it.
 const SealedKey = "eventbus:sealed"
 
-// reflectZero is the zero value of a registered type's Go payload.
+// reflectZero is the zero value of a registered Go type's payload (not
+// of a declared type, which has none).
 func reflectZero(rt *registeredType) any { return reflect.Zero(rt.goType).Interface() }
 
 // DataSubjectErased is the data of a datasubject.erased event: who was

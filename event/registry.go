@@ -43,9 +43,27 @@ type ValidationError struct {
 	Type   string // the event type
 	Field  string // the JSON name of the field; "" for the event as a whole
 	Reason string
+	// Version is the version of the type the data was checked against,
+	// when it was checked against a schema; 0 otherwise.
+	Version int
+	// Violations are the ways in which the data breaks its schema, at most
+	// MaxViolations of them; More counts those left out.
+	Violations []Violation
+	More       int
 }
 
 func (e *ValidationError) Error() string {
+	if len(e.Violations) > 0 {
+		parts := make([]string, len(e.Violations))
+		for i, v := range e.Violations {
+			parts[i] = v.String()
+		}
+		msg := fmt.Sprintf("invalid event %s (version %d): %s", e.Type, e.Version, strings.Join(parts, "; "))
+		if e.More > 0 {
+			msg += fmt.Sprintf(" (and %d more)", e.More)
+		}
+		return msg
+	}
 	if e.Field == "" {
 		return fmt.Sprintf("invalid event %s: %s", e.Type, e.Reason)
 	}
@@ -61,7 +79,18 @@ func Invalid(typ, field, reason string) error {
 	return &ValidationError{Type: typ, Field: field, Reason: reason}
 }
 
-// Registry maps event type names to the Go types that describe them. It is
+// Type origins: where a type's description comes from (GET /v1/schemas
+// says it of every type).
+const (
+	// OriginGo is a type registered in Go (Register).
+	OriginGo = "go"
+	// OriginFile is a type declared by JSON Schema files (Declare,
+	// LoadSchemaDir).
+	OriginFile = "file"
+)
+
+// Registry maps event type names to what describes them: a Go type, or
+// JSON Schemas declared outside Go, with every version of the type. It is
 // safe for concurrent use. The zero value is not usable: call NewRegistry.
 type Registry struct {
 	mu     sync.RWMutex
@@ -74,9 +103,24 @@ type Registry struct {
 
 type registeredType struct {
 	name   string
-	goType reflect.Type
+	origin string
+	goType reflect.Type // nil for a declared type
 	fields []payloadField
+	// versions[i] is version i+1; the last is the latest, the one goType
+	// describes.
+	versions []typeVersion
+	// latestURN is the dataschema of the latest version.
+	latestURN string
 }
+
+type typeVersion struct {
+	schema *compiledSchema
+	// upcast turns data of the version before into data of this one; nil
+	// for version 1 and for declared types.
+	upcast Upcaster
+}
+
+func (rt *registeredType) latest() int { return len(rt.versions) }
 
 // payloadField is one top-level JSON field of a payload struct.
 type payloadField struct {
@@ -90,10 +134,37 @@ func NewRegistry() *Registry {
 	return &Registry{byName: map[string]*registeredType{}, byGo: map[reflect.Type]*registeredType{}}
 }
 
+// Upcaster turns the data of one version of a type into the data of the
+// next version. It must accept every valid data of its version and return
+// valid data of the next; it must not change what it does not have to.
+type Upcaster func(data json.RawMessage) (json.RawMessage, error)
+
+// Version is one version of a type registered in Go.
+type Version struct {
+	// Number is the version: 1, 2, ... without gaps.
+	Number int
+	// Schema is the JSON Schema (draft 2020-12) of the version's data.
+	Schema json.RawMessage
+	// Upcast turns data of version Number-1 into data of this version. It
+	// is nil for version 1, and required for every later one.
+	Upcast Upcaster
+}
+
+// SchemaProvider is implemented by payload types that carry a hand-written
+// JSON Schema of their data; Register generates one for the others.
+type SchemaProvider interface {
+	JSONSchema() json.RawMessage
+}
+
 // Register adds payload type T to r under the name T.EventType() returns.
 // T must be a struct type. Registering the same type twice is a no-op;
 // registering a second Go type under a taken name is an error.
-func Register[T Payload](r *Registry) error {
+//
+// versions lists every version of the type, from 1 on, each with its
+// schema and the upcaster from the version before; T describes the last
+// one, the latest. Without versions the type has one version, whose
+// schema is T's JSONSchema (SchemaProvider) or one generated from T.
+func Register[T Payload](r *Registry, versions ...Version) error {
 	var zero T
 	goType := reflect.TypeOf(zero)
 	if goType == nil || goType.Kind() != reflect.Struct {
@@ -103,12 +174,39 @@ func Register[T Payload](r *Registry) error {
 	if err := CheckTypeName(name); err != nil {
 		return fmt.Errorf("event: register %T: %w", zero, err)
 	}
-	rt := &registeredType{name: name, goType: goType, fields: payloadFields(goType)}
+	if len(versions) == 0 {
+		schema := GenerateSchema(goType)
+		if sp, ok := any(zero).(SchemaProvider); ok {
+			schema = sp.JSONSchema()
+		}
+		versions = []Version{{Number: 1, Schema: schema}}
+	}
+	rt := &registeredType{name: name, origin: OriginGo, goType: goType, fields: payloadFields(goType)}
+	for i, v := range versions {
+		where := fmt.Sprintf("%s version %d", name, v.Number)
+		switch {
+		case v.Number != i+1:
+			return fmt.Errorf("event: register %T: version %d is listed as number %d; versions are 1, 2, ... in order", zero, i+1, v.Number)
+		case i == 0 && v.Upcast != nil:
+			return fmt.Errorf("event: register %T: version 1 has no version before it to upcast from", zero)
+		case i > 0 && v.Upcast == nil:
+			return fmt.Errorf("event: register %T: version %d needs an upcaster from version %d", zero, v.Number, v.Number-1)
+		}
+		cs, err := compileSchema(where, v.Schema)
+		if err != nil {
+			return fmt.Errorf("event: register %T: %w", zero, err)
+		}
+		rt.versions = append(rt.versions, typeVersion{schema: cs, upcast: v.Upcast})
+	}
+	rt.latestURN = SchemaURN(name, rt.latest())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if prev, ok := r.byName[name]; ok {
 		if prev.goType == goType {
 			return nil
+		}
+		if prev.goType == nil {
+			return fmt.Errorf("event: register %T: type %q is already declared by a schema file", zero, name)
 		}
 		return fmt.Errorf("event: register %T: type %q is already registered to %v", zero, name, prev.goType)
 	}
@@ -119,21 +217,24 @@ func Register[T Payload](r *Registry) error {
 
 // MustRegister is Register for package initialisation, where a clash is a
 // programming error.
-func MustRegister[T Payload](r *Registry) {
-	if err := Register[T](r); err != nil {
+func MustRegister[T Payload](r *Registry, versions ...Version) {
+	if err := Register[T](r, versions...); err != nil {
 		panic(err)
 	}
 }
 
-// Known reports whether typ is registered.
+// Known reports whether typ is registered or declared.
 func (r *Registry) Known(typ string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.byName[typ]
-	return ok
+	return r.lookup(typ) != nil
 }
 
-// Types returns the registered type names, sorted.
+func (r *Registry) lookup(typ string) *registeredType {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byName[typ]
+}
+
+// Types returns the registered and declared type names, sorted.
 func (r *Registry) Types() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -146,7 +247,9 @@ func (r *Registry) Types() []string {
 }
 
 // Decode decodes data into a new value of the Go type registered for typ,
-// then validates it. It returns the value (not a pointer). Errors wrap
+// then validates it. It returns the value (not a pointer); for a type
+// declared by a schema, the data itself as a json.RawMessage once it fits
+// the latest version's schema. Errors wrap
 // ErrUnknownType or ErrInvalid and name the field at fault.
 func (r *Registry) Decode(typ string, data []byte) (any, error) {
 	r.mu.RLock()
@@ -154,6 +257,13 @@ func (r *Registry) Decode(typ string, data []byte) (any, error) {
 	r.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, typ)
+	}
+	if rt.goType == nil {
+		// A declared type has no Go type: its data is its JSON.
+		if err := rt.checkVersion(rt.latest(), data); err != nil {
+			return nil, err
+		}
+		return json.RawMessage(data), nil
 	}
 	v, err := rt.decode(data)
 	if err != nil {

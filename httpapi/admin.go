@@ -70,7 +70,7 @@ const drySample = 10
 
 // replayParams are the parameters of POST /v1/replay, in its query string
 // or as the members of its JSON body.
-var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position", "queue", "rate", "dry_run", "all"}
+var replayParams = []string{"after", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position", "queue", "rate", "dry_run", "all", "stored"}
 
 // replayRequest is a parsed POST /v1/replay: the filter parameters of GET
 // /v1/events but limit, and queue (default: the exchange), rate (events per
@@ -78,6 +78,9 @@ var replayParams = []string{"after", "type", "correlation_id", "subject", "since
 type replayRequest struct {
 	opts   ReplayRequest
 	dryRun bool
+	// stored sends the events in the version they were stored in, not
+	// upcast to the latest.
+	stored bool
 }
 
 // readReplay reads the parameters of POST /v1/replay from the query string
@@ -178,7 +181,7 @@ func replayBodyValues(body []byte) (url.Values, *Problem) {
 				return wrongType(name, "a number of events per second above 0")
 			}
 			values.Set(name, string(n))
-		case "dry_run", "all":
+		case "dry_run", "all", "stored":
 			b, ok := v.(bool)
 			if !ok {
 				return wrongType(name, "true or false")
@@ -213,6 +216,9 @@ func parseReplay(rawQuery string) (replayRequest, *Problem) {
 		return req, p
 	}
 	req.opts.Filter.Limit = 0 // the replay's batch size: its own default
+	if req.stored, p = storedFrom(q); p != nil {
+		return req, p
+	}
 	if v := q.get("queue"); v != "" {
 		if req.opts.Queue, p = parseName(v, "queue"); p != nil {
 			return req, p
@@ -283,7 +289,7 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 	if req.dryRun {
 		var total int64
 		var sample []event.Envelope
-		err := withinTimeout(r.Context(), a.requestTimeout, func(ctx context.Context) (err error) {
+		err := withinTimeout(readContext(r.Context(), req.stored), a.requestTimeout, func(ctx context.Context) (err error) {
 			if total, err = a.reader.Count(ctx, req.opts.Filter); err != nil || total == 0 {
 				return err
 			}
@@ -318,7 +324,7 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request) {
 		}
 		req.opts.Exchange = a.admin.Exchange
 	}
-	res, err := a.replayBounded(r.Context(), req.opts)
+	res, err := a.replayBounded(readContext(r.Context(), req.stored), req.opts)
 	if err != nil {
 		if res.Published > 0 && r.Context().Err() == nil {
 			infoFrom(r.Context()).err = err

@@ -144,7 +144,7 @@ func New(cfg Config) (http.Handler, error) {
 		maxBody: orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes), retryAfter: orDefault(cfg.RetryAfter, DefaultRetryAfter),
 		log: cfg.Logger, admin: cfg.Admin, metrics: m, mux: http.NewServeMux(),
 		requestTimeout: orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
-		hub:            newStreamHub(cfg.Reader), heartbeat: orDefault(cfg.Heartbeat, DefaultHeartbeat),
+		hub:            newStreamHub(cfg.Reader, cfg.Bus.Registry().Upcast), heartbeat: orDefault(cfg.Heartbeat, DefaultHeartbeat),
 	}
 	a.readyTimeout = min(a.readyTimeout, a.requestTimeout)
 	if a.log == nil {
@@ -156,6 +156,7 @@ func New(cfg Config) (http.Handler, error) {
 	a.route("GET /v1/events/{id}", auth.ScopeRead, a.getEvent)
 	a.route("GET /v1/streams/{subject...}", auth.ScopeRead, a.getStream)
 	a.route("GET /v1/status", auth.ScopeRead, a.getStatus)
+	a.route("GET /v1/schemas", auth.ScopeRead, a.getSchemas)
 	a.route("POST /v1/replay", auth.ScopeAdmin, a.replay)
 	a.route("GET /v1/parked", auth.ScopeRead, a.listParked)
 	a.route("POST /v1/parked/retry", auth.ScopeAdmin, a.retryParked)

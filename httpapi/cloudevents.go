@@ -30,8 +30,9 @@ import (
 //
 // Every mode keeps the input limits of the envelope, and the bus keeps
 // every attribute it accepts: what it has no place for (an unknown
-// extension, binary data, a dataschema) is refused with a 400 naming the
-// attribute, never dropped.
+// extension, binary data) is refused with a 400 naming the attribute,
+// never dropped. The dataschema names the version of the data (DESIGN
+// "Type versions"); for a known type it must be one of its versions.
 
 // Media types of the CloudEvents JSON formats.
 const (
@@ -203,7 +204,7 @@ func validAttrName(name string) bool {
 }
 
 // keptAttrs lists the attributes the bus keeps, for error messages.
-const keptAttrs = "specversion, id, source, type, subject, time, datacontenttype (application/json), " +
+const keptAttrs = "specversion, id, source, type, subject, time, datacontenttype (application/json), dataschema, " +
 	event.AttrCorrelationID + ", " + event.AttrCausationID + ", " + event.AttrTraceParent + ", " +
 	event.AttrTraceState + " and " + AttrExpectedVersion
 
@@ -266,7 +267,10 @@ func (c *ceAttrs) check() (event.Draft, *Problem) {
 		}
 	}
 	if c.has(attrDataSchema) {
-		return d, attrProblem("dataschema", "dataschema is not kept by this server: leave it out")
+		d.DataSchema = c.val[attrDataSchema]
+		if err := event.CheckDataSchema(d.DataSchema); err != nil {
+			return d, limitProblem(err)
+		}
 	}
 	var ok bool
 	if !c.has(attrID) || c.val[attrID] == "" {

@@ -28,11 +28,12 @@ type wireEvent struct {
 	CorrelationID   string            `json:"correlation_id"`
 	CausationID     string            `json:"causation_id"`
 	Source          string            `json:"source"`
+	DataSchema      string            `json:"dataschema"`
 	Personal        json.RawMessage   `json:"personal"`
 	Events          []json.RawMessage `json:"events"`
 }
 
-const eventFields = "type, data, id, subject, expected_version, correlation_id, causation_id, source and personal"
+const eventFields = "type, data, id, subject, expected_version, correlation_id, causation_id, source, dataschema and personal"
 
 // decodeEvents parses a POST /v1/events body into drafts. batch reports
 // whether the body was {"events": [...]}. A problem has status 400: the
@@ -72,7 +73,7 @@ func decodeEvents(body []byte) (drafts []event.Draft, batch bool, p *Problem) {
 		return []event.Draft{d}, false, nil
 	}
 	if w.ID != "" || w.Type != "" || w.Data != nil || w.Subject != "" || w.ExpectedVersion != nil ||
-		w.CorrelationID != "" || w.CausationID != "" || w.Source != "" || w.Personal != nil {
+		w.CorrelationID != "" || w.CausationID != "" || w.Source != "" || w.DataSchema != "" || w.Personal != nil {
 		return nil, true, newProblem(400, ProblemMalformedRequest,
 			`a batch body holds only "events"; put every event's fields inside the array`).atField("events")
 	}
@@ -219,7 +220,8 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 	failLimit := func(err error) (event.Draft, *Problem) {
 		return event.Draft{}, inEvent(limitProblem(err), index)
 	}
-	d := event.Draft{Type: w.Type, Subject: w.Subject, Source: w.Source, Data: w.Data, ExpectedVersion: w.ExpectedVersion}
+	d := event.Draft{Type: w.Type, Subject: w.Subject, Source: w.Source, Data: w.Data, ExpectedVersion: w.ExpectedVersion,
+		DataSchema: w.DataSchema}
 	if err := event.CheckTypeName(w.Type); err != nil {
 		return failLimit(err)
 	}
@@ -232,6 +234,9 @@ func (w *wireEvent) draft(index int) (event.Draft, *Problem) {
 		}
 	}
 	if err := event.CheckSubject(w.Subject); err != nil {
+		return failLimit(err)
+	}
+	if err := event.CheckDataSchema(w.DataSchema); err != nil {
 		return failLimit(err)
 	}
 	for _, f := range []struct{ name, value string }{{"correlation_id", w.CorrelationID}, {"causation_id", w.CausationID}} {

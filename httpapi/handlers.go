@@ -18,6 +18,7 @@ import (
 
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/httpapi/wire"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -44,6 +45,7 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		// event at fault again, on this path only, to name it.
 		var verr *event.ValidationError
 		var perr *event.PersonalError
+		var ferr *event.FieldError
 		var p *Problem
 		switch reg := a.bus.Registry(); {
 		case errors.As(err, &perr):
@@ -51,7 +53,7 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 				batchIndex(perr.Index, batch))
 		case errors.Is(err, event.ErrUnknownType):
 			p = unknownType(reg, drafts, batch)
-		case errors.As(err, &verr):
+		case errors.As(err, &verr) || errors.As(err, &ferr) && ferr.Field == "dataschema":
 			p = checkData(reg, drafts, batch)
 		}
 		if p == nil {
@@ -63,10 +65,16 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	a.hub.wake()
 	status := http.StatusOK
+	reg := a.bus.Registry()
 	for _, ap := range res {
 		if !ap.Duplicate {
 			status = http.StatusCreated
 			a.metrics.events.WithLabelValues("stored").Inc()
+			origin := reg.Origin(ap.Envelope.Type)
+			if origin == "" {
+				origin = "unknown"
+			}
+			a.metrics.byOrigin.WithLabelValues(origin).Inc()
 		} else {
 			a.metrics.events.WithLabelValues("duplicate").Inc()
 		}
@@ -89,25 +97,40 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, append(buf, '}'))
 }
 
-// checkData finds the first event of a registered type whose data does not
-// fit it, and returns the problem naming the event and the field. Events of
-// types the registry does not know are the bus's to accept (a gateway does)
-// or refuse.
+// checkData finds the first event of a known type whose data does not fit
+// the version it names (its dataschema, or the latest), and returns the
+// problem naming the event and the field. Events of types the registry
+// does not know are the bus's to accept (a gateway does) or refuse.
 func checkData(reg *event.Registry, drafts []event.Draft, batch bool) *Problem {
 	for i, d := range drafts {
 		if !reg.Known(d.Type) {
 			continue
 		}
-		if err := reg.Check(d.Type, d.Data); err != nil {
-			p := newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, err.Error()).atField("data")
-			var verr *event.ValidationError
-			if errors.As(err, &verr) && verr.Field != "" {
-				p.atField("data." + verr.Field)
-			}
-			return inEvent(p, batchIndex(i, batch))
+		if _, err := reg.CheckAs(d.Type, d.DataSchema, d.Data); err != nil {
+			return inEvent(dataProblem(err), batchIndex(i, batch))
 		}
 	}
 	return nil
+}
+
+// dataProblem is the 422 for data that does not fit its type: it names the
+// field, and lists each schema violation with its JSON path and rule. A
+// dataschema that names no version of the type is a 422 too: the data
+// cannot be checked against anything.
+func dataProblem(err error) *Problem {
+	var ferr *event.FieldError
+	if errors.As(err, &ferr) {
+		return newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, ferr.Field+" "+ferr.Reason).atField(ferr.Field)
+	}
+	p := newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, busDetail(err)).atField("data")
+	var verr *event.ValidationError
+	if errors.As(err, &verr) {
+		if verr.Field != "" {
+			p.atField("data." + verr.Field)
+		}
+		p.Errors = verr.Violations
+	}
+	return p
 }
 
 // unknownType is the problem for the bus refusing a type it does not know:
@@ -185,12 +208,22 @@ func withTraceContext(r *http.Request) context.Context {
 
 // listEvents answers a page of events in commit order.
 func (a *api) listEvents(w http.ResponseWriter, r *http.Request) {
-	f, p := parseFilter(r.URL.RawQuery)
+	q, p := parseQuery(r.URL.RawQuery, eventsParams, []string{"type"})
 	if p != nil {
 		writeProblem(w, r, p)
 		return
 	}
-	page, err := a.reader.Read(r.Context(), f)
+	f, p := filterFrom(q)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	stored, p := storedFrom(q)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	page, err := a.reader.Read(readContext(r.Context(), stored), f)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -214,7 +247,17 @@ func (a *api) getEvent(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s is not an event id: a UUID such as 0190d1e2-7c4a-7b3e-8f00-1234567890ab", clip(raw))).atField("id"))
 		return
 	}
-	env, err := a.reader.Get(r.Context(), id)
+	q, p := parseQuery(r.URL.RawQuery, []string{"stored"}, nil)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	stored, p := storedFrom(q)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	env, err := a.reader.Get(readContext(r.Context(), stored), id)
 	if errors.Is(err, store.ErrNotFound) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, ProblemNotFound, fmt.Sprintf("no event has the id %s", id)))
 		return
@@ -238,7 +281,7 @@ func (a *api) getStream(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	events, err := a.reader.ReadStream(r.Context(), subject, sq.From, sq.Limit)
+	events, err := a.reader.ReadStream(readContext(r.Context(), sq.Stored), subject, sq.From, sq.Limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -255,6 +298,12 @@ func (a *api) getStream(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, `,"next_version":`...)
 	buf = strconv.AppendInt(buf, next, 10)
 	writeJSON(w, http.StatusOK, append(buf, '}'))
+}
+
+// getSchemas answers every event type the server knows, with its origin,
+// versions and their JSON Schemas.
+func (a *api) getSchemas(w http.ResponseWriter, r *http.Request) {
+	a.writeValue(w, r, http.StatusOK, wire.Schemas{Types: a.bus.Registry().Describe()})
 }
 
 // getStatus answers the relay's status.
@@ -371,12 +420,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, event.ErrUnknownType):
 		p = newProblem(http.StatusUnprocessableEntity, ProblemUnknownType, busDetail(err)+"; use a registered type").atField("type")
 	case errors.As(err, &verr):
-		p = newProblem(http.StatusUnprocessableEntity, ProblemInvalidData, busDetail(err))
-		if verr.Field != "" {
-			p.atField("data." + verr.Field)
-		} else {
-			p.atField("data")
-		}
+		p = dataProblem(err)
 	case errors.Is(err, event.ErrInvalid):
 		p = newProblem(http.StatusBadRequest, ProblemInvalidEvent, busDetail(err))
 	case errors.Is(err, store.ErrBadCursor):

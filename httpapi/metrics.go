@@ -16,6 +16,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	events   *prometheus.CounterVec
+	byOrigin *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,12 +34,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "eventbus_http_events_total",
 			Help: "Events received through POST /v1/events, by outcome: stored, or duplicate (the id was already stored).",
 		}, []string{"outcome"}),
+		byOrigin: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventbus_http_events_stored_by_origin_total",
+			Help: "Events stored through POST /v1/events (duplicates left out), by where their type comes from: go (registered in Go), file (declared by a schema file), unknown (neither, stored because EVENTBUS_ALLOW_UNKNOWN_TYPES is on).",
+		}, []string{"origin"}),
 	}
 	// Two handlers on one registry share their metrics.
 	for _, register := range []func() error{
 		func() error { return promshare.Register(reg, &m.requests) },
 		func() error { return promshare.Register(reg, &m.duration) },
 		func() error { return promshare.Register(reg, &m.events) },
+		func() error { return promshare.Register(reg, &m.byOrigin) },
 	} {
 		if err := register(); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

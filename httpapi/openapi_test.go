@@ -299,6 +299,8 @@ func TestOpenAPIDocumentMatchesEveryEndpoint(t *testing.T) {
 
 	// GET /v1/status
 	c.checkAuth(h, apiCase{req: get("/v1/status"), status: 200}, "read")
+	// GET /v1/schemas
+	c.checkAuth(h, apiCase{req: get("/v1/schemas"), status: 200}, "read")
 
 	// POST /v1/replay
 	queue := testenv.Name("openapi_replay")

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -91,9 +92,14 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 		info.problem = p.Type
 	}
 	p.Instance = r.URL.Path
-	body, err := json.Marshal(p)
-	if err != nil { // only strings and ints: cannot happen
-		body = []byte(`{"type":"` + ProblemInternal + `","title":"Internal server error","status":500}`)
+	// Without HTML escaping: a detail such as "/grade: must be <= 100"
+	// reads as written in a terminal, and problem+json is never HTML.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	body := []byte(`{"type":"` + ProblemInternal + `","title":"Internal server error","status":500}`)
+	if err := enc.Encode(p); err == nil { // only strings and ints: it cannot fail
+		body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	}
 	h := w.Header()
 	for k, v := range p.header {

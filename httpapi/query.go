@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"slices"
@@ -46,7 +47,31 @@ func parseQuery(raw string, allowed, repeatable []string) (query, *Problem) {
 
 func (q query) get(name string) string { return q.values.Get(name) }
 
-var eventsParams = []string{"after", "limit", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position"}
+var eventsParams = []string{"after", "limit", "type", "correlation_id", "subject", "since", "until", "from_position", "to_position", "stored"}
+
+// storedFrom reads the stored parameter of a read: true asks for events in
+// the version of their type they were stored in, rather than upcast to the
+// latest (DESIGN "Type versions").
+func storedFrom(q query) (bool, *Problem) {
+	v := q.get("stored")
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, newProblem(400, ProblemInvalidParameter,
+			fmt.Sprintf("stored %s must be true (events in the version they were stored in) or false (upcast to the latest version, the default)", clip(v))).atField("stored")
+	}
+	return b, nil
+}
+
+// readContext is ctx, asking for stored versions when stored is set.
+func readContext(ctx context.Context, stored bool) context.Context {
+	if stored {
+		return event.WithStoredVersions(ctx)
+	}
+	return ctx
+}
 
 // parseFilter parses the query of GET /v1/events. A problem has status
 // 400. The input is untrusted: this never panics.
@@ -129,16 +154,20 @@ func parsePosition(v, name string) (int64, *Problem) {
 
 // streamQuery is the query of GET /v1/streams/{subject}.
 type streamQuery struct {
-	From  int64
-	Limit int
+	From   int64
+	Limit  int
+	Stored bool
 }
 
 // parseStreamQuery parses the query of GET /v1/streams/{subject}. A
 // problem has status 400.
 func parseStreamQuery(rawQuery string) (streamQuery, *Problem) {
 	sq := streamQuery{From: 1}
-	q, p := parseQuery(rawQuery, []string{"from", "limit"}, nil)
+	q, p := parseQuery(rawQuery, []string{"from", "limit", "stored"}, nil)
 	if p != nil {
+		return sq, p
+	}
+	if sq.Stored, p = storedFrom(q); p != nil {
 		return sq, p
 	}
 	if v := q.get("from"); v != "" {

@@ -71,6 +71,11 @@ func (a *api) streamEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Limit = streamPage
+	stored, p := storedFrom(q)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
 	resume := q.get("after") != ""
 	if lastID := r.Header.Get("Last-Event-ID"); lastID != "" {
 		c, err := store.ParseCursor(lastID)
@@ -81,7 +86,7 @@ func (a *api) streamEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		f.After, resume = c, true
 	}
-	ctx := r.Context()
+	ctx := readContext(r.Context(), stored)
 	s := &sseWriter{w: w, rc: http.NewResponseController(w)}
 	if resume {
 		// The backlog, up to about the live end, before joining the hub:
@@ -96,7 +101,7 @@ func (a *api) streamEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	sub, head, err := a.hub.subscribe(ctx, a.requestTimeout)
+	sub, head, err := a.hub.subscribe(ctx, a.requestTimeout, stored)
 	if err != nil {
 		a.endStream(w, r, s, err)
 		return
@@ -322,6 +327,10 @@ func matches(f store.Filter, env event.Envelope) bool {
 // and stops with the last, so an API nobody streams from reads nothing.
 type streamHub struct {
 	reader store.Reader
+	// upcast turns the events the hub reads, in their stored versions,
+	// into the latest versions, once per page for every stream that wants
+	// them (the default; see event.Registry.Upcast).
+	upcast func(context.Context, []event.Envelope) error
 	// stopping is closed when the server shuts down: every stream ends.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -337,13 +346,14 @@ type streamHub struct {
 
 // streamSub is one stream's place at the hub.
 type streamSub struct {
+	stored bool // the stream wants the stored versions
 	pages  chan []event.Envelope
 	gone   chan struct{} // closed when the hub dropped the stream
 	reason string        // why, set before gone is closed
 }
 
-func newStreamHub(reader store.Reader) *streamHub {
-	return &streamHub{reader: reader, stopping: make(chan struct{}), wakeCh: make(chan struct{}, 1),
+func newStreamHub(reader store.Reader, upcast func(context.Context, []event.Envelope) error) *streamHub {
+	return &streamHub{reader: reader, upcast: upcast, stopping: make(chan struct{}), wakeCh: make(chan struct{}, 1),
 		buffer: streamBuffer, subs: map[*streamSub]struct{}{}}
 }
 
@@ -361,7 +371,7 @@ func (h *streamHub) stop() { h.stopOnce.Do(func() { close(h.stopping) }) }
 
 // subscribe adds a stream, starting the reader if none runs. It returns the
 // hub's cursor: the stream gets the pages after it.
-func (h *streamHub) subscribe(ctx context.Context, timeout time.Duration) (*streamSub, store.Cursor, error) {
+func (h *streamHub) subscribe(ctx context.Context, timeout time.Duration, stored bool) (*streamSub, store.Cursor, error) {
 	select {
 	case <-h.stopping:
 		return nil, store.Cursor{}, errStreamsStopped
@@ -402,7 +412,7 @@ func (h *streamHub) subscribe(ctx context.Context, timeout time.Duration) (*stre
 		h.cursor, h.running = head, true
 		go h.run(timeout)
 	}
-	sub := &streamSub{pages: make(chan []event.Envelope, h.buffer), gone: make(chan struct{})}
+	sub := &streamSub{stored: stored, pages: make(chan []event.Envelope, h.buffer), gone: make(chan struct{})}
 	h.subs[sub] = struct{}{}
 	cursor := h.cursor
 	h.mu.Unlock()
@@ -456,9 +466,12 @@ func (h *streamHub) run(timeout time.Duration) {
 		h.mu.Lock()
 		cursor := h.cursor
 		h.mu.Unlock()
-		rctx, rcancel := context.WithTimeout(ctx, timeout)
+		// The stored versions, so that a stream that asks for them gets
+		// them; the others get the page upcast once, below.
+		rctx, rcancel := context.WithTimeout(event.WithStoredVersions(ctx), timeout)
 		page, err := h.reader.Read(rctx, store.Filter{After: cursor, Limit: streamPage})
 		rcancel()
+		var latest []event.Envelope
 		h.mu.Lock()
 		if err != nil {
 			// Every stream ends, and resumes from its Last-Event-ID; the
@@ -471,8 +484,18 @@ func (h *streamHub) run(timeout time.Duration) {
 			if len(page.Events) == 0 {
 				break
 			}
+			events := page.Events
+			if !sub.stored {
+				if latest == nil {
+					latest = slices.Clone(page.Events)
+					if h.upcast != nil {
+						_ = h.upcast(ctx, latest) // it leaves what it cannot upcast as stored
+					}
+				}
+				events = latest
+			}
 			select {
-			case sub.pages <- page.Events:
+			case sub.pages <- events:
 			default:
 				h.drop(sub, commentSlow)
 			}

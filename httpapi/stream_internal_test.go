@@ -24,15 +24,15 @@ func TestStreamHubDropsAClientThatDoesNotKeepUp(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	hub := newStreamHub(s)
+	hub := newStreamHub(s, nil)
 	hub.buffer = 1
 	defer hub.stop()
-	slow, _, err := hub.subscribe(ctx, time.Minute)
+	slow, _, err := hub.subscribe(ctx, time.Minute, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hub.unsubscribe(slow)
-	witness, _, err := hub.subscribe(ctx, time.Minute)
+	witness, _, err := hub.subscribe(ctx, time.Minute, false)
 	if err != nil {
 		t.Fatal(err)
 	}

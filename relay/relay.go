@@ -35,6 +35,11 @@ type Config struct {
 	// Exchange is the topic exchange to publish to. Default
 	// "edupulse.events".
 	Exchange string
+	// StoredVersions publishes every event in the version of its type it
+	// was stored in. By default the relay publishes the latest version
+	// (the store's read transforms upcast it; DESIGN "Type versions"); the
+	// dataschema of each message names the version it carries.
+	StoredVersions bool
 	// Holder identifies this relay instance in the lease. Default: host,
 	// process ID and a random suffix.
 	Holder string
@@ -303,6 +308,9 @@ var ErrPartitionCount = store.ErrPartitionCount
 // its checkpoint and releases its lease; and an error wrapping
 // ErrPartitionCount when processes with another partition count run.
 func (r *Relay) Run(ctx context.Context) error {
+	if r.cfg.StoredVersions {
+		ctx = event.WithStoredVersions(ctx)
+	}
 	r.log.Info("relay starting", "exchange", r.cfg.Exchange, "partitions", r.cfg.Partitions)
 	defer r.log.Info("relay stopped")
 	defer r.stopAll()

@@ -55,10 +55,11 @@ func (s *Service) openKeyring(opts Config) error {
 }
 
 // ReadTransform is the chain of transforms every event read through Store
-// goes through: decryption (or erasure) of personal fields first; an
-// upcaster of versions plugs in after it.
+// goes through: decryption (or erasure) of personal fields first, then
+// upcasting to the latest version of the type, which works on the data as
+// written (and is skipped for readers that ask for the stored version).
 func (s *Service) ReadTransform() store.Transform {
-	return store.Chain(s.keyring.Transform())
+	return store.Chain(s.keyring.Transform(), s.registry.Upcast)
 }
 
 // masterKey returns the text of the key-encryption keys: the

@@ -73,6 +73,11 @@ type Config struct {
 // on them.
 type Service struct {
 	Config config.Config
+	// Store is the event store as every reader of the service reads it
+	// (the relay, replays, the HTTP API, the live stream): the store's
+	// events through the read transforms, so that each event comes in the
+	// latest version of its type unless the reader asks for the stored
+	// one (event.WithStoredVersions).
 	Store  store.Store
 	Broker broker.Broker
 	// Bus records events in the store, in transactions of its own or in a
@@ -115,6 +120,21 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 	if opts.Source == "" {
 		opts.Source = "eventbus"
 	}
+	if cfg.SchemaDir != "" {
+		// Every schema is read and compiled once, here; a bad file stops
+		// the start, named.
+		declared, err := event.LoadSchemaDir(s.registry, cfg.SchemaDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (%s)", err, config.EnvSchemaDir)
+		}
+		for _, dt := range declared {
+			attrs := []any{"type", dt.Type, "versions", len(dt.Versions)}
+			if dt.Personal != nil {
+				attrs = append(attrs, "data_subject", dt.Personal.DataSubject, "personal", dt.Personal.Fields)
+			}
+			s.Logger.Info("declared type from "+cfg.SchemaDir, attrs...)
+		}
+	}
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildinfo.Collector(buildinfo.Read()))
 	ok := false
@@ -135,9 +155,10 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 		return nil, err
 	}
 	s.Bus = eventbus.New(s.driver, eventbus.Config{
-		Registry: s.registry,
-		Source:   opts.Source,
-		OnCommit: s.wakeRelay,
+		Registry:          s.registry,
+		Source:            opts.Source,
+		OnCommit:          s.wakeRelay,
+		AllowUnknownTypes: cfg.AllowUnknownTypes,
 	})
 	if opts.StoreOnly {
 		ok = true
@@ -255,6 +276,9 @@ func (s *Service) SQLite() (*sqlite.Store, bool) { return s.lite, s.lite != nil 
 // take a Tx.
 func (s *Service) Inbox() consume.Inbox { return consume.NewInbox(s.driver) }
 
+// Registry returns the event types the service accepts.
+func (s *Service) Registry() *event.Registry { return s.registry }
+
 // SchemaVersion returns the version the store's schema is at, and the
 // newest this build knows.
 func (s *Service) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
@@ -355,6 +379,10 @@ func (s *Service) Run(ctx context.Context, opts RunOptions) error {
 		// The server's own complaints (TLS handshakes, malformed requests)
 		// go to the structured log too.
 		srv.ErrorLog = slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn)
+		if s.Config.AllowUnknownTypes {
+			s.Logger.Warn("events of types neither registered nor declared are stored as they come (" + config.EnvAllowUnknownTypes +
+				"=true): nothing checks their data; eventbus_http_events_stored_by_origin_total{origin=\"unknown\"} counts them")
+		}
 		s.Logger.Info("HTTP API listening", "addr", ln.Addr().String())
 		if opts.Ready != nil {
 			opts.Ready(ln.Addr().String())

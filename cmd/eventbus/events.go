@@ -49,8 +49,8 @@ others wait. Migrations are versioned and never edited once released.`,
 
 func (a *app) publishCmd() *cobra.Command {
 	var (
-		subject, id, correlationID, causationID, source string
-		expected                                        int64
+		subject, id, correlationID, causationID, source, dataSchema string
+		expected                                                    int64
 	)
 	cmd := &cobra.Command{
 		Use:   "publish TYPE JSON",
@@ -70,7 +70,7 @@ nothing is stored. Publishing again with the same --id stores nothing new.`,
 					return fmt.Errorf("read the event data from standard input: %w", err)
 				}
 			}
-			d := event.Draft{Type: args[0], Data: data, Subject: subject, Source: source}
+			d := event.Draft{Type: args[0], Data: data, Subject: subject, Source: source, DataSchema: dataSchema}
 			for flag, dst := range map[string]*uuid.UUID{"id": &d.ID, "correlation-id": &d.CorrelationID, "causation-id": &d.CausationID} {
 				raw, _ := cmd.Flags().GetString(flag)
 				if raw == "" {
@@ -111,6 +111,7 @@ nothing is stored. Publishing again with the same --id stores nothing new.`,
 	cmd.Flags().StringVar(&causationID, "causation-id", "", "ID of the event that caused this one")
 	cmd.Flags().StringVar(&source, "source", "", "the producer; default eventbus-cli")
 	cmd.Flags().Int64Var(&expected, "expected-version", 0, "fail unless the stream is at this version (0: it must not exist)")
+	cmd.Flags().StringVar(&dataSchema, "dataschema", "", "the version of the data, urn:edupulse:schema:TYPE:N (see GET /v1/schemas); default the latest")
 	return cmd
 }
 
@@ -162,6 +163,7 @@ prints the --after token of the next page on standard error.`,
 	cmd.Flags().StringVar(&after, "after", "", "the page after this cursor token")
 	cmd.Flags().IntVar(&limit, "limit", 50, "events per page")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
+	addStoredFlag(cmd)
 	return cmd
 }
 
@@ -250,6 +252,7 @@ what commits from now on; --from starts at a global position or a time.`,
 	cmd.Flags().StringVar(&from, "from", "", "start at this global position, or at this time (RFC 3339 or a duration ago); default: now")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print CloudEvents JSON, one per line")
 	cmd.Flags().DurationVar(&poll, "poll", 200*time.Millisecond, "how often to look for new events when idle")
+	addStoredFlag(cmd)
 	return cmd
 }
 

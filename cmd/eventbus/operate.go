@@ -287,6 +287,7 @@ replay through it with --server.`,
 	a.addServerFlag(cmd, false, "admin")
 	cmd.Flags().IntVar(&samples, "sample", 5, "how many events --dry-run shows")
 	cmd.Flags().BoolVar(&all, "all", false, "replay every stored event; needed when no filter is given")
+	addStoredFlag(cmd)
 	return cmd
 }
 

@@ -79,7 +79,7 @@ func (a *app) remote(cmd *cobra.Command) (*remoteServer, error) {
 		return nil, err
 	}
 	c, err := client.New(server, client.Config{Token: apiToken(), Timeout: 2 * cfg.RequestTimeout,
-		UserAgent: "eventbus-cli"})
+		UserAgent: "eventbus-cli", StoredVersions: storedVersions(cmd)})
 	if err != nil {
 		return nil, usagef(cmd, "--server %q (or %s): give the serve address as http://host:port", server, envServer)
 	}

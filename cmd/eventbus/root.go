@@ -14,6 +14,7 @@ import (
 
 	"github.com/edupulse/eventbus/auth"
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/service"
 )
 
@@ -91,6 +92,11 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if storedVersions(cmd) {
+				// Every read of the command, local or through the
+				// server, asks for the stored versions.
+				cmd.SetContext(event.WithStoredVersions(cmd.Context()))
+			}
 			return a.setupLogger(cmd)
 		},
 	}
@@ -108,6 +114,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error.`,
 		a.tailCmd(),
 		a.replayCmd(),
 		a.statusCmd(),
+		a.schemasCmd(),
 		a.dlqCmd(),
 		a.parkedCmd(),
 		a.eraseCmd(),
@@ -264,4 +271,15 @@ func ctxErr(ctx context.Context, err error) error {
 		return fmt.Errorf("interrupted")
 	}
 	return err
+}
+
+// addStoredFlag adds --stored to a command that reads events.
+func addStoredFlag(cmd *cobra.Command) {
+	cmd.Flags().Bool("stored", false, "events in the version of their type they were stored in; default: upcast to the latest version")
+}
+
+// storedVersions reports whether the command was given --stored.
+func storedVersions(cmd *cobra.Command) bool {
+	f := cmd.Flags().Lookup("stored")
+	return f != nil && f.Value.String() == "true"
 }

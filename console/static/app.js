@@ -382,13 +382,17 @@ function envelopeOf(e) {
   return env;
 }
 
-async function eventView(id) {
-  const e = await api('GET', '/v1/events/' + enc(id));
+// eventView shows one event: in the latest version of its type, as every
+// reader gets it, or as stored when asked (GET /v1/events/{id}?stored=true).
+async function eventView(id, stored = false) {
+  const e = await api('GET', '/v1/events/' + enc(id) + (stored ? '?stored=true' : ''));
   const env = envelopeOf(e);
   const dataText = JSON.stringify(e.data, null, 2);
-  const fields = [['id', e.id], ['type', e.type], ['source', e.source], ['subject', e.subject], ['stream version', e.streamversion],
+  const fields = [['id', e.id], ['type', e.type], ['version', e.dataschema], ['source', e.source], ['subject', e.subject], ['stream version', e.streamversion],
     ['time', e.time], ['recorded', e.recordedtime], ['position', e.position], ['correlation', e.correlationid], ['causation', e.causationid],
     ['traceparent', e.traceparent]];
+  const toggle = el('button', { type: 'button', id: 'toggle-stored', onclick: () => eventView(id, !stored).catch((err) => showError(err.message)) },
+    stored ? 'Show the latest version' : 'Show as stored');
   show(
     el('h1', {}, e.type, ' ', el('span', { class: 'muted mono' }, e.id), e.erased ? [' ', erasedPill()] : null),
     e.erased ? el('div', { class: 'notice', id: 'erased-notice' },
@@ -401,7 +405,7 @@ async function eventView(id) {
       else if (k === 'causation') val = el('a', { href: '#/events/' + enc(v) }, v);
       return [el('dt', {}, k), el('dd', { class: 'mono' }, val)];
     })),
-    el('h2', {}, 'Data'), el('div', { class: 'row' }, copyButton('Copy data', dataText), copyButton('Copy event JSON', JSON.stringify(e, null, 2)), copyButton('Copy link', location.href)),
+    el('h2', {}, stored ? 'Data, as stored' : 'Data'), el('div', { class: 'row' }, toggle, copyButton('Copy data', dataText), copyButton('Copy event JSON', JSON.stringify(e, null, 2)), copyButton('Copy link', location.href)),
     dataView(e, dataText),
     el('h2', {}, 'Envelope'), el('pre', {}, JSON.stringify(env, null, 2)));
 }

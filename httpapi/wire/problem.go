@@ -1,6 +1,10 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/edupulse/eventbus/event"
+)
 
 // ProblemContentType is the media type of every error answer (RFC 9457).
 const ProblemContentType = "application/problem+json"
@@ -42,6 +46,11 @@ type Problem struct {
 	Event     *int              `json:"event,omitempty"`  // the index of the event at fault in a batch
 	Checks    map[string]string `json:"checks,omitempty"` // readiness checks, by name: ok, failing or damaged
 	Resume    string            `json:"resume,omitempty"` // the cursor to resume a replay that stopped early
+	// Errors lists how an event's data breaks its type's schema (422
+	// invalid-data): the JSON Pointer of each value at fault in the data,
+	// the schema keyword broken and a message; at most
+	// event.MaxViolations of them, Detail saying how many were left out.
+	Errors []event.Violation `json:"errors,omitempty"`
 }
 
 // Error implements error: the status, the title and the detail.

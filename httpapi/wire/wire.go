@@ -36,6 +36,10 @@ type NewEvent struct {
 	CorrelationID   uuid.UUID `json:"correlation_id,omitzero"`
 	CausationID     uuid.UUID `json:"causation_id,omitzero"`
 	Source          string    `json:"source,omitempty"`
+	// DataSchema names the version of Data
+	// (urn:edupulse:schema:{type}:{version}, see GET /v1/schemas); the
+	// data is checked against that version. Default: the latest.
+	DataSchema string `json:"dataschema,omitempty"`
 	// Personal declares the personal data of an event whose type declares
 	// none: they are stored encrypted and erased with their data subject.
 	Personal *Personal `json:"personal,omitempty"`
@@ -213,6 +217,9 @@ type ReplayRequest struct {
 	Rate   float64 `json:"rate,omitempty"`
 	DryRun bool    `json:"dry_run,omitempty"`
 	All    bool    `json:"all,omitempty"`
+	// Stored sends the events in the version they were stored in, not
+	// upcast to the latest.
+	Stored bool `json:"stored,omitempty"`
 }
 
 // ReplayResult answers a replay that ran. Resume is the cursor after the
@@ -283,4 +290,11 @@ type Erasure struct {
 	DataSubject string    `json:"data_subject"`
 	ErasedAt    time.Time `json:"erased_at"`
 	EventID     string    `json:"event_id,omitempty"`
+}
+
+// Schemas is the answer of GET /v1/schemas: every event type the server
+// knows (registered in Go, or declared by a schema file), with its origin,
+// versions and their JSON Schemas.
+type Schemas struct {
+	Types []event.TypeInfo `json:"types"`
 }

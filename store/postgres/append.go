@@ -17,8 +17,8 @@ import (
 // batch of several events in one round trip.
 const appendSQL = `SELECT r_ord, r_duplicate, r_id, r_type, r_source, r_subject, r_stream_version,
 	r_occurred_at, r_recorded_at, r_correlation_id, r_causation_id, r_traceparent, r_tracestate,
-	r_data, r_commit_order
-	FROM eventbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	r_data, r_commit_order, r_dataschema
+	FROM eventbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 
 // lockStreamsSQL takes the transaction-scoped locks of the streams named in
 // $1, in the order eventbus_append takes them (hash order), so that appends
@@ -58,24 +58,26 @@ const appendOneSQL = `WITH head AS (
 	         WHERE e.subject = $4::text ORDER BY e.stream_version DESC LIMIT 1) h ON true
 ), ins AS (
 	INSERT INTO event_store AS e (event_id, type, source, subject, stream_version, occurred_at,
-	                              correlation_id, causation_id, traceparent, tracestate, data, commit_order, stream_hash)
+	                              correlation_id, causation_id, traceparent, tracestate, data, commit_order, stream_hash,
+	                              dataschema)
 	SELECT $1::uuid, $2::text, $3::text, $4::text,
 	       CASE WHEN $4::text IS NULL THEN NULL ELSE head.version + 1 END,
-	       $5::timestamptz, $6::uuid, $7::uuid, $8::text, $9::text, $10::text::json, head.commit_order, $12::bigint
+	       $5::timestamptz, $6::uuid, $7::uuid, $8::text, $9::text, $10::text::json, head.commit_order, $12::bigint,
+	       $13::text
 	  FROM head
 	 WHERE $4::text IS NULL OR $11::bigint IS NULL OR $11::bigint = head.version
 	ON CONFLICT (event_id) DO NOTHING
 	RETURNING e.id, e.stream_version, e.recorded_at, e.commit_order
 )
 SELECT 0, ins.id, NULL::text, NULL::text, NULL::text, ins.stream_version, NULL::timestamptz,
-       ins.recorded_at, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::text, ins.commit_order
+       ins.recorded_at, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::text, ins.commit_order, NULL::text
   FROM ins
 UNION ALL
 SELECT 1, o.id, o.type, o.source, o.subject, o.stream_version, o.occurred_at, o.recorded_at,
-       o.correlation_id, o.causation_id, o.traceparent, o.tracestate, o.data::text, o.commit_order
+       o.correlation_id, o.causation_id, o.traceparent, o.tracestate, o.data::text, o.commit_order, o.dataschema
   FROM event_store o WHERE o.event_id = $1::uuid AND NOT EXISTS (SELECT FROM ins)
 UNION ALL
-SELECT 2, 0, NULL, NULL, NULL, head.version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '0'::xid8
+SELECT 2, 0, NULL, NULL, NULL, head.version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '0'::xid8, NULL
   FROM head WHERE NOT EXISTS (SELECT FROM ins)`
 
 // appendAttempts bounds how often Append runs its statement.
@@ -178,7 +180,7 @@ func (s *Store) appendOnes(ctx context.Context, q batcher, drafts []event.Draft)
 		b.Queue(appendOneSQL, pgtype.UUID{Bytes: d.ID, Valid: true}, d.Type, d.Source, optionalText(d.Subject),
 			d.OccurredAt, pgtype.UUID{Bytes: d.CorrelationID, Valid: true},
 			pgtype.UUID{Bytes: d.CausationID, Valid: d.CausationID != [16]byte{}},
-			optionalText(d.TraceParent), optionalText(d.TraceState), string(d.Data), expected, streamHash(d))
+			optionalText(d.TraceParent), optionalText(d.TraceState), string(d.Data), expected, streamHash(d), optionalText(d.DataSchema))
 	}
 	op := "append 1 event"
 	if len(drafts) > 1 {
@@ -235,7 +237,7 @@ func readOne(br pgx.BatchResults, d event.Draft, r *oneResult) error {
 		)
 		if err := rows.Scan(&outcome, &o.position, &typ, &src, &o.subject, &o.version, &o.occurredAt,
 			&o.recordedAt, &o.correlationID, &o.causationID, &o.traceParent, &o.traceState,
-			&dataText, &o.commitOrder); err != nil {
+			&dataText, &o.commitOrder, &o.dataSchema); err != nil {
 			return err
 		}
 		switch {
@@ -304,7 +306,7 @@ func inserted(d event.Draft, o row) event.Envelope {
 		StreamVersion: o.version.Int64, OccurredAt: d.OccurredAt.Truncate(event.TimePrecision).UTC(),
 		RecordedAt: o.recordedAt.Time.UTC(), CorrelationID: d.CorrelationID,
 		CausationID: d.CausationID, TraceParent: d.TraceParent, TraceState: d.TraceState,
-		Position: o.position, CommitOrder: o.commitOrder, Data: d.Data,
+		Position: o.position, CommitOrder: o.commitOrder, Data: d.Data, DataSchema: d.DataSchema,
 	}
 }
 
@@ -324,6 +326,7 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 		data     = make([]string, n)
 		expected = make([]pgtype.Int8, n)
 		hashes   = make([]int64, n)
+		schemas  = make([]pgtype.Text, n)
 	)
 	for i, d := range drafts {
 		ids[i] = pgtype.UUID{Bytes: d.ID, Valid: true}
@@ -337,12 +340,13 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 		states[i] = optionalText(d.TraceState)
 		data[i] = string(d.Data)
 		hashes[i] = streamHash(d)
+		schemas[i] = optionalText(d.DataSchema)
 		if d.ExpectedVersion != nil {
 			expected[i] = pgtype.Int8{Int64: *d.ExpectedVersion, Valid: true}
 		}
 	}
 	op := fmt.Sprintf("append %d events", n)
-	rows, err := q.Query(ctx, appendSQL, ids, types, sources, subjects, occurred, corr, causes, parents, states, data, expected, hashes)
+	rows, err := q.Query(ctx, appendSQL, ids, types, sources, subjects, occurred, corr, causes, parents, states, data, expected, hashes, schemas)
 	if err != nil {
 		return nil, s.wrap(err, op)
 	}
@@ -359,7 +363,7 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 		)
 		if err := rows.Scan(&ord, &dup, &r.position, &typ, &src, &r.subject, &r.version, &r.occurredAt,
 			&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState,
-			&dataText, &r.commitOrder); err != nil {
+			&dataText, &r.commitOrder, &r.dataSchema); err != nil {
 			return nil, s.wrap(err, op)
 		}
 		i := int(ord) - 1

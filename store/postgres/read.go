@@ -19,7 +19,7 @@ import (
 
 // columns are the event_store columns in the order row.scan reads them.
 const columns = `id, event_id, type, source, subject, stream_version, occurred_at, recorded_at,
-	correlation_id, causation_id, traceparent, tracestate, data::text, commit_order`
+	correlation_id, causation_id, traceparent, tracestate, data::text, commit_order, dataschema`
 
 // visible is true for rows every reader can see in commit order: those whose
 // commit-order key is below the oldest transaction still running.
@@ -39,11 +39,12 @@ type row struct {
 	traceState    pgtype.Text
 	data          string
 	commitOrder   uint64
+	dataSchema    pgtype.Text
 }
 
 func (r *row) scan(rows pgx.Row) error {
 	return rows.Scan(&r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
-		&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder)
+		&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder, &r.dataSchema)
 }
 
 func (r *row) envelope() event.Envelope {
@@ -62,6 +63,7 @@ func (r *row) envelope() event.Envelope {
 		Position:      r.position,
 		CommitOrder:   r.commitOrder,
 		Data:          json.RawMessage(r.data),
+		DataSchema:    r.dataSchema.String,
 	}
 }
 

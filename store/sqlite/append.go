@@ -27,8 +27,8 @@ var stmtSQL = [numStmts]string{
 		(SELECT stream_version FROM event_store WHERE subject = ?2 ORDER BY stream_version DESC LIMIT 1)`,
 	stmtByID: "SELECT " + columns + " FROM event_store WHERE id = ?",
 	stmtInsert: `INSERT INTO event_store (event_id, type, source, subject, stream_version, occurred_at,
-		recorded_at, correlation_id, causation_id, traceparent, tracestate, data, stream_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		recorded_at, correlation_id, causation_id, traceparent, tracestate, data, stream_hash, dataschema)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 }
 
 // writer runs the statements of appends inside one transaction: the
@@ -164,7 +164,8 @@ func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, 
 		occurred := d.OccurredAt.UnixMicro()
 		id, err := w.exec(ctx, stmtInsert, d.ID.String(), d.Type, d.Source, nullText(d.Subject),
 			nullVersion(versions[i]), occurred, recorded, d.CorrelationID.String(), nullUUID(d.CausationID),
-			nullText(d.TraceParent), nullText(d.TraceState), string(d.Data), int64(event.StreamHash(d.Subject, d.ID)))
+			nullText(d.TraceParent), nullText(d.TraceState), string(d.Data), int64(event.StreamHash(d.Subject, d.ID)),
+			nullText(d.DataSchema))
 		if err != nil {
 			return nil, true, s.wrap(err, op+": insert "+d.ID.String())
 		}
@@ -173,7 +174,7 @@ func (s *Store) appendRows(ctx context.Context, w writer, drafts []event.Draft, 
 			OccurredAt: time.UnixMicro(occurred).UTC(), RecordedAt: time.UnixMicro(recorded).UTC(),
 			CorrelationID: d.CorrelationID, CausationID: d.CausationID,
 			TraceParent: d.TraceParent, TraceState: d.TraceState,
-			Position: id, CommitOrder: uint64(id), Data: d.Data,
+			Position: id, CommitOrder: uint64(id), Data: d.Data, DataSchema: d.DataSchema,
 		}}
 	}
 	return out, false, nil

@@ -19,7 +19,7 @@ import (
 
 // columns are the event_store columns in the order scanEvent reads them.
 const columns = `id, event_id, type, source, subject, stream_version, occurred_at, recorded_at,
-	correlation_id, causation_id, traceparent, tracestate, data`
+	correlation_id, causation_id, traceparent, tracestate, data, dataschema`
 
 type scanner interface {
 	Scan(dest ...any) error
@@ -31,12 +31,13 @@ func scanEvent(r scanner) (event.Envelope, error) {
 		e                      event.Envelope
 		eventID, corr          string
 		subject, cause, tp, ts sql.NullString
+		dataSchema             sql.NullString
 		version                sql.NullInt64
 		occurred, recorded     int64
 		data                   []byte
 	)
 	if err := r.Scan(&e.Position, &eventID, &e.Type, &e.Source, &subject, &version, &occurred, &recorded,
-		&corr, &cause, &tp, &ts, &data); err != nil {
+		&corr, &cause, &tp, &ts, &data, &dataSchema); err != nil {
 		return e, err
 	}
 	var err error
@@ -56,6 +57,7 @@ func scanEvent(r scanner) (event.Envelope, error) {
 	e.TraceParent, e.TraceState = tp.String, ts.String
 	e.CommitOrder = uint64(e.Position)
 	e.Data = json.RawMessage(data)
+	e.DataSchema = dataSchema.String
 	return e, nil
 }
 

@@ -21,6 +21,7 @@ func testAppendAndGet[TTx any](t *testing.T, h Harness[TTx]) {
 	d.CausationID = uuid.Must(uuid.NewV7())
 	d.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	d.TraceState = "vendor=value"
+	d.DataSchema = "urn:edupulse:schema:test.created:3"
 	got := appendOK(t, s, d)[0]
 	if got.Position <= 0 || got.StreamVersion != 1 || got.RecordedAt.IsZero() {
 		t.Fatalf("appended envelope lacks store fields: position %d, version %d, recorded %v",
@@ -30,7 +31,7 @@ func testAppendAndGet[TTx any](t *testing.T, h Harness[TTx]) {
 		ID: d.ID, Type: d.Type, Source: d.Source, Subject: d.Subject, StreamVersion: 1,
 		OccurredAt: d.OccurredAt, RecordedAt: got.RecordedAt, CorrelationID: d.CorrelationID,
 		CausationID: d.CausationID, TraceParent: d.TraceParent, TraceState: d.TraceState,
-		Position: got.Position, CommitOrder: got.CommitOrder, Data: d.Data,
+		Position: got.Position, CommitOrder: got.CommitOrder, Data: d.Data, DataSchema: d.DataSchema,
 	}
 	sameEvent(t, "appended envelope", got, want)
 	stored, err := s.Get(ctxFor(t), d.ID)
@@ -514,4 +515,49 @@ func testConcurrentAppendsOwnResults[TTx any](t *testing.T, h Harness[TTx]) {
 	if n := countAll(t, s); n != 2+rounds*(3*6+1) {
 		t.Fatalf("%d events stored, want %d", n, 2+rounds*(3*6+1))
 	}
+}
+
+// testDataSchemaKept: the version of an event's data (its dataschema) is
+// stored with it, on every append path (one event, a batch, in a
+// transaction), returned by every read, and returned with the original
+// when a duplicate is appended; an event without one reads back without.
+func testDataSchemaKept[TTx any](t *testing.T, h Harness[TTx]) {
+	s := h.open(t)
+	one := draft("test.versioned", "versioned-1", `{"v":1}`)
+	one.DataSchema = "urn:edupulse:schema:test.versioned:1"
+	a := draft("test.versioned", "versioned-1", `{"v":2}`)
+	a.DataSchema = "urn:edupulse:schema:test.versioned:2"
+	b := draft("test.versioned", "", `{"none":true}`)
+	got := appendOK(t, s, one)
+	got = append(got, appendOK(t, s, a, b)...)
+	want := []string{one.DataSchema, a.DataSchema, ""}
+	for i, e := range got {
+		if e.DataSchema != want[i] {
+			t.Fatalf("appended event %d has dataschema %q, want %q", i, e.DataSchema, want[i])
+		}
+	}
+	for i, e := range readAll(t, s, store.Filter{}) {
+		sameEvent(t, "read event "+strconv.Itoa(i), e, got[i])
+	}
+	stream, err := s.ReadStream(ctxFor(t), "versioned-1", 1, 10)
+	if err != nil || len(stream) != 2 {
+		t.Fatalf("ReadStream: %d events, %v", len(stream), err)
+	}
+	sameEvent(t, "stream event 1", stream[0], got[0])
+	sameEvent(t, "stream event 2", stream[1], got[1])
+	// A duplicate with another dataschema returns the original's.
+	for i, d := range []event.Draft{one, a} {
+		dup := d
+		dup.DataSchema = "urn:edupulse:schema:test.versioned:9"
+		res, err := s.Append(ctxFor(t), []event.Draft{dup})
+		if err != nil || !res[0].Duplicate {
+			t.Fatalf("append again: %+v, %v", res, err)
+		}
+		sameEvent(t, "duplicate "+strconv.Itoa(i), res[0].Envelope, got[i])
+	}
+	res, err := s.Append(ctxFor(t), []event.Draft{a, b})
+	if err != nil || !res[0].Duplicate || !res[1].Duplicate {
+		t.Fatalf("append the batch again: %+v, %v", res, err)
+	}
+	sameEvent(t, "batch duplicate", res[0].Envelope, got[1])
 }

@@ -65,6 +65,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"Windows", testWindows[TTx]},
 		{"ReadStream", testReadStream[TTx]},
 		{"UnknownTypeRoundTripsByteForByte", testUnknownTypeBytes[TTx]},
+		{"DataSchemaKept", testDataSchemaKept[TTx]},
 		{"GetNotFound", testGetNotFound[TTx]},
 		{"InvalidDraftsStoreNothing", testInvalidDrafts[TTx]},
 		{"Leases", testLeases[TTx]},
@@ -182,6 +183,7 @@ func sameEvent(t *testing.T, what string, got, want event.Envelope) {
 	check("Position", got.Position == want.Position, got.Position, want.Position)
 	check("CommitOrder", got.CommitOrder == want.CommitOrder, got.CommitOrder, want.CommitOrder)
 	check("Data", string(got.Data) == string(want.Data), string(got.Data), string(want.Data))
+	check("DataSchema", got.DataSchema == want.DataSchema, got.DataSchema, want.DataSchema)
 	if len(diffs) > 0 {
 		t.Errorf("%s differs:\n  %v", what, diffs)
 	}
