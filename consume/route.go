@@ -102,8 +102,10 @@ func txCall[TTx any](env event.Envelope, fn func(ctx context.Context, tx TTx, en
 func (r *route) route() *route { return r }
 
 // On routes the events of payload type T to fn, decoded with
-// event.DecodeAs. An event whose data does not decode into T is
-// dead-lettered at once.
+// event.DecodeEnvelopeAs. An event whose data does not decode into T is
+// dead-lettered at once. An erased event (env.Erased) reaches fn with the
+// personal fields of T at their zero value: check env.Erased before using
+// them.
 //
 // With an Inbox the consumer skips events it recorded as handled, and
 // records each event once fn succeeds: a crash in between runs fn again
@@ -150,7 +152,7 @@ func OnAnyTx[TTx any](fn func(ctx context.Context, tx TTx, env event.Envelope) e
 }
 
 func decodePayload[T event.Payload](env event.Envelope) (T, error) {
-	p, err := event.DecodeAs[T](env.Data)
+	p, err := event.DecodeEnvelopeAs[T](env)
 	if err != nil {
 		return p, fmt.Errorf("decode %s payload of event %s: %w", env.Type, env.ID, err)
 	}

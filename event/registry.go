@@ -295,6 +295,37 @@ func DecodeAs[T Payload](data []byte) (T, error) {
 	return v.Interface().(T), nil
 }
 
+// DecodeEnvelopeAs decodes env's data as payload type T, as DecodeAs does,
+// except for an erased event (env.Erased): there the personal fields that T
+// declares (PersonalDeclarer) read as null, and decode to their zero value
+// instead of failing as missing, and T's own Validate is not run, since
+// the erased values cannot pass it. A handler tells such a payload by
+// env.Erased.
+func DecodeEnvelopeAs[T Payload](env Envelope) (T, error) {
+	if !env.Erased {
+		return DecodeAs[T](env.Data)
+	}
+	var zero T
+	goType := reflect.TypeOf(zero)
+	if goType == nil || goType.Kind() != reflect.Struct {
+		return zero, fmt.Errorf("event: decode %T: a payload must be a struct type", zero)
+	}
+	rt := registeredType{name: zero.EventType(), goType: goType, fields: cachedFields(goType)}
+	var erased map[string]bool
+	if d, ok := any(zero).(PersonalDeclarer); ok {
+		spec := d.PersonalData()
+		erased = make(map[string]bool, len(spec.Fields))
+		for _, f := range spec.Fields {
+			erased[f] = true
+		}
+	}
+	v, err := rt.decodeErased(env.Data, erased)
+	if err != nil {
+		return zero, err
+	}
+	return v.Interface().(T), nil
+}
+
 // Validate checks a payload value: its required fields are set, and its own
 // Validate method, if any, passes.
 func Validate(p Payload) error {
@@ -325,6 +356,13 @@ func cachedFields(t reflect.Type) []payloadField {
 // field. Fields the type does not declare are accepted and ignored: a newer
 // producer may add optional fields to a type (forward compatibility).
 func (rt *registeredType) decode(data []byte) (reflect.Value, error) {
+	return rt.decodeErased(data, nil)
+}
+
+// decodeErased is decode for data whose fields named in erased may be null
+// (erased personal data): a null there is the zero value, not missing, and
+// when one is null the payload's Validate is skipped.
+func (rt *registeredType) decodeErased(data []byte, erased map[string]bool) (reflect.Value, error) {
 	if !utf8.Valid(data) {
 		return reflect.Value{}, &ValidationError{Type: rt.name, Reason: "data is not valid UTF-8"}
 	}
@@ -340,9 +378,14 @@ func (rt *registeredType) decode(data []byte) (reflect.Value, error) {
 		return reflect.Value{}, &ValidationError{Type: rt.name, Reason: "data must be a JSON object"}
 	}
 	v := reflect.New(rt.goType).Elem()
+	skipValidate := false
 	for _, f := range rt.fields {
 		raw, ok := obj[f.name]
 		if !ok || bytes.Equal(raw, []byte("null")) {
+			if erased[f.name] {
+				skipValidate = true
+				continue
+			}
 			if f.required {
 				return reflect.Value{}, &ValidationError{Type: rt.name, Field: f.name, Reason: "is required"}
 			}
@@ -353,7 +396,7 @@ func (rt *registeredType) decode(data []byte) (reflect.Value, error) {
 			return reflect.Value{}, &ValidationError{Type: rt.name, Field: f.name, Reason: describeKind(fv.Type())}
 		}
 	}
-	if p, ok := v.Interface().(Payload); ok {
+	if p, ok := v.Interface().(Payload); ok && !skipValidate {
 		if err := Validate(p); err != nil {
 			return reflect.Value{}, err
 		}

@@ -345,7 +345,7 @@ func readSQL(f store.Filter, count bool) (string, []any) {
 		lim := q.arg(limit)
 		return with + "SELECT " + columns + " FROM unnest(" + want + ") AS t(want) CROSS JOIN LATERAL (SELECT id, event_id," +
 			" type, source, subject, stream_version, occurred_at, recorded_at, correlation_id, causation_id, traceparent," +
-			" tracestate, data, commit_order FROM event_store" + cond + " ORDER BY commit_order, id LIMIT " + lim + ") e" +
+			" tracestate, data, commit_order, dataschema FROM event_store" + cond + " ORDER BY commit_order, id LIMIT " + lim + ") e" +
 			" ORDER BY commit_order, id LIMIT " + lim, q.args
 	}
 	cond := q.commitOrderWhere(f, bounded, typeCond)
