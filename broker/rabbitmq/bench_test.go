@@ -2,6 +2,7 @@ package rabbitmq_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -136,13 +137,18 @@ func BenchmarkPublishConfirm(b *testing.B) {
 // BenchmarkPublishTopicBucket measures what the bucket's extra routing key
 // (the CC header the publisher adds to a message with broker.HeaderBucket)
 // costs a queue bound without buckets: publish-confirm throughput through a
-// topic exchange into one quorum queue bound with "#", without the header,
-// with a header that is no bucket (so no CC), and with a bucket.
+// topic exchange into one quorum queue bound with "#" or with the type,
+// without the header, with a header that is no bucket (so no CC), and with
+// a bucket.
 //
 //	go test ./broker/rabbitmq -run '^$' -bench PublishTopicBucket -benchtime 30000x -count 3
 func BenchmarkPublishTopicBucket(b *testing.B) {
-	for _, bucket := range []string{"", "no-bucket", "17"} {
-		b.Run(map[string]string{"": "without", "no-bucket": "header-not-a-bucket", "17": "with"}[bucket], func(b *testing.B) {
+	for _, tc := range []struct{ pattern, bucket string }{
+		{"#", ""}, {"#", "no-bucket"}, {"#", "17"}, {"quiz.submitted", ""}, {"quiz.submitted", "17"},
+	} {
+		bucket := tc.bucket
+		name := map[string]string{"": "without", "no-bucket": "header-not-a-bucket", "17": "with"}[bucket]
+		b.Run(fmt.Sprintf("pattern=%s/%s", tc.pattern, name), func(b *testing.B) {
 			testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
 			br := openForBench(b)
 			ctx := context.Background()
@@ -152,7 +158,7 @@ func BenchmarkPublishTopicBucket(b *testing.B) {
 			}
 			b.Cleanup(func() { _ = br.DeleteExchange(context.Background(), x) })
 			q := testenv.Name("bench_topic")
-			if err := br.DeclareQueue(ctx, broker.QueueSpec{Name: q, Bindings: []broker.Binding{{Exchange: x, Pattern: "#"}}}); err != nil {
+			if err := br.DeclareQueue(ctx, broker.QueueSpec{Name: q, Bindings: []broker.Binding{{Exchange: x, Pattern: tc.pattern}}}); err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = br.DeleteQueue(context.Background(), q) })
