@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/broker/memory"
 	"github.com/edupulse/eventbus/event"
@@ -73,5 +75,87 @@ func TestBalanceOnceHandsOnTheSurplus(t *testing.T) {
 				t.Fatalf("Stats.ShardsActive = %d, want %d", got, tc.busy)
 			}
 		})
+	}
+}
+
+// TestHandOnWaitsForRunningHandlers: asked to hand its shard on while a
+// handler of it still runs, a process keeps the shard (the next process
+// waiting for it gets nothing) until the handler returns; then it hands the
+// shard on with the events it had not started, in order.
+func TestHandOnWaitsForRunningHandlers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := memory.New()
+	defer b.Close()
+	release := make(chan struct{})
+	started := make(chan int64, 10)
+	c, err := New(b, Config{Group: "g", Shards: 1, ShutdownTimeout: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)},
+		OnAny(func(_ context.Context, env event.Envelope) error {
+			started <- env.StreamVersion
+			if env.StreamVersion == 1 {
+				<-release
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queue := ShardQueue("g", 0, 1)
+	w := &workers{shared: make(chan job, 16), own: []chan job{make(chan job, 16)}, stop: make(chan struct{})}
+	workerDone := make(chan struct{})
+	go func() { defer close(workerDone); c.work(ctx, w.own[0], w) }()
+	l := &queueLoop{c: c, queue: queue, w: w, yield: make(chan struct{}, 1)}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	subscribed := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); l.run(loopCtx, func() { close(subscribed) }) }()
+	<-subscribed
+	// The next process, waiting for the shard.
+	next, err := b.Consume(ctx, queue, broker.ConsumeOptions{Prefetch: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+
+	pub, err := b.NewPublisher(ctx, broker.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for v := int64(1); v <= 3; v++ {
+		env := event.Envelope{ID: uuid.New(), Type: "quiz.submitted", Source: "t", Subject: "s", StreamVersion: v, Data: []byte(`{}`)}
+		m, err := broker.EnvelopeMessage(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(ctx, ShardExchange("g"), env.Type, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := <-started; v != 1 {
+		t.Fatalf("first handled version %d, want 1", v)
+	}
+	l.yield <- struct{}{}
+	// Longer than the drain's bound (ShutdownTimeout): the shard is kept.
+	select {
+	case d := <-next.Deliveries():
+		t.Fatalf("the next process got %s while a handler of the shard still ran", d.MessageID)
+	case <-time.After(time.Second):
+	}
+	close(release)
+	if v := <-started; v != 2 {
+		t.Fatalf("then handled version %d, want 2", v)
+	}
+	l.yield <- struct{}{}
+	stopLoop()
+	<-loopDone
+	close(w.stop)
+	<-workerDone
+	if l.sub != nil {
+		l.sess.ended.Store(true)
+		_ = l.sub.Close()
 	}
 }

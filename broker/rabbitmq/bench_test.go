@@ -2,6 +2,7 @@ package rabbitmq_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -131,4 +132,70 @@ func BenchmarkPublishConfirm(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkPublishTopicBucket measures what the bucket's extra routing key
+// (the CC header the publisher adds to a message with broker.HeaderBucket)
+// costs a queue bound without buckets: publish-confirm throughput through a
+// topic exchange into one quorum queue bound with "#" or with the type,
+// without the header, with a header that is no bucket (so no CC), and with
+// a bucket.
+//
+//	go test ./broker/rabbitmq -run '^$' -bench PublishTopicBucket -benchtime 30000x -count 3
+func BenchmarkPublishTopicBucket(b *testing.B) {
+	for _, tc := range []struct{ pattern, bucket string }{
+		{"#", ""}, {"#", "no-bucket"}, {"#", "17"}, {"quiz.submitted", ""}, {"quiz.submitted", "17"},
+	} {
+		bucket := tc.bucket
+		name := map[string]string{"": "without", "no-bucket": "header-not-a-bucket", "17": "with"}[bucket]
+		b.Run(fmt.Sprintf("pattern=%s/%s", tc.pattern, name), func(b *testing.B) {
+			testenv.Need(b, "RabbitMQ", testenv.AMQPURL())
+			br := openForBench(b)
+			ctx := context.Background()
+			x := testenv.Name("bench_x")
+			if err := br.DeclareExchange(ctx, x); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = br.DeleteExchange(context.Background(), x) })
+			q := testenv.Name("bench_topic")
+			if err := br.DeclareQueue(ctx, broker.QueueSpec{Name: q, Bindings: []broker.Binding{{Exchange: x, Pattern: tc.pattern}}}); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = br.DeleteQueue(context.Background(), q) })
+			p, err := br.NewPublisher(ctx, broker.PublisherOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			m := broker.Message{MessageID: "m", Type: "bench.published", Body: benchBody,
+				Headers: map[string]any{broker.HeaderPosition: "12345"}}
+			if bucket != "" {
+				m.Headers[broker.HeaderBucket] = bucket
+			}
+			inflight := make([]broker.Confirmation, 0, benchWindow)
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if len(inflight) == benchWindow {
+					<-inflight[0].Done()
+					if !inflight[0].Acked() {
+						b.Fatal("nacked")
+					}
+					inflight = inflight[1:]
+				}
+				c, err := p.Publish(ctx, x, "quiz.submitted", m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inflight = append(inflight, c)
+			}
+			for _, c := range inflight {
+				<-c.Done()
+				if !c.Acked() {
+					b.Fatal("nacked")
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -36,7 +37,13 @@ func loadConfig(t *testing.T, env map[string]string) config.Config {
 // until the test ends.
 func start(t *testing.T, ctx context.Context, cfg config.Config, g string) *worker {
 	t.Helper()
-	w, err := open(ctx, cfg, g, 0, slog.New(slog.DiscardHandler))
+	return startSharded(t, ctx, cfg, g, 0)
+}
+
+// startSharded is start with the group split into shards (0: one queue).
+func startSharded(t *testing.T, ctx context.Context, cfg config.Config, g string, shards int) *worker {
+	t.Helper()
+	w, err := open(ctx, cfg, g, shards, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +106,15 @@ func TestAwardsQuizAceOnPostgresAndRabbitMQ(t *testing.T) {
 // relay of its own. Quiz events recorded in the store reach it through the
 // relay; a redelivered one awards nothing more.
 func TestAwardsQuizAceOnTheEmbeddedDefault(t *testing.T) {
+	for _, shards := range []int{0, 4} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) { awardsOnTheEmbeddedDefault(t, shards) })
+	}
+}
+
+func awardsOnTheEmbeddedDefault(t *testing.T, shards int) {
 	ctx := testenv.Context(t, time.Minute)
 	cfg := loadConfig(t, map[string]string{config.EnvDataDir: t.TempDir()})
-	w := start(t, ctx, cfg, group)
+	w := startSharded(t, ctx, cfg, group, shards)
 	if !w.ownRelay {
 		t.Fatal("the worker runs no relay on the in-process broker")
 	}
