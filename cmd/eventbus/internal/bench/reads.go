@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +90,9 @@ type ReadFigure struct {
 	Rows []int `json:"rows"`
 	// Growth is P50 at the largest size over P50 at the smallest.
 	Growth float64 `json:"growth"`
+	// Buffers is the median of the buffers (pages) the read's plan
+	// touched, per size (PostgreSQL): its work, whatever the load.
+	Buffers []int64 `json:"buffers,omitempty"`
 }
 
 // AppendFigure is appends of one event per transaction, after the reads,
@@ -207,6 +211,7 @@ func RunReads(ctx context.Context, cfg config.Config, opts ReadsOptions) (rep Re
 	results := make([][]measured, len(opts.Sizes))
 	scans := make([][]ScanFigure, len(opts.Sizes))
 	spaces := map[string][]float64{}
+	var bufs []map[string]int64
 	var relations []string
 	for si, n := range opts.Sizes {
 		// Each size is a store of its own, whose events span the same 90
@@ -263,6 +268,13 @@ func RunReads(ctx context.Context, cfg config.Config, opts ReadsOptions) (rep Re
 			}
 			a.P50, a.P99, a.Rate = append(a.P50, p50), append(a.P99, p99), append(a.Rate, rate)
 		}
+		if pl, ok := loader.(*postgresLoader); ok {
+			b, err := set.buffers(ctx, pl)
+			if err != nil {
+				return rep, err
+			}
+			bufs = append(bufs, b)
+		}
 		rep.Load = append(rep.Load, load+" → "+loadAverage())
 		progress(opts.Progress, "bench: reads: measured at %d events (load %s)", n, rep.Load[si])
 		if si == len(opts.Sizes)-1 && opts.Plans != nil {
@@ -272,6 +284,13 @@ func RunReads(ctx context.Context, cfg config.Config, opts ReadsOptions) (rep Re
 		}
 	}
 	rep.Reads = figures(results)
+	for i := range rep.Reads {
+		for _, b := range bufs {
+			if n, ok := b[rep.Reads[i].Name]; ok {
+				rep.Reads[i].Buffers = append(rep.Reads[i].Buffers, n)
+			}
+		}
+	}
 	rep.Scans = mergeScans(scans)
 	slices.Sort(relations)
 	for _, rel := range relations {
@@ -535,6 +554,10 @@ func (s *readSet) cases() []readCase {
 			return postgres.StreamSQL, []any{s.longStream, max(1, s.longLen/2+int64(k)), 100}, nil
 		}})
 	cases = append(cases, readCase{name: "get", what: "GET /v1/events/{id} of an event in the middle",
+		sql: func(ctx context.Context, k int) (string, []any, error) {
+			_, e, err := s.cursorAt(ctx, point(k))
+			return "SELECT * FROM event_store WHERE event_id = $1", []any{e.ID}, err
+		},
 		prepare: func(ctx context.Context, k int) (func(context.Context) (int, error), error) {
 			_, e, err := s.cursorAt(ctx, point(k))
 			return func(ctx context.Context) (int, error) {
@@ -691,35 +714,12 @@ func (s *readSet) explain(ctx context.Context, l readsLoader, n int64, w io.Writ
 	fmt.Fprintf(w, "# Plans of the read set at %d events\n\n", n)
 	fmt.Fprintf(w, "`EXPLAIN (ANALYZE, BUFFERS)` of each read of `eventbus bench --scenario reads`, as the store runs it (`postgres.ReadSQL`), on its first repetition's arguments, after the measured runs (so the buffers are mostly hits).\n\n")
 	for _, c := range s.cases() {
-		var sql string
-		var args []any
-		switch {
-		case c.filter != nil && !onPostgres:
-			f, count, err := c.filter(ctx, 0)
-			if err != nil {
-				return err
-			}
-			if count {
-				continue
-			}
-			if sql, args, err = sqlite.ReadSQL(f); err != nil {
-				return err
-			}
-		case !onPostgres:
+		sql, args, ok, err := s.statement(ctx, c, 0, onPostgres)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
-		case c.filter != nil:
-			f, count, err := c.filter(ctx, 0)
-			if err != nil {
-				return err
-			}
-			sql, args = postgres.ReadSQL(f, count)
-		case c.sql != nil:
-			var err error
-			if sql, args, err = c.sql(ctx, 0); err != nil {
-				return err
-			}
-		default:
-			sql, args = "SELECT * FROM event_store WHERE event_id = $1", []any{uuid.Nil}
 		}
 		plan, err := l.explain(ctx, sql, args...)
 		if err != nil {
@@ -728,6 +728,63 @@ func (s *readSet) explain(ctx context.Context, l readsLoader, n int64, w io.Writ
 		fmt.Fprintf(w, "## %s\n\n%s.\n\n```\n%s\n```\n\n", c.name, c.what, plan)
 	}
 	return nil
+}
+
+// statement returns the SQL, and its arguments, of read c's k-th
+// repetition, as the store runs it; ok is false when there is none to
+// show.
+func (s *readSet) statement(ctx context.Context, c readCase, k int, onPostgres bool) (sql string, args []any, ok bool, err error) {
+	switch {
+	case c.filter != nil && !onPostgres:
+		f, count, err := c.filter(ctx, k)
+		if err != nil || count {
+			return "", nil, false, err
+		}
+		sql, args, err = sqlite.ReadSQL(f)
+		return sql, args, err == nil, err
+	case !onPostgres:
+		return "", nil, false, nil
+	case c.filter != nil:
+		f, count, err := c.filter(ctx, k)
+		if err != nil {
+			return "", nil, false, err
+		}
+		sql, args = postgres.ReadSQL(f, count)
+		return sql, args, true, nil
+	case c.sql != nil:
+		sql, args, err = c.sql(ctx, k)
+		return sql, args, err == nil, err
+	}
+	return "", nil, false, nil
+}
+
+// buffers returns, for each read with a statement, the median over five
+// repetitions of the buffers (pages) its plan touched: the work it does,
+// which the machine's load does not change.
+func (s *readSet) buffers(ctx context.Context, l *postgresLoader) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, c := range s.cases() {
+		var counts []int64
+		for k := range 5 {
+			sql, args, ok, err := s.statement(ctx, c, k, true)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			n, err := l.buffers(ctx, sql, args...)
+			if err != nil {
+				return nil, fmt.Errorf("bench: reads: buffers of %s: %w", c.name, err)
+			}
+			counts = append(counts, n)
+		}
+		if len(counts) > 0 {
+			slices.Sort(counts)
+			out[c.name] = counts[len(counts)/2]
+		}
+	}
+	return out, nil
 }
 
 // postgresLoader loads events with set-based SQL, as the bus would have
@@ -902,6 +959,33 @@ func (l *postgresLoader) explain(ctx context.Context, sql string, args ...any) (
 		return rows.Err()
 	})
 	return strings.Join(lines, "\n"), err
+}
+
+// buffers runs EXPLAIN (ANALYZE, BUFFERS) of sql, as Count or Read would
+// run it, and returns the shared buffers its plan hit or read.
+func (l *postgresLoader) buffers(ctx context.Context, sql string, args ...any) (int64, error) {
+	var out string
+	err := pgx.BeginFunc(ctx, l.s.Pool(), func(tx pgx.Tx) error {
+		if strings.Contains(sql, "count(*)") && strings.HasPrefix(sql, "WITH") {
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+				return err
+			}
+		}
+		return tx.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...).Scan(&out)
+	})
+	if err != nil {
+		return 0, err
+	}
+	var plans []struct {
+		Plan struct {
+			Hit  int64 `json:"Shared Hit Blocks"`
+			Read int64 `json:"Shared Read Blocks"`
+		} `json:"Plan"`
+	}
+	if err := json.Unmarshal([]byte(out), &plans); err != nil || len(plans) == 0 {
+		return 0, fmt.Errorf("read EXPLAIN's JSON: %v", err)
+	}
+	return plans[0].Plan.Hit + plans[0].Plan.Read, nil
 }
 
 // partitionedCopy copies event_store into a schema of its own as a table
@@ -1122,9 +1206,18 @@ func writeReads(b *strings.Builder, sizes []int64, reads []ReadFigure) {
 	if len(sizes) > 1 {
 		b.WriteString(" growth |")
 	}
+	withBuffers := len(reads) > 0 && len(reads[0].Buffers) == len(sizes)
+	if withBuffers {
+		for _, n := range sizes {
+			fmt.Fprintf(b, " buffers %s |", group(float64(n)))
+		}
+	}
 	b.WriteString("\n|---|" + strings.Repeat("---:|---:|---:|", len(sizes)))
 	if len(sizes) > 1 {
 		b.WriteString("---:|")
+	}
+	if withBuffers {
+		b.WriteString(strings.Repeat("---:|", len(sizes)))
 	}
 	b.WriteString("\n")
 	for _, r := range reads {
@@ -1134,6 +1227,15 @@ func writeReads(b *strings.Builder, sizes []int64, reads []ReadFigure) {
 		}
 		if len(sizes) > 1 {
 			fmt.Fprintf(b, " %.2f× |", r.Growth)
+		}
+		if withBuffers {
+			for i := range sizes {
+				if i < len(r.Buffers) {
+					fmt.Fprintf(b, " %d |", r.Buffers[i])
+				} else {
+					b.WriteString(" |")
+				}
+			}
 		}
 		b.WriteString("\n")
 	}

@@ -55,6 +55,8 @@ func checkReads(t *testing.T, cfg config.Config) bench.ReadsReport {
 		}
 		want := r.Rows[1] > 0
 		switch r.Name {
+		case "subject+day":
+			want = true // the longest stream has about one event a day at these sizes
 		case "replay-end":
 			want = r.Rows[0] == 0 && r.Rows[1] == 0 // nothing after the window's last event
 		case "correlation":
