@@ -61,6 +61,7 @@ type rig struct {
 	t      *testing.T
 	url    string
 	broker *memory.Broker
+	svc    *service.Service
 }
 
 func startService(t *testing.T, storeKind string) *rig {
@@ -120,7 +121,7 @@ func startService(t *testing.T, storeKind string) *rig {
 	})
 	select {
 	case a := <-addr:
-		return &rig{t: t, url: "http://" + a, broker: mem}
+		return &rig{t: t, url: "http://" + a, broker: mem, svc: svc}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the service did not listen within 30s")
 	}
@@ -154,6 +155,11 @@ func (r *rig) publishBody(body string) {
 	if res.StatusCode != 201 {
 		r.t.Fatalf("publish: %d %s", res.StatusCode, b)
 	}
+	// The console lists events in commit order, which an open transaction
+	// of another package's test on the shared PostgreSQL holds back for a
+	// while: wait until the event is listed, so that a page the test opens
+	// next shows it.
+	testenv.Settle(r.t, r.svc.Store)
 }
 
 // erase erases a data subject with the admin token.
