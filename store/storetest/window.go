@@ -67,10 +67,15 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 	if _, err := s.AppendTx(ctx, tx, []event.Draft{next(base.Add(20 * 17 * time.Minute))}); err != nil {
 		t.Fatal(err)
 	}
+	var others []event.Draft
+	for i := 21; i < 40; i++ {
+		others = append(others, next(base.Add(time.Duration(i)*17*time.Minute)))
+	}
+	late := next(base.Add(3 * time.Hour))
 	done := make(chan error, 1)
 	go func() {
-		for i := 21; i < 40; i++ {
-			if _, err := s.Append(ctx, []event.Draft{next(base.Add(time.Duration(i) * 17 * time.Minute))}); err != nil {
+		for _, d := range others {
+			if _, err := s.Append(ctx, []event.Draft{d}); err != nil {
 				done <- err
 				return
 			}
@@ -85,7 +90,7 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 		done <- nil
 	case <-time.After(300 * time.Millisecond): // SQLite: they wait for tx
 	}
-	if _, err := s.AppendTx(ctx, tx, []event.Draft{next(base.Add(3 * time.Hour))}); err != nil {
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{late}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Commit(ctx, tx); err != nil {
