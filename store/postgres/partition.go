@@ -69,7 +69,7 @@ func (s *Store) ReadPartition(ctx context.Context, f store.PartitionFilter) (sto
 		var hash pgtype.Int8
 		var r row
 		if err := rows.Scan(&hash, &r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
-			&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder); err != nil {
+			&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder, &r.dataSchema); err != nil {
 			return store.PartitionPage{}, s.wrap(err, op)
 		}
 		env := r.envelope()
