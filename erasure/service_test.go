@@ -849,3 +849,61 @@ func erasureDraft(subject string) (event.Draft, error) {
 	return event.Draft{ID: id, Type: event.TypeDataSubjectErased, Source: "test", CorrelationID: id,
 		OccurredAt: time.Now().Truncate(event.TimePrecision), Data: json.RawMessage(`{"data_subject":"` + subject + `"}`)}, nil
 }
+
+// TestDeclaredTypePersonalFields: a type declared by a schema file with
+// x-eventbus-data-subject and x-eventbus-personal (examples/schemas'
+// course.completed) keeps those fields out of event_store in plaintext, as
+// a Go type does, and erasing the learner nulls them on every read.
+func TestDeclaredTypePersonalFields(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			cfg := b.cfg(t)
+			cfg.SchemaDir = "../examples/schemas"
+			svc := open(t, cfg, false)
+			ctx := testenv.Context(t, time.Minute)
+			h, err := svc.Handler()
+			if err != nil {
+				t.Fatal(err)
+			}
+			learner, other := uuid.New(), uuid.New()
+			for _, who := range []uuid.UUID{learner, other} {
+				code, body := post(t, h, "/v1/events", fmt.Sprintf(`{"type":"course.completed","data":{"course_id":%q,"learner_id":%q,"grade":87,"feedback":"secret-feedback-%s"}}`,
+					uuid.New(), who, who))
+				if code != http.StatusCreated {
+					t.Fatalf("POST course.completed: %d %s", code, body)
+				}
+			}
+			for _, row := range rawData(t, svc) {
+				if strings.Contains(row, "secret-feedback") || strings.Contains(row, `"grade":87`) || !strings.Contains(row, `"`+event.SealedKey+`"`) {
+					t.Errorf("event_store row holds personal data in plaintext: %s", row)
+				}
+			}
+			if _, err := svc.Erase(ctx, learner.String(), "test"); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Settle(t, svc.Store)
+			seen := 0
+			for _, env := range readAll(t, svc.Store) {
+				if env.Type != "course.completed" {
+					continue
+				}
+				seen++
+				data := dataOf(t, env)
+				erased := data["learner_id"] == learner.String()
+				grade, hasGrade := data["grade"]
+				feedback, hasFeedback := data["feedback"]
+				switch {
+				case !hasGrade || !hasFeedback:
+					t.Errorf("event %s lost a personal field's key: %s", env.ID, env.Data)
+				case erased && (grade != nil || feedback != nil || !env.Erased):
+					t.Errorf("event of the erased learner reads %s, erased %v; want grade and feedback null, erased", env.Data, env.Erased)
+				case !erased && (grade != float64(87) || feedback != "secret-feedback-"+other.String() || env.Erased):
+					t.Errorf("event of another learner reads %s, erased %v; want it whole", env.Data, env.Erased)
+				}
+			}
+			if seen != 2 {
+				t.Fatalf("read %d course.completed events, want 2", seen)
+			}
+		})
+	}
+}
