@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,10 +30,15 @@ const MasterKeyFile = "master.key"
 // tool that must not create one found none.
 var ErrNoMasterKey = errors.New("no master key")
 
+// ErrWrongMasterKey reports that the store's subject keys are wrapped under
+// a key-encryption key the process was not given: it could read no
+// personal field, and the relay would stall on the first one.
+var ErrWrongMasterKey = errors.New("wrong master key")
+
 // openKeyring sets up erasure (G10): the key-encryption keys, the keyring
 // on the store's subject keys, the read transform on Store, and the
 // sealing of personal fields under the bus.
-func (s *Service) openKeyring(opts Config) error {
+func (s *Service) openKeyring(ctx context.Context, opts Config) error {
 	keys, ok := s.raw.(store.SubjectKeys)
 	if !ok {
 		return errors.New("service: the store keeps no subject keys")
@@ -49,9 +55,36 @@ func (s *Service) openKeyring(opts Config) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkMasterKey(ctx, keys, keks); err != nil {
+		return err
+	}
 	s.Store = store.Transformed(s.raw, s.ReadTransform())
 	s.driver = erasure.Sealing(s.driver, s.keyring)
 	return nil
+}
+
+// checkMasterKey refuses a master key that does not unwrap the store's
+// subject keys: processes of one store given different keys (each made
+// its own master.key, say) would each read only their own. One stored key
+// is enough to tell; during a rotation any of the process's keys will do.
+// A read-only tool that runs without the key on purpose only warns.
+func (s *Service) checkMasterKey(ctx context.Context, keys store.SubjectKeys, keks *erasure.KEKs) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	stored, err := keys.ListSubjectKeys(ctx, "", 1)
+	if err != nil {
+		return fmt.Errorf("service: check the master key against the stored subject keys: %w", err)
+	}
+	if len(stored) == 0 || slices.Contains(keks.IDs(), stored[0].KEK) {
+		return nil
+	}
+	msg := fmt.Sprintf("the store's subject keys are wrapped under master key %s, and this process has %s: give every process of this store the same %s or %s",
+		stored[0].KEK, strings.Join(keks.IDs(), ", "), config.EnvMasterKey, config.EnvMasterKeyFile)
+	if s.ephemeralKEK {
+		s.Logger.Warn("erasure: " + msg + "; personal fields will not be readable")
+		return nil
+	}
+	return fmt.Errorf("service: %w: %s", ErrWrongMasterKey, msg)
 }
 
 // ReadTransform is the chain of transforms every event read through Store

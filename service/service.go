@@ -151,7 +151,7 @@ func Open(ctx context.Context, cfg config.Config, opts Config) (*Service, error)
 			return nil, err
 		}
 	}
-	if err := s.openKeyring(opts); err != nil {
+	if err := s.openKeyring(ctx, opts); err != nil {
 		return nil, err
 	}
 	s.Bus = eventbus.New(s.driver, eventbus.Config{

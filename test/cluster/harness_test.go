@@ -177,7 +177,7 @@ func startServe(t testing.TB, ctx context.Context, env []string, args ...string)
 	cmd.Env = append(cmd.Env, "EVENTBUS_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
 		// Every process of one database needs the same master key: without
 		// it each would make one in its working directory.
-		"EVENTBUS_MASTER_KEY="+base64.StdEncoding.EncodeToString([]byte("cluster-test-master-key-32bytes!")))
+		masterKeyEnv)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.WaitDelay = 5 * time.Second
 	// No serve outlives a test binary that dies.
@@ -247,6 +247,11 @@ func (p *serveProc) tail() string {
 	}
 	return string(b)
 }
+
+// masterKeyEnv gives every process of a test the same key-encryption key:
+// without it each would make one in its working directory, and refuse to
+// start on a store whose subject keys another one wrapped.
+var masterKeyEnv = "EVENTBUS_MASTER_KEY=" + base64.StdEncoding.EncodeToString([]byte("cluster-test-master-key-32bytes!"))
 
 // cleanEnv is this process's environment without the EVENTBUS_ variables,
 // so that a developer's settings cannot leak into serve.

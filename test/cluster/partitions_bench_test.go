@@ -108,7 +108,7 @@ func drainWithRelays(b *testing.B, partitions, procs int) (float64, map[string]t
 	}()
 
 	env := []string{"EVENTBUS_DATABASE_URL=" + dbURL, "EVENTBUS_AMQP_URL=" + testenv.AMQPURL(),
-		"EVENTBUS_EXCHANGE=" + exchange, fmt.Sprintf("EVENTBUS_RELAY_PARTITIONS=%d", partitions)}
+		"EVENTBUS_EXCHANGE=" + exchange, fmt.Sprintf("EVENTBUS_RELAY_PARTITIONS=%d", partitions), masterKeyEnv}
 	var relays []*relayProc
 	for i := range procs {
 		relays = append(relays, startRelayOnly(b, fmt.Sprint(i), env))

@@ -47,6 +47,7 @@ func TestPartitionedRelays(t *testing.T) {
 		"EVENTBUS_AMQP_URL=" + testenv.AMQPURL(),
 		"EVENTBUS_EXCHANGE=" + r.exchange,
 		partitions,
+		masterKeyEnv,
 	}
 	a := startRelayOnly(t, "a", env)
 	b := startRelayOnly(t, "b", env)
