@@ -76,8 +76,20 @@ const streams = 10000
 // number in the run.
 func quizSubmitted() (edupulse.QuizSubmitted, int64) {
 	n := seq.Add(1)
-	return edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: int32(n % 100)}, n
+	return edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: learners[n%int64(len(learners))], ScoreRaw: int32(n % 100)}, n
 }
+
+// learners are the data subjects of the quizzes, as in `eventbus bench`:
+// a school's learners submit many quizzes each. The bus keeps a key per
+// learner for their personal fields (erasure), made at a learner's first
+// event, so a new learner per event would measure key creation instead.
+var learners = func() []uuid.UUID {
+	out := make([]uuid.UUID, 1000)
+	for i := range out {
+		out[i] = uuid.New()
+	}
+	return out
+}()
 
 // stream names the stream of event n.
 func stream(n int64) string { return "quiz-" + strconv.FormatInt(n%streams, 10) }
