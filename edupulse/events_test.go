@@ -2,6 +2,7 @@ package edupulse_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/edupulse/eventbus/edupulse"
@@ -81,3 +82,28 @@ func TestRegistryRejectsClashes(t *testing.T) {
 type impostor struct{}
 
 func (impostor) EventType() string { return edupulse.TypeQuizSubmitted }
+
+// The x-eventbus keywords of each version's schema name the personal data
+// the Go type declares: GET /v1/schemas tells readers (the console) what
+// erasure treats as personal, and the two must not drift apart.
+func TestSchemasNameTheGoTypesPersonalData(t *testing.T) {
+	reg := edupulse.Registry()
+	for _, ti := range reg.Describe() {
+		want, declared := reg.Personal(ti.Type)
+		for _, v := range ti.Versions {
+			got, err := event.PersonalOfSchema(v.Schema)
+			if err != nil {
+				t.Fatalf("%s v%d: %v", ti.Type, v.Version, err)
+			}
+			if !declared {
+				if got != nil {
+					t.Errorf("%s v%d: the schema names personal data %+v, the Go type none", ti.Type, v.Version, *got)
+				}
+				continue
+			}
+			if got == nil || got.DataSubject != want.DataSubject || !slices.Equal(got.Fields, want.Fields) {
+				t.Errorf("%s v%d: the schema names %+v, the Go type declares %+v", ti.Type, v.Version, got, want)
+			}
+		}
+	}
+}

@@ -231,6 +231,13 @@ func readSchemaFile(path string) ([]byte, error) {
 	return raw, nil
 }
 
+// PersonalOfSchema reads the personal data a schema names with
+// x-eventbus-data-subject and x-eventbus-personal, checked as a declared
+// type's are; nil when it names no data subject. A Go type's schemas carry
+// the same keywords, so that GET /v1/schemas tells every reader (the
+// console among them) which fields are personal.
+func PersonalOfSchema(schema []byte) (*PersonalSpec, error) { return personalKeywords(schema) }
+
 // personalKeywords reads x-eventbus-data-subject and x-eventbus-personal:
 // the data subject is a property the schema requires, the personal
 // fields are properties it declares. nil when the schema names no data

@@ -359,17 +359,32 @@ function erasedPill() {
   return el('span', { class: 'pill erased', title: 'A data subject of this event was erased: their personal fields are gone' }, 'erased');
 }
 
-// dataView shows an event's data. In an erased event the top-level fields
-// that are null show as erased, never as blank: the value was destroyed
-// with the data subject's key.
-function dataView(e, text) {
+// schemas is GET /v1/schemas, fetched once (again after a failure).
+let schemas = null;
+
+// personalFields returns the personal fields that the latest schema of type
+// names (x-eventbus-personal), or null when the server declares none for
+// it: an event of such a type named its own with "personal".
+async function personalFields(type) {
+  if (!schemas) schemas = api('GET', '/v1/schemas').catch(() => { schemas = null; return null; });
+  const all = await schemas;
+  const t = all && all.types.find((x) => x.type === type);
+  const latest = t && t.versions.length ? t.versions[t.versions.length - 1].schema : null;
+  return latest && Array.isArray(latest['x-eventbus-personal']) ? latest['x-eventbus-personal'] : null;
+}
+
+// dataView shows an event's data. In an erased event the personal fields
+// (all null fields, when the type names none) show as erased, never as
+// blank: the value was destroyed with the data subject's key. A null that
+// is not personal (an upcast default) stays null.
+function dataView(e, text, personal) {
   const d = e.data;
   if (!e.erased || d === null || typeof d !== 'object' || Array.isArray(d)) return el('pre', { id: 'data' }, text);
   const keys = Object.keys(d);
   const parts = ['{\n'];
   keys.forEach((k, i) => {
     parts.push('  ' + JSON.stringify(k) + ': ');
-    if (d[k] === null) parts.push(el('span', { class: 'erased-value', title: 'erased with the data subject (null in the API)' }, '‹erased›'));
+    if (d[k] === null && (!personal || personal.includes(k))) parts.push(el('span', { class: 'erased-value', title: 'erased with the data subject (null in the API)' }, '‹erased›'));
     else parts.push(JSON.stringify(d[k], null, 2).replace(/\n/g, '\n  '));
     parts.push(i < keys.length - 1 ? ',\n' : '\n');
   });
@@ -406,7 +421,7 @@ async function eventView(id, stored = false) {
       return [el('dt', {}, k), el('dd', { class: 'mono' }, val)];
     })),
     el('h2', {}, stored ? 'Data, as stored' : 'Data'), el('div', { class: 'row' }, toggle, copyButton('Copy data', dataText), copyButton('Copy event JSON', JSON.stringify(e, null, 2)), copyButton('Copy link', location.href)),
-    dataView(e, dataText),
+    dataView(e, dataText, e.erased ? await personalFields(e.type) : null),
     el('h2', {}, 'Envelope'), el('pre', {}, JSON.stringify(env, null, 2)));
 }
 
