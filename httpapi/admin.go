@@ -212,13 +212,10 @@ func parseReplay(rawQuery string) (replayRequest, *Problem) {
 	if p != nil {
 		return req, p
 	}
-	if req.opts.Filter, p = filterFrom(q); p != nil {
+	if req.opts.Filter, req.stored, p = readFrom(q); p != nil {
 		return req, p
 	}
 	req.opts.Filter.Limit = 0 // the replay's batch size: its own default
-	if req.stored, p = storedFrom(q); p != nil {
-		return req, p
-	}
 	if v := q.get("queue"); v != "" {
 		if req.opts.Queue, p = parseName(v, "queue"); p != nil {
 			return req, p

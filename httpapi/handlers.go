@@ -213,12 +213,7 @@ func (a *api) listEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	f, p := filterFrom(q)
-	if p != nil {
-		writeProblem(w, r, p)
-		return
-	}
-	stored, p := storedFrom(q)
+	f, stored, p := readFrom(q)
 	if p != nil {
 		writeProblem(w, r, p)
 		return

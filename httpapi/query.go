@@ -83,6 +83,16 @@ func parseFilter(rawQuery string) (store.Filter, *Problem) {
 	return filterFrom(q)
 }
 
+// readFrom reads what a read of events takes from q: its filter (the
+// parameters of eventsParams) and the stored parameter.
+func readFrom(q query) (f store.Filter, stored bool, p *Problem) {
+	if f, p = filterFrom(q); p != nil {
+		return f, false, p
+	}
+	stored, p = storedFrom(q)
+	return f, stored, p
+}
+
 // filterFrom reads the filter parameters of q (those of eventsParams).
 func filterFrom(q query) (store.Filter, *Problem) {
 	var f store.Filter

@@ -65,17 +65,12 @@ func (a *api) streamEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, p)
 		return
 	}
-	f, p := filterFrom(q)
+	f, stored, p := readFrom(q)
 	if p != nil {
 		writeProblem(w, r, p)
 		return
 	}
 	f.Limit = streamPage
-	stored, p := storedFrom(q)
-	if p != nil {
-		writeProblem(w, r, p)
-		return
-	}
 	resume := q.get("after") != ""
 	if lastID := r.Header.Get("Last-Event-ID"); lastID != "" {
 		c, err := store.ParseCursor(lastID)
