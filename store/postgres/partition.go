@@ -28,7 +28,7 @@ const scanBoundSQL = `SELECT commit_order, id, n FROM (
 
 // readPartitionSQL reads a partition's rows up to the bound ($3, $4): a
 // range of the commit-order index, filtered by the stream hash.
-const readPartitionSQL = `SELECT stream_hash, ` + columns + ` FROM event_store
+const readPartitionSQL = `SELECT ` + columns + `, stream_hash FROM event_store
  WHERE (commit_order, id) > ($1, $2) AND (commit_order, id) <= ($3, $4)
    AND (stream_hash IS NULL OR stream_hash % $5::bigint = $6::bigint)
  ORDER BY commit_order, id`
@@ -68,8 +68,7 @@ func (s *Store) ReadPartition(ctx context.Context, f store.PartitionFilter) (sto
 	for rows.Next() {
 		var hash pgtype.Int8
 		var r row
-		if err := rows.Scan(&hash, &r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
-			&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder, &r.dataSchema); err != nil {
+		if err := rows.Scan(append(r.dests(), &hash)...); err != nil {
 			return store.PartitionPage{}, s.wrap(err, op)
 		}
 		env := r.envelope()

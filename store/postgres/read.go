@@ -42,9 +42,13 @@ type row struct {
 	dataSchema    pgtype.Text
 }
 
-func (r *row) scan(rows pgx.Row) error {
-	return rows.Scan(&r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
-		&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder, &r.dataSchema)
+func (r *row) scan(rows pgx.Row) error { return rows.Scan(r.dests()...) }
+
+// dests are the scan destinations of columns, in their order: a statement
+// that selects more scans them after these.
+func (r *row) dests() []any {
+	return []any{&r.position, &r.eventID, &r.typ, &r.source, &r.subject, &r.version, &r.occurredAt,
+		&r.recordedAt, &r.correlationID, &r.causationID, &r.traceParent, &r.traceState, &r.data, &r.commitOrder, &r.dataSchema}
 }
 
 func (r *row) envelope() event.Envelope {
