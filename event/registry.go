@@ -281,19 +281,7 @@ func (r *Registry) Check(typ string, data []byte) error {
 
 // DecodeAs decodes data as payload type T, checking it as Decode does, without
 // needing a registry: T describes itself.
-func DecodeAs[T Payload](data []byte) (T, error) {
-	var zero T
-	goType := reflect.TypeOf(zero)
-	if goType == nil || goType.Kind() != reflect.Struct {
-		return zero, fmt.Errorf("event: decode %T: a payload must be a struct type", zero)
-	}
-	rt := registeredType{name: zero.EventType(), goType: goType, fields: cachedFields(goType)}
-	v, err := rt.decode(data)
-	if err != nil {
-		return zero, err
-	}
-	return v.Interface().(T), nil
-}
+func DecodeAs[T Payload](data []byte) (T, error) { return decodeAs[T](data, nil) }
 
 // DecodeEnvelopeAs decodes env's data as payload type T, as DecodeAs does,
 // except for an erased event (env.Erased): there the personal fields that T
@@ -303,15 +291,10 @@ func DecodeAs[T Payload](data []byte) (T, error) {
 // env.Erased.
 func DecodeEnvelopeAs[T Payload](env Envelope) (T, error) {
 	if !env.Erased {
-		return DecodeAs[T](env.Data)
+		return decodeAs[T](env.Data, nil)
 	}
-	var zero T
-	goType := reflect.TypeOf(zero)
-	if goType == nil || goType.Kind() != reflect.Struct {
-		return zero, fmt.Errorf("event: decode %T: a payload must be a struct type", zero)
-	}
-	rt := registeredType{name: zero.EventType(), goType: goType, fields: cachedFields(goType)}
 	var erased map[string]bool
+	var zero T
 	if d, ok := any(zero).(PersonalDeclarer); ok {
 		spec := d.PersonalData()
 		erased = make(map[string]bool, len(spec.Fields))
@@ -319,7 +302,19 @@ func DecodeEnvelopeAs[T Payload](env Envelope) (T, error) {
 			erased[f] = true
 		}
 	}
-	v, err := rt.decodeErased(env.Data, erased)
+	return decodeAs[T](env.Data, erased)
+}
+
+// decodeAs decodes data as T, the fields named in erased allowed to be
+// null (see decodeErased).
+func decodeAs[T Payload](data []byte, erased map[string]bool) (T, error) {
+	var zero T
+	goType := reflect.TypeOf(zero)
+	if goType == nil || goType.Kind() != reflect.Struct {
+		return zero, fmt.Errorf("event: decode %T: a payload must be a struct type", zero)
+	}
+	rt := registeredType{name: zero.EventType(), goType: goType, fields: cachedFields(goType)}
+	v, err := rt.decodeErased(data, erased)
 	if err != nil {
 		return zero, err
 	}
