@@ -96,10 +96,10 @@ const (
 	// positionBlock is the number of positions that one key of
 	// event_store_position_block_idx covers.
 	positionBlock = 4096
-	// maxProbes bounds the index probes that one side of a window takes
-	// (an hour, or a block of positions, each). A wider window is read
+	// maxProbes bounds the index probes that one side of a position
+	// range takes (a block of positions each). A wider range is read
 	// without that bound: still right, but walking the rows before or
-	// after it.
+	// after it. (A time window needs no such bound: see timeProbe.)
 	maxProbes = 8760
 )
 
@@ -159,17 +159,19 @@ func (q *query) filters(f store.Filter) string {
 	return sql.String()
 }
 
-// hourOf and orderKey are the key expressions of event_store_hour_idx and
-// event_store_position_block_idx (migration 00005).
+// hourOf, dayOf and orderKey are the key expressions of
+// event_store_hour_idx, event_store_day_idx and
+// event_store_position_block_idx (migrations 00005 and 00007).
 const (
 	hourOf   = "date_trunc('hour', occurred_at AT TIME ZONE 'UTC')"
+	dayOf    = "date_trunc('day', occurred_at AT TIME ZONE 'UTC')"
 	orderKey = "(commit_order::text::numeric)"
 )
 
 // bounds returns, for a read with a time window or a position range, a
 // WITH clause that finds the smallest (lo) and largest (hi) commit-order key
-// of the events inside them, with a probe of an index per hour or block
-// (migration 00005). The read then walks the commit-order index from lo to
+// of the events inside them, with probes of an index per hour or day (see
+// timeProbe) or per block of positions (migrations 00005 and 00007). The read then walks the commit-order index from lo to
 // hi only, starting where the cursor or lo says, whichever is later, and
 // stops at hi instead of the end of the table. ok is false when the window
 // holds no event. The bounds come from the same statement, so from the same
@@ -178,8 +180,9 @@ const (
 // It returns "" when f has neither.
 func (q *query) bounds(f store.Filter) string {
 	var lows, highs []string
-	// Time window: hours from since's (or the oldest event's) to until's
-	// (or the newest event's).
+	// Time window: the hours at its edges, the whole days between them
+	// (see timeProbe).
+	var span string
 	if !f.Since.IsZero() || !f.Until.IsZero() {
 		var window string
 		first, last := "(SELECT "+hourOf+" FROM event_store ORDER BY 1 LIMIT 1)",
@@ -194,17 +197,15 @@ func (q *query) bounds(f store.Filter) string {
 			window += " AND " + unindexedTimeEnd + " < " + until
 			last = "date_trunc('hour', (" + until + " - interval '1 microsecond') AT TIME ZONE 'UTC')"
 		}
-		probe := func(dir string) string {
-			return "(SELECT p.c::text::xid8 FROM generate_series(" + first + ", " + last + ", interval '1 hour') AS g(h)" +
-				" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
-				" ORDER BY " + orderKey + " " + dir + " LIMIT 1) p ORDER BY p.c " + dir + " LIMIT 1)"
-		}
-		wide := "(" + last + ") - (" + first + ") > interval '" + strconv.Itoa(maxProbes) + " hours'"
+		// f and l are the first and the last hour of the window; da and
+		// db the first whole day in it and the day after the last.
+		span = "span_ AS MATERIALIZED (SELECT s.f, s.l, date_trunc('day', s.f + interval '23 hours') AS da," +
+			" date_trunc('day', s.l + interval '1 hour') AS db FROM (SELECT " + first + " AS f, " + last + " AS l) s), "
 		if !f.Since.IsZero() {
-			lows = append(lows, "CASE WHEN "+wide+" THEN '0'::xid8 ELSE "+probe("")+" END")
+			lows = append(lows, timeProbe("min", window))
 		}
 		if !f.Until.IsZero() {
-			highs = append(highs, "CASE WHEN "+wide+" THEN '18446744073709551615'::xid8 ELSE "+probe("DESC")+" END")
+			highs = append(highs, timeProbe("max", window))
 		}
 	}
 	// Position range: blocks of positions, the same way.
@@ -254,8 +255,45 @@ func (q *query) bounds(f store.Filter) string {
 	if len(hi) > 0 {
 		hiExpr = "least(" + strings.Join(hi, ", ") + ")"
 	}
-	return "WITH bound AS MATERIALIZED (SELECT " + strings.Join(cols, ", ") + ")," +
+	return "WITH " + span + "bound AS MATERIALIZED (SELECT " + strings.Join(cols, ", ") + ")," +
 		" window_ AS MATERIALIZED (SELECT " + strings.Join(ok, " AND ") + " AS ok, " + loExpr + " AS lo, " + hiExpr + " AS hi FROM bound) "
+}
+
+// timeProbe returns the smallest (agg "min") or the largest ("max")
+// commit-order key, as a number, of the events inside a time window
+// (window: its conditions on occurred_at), or NULL when it holds none. It
+// reads the window's span from span_ (see bounds).
+//
+// The hours at the window's edges, up to 24 at each end, are probed one by
+// one in event_store_hour_idx, each with the window's conditions: a probe
+// skips, inside its hour, the entries outside the window. The whole days
+// between them are probed in event_store_day_idx, with no condition, and
+// only the days that hold events: each step of a loose index scan finds
+// the next (for min; the previous, for max) day with an event and that
+// day's smallest (largest) key in one descent. The cost is O(days that
+// hold events in the window + 48) probes, whatever the table's size and
+// however far an event's occurred_at lies from its neighbours'.
+func timeProbe(agg, window string) string {
+	dir, next, start := "", ">", "s.da"
+	if agg == "max" {
+		dir, next, start = " DESC", "<", "s.db"
+	}
+	hours := func(from, to string) string {
+		return "SELECT p.c FROM span_ s CROSS JOIN generate_series(" + from + ", " + to + ", interval '1 hour') AS g(h)" +
+			" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
+			" ORDER BY " + orderKey + dir + " LIMIT 1) p"
+	}
+	day := func(cond string) string {
+		return "(SELECT " + dayOf + " AS d, " + orderKey + " AS c FROM event_store WHERE " + cond +
+			" AND " + dayOf + " >= s.da AND " + dayOf + " < s.db ORDER BY " + dayOf + dir + ", " + orderKey + dir + " LIMIT 1) x"
+	}
+	return "(SELECT " + agg + "(c)::text::xid8 FROM (" +
+		hours("s.f", "least(s.da - interval '1 hour', s.l)") +
+		" UNION ALL " + hours("greatest(s.da, s.db)", "s.l") +
+		" UNION ALL (WITH RECURSIVE days(d, c) AS (" +
+		"SELECT x.d, x.c FROM span_ s CROSS JOIN LATERAL " + day(dayOf+" "+map[string]string{"min": ">=", "max": "<"}[agg]+" "+start) +
+		" UNION ALL SELECT x.d, x.c FROM days CROSS JOIN span_ s CROSS JOIN LATERAL " + day(dayOf+" "+next+" days.d") +
+		") SELECT c FROM days)) AS probes)"
 }
 
 // commitOrderWhere returns the WHERE clause of a read in commit order with

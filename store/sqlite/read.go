@@ -177,41 +177,75 @@ func where(f store.Filter, types []string) (string, []any, error) {
 	return q.String(), args, nil
 }
 
-// Probes of a time window's bounds (migration 00005).
+// Probes of a time window's bounds (migrations 00005 and 00007).
 const (
-	// maxProbes bounds the probes of a window (one an hour): a wider one
-	// is read without bounds, right but slower.
+	// maxProbes bounds the hour probes of a window that starts before
+	// 1970 (see windowBounds): a wider one is read without bounds, right
+	// but slower.
 	maxProbes = 8760
+	hour      = "3600000000"  // microseconds
+	day       = "86400000000" // microseconds
 )
 
 // windowBounds returns expressions of the smallest and largest position of
 // the events inside f's time window (NULL when it holds none, which then
-// selects nothing), with one probe of event_store_hour_idx per hour, and
-// their arguments.
+// selects nothing), and their arguments.
+//
+// The hours at the window's edges, up to 24 at each end, are probed one by
+// one in event_store_hour_idx, each with the window's conditions; the whole
+// days between them in event_store_day_idx, one probe per day that holds
+// events (a loose index scan: each probe finds the next day with events and
+// its smallest, or largest, position). The cost is O(days with events in
+// the window + 48) probes, whatever the table's size.
+//
+// Integer division rounds toward zero, so before 1970 an hour's or a day's
+// number no longer starts at its first microsecond: a window that starts
+// there is probed hour by hour, as many as maxProbes.
 func windowBounds(f store.Filter) (lo, hi string, args []any) {
 	cond := ""
 	var condArgs []any
-	first, last := "(SELECT min(occurred_at) FROM event_store) / 3600000000", "(SELECT max(occurred_at) FROM event_store) / 3600000000"
+	first, last := "(SELECT min(occurred_at) FROM event_store) / "+hour, "(SELECT max(occurred_at) FROM event_store) / "+hour
 	var firstArgs, lastArgs []any
 	if !f.Since.IsZero() {
 		cond += " AND occurred_at >= ?"
 		condArgs = append(condArgs, ceilMicro(f.Since))
-		first, firstArgs = "? / 3600000000", []any{ceilMicro(f.Since)}
+		first, firstArgs = "? / "+hour, []any{ceilMicro(f.Since)}
 	}
 	if !f.Until.IsZero() {
 		cond += " AND occurred_at < ?"
 		condArgs = append(condArgs, ceilMicro(f.Until))
-		last, lastArgs = "(? - 1) / 3600000000", []any{ceilMicro(f.Until)}
+		last, lastArgs = "(? - 1) / "+hour, []any{ceilMicro(f.Until)}
 	}
 	probe := func(agg, dir string) (string, []any) {
 		var a []any
 		a = append(append(append(a, firstArgs...), lastArgs...), condArgs...)
-		return "WITH RECURSIVE span(lo, hi) AS (SELECT " + first + ", " + last + ")," +
-			" hours(h) AS (SELECT lo FROM span WHERE hi - lo <= " + strconv.Itoa(maxProbes) +
-			" UNION ALL SELECT h + 1 FROM hours, span WHERE h < span.hi)" +
-			" SELECT CASE WHEN (SELECT hi - lo FROM span) > " + strconv.Itoa(maxProbes) + " THEN " + map[string]string{"min": "0", "max": "9223372036854775807"}[agg] +
-			" ELSE (SELECT " + agg + "((SELECT id FROM event_store INDEXED BY event_store_hour_idx" +
-			" WHERE occurred_at / 3600000000 = hours.h" + cond + " ORDER BY id " + dir + " LIMIT 1)) FROM hours) END", a
+		// f and l are the window's first and last hour; days da up to,
+		// not including, db are whole days inside it (none before 1970).
+		// The hours walk from f to l, jumping over those days.
+		dayOf := "occurred_at / " + day
+		step, from, past := ">=", "span.da", ""
+		if agg == "max" {
+			step, from, past = "<", "span.db", " AND "+dayOf+" >= span.da"
+		}
+		dayProbe := func(where string) string {
+			return "(SELECT id FROM event_store INDEXED BY event_store_day_idx WHERE " + where +
+				" ORDER BY " + dayOf + dir + ", id" + dir + " LIMIT 1)"
+		}
+		prev := "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
+		return "WITH RECURSIVE span(f, l, da, db) AS (SELECT f, l, CASE WHEN f >= 0 THEN (f + 23) / 24 ELSE 0 END," +
+			" CASE WHEN f >= 0 THEN (l + 1) / 24 ELSE 0 END FROM (SELECT " + first + " AS f, " + last + " AS l))," +
+			" hours(h) AS (SELECT CASE WHEN f = da * 24 AND db > da THEN db * 24 ELSE f END FROM span" +
+			" WHERE f >= 0 OR l - f <= " + strconv.Itoa(maxProbes) +
+			" UNION ALL SELECT CASE WHEN h + 1 = span.da * 24 AND span.db > span.da THEN span.db * 24 ELSE h + 1 END" +
+			" FROM hours, span WHERE h < span.l)," +
+			" days(c) AS (SELECT " + dayProbe(dayOf+" "+step+" "+from+" AND "+dayOf+" < span.db AND "+dayOf+" >= span.da") + " FROM span" +
+			" UNION ALL SELECT " + dayProbe(dayOf+" "+map[string]string{"min": ">", "max": "<"}[agg]+" "+prev+" AND "+dayOf+" < span.db"+past) +
+			" FROM days, span WHERE days.c IS NOT NULL)" +
+			" SELECT CASE WHEN (SELECT f < 0 AND l - f > " + strconv.Itoa(maxProbes) + " FROM span) THEN " +
+			map[string]string{"min": "0", "max": "9223372036854775807"}[agg] +
+			" ELSE (SELECT " + agg + "(c) FROM (SELECT (SELECT id FROM event_store INDEXED BY event_store_hour_idx" +
+			" WHERE occurred_at / " + hour + " = hours.h" + cond + " ORDER BY id " + dir + " LIMIT 1) AS c FROM hours" +
+			" UNION ALL SELECT c FROM days)) END", a
 	}
 	lo, hi = "0", "9223372036854775807"
 	if !f.Since.IsZero() {
@@ -221,7 +255,7 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 	}
 	if !f.Until.IsZero() {
 		var a []any
-		hi, a = probe("max", "DESC")
+		hi, a = probe("max", " DESC")
 		args = append(args, a...)
 	}
 	return lo, hi, args

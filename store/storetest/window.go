@@ -19,8 +19,10 @@ import (
 // other filters, against the same selection made by hand from a read of
 // every event: a store may bound such reads (to stop at a window's end
 // instead of the table's) but never lose an event at a window's edges. The
-// events occur over several hours, a few far from their neighbours (an old
-// event appended last, a future one first), and, where the store lets a
+// events occur over three days, so that windows hold whole days as well as
+// parts of days, two of them on either side of a midnight, a few far from
+// their neighbours (an old event appended last, a future one first), and,
+// where the store lets a
 // transaction write while others commit, some commit out of position
 // order; positions cross a block boundary when the harness can set them.
 //
@@ -52,10 +54,10 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 		n++
 		return d
 	}
-	// A future event first, then 40 events 17 minutes apart.
+	// A future event first, then 40 events 97 minutes apart.
 	appendOK(t, s, next(base.Add(30*24*time.Hour)))
 	for i := 0; i < 20; i++ {
-		appendOK(t, s, next(base.Add(time.Duration(i)*17*time.Minute)))
+		appendOK(t, s, next(base.Add(time.Duration(i)*97*time.Minute)))
 	}
 	// A transaction that writes early and late: on a store where others
 	// commit meanwhile, its late event commits before events of lower
@@ -64,12 +66,12 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendTx(ctx, tx, []event.Draft{next(base.Add(20 * 17 * time.Minute))}); err != nil {
+	if _, err := s.AppendTx(ctx, tx, []event.Draft{next(base.Add(20 * 97 * time.Minute))}); err != nil {
 		t.Fatal(err)
 	}
 	var others []event.Draft
 	for i := 21; i < 40; i++ {
-		others = append(others, next(base.Add(time.Duration(i)*17*time.Minute)))
+		others = append(others, next(base.Add(time.Duration(i)*97*time.Minute)))
 	}
 	late := next(base.Add(3 * time.Hour))
 	done := make(chan error, 1)
@@ -99,8 +101,11 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// An old event last.
+	// An old event last, then two on either side of a midnight.
 	appendOK(t, s, next(base.Add(-40*24*time.Hour)))
+	midnight := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	appendOK(t, s, next(midnight.Add(-event.TimePrecision)))
+	appendOK(t, s, next(midnight))
 
 	all := readAll(t, s, store.Filter{Limit: store.MaxLimit})
 	if len(all) != n {
@@ -117,7 +122,7 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 		case 1:
 			return base.Add(time.Duration(rng.Intn(40*24*60)-20*24*60) * time.Minute)
 		default:
-			return base.Add(time.Duration(rng.Int63n(int64(12 * time.Hour))))
+			return base.Add(time.Duration(rng.Int63n(int64(72 * time.Hour))))
 		}
 	}
 	randPos := func() int64 { return minPos - 2 + rng.Int63n(maxPos-minPos+5) }

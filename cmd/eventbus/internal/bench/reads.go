@@ -1029,6 +1029,7 @@ func (l *postgresLoader) partitionedCopy(ctx context.Context, env *environment) 
 		"CREATE INDEX ON "+schema+".event_store (type, commit_order, id)",
 		"CREATE INDEX ON "+schema+".event_store USING brin (occurred_at)",
 		"CREATE INDEX ON "+schema+".event_store ((date_trunc('hour', occurred_at AT TIME ZONE 'UTC')), (commit_order::text::numeric)) INCLUDE (occurred_at, commit_order)",
+		"CREATE INDEX ON "+schema+".event_store ((date_trunc('day', occurred_at AT TIME ZONE 'UTC')), (commit_order::text::numeric))",
 		"CREATE INDEX ON "+schema+".event_store ((id / 4096), (commit_order::text::numeric)) INCLUDE (id, commit_order)",
 	)
 	var maxID int64

@@ -29,7 +29,7 @@ func TestReadsPostgres(t *testing.T) {
 	for _, s := range rep.Space {
 		names = append(names, s.Relation)
 	}
-	for _, want := range []string{"event_store", "event_store_hour_idx", "event_store_position_block_idx"} {
+	for _, want := range []string{"event_store", "event_store_hour_idx", "event_store_day_idx", "event_store_position_block_idx"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("space per event lacks %s: %v", want, names)
 		}
