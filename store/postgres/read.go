@@ -101,6 +101,9 @@ const (
 	// without that bound: still right, but walking the rows before or
 	// after it. (A time window needs no such bound: see timeProbe.)
 	maxProbes = 8760
+	// shortWindow is the longest time window whose bounds are probed
+	// hour by hour only (see timeProbe).
+	shortWindow = 48 * time.Hour
 )
 
 // readMode runs every read as an unnamed statement, planned for its own
@@ -201,11 +204,15 @@ func (q *query) bounds(f store.Filter) string {
 		// db the first whole day in it and the day after the last.
 		span = "span_ AS MATERIALIZED (SELECT s.f, s.l, date_trunc('day', s.f + interval '23 hours') AS da," +
 			" date_trunc('day', s.l + interval '1 hour') AS db FROM (SELECT " + first + " AS f, " + last + " AS l) s), "
+		// A window of two days or less is probed hour by hour: the day
+		// level would save no probe, and its loose scan costs about a
+		// millisecond of planning.
+		days := f.Since.IsZero() || f.Until.IsZero() || f.Until.Sub(f.Since) > shortWindow
 		if !f.Since.IsZero() {
-			lows = append(lows, timeProbe("min", window))
+			lows = append(lows, timeProbe("min", window, days))
 		}
 		if !f.Until.IsZero() {
-			highs = append(highs, timeProbe("max", window))
+			highs = append(highs, timeProbe("max", window, days))
 		}
 	}
 	// Position range: blocks of positions, the same way.
@@ -264,36 +271,42 @@ func (q *query) bounds(f store.Filter) string {
 // (window: its conditions on occurred_at), or NULL when it holds none. It
 // reads the window's span from span_ (see bounds).
 //
-// The hours at the window's edges, up to 24 at each end, are probed one by
-// one in event_store_hour_idx, each with the window's conditions: a probe
-// skips, inside its hour, the entries outside the window. The whole days
+// The hours at the window's edges, up to 24 at each end (every hour of a
+// short window, when days is false), are probed one by one in
+// event_store_hour_idx, each with the window's conditions: a probe skips,
+// inside its hour, the entries outside the window. The whole days
 // between them are probed in event_store_day_idx, with no condition, and
 // only the days that hold events: each step of a loose index scan finds
 // the next (for min; the previous, for max) day with an event and that
 // day's smallest (largest) key in one descent. The cost is O(days that
 // hold events in the window + 48) probes, whatever the table's size and
 // however far an event's occurred_at lies from its neighbours'.
-func timeProbe(agg, window string) string {
-	dir, next, start := "", ">", "s.da"
+func timeProbe(agg, window string, days bool) string {
+	dir := ""
 	if agg == "max" {
-		dir, next, start = " DESC", "<", "s.db"
+		dir = " DESC"
 	}
-	hours := func(from, to string) string {
-		return "SELECT p.c FROM span_ s CROSS JOIN generate_series(" + from + ", " + to + ", interval '1 hour') AS g(h)" +
-			" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
-			" ORDER BY " + orderKey + dir + " LIMIT 1) p"
+	hours := "SELECT generate_series(s.f, s.l, interval '1 hour') FROM span_ s"
+	if days {
+		hours = "SELECT generate_series(s.f, least(s.da - interval '1 hour', s.l), interval '1 hour') FROM span_ s" +
+			" UNION ALL SELECT generate_series(greatest(s.da, s.db), s.l, interval '1 hour') FROM span_ s"
 	}
-	day := func(cond string) string {
-		return "(SELECT " + dayOf + " AS d, " + orderKey + " AS c FROM event_store WHERE " + cond +
-			" AND " + dayOf + " >= s.da AND " + dayOf + " < s.db ORDER BY " + dayOf + dir + ", " + orderKey + dir + " LIMIT 1) x"
+	probes := "SELECT p.c FROM (" + hours + ") AS g(h)" +
+		" CROSS JOIN LATERAL (SELECT " + orderKey + " AS c FROM event_store WHERE " + hourOf + " = g.h" + window +
+		" ORDER BY " + orderKey + dir + " LIMIT 1) p"
+	if days {
+		// The loose scan starts from a day just outside the whole days:
+		// the one before them going up, the one after going down.
+		next, outside := ">", "s.da - interval '1 day'"
+		if agg == "max" {
+			next, outside = "<", "s.db"
+		}
+		probes += " UNION ALL (WITH RECURSIVE days(d, c) AS (SELECT " + outside + ", NULL::numeric FROM span_ s" +
+			" UNION ALL SELECT x.d, x.c FROM days CROSS JOIN span_ s CROSS JOIN LATERAL (SELECT " + dayOf + " AS d, " + orderKey +
+			" AS c FROM event_store WHERE " + dayOf + " " + next + " days.d AND " + dayOf + " >= s.da AND " + dayOf + " < s.db" +
+			" ORDER BY " + dayOf + dir + ", " + orderKey + dir + " LIMIT 1) x) SELECT c FROM days)"
 	}
-	return "(SELECT " + agg + "(c)::text::xid8 FROM (" +
-		hours("s.f", "least(s.da - interval '1 hour', s.l)") +
-		" UNION ALL " + hours("greatest(s.da, s.db)", "s.l") +
-		" UNION ALL (WITH RECURSIVE days(d, c) AS (" +
-		"SELECT x.d, x.c FROM span_ s CROSS JOIN LATERAL " + day(dayOf+" "+map[string]string{"min": ">=", "max": "<"}[agg]+" "+start) +
-		" UNION ALL SELECT x.d, x.c FROM days CROSS JOIN span_ s CROSS JOIN LATERAL " + day(dayOf+" "+next+" days.d") +
-		") SELECT c FROM days)) AS probes)"
+	return "(SELECT " + agg + "(c)::text::xid8 FROM (" + probes + ") AS probes)"
 }
 
 // commitOrderWhere returns the WHERE clause of a read in commit order with

@@ -183,16 +183,19 @@ const (
 	// 1970 (see windowBounds): a wider one is read without bounds, right
 	// but slower.
 	maxProbes = 8760
-	hour      = "3600000000"  // microseconds
-	day       = "86400000000" // microseconds
+	// shortWindow is the longest window probed hour by hour only.
+	shortWindow = 48 * time.Hour
+	hour        = "3600000000"  // microseconds
+	day         = "86400000000" // microseconds
 )
 
 // windowBounds returns expressions of the smallest and largest position of
 // the events inside f's time window (NULL when it holds none, which then
 // selects nothing), and their arguments.
 //
-// The hours at the window's edges, up to 24 at each end, are probed one by
-// one in event_store_hour_idx, each with the window's conditions; the whole
+// The hours at the window's edges, up to 24 at each end (every hour of a
+// window of two days or less), are probed one by one in
+// event_store_hour_idx, each with the window's conditions; the whole
 // days between them in event_store_day_idx, one probe per day that holds
 // events (a loose index scan: each probe finds the next day with events and
 // its smallest, or largest, position). The cost is O(days with events in
@@ -216,6 +219,9 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 		condArgs = append(condArgs, ceilMicro(f.Until))
 		last, lastArgs = "(? - 1) / "+hour, []any{ceilMicro(f.Until)}
 	}
+	// A window of two days or less is probed hour by hour: the day level
+	// would save no probe.
+	days := f.Since.IsZero() || f.Until.IsZero() || f.Until.Sub(f.Since) > shortWindow
 	probe := func(agg, dir string) (string, []any) {
 		var a []any
 		a = append(append(append(a, firstArgs...), lastArgs...), condArgs...)
@@ -232,20 +238,25 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 				" ORDER BY " + dayOf + dir + ", id" + dir + " LIMIT 1)"
 		}
 		prev := "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
-		return "WITH RECURSIVE span(f, l, da, db) AS (SELECT f, l, CASE WHEN f >= 0 THEN (f + 23) / 24 ELSE 0 END," +
-			" CASE WHEN f >= 0 THEN (l + 1) / 24 ELSE 0 END FROM (SELECT " + first + " AS f, " + last + " AS l))," +
+		da, db, daysCTE, daysProbes := "CASE WHEN f >= 0 THEN (f + 23) / 24 ELSE 0 END", "CASE WHEN f >= 0 THEN (l + 1) / 24 ELSE 0 END",
+			", days(c) AS (SELECT "+dayProbe(dayOf+" "+step+" "+from+" AND "+dayOf+" < span.db AND "+dayOf+" >= span.da")+" FROM span"+
+				" UNION ALL SELECT "+dayProbe(dayOf+" "+map[string]string{"min": ">", "max": "<"}[agg]+" "+prev+" AND "+dayOf+" < span.db"+past)+
+				" FROM days, span WHERE days.c IS NOT NULL)",
+			" UNION ALL SELECT c FROM days"
+		if !days {
+			da, db, daysCTE, daysProbes = "0", "0", "", ""
+		}
+		return "WITH RECURSIVE span(f, l, da, db) AS (SELECT f, l, " + da + ", " + db +
+			" FROM (SELECT " + first + " AS f, " + last + " AS l))," +
 			" hours(h) AS (SELECT CASE WHEN f = da * 24 AND db > da THEN db * 24 ELSE f END FROM span" +
 			" WHERE f >= 0 OR l - f <= " + strconv.Itoa(maxProbes) +
 			" UNION ALL SELECT CASE WHEN h + 1 = span.da * 24 AND span.db > span.da THEN span.db * 24 ELSE h + 1 END" +
-			" FROM hours, span WHERE h < span.l)," +
-			" days(c) AS (SELECT " + dayProbe(dayOf+" "+step+" "+from+" AND "+dayOf+" < span.db AND "+dayOf+" >= span.da") + " FROM span" +
-			" UNION ALL SELECT " + dayProbe(dayOf+" "+map[string]string{"min": ">", "max": "<"}[agg]+" "+prev+" AND "+dayOf+" < span.db"+past) +
-			" FROM days, span WHERE days.c IS NOT NULL)" +
+			" FROM hours, span WHERE h < span.l)" + daysCTE +
 			" SELECT CASE WHEN (SELECT f < 0 AND l - f > " + strconv.Itoa(maxProbes) + " FROM span) THEN " +
 			map[string]string{"min": "0", "max": "9223372036854775807"}[agg] +
 			" ELSE (SELECT " + agg + "(c) FROM (SELECT (SELECT id FROM event_store INDEXED BY event_store_hour_idx" +
 			" WHERE occurred_at / " + hour + " = hours.h" + cond + " ORDER BY id " + dir + " LIMIT 1) AS c FROM hours" +
-			" UNION ALL SELECT c FROM days)) END", a
+			daysProbes + ")) END", a
 	}
 	lo, hi = "0", "9223372036854775807"
 	if !f.Since.IsZero() {
