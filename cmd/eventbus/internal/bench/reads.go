@@ -574,10 +574,16 @@ func (s *readSet) cases() []readCase {
 // one run to warm the cache (a read of a new window pays its disk reads
 // once, as a console user's does).
 func (s *readSet) measure(ctx context.Context, reps int) ([]measured, error) {
-	var out []measured
-	for _, c := range s.cases() {
-		m := measured{name: c.name, what: c.what}
-		for k := -1; k < reps; k++ {
+	cases := s.cases()
+	out := make([]measured, len(cases))
+	for i, c := range cases {
+		out[i] = measured{name: c.name, what: c.what}
+	}
+	// Round by round, each read once per round: whatever else the machine
+	// does for a moment (a checkpoint, the WAL writer, another process)
+	// falls on every read alike instead of on the one that runs then.
+	for k := -1; k < reps; k++ {
+		for i, c := range cases {
 			// Arguments found before the clock starts: a cursor or an
 			// event looked up for the read is not part of it.
 			run := c.run
@@ -609,10 +615,9 @@ func (s *readSet) measure(ctx context.Context, reps int) ([]measured, error) {
 				return nil, fmt.Errorf("bench: reads: %s: %w", c.name, err)
 			}
 			if k >= 0 {
-				m.times, m.rows = append(m.times, took), append(m.rows, rows)
+				out[i].times, out[i].rows = append(out[i].times, took), append(out[i].rows, rows)
 			}
 		}
-		out = append(out, m)
 	}
 	return out, nil
 }
