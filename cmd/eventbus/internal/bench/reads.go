@@ -381,6 +381,9 @@ type readSet struct {
 	longStream string
 	longLen    int64
 	mid        int64
+	// reps is how many repetitions measure runs: they spread over the
+	// middle third of the history.
+	reps int
 }
 
 func newReadSet(ctx context.Context, st store.Store, n int64, step time.Duration) (*readSet, error) {
@@ -426,7 +429,8 @@ type readCase struct {
 func (s *readSet) cases() []readCase {
 	day := 24 * time.Hour
 	// The k-th repetition's point in the middle third of the history.
-	point := func(k int) int64 { return s.n/3 + int64(k)*(s.n/3)/41 + 1 }
+	spread := int64(max(s.reps, 40)) + 1
+	point := func(k int) int64 { return s.n/3 + int64(k)*(s.n/3)/spread + 1 }
 	window := func(k int, d time.Duration) store.Filter {
 		since := s.at(point(k)).Truncate(time.Minute)
 		return store.Filter{Since: since, Until: since.Add(d), Limit: 100}
@@ -574,6 +578,7 @@ func (s *readSet) cases() []readCase {
 // one run to warm the cache (a read of a new window pays its disk reads
 // once, as a console user's does).
 func (s *readSet) measure(ctx context.Context, reps int) ([]measured, error) {
+	s.reps = reps
 	cases := s.cases()
 	out := make([]measured, len(cases))
 	for i, c := range cases {
