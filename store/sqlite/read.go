@@ -145,20 +145,20 @@ func where(f store.Filter, types []string) (string, []any, error) {
 			// the stream's beginning.
 			lo, hi, bargs := windowBounds(f)
 			loArgs, hiArgs := bargs[:strings.Count(lo, "?")], bargs[strings.Count(lo, "?"):]
-			firstVersion := func(test string, testArgs []any) (string, []any) {
-				probe := "(SELECT " + test + " FROM event_store WHERE subject = ? AND stream_version = (l + h) / 2)"
-				var a []any
-				a = append(a, f.Subject)
-				for range 2 {
-					a = append(append(a, testArgs...), f.Subject)
-				}
-				return "(WITH RECURSIVE bs(l, h) AS (SELECT 1, coalesce((SELECT max(stream_version) FROM event_store WHERE subject = ?), 0) + 1" +
+			// The bound is computed once, in the search's first row, and
+			// carried along (b): written into each step's test, SQLite ran
+			// the window's probes again at every step.
+			firstVersion := func(cmp, bound string, boundArgs []any) (string, []any) {
+				probe := "(SELECT id " + cmp + " b FROM event_store WHERE subject = ? AND stream_version = (l + h) / 2)"
+				a := append([]any{f.Subject}, boundArgs...)
+				a = append(a, f.Subject, f.Subject)
+				return "(WITH RECURSIVE bs(l, h, b) AS (SELECT 1, coalesce((SELECT max(stream_version) FROM event_store WHERE subject = ?), 0) + 1, (" + bound + ")" +
 					" UNION ALL SELECT CASE WHEN " + probe + " THEN l ELSE (l + h) / 2 + 1 END," +
-					" CASE WHEN " + probe + " THEN (l + h) / 2 ELSE h END FROM bs WHERE l < h)" +
+					" CASE WHEN " + probe + " THEN (l + h) / 2 ELSE h END, b FROM bs WHERE l < h)" +
 					" SELECT min(l) FROM bs WHERE l >= h)", a
 			}
-			first, firstArgs := firstVersion("id >= ("+lo+")", loArgs)
-			last, lastArgs := firstVersion("id > ("+hi+")", hiArgs)
+			first, firstArgs := firstVersion(">=", lo, loArgs)
+			last, lastArgs := firstVersion(">", hi, hiArgs)
 			q.WriteString(" AND stream_version >= " + first + " AND stream_version < " + last)
 			args = append(append(args, firstArgs...), lastArgs...)
 		}
@@ -237,26 +237,31 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 			return "(SELECT id FROM event_store INDEXED BY event_store_day_idx WHERE " + where +
 				" ORDER BY " + dayOf + dir + ", id" + dir + " LIMIT 1)"
 		}
-		prev := "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
-		da, db, daysCTE, daysProbes := "CASE WHEN f >= 0 THEN (f + 23) / 24 ELSE 0 END", "CASE WHEN f >= 0 THEN (l + 1) / 24 ELSE 0 END",
-			", days(c) AS (SELECT "+dayProbe(dayOf+" "+step+" "+from+" AND "+dayOf+" < span.db AND "+dayOf+" >= span.da")+" FROM span"+
-				" UNION ALL SELECT "+dayProbe(dayOf+" "+map[string]string{"min": ">", "max": "<"}[agg]+" "+prev+" AND "+dayOf+" < span.db"+past)+
-				" FROM days, span WHERE days.c IS NOT NULL)",
-			" UNION ALL SELECT c FROM days"
+		hourProbe := "(SELECT id FROM event_store INDEXED BY event_store_hour_idx" +
+			" WHERE occurred_at / " + hour + " = hours.h" + cond + " ORDER BY id" + dir + " LIMIT 1)"
+		none := map[string]string{"min": "0", "max": "9223372036854775807"}[agg]
 		if !days {
-			da, db, daysCTE, daysProbes = "0", "0", "", ""
+			// Every hour of the window, the statement kept as short as it
+			// can be: SQLite prepares it at every read.
+			return "WITH RECURSIVE span(f, l) AS (SELECT " + first + ", " + last + ")," +
+				" hours(h) AS (SELECT f FROM span WHERE l - f <= " + strconv.Itoa(maxProbes) +
+				" UNION ALL SELECT h + 1 FROM hours, span WHERE h < span.l)" +
+				" SELECT CASE WHEN (SELECT l - f FROM span) > " + strconv.Itoa(maxProbes) + " THEN " + none +
+				" ELSE (SELECT " + agg + "(" + hourProbe + ") FROM hours) END", a
 		}
-		return "WITH RECURSIVE span(f, l, da, db) AS (SELECT f, l, " + da + ", " + db +
+		prev := "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
+		return "WITH RECURSIVE span(f, l, da, db) AS MATERIALIZED (SELECT f, l," +
+			" CASE WHEN f >= 0 THEN (f + 23) / 24 ELSE 0 END, CASE WHEN f >= 0 THEN (l + 1) / 24 ELSE 0 END" +
 			" FROM (SELECT " + first + " AS f, " + last + " AS l))," +
 			" hours(h) AS (SELECT CASE WHEN f = da * 24 AND db > da THEN db * 24 ELSE f END FROM span" +
 			" WHERE f >= 0 OR l - f <= " + strconv.Itoa(maxProbes) +
 			" UNION ALL SELECT CASE WHEN h + 1 = span.da * 24 AND span.db > span.da THEN span.db * 24 ELSE h + 1 END" +
-			" FROM hours, span WHERE h < span.l)" + daysCTE +
-			" SELECT CASE WHEN (SELECT f < 0 AND l - f > " + strconv.Itoa(maxProbes) + " FROM span) THEN " +
-			map[string]string{"min": "0", "max": "9223372036854775807"}[agg] +
-			" ELSE (SELECT " + agg + "(c) FROM (SELECT (SELECT id FROM event_store INDEXED BY event_store_hour_idx" +
-			" WHERE occurred_at / " + hour + " = hours.h" + cond + " ORDER BY id " + dir + " LIMIT 1) AS c FROM hours" +
-			daysProbes + ")) END", a
+			" FROM hours, span WHERE h < span.l)," +
+			" days(c) AS (SELECT " + dayProbe(dayOf+" "+step+" "+from+" AND "+dayOf+" < span.db AND "+dayOf+" >= span.da") + " FROM span" +
+			" UNION ALL SELECT " + dayProbe(dayOf+" "+map[string]string{"min": ">", "max": "<"}[agg]+" "+prev+" AND "+dayOf+" < span.db"+past) +
+			" FROM days, span WHERE days.c IS NOT NULL)" +
+			" SELECT CASE WHEN (SELECT f < 0 AND l - f > " + strconv.Itoa(maxProbes) + " FROM span) THEN " + none +
+			" ELSE (SELECT " + agg + "(c) FROM (SELECT " + hourProbe + " AS c FROM hours UNION ALL SELECT c FROM days)) END", a
 	}
 	lo, hi = "0", "9223372036854775807"
 	if !f.Since.IsZero() {
