@@ -717,12 +717,17 @@ func (s *readSet) scans(ctx context.Context) ([]ScanFigure, error) {
 	return out, nil
 }
 
-// explain writes EXPLAIN (ANALYZE, BUFFERS) of every read, as the store
-// runs it, for the first repetition's arguments.
+// explain writes EXPLAIN (ANALYZE, BUFFERS) (on SQLite, EXPLAIN QUERY
+// PLAN) of every read, as the store runs it, for the first repetition's
+// arguments.
 func (s *readSet) explain(ctx context.Context, l readsLoader, n int64, w io.Writer) error {
 	_, onPostgres := l.(*postgresLoader)
 	fmt.Fprintf(w, "# Plans of the read set at %d events\n\n", n)
-	fmt.Fprintf(w, "`EXPLAIN (ANALYZE, BUFFERS)` of each read of `eventbus bench --scenario reads`, as the store runs it (`postgres.ReadSQL`), on its first repetition's arguments, after the measured runs (so the buffers are mostly hits).\n\n")
+	if onPostgres {
+		fmt.Fprintf(w, "`EXPLAIN (ANALYZE, BUFFERS)` of each read of `eventbus bench --scenario reads`, as the store runs it (`postgres.ReadSQL`), on its first repetition's arguments, after the measured runs (so the buffers are mostly hits).\n\n")
+	} else {
+		fmt.Fprintf(w, "`EXPLAIN QUERY PLAN` of each read of `eventbus bench --scenario reads`, as the store runs it (`sqlite.ReadSQL`), on its first repetition's arguments (counts, streams and gets are plain index lookups and left out).\n\n")
+	}
 	for _, c := range s.cases() {
 		sql, args, ok, err := s.statement(ctx, c, 0, onPostgres)
 		if err != nil {
