@@ -135,10 +135,12 @@ func where(f store.Filter, types []string) (string, []any, error) {
 		// Within a stream, versions follow positions. When the cursor is an
 		// event of this stream (the last page's last event), the next page
 		// starts right after its version, not at the stream's beginning.
-		q.WriteString(` AND subject = ? AND stream_version >= coalesce(
-			(SELECT stream_version + 1 FROM event_store WHERE id = ? AND subject = ?), 1)`)
-		args = append(args, f.Subject, from, f.Subject)
-		if !f.Since.IsZero() || !f.Until.IsZero() {
+		start := `coalesce((SELECT stream_version + 1 FROM event_store WHERE id = ? AND subject = ?), 1)`
+		startArgs := []any{from, f.Subject}
+		if f.Since.IsZero() && f.Until.IsZero() {
+			q.WriteString(" AND subject = ? AND stream_version >= " + start)
+			args = append(append(args, f.Subject), startArgs...)
+		} else {
 			// The stream's versions inside the window's positions, found by
 			// binary search of the stream index (versions have no gaps, and
 			// follow positions): the walk starts at the window instead of
@@ -159,8 +161,12 @@ func where(f store.Filter, types []string) (string, []any, error) {
 			}
 			first, firstArgs := firstVersion(">=", lo, loArgs)
 			last, lastArgs := firstVersion(">", hi, hiArgs)
-			q.WriteString(" AND stream_version >= " + first + " AND stream_version < " + last)
-			args = append(append(args, firstArgs...), lastArgs...)
+			// One lower bound, the later of the cursor's and the window's:
+			// with two, SQLite walks the index from either, and from the
+			// cursor's (the stream's start, on a first page) that is a walk
+			// of the stream up to the window.
+			q.WriteString(" AND subject = ? AND stream_version >= max(" + start + ", " + first + ") AND stream_version < " + last)
+			args = append(append(append(append(args, f.Subject), startArgs...), firstArgs...), lastArgs...)
 		}
 	}
 	// occurred_at is tested with a unary +, which keeps SQLite from
