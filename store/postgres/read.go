@@ -174,8 +174,9 @@ const (
 // bounds returns, for a read with a time window or a position range, a
 // WITH clause that finds the smallest (lo) and largest (hi) commit-order key
 // of the events inside them, with probes of an index per hour or day (see
-// timeProbe) or per block of positions (migrations 00005 and 00007). The read then walks the commit-order index from lo to
-// hi only, starting where the cursor or lo says, whichever is later, and
+// timeProbe) or per block of positions (migrations 00005 and 00007). The
+// read then walks the commit-order index from lo to hi only, starting
+// where the cursor or lo says, whichever is later, and
 // stops at hi instead of the end of the table. ok is false when the window
 // holds no event. The bounds come from the same statement, so from the same
 // snapshot, as the rows read: no event can fall between them (G4).

@@ -193,6 +193,8 @@ const (
 	shortWindow = 48 * time.Hour
 	hour        = "3600000000"  // microseconds
 	day         = "86400000000" // microseconds
+	// prevDay is the day of the loose scan's last step (days.c, a position).
+	prevDay = "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
 )
 
 // windowBounds returns expressions of the smallest and largest position of
@@ -235,9 +237,11 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 		// not including, db are whole days inside it (none before 1970).
 		// The hours walk from f to l, jumping over those days.
 		dayOf := "occurred_at / " + day
-		step, from, past := ">=", "span.da", ""
+		// Each step of the loose scan goes on from the day before: up
+		// for min, down for max, inside the whole days.
+		next := dayOf + " > " + prevDay + " AND " + dayOf + " < span.db"
 		if agg == "max" {
-			step, from, past = "<", "span.db", " AND "+dayOf+" >= span.da"
+			next = dayOf + " < " + prevDay + " AND " + dayOf + " >= span.da"
 		}
 		dayProbe := func(where string) string {
 			return "(SELECT id FROM event_store INDEXED BY event_store_day_idx WHERE " + where +
@@ -255,7 +259,6 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 				" SELECT CASE WHEN (SELECT l - f FROM span) > " + strconv.Itoa(maxProbes) + " THEN " + none +
 				" ELSE (SELECT " + agg + "(" + hourProbe + ") FROM hours) END", a
 		}
-		prev := "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
 		return "WITH RECURSIVE span(f, l, da, db) AS MATERIALIZED (SELECT f, l," +
 			" CASE WHEN f >= 0 THEN (f + 23) / 24 ELSE 0 END, CASE WHEN f >= 0 THEN (l + 1) / 24 ELSE 0 END" +
 			" FROM (SELECT " + first + " AS f, " + last + " AS l))," +
@@ -263,9 +266,8 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 			" WHERE f >= 0 OR l - f <= " + strconv.Itoa(maxProbes) +
 			" UNION ALL SELECT CASE WHEN h + 1 = span.da * 24 AND span.db > span.da THEN span.db * 24 ELSE h + 1 END" +
 			" FROM hours, span WHERE h < span.l)," +
-			" days(c) AS (SELECT " + dayProbe(dayOf+" "+step+" "+from+" AND "+dayOf+" < span.db AND "+dayOf+" >= span.da") + " FROM span" +
-			" UNION ALL SELECT " + dayProbe(dayOf+" "+map[string]string{"min": ">", "max": "<"}[agg]+" "+prev+" AND "+dayOf+" < span.db"+past) +
-			" FROM days, span WHERE days.c IS NOT NULL)" +
+			" days(c) AS (SELECT " + dayProbe(dayOf+" >= span.da AND "+dayOf+" < span.db") + " FROM span" +
+			" UNION ALL SELECT " + dayProbe(next) + " FROM days, span WHERE days.c IS NOT NULL)" +
 			" SELECT CASE WHEN (SELECT f < 0 AND l - f > " + strconv.Itoa(maxProbes) + " FROM span) THEN " + none +
 			" ELSE (SELECT " + agg + "(c) FROM (SELECT " + hourProbe + " AS c FROM hours UNION ALL SELECT c FROM days)) END", a
 	}
