@@ -147,9 +147,8 @@ func where(f store.Filter, types []string) (string, []any, error) {
 			// the stream's beginning.
 			lo, hi, bargs := windowBounds(f)
 			loArgs, hiArgs := bargs[:strings.Count(lo, "?")], bargs[strings.Count(lo, "?"):]
-			// The bound is computed once, in the search's first row, and
-			// carried along (b): written into each step's test, SQLite ran
-			// the window's probes again at every step.
+			// The bound is computed in the search's first row and carried
+			// along (b), so that each step's test is a plain comparison.
 			firstVersion := func(cmp, bound string, boundArgs []any) (string, []any) {
 				probe := "(SELECT id " + cmp + " b FROM event_store WHERE subject = ? AND stream_version = (l + h) / 2)"
 				a := append([]any{f.Subject}, boundArgs...)
