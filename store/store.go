@@ -107,6 +107,23 @@ func (f Filter) EffectiveLimit() int {
 	return f.Limit
 }
 
+// DistinctTypes returns f's types without repeats, in their order: a read
+// walks each type once.
+func (f Filter) DistinctTypes() []string {
+	if len(f.Types) < 2 {
+		return f.Types
+	}
+	seen := make(map[string]bool, len(f.Types))
+	out := make([]string, 0, len(f.Types))
+	for _, t := range f.Types {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Page is one page of events in commit order.
 type Page struct {
 	Events []event.Envelope

@@ -374,7 +374,7 @@ func (q *query) streamWhere(f store.Filter, bounded bool, typeCond string) strin
 // order, or their count.
 func readSQL(f store.Filter, count bool) (string, []any) {
 	var q query
-	types := distinct(f.Types)
+	types := f.DistinctTypes()
 	var typeCond string
 	switch {
 	case len(types) == 1:
@@ -417,22 +417,6 @@ func multiType(q *query, types []string, count bool) string {
 		return " AND type = ANY(" + q.arg(types) + "::text[])"
 	}
 	return ""
-}
-
-// distinct returns types without repeats, in their order.
-func distinct(types []string) []string {
-	if len(types) < 2 {
-		return types
-	}
-	seen := make(map[string]bool, len(types))
-	out := make([]string, 0, len(types))
-	for _, t := range types {
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // Read returns a page of events in commit order; see store.Reader. Its cost

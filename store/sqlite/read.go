@@ -309,7 +309,7 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 // so that tools can EXPLAIN QUERY PLAN a read as the store runs it.
 func ReadSQL(f store.Filter) (string, []any, error) {
 	limit := f.EffectiveLimit()
-	types := distinct(f.Types)
+	types := f.DistinctTypes()
 	var query string
 	var args []any
 	switch {
@@ -344,25 +344,9 @@ func ReadSQL(f store.Filter) (string, []any, error) {
 	return query, args, nil
 }
 
-// distinct returns types without repeats, in their order.
-func distinct(types []string) []string {
-	if len(types) < 2 {
-		return types
-	}
-	seen := make(map[string]bool, len(types))
-	out := make([]string, 0, len(types))
-	for _, t := range types {
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // Count counts the events Read would return with f, page after page.
 func (s *Store) Count(ctx context.Context, f store.Filter) (int64, error) {
-	cond, args, err := where(f, distinct(f.Types))
+	cond, args, err := where(f, f.DistinctTypes())
 	if err != nil {
 		return 0, err
 	}
