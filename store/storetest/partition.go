@@ -143,20 +143,7 @@ func testPartitionHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 	if _, err := s.AppendTx(ctx, txA, []event.Draft{a}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Append(ctx, []event.Draft{b})
-		done <- err
-	}()
-	bCommitted := false
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("append b: %v", err)
-		}
-		bCommitted = true
-	case <-time.After(500 * time.Millisecond):
-	}
+	appendB := appendAside(t, s, 500*time.Millisecond, b)
 	for p := range count {
 		page, err := s.ReadPartition(ctx, store.PartitionFilter{Number: p, Count: count})
 		if err != nil {
@@ -166,7 +153,7 @@ func testPartitionHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 			t.Fatalf("partition %d read %d events and moved to %v while an older transaction was open; want nothing", p, len(page.Events), page.Next)
 		}
 	}
-	if bCommitted {
+	if appendB.committed {
 		pb := event.PartitionOf(b.Subject, b.ID, count)
 		n, oldest, err := s.PartitionBacklog(ctx, store.Cursor{}, pb, count, 100)
 		if err != nil || n != 1 || oldest.IsZero() {
@@ -176,11 +163,7 @@ func testPartitionHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 	if err := h.Commit(ctx, txA); err != nil {
 		t.Fatal(err)
 	}
-	if !bCommitted {
-		if err := <-done; err != nil {
-			t.Fatalf("append b: %v", err)
-		}
-	}
+	appendB.end(t)
 	settle(t, s)
 	for _, d := range []event.Draft{a, b} {
 		p := event.PartitionOf(d.Subject, d.ID, count)

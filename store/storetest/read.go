@@ -32,26 +32,13 @@ func testHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 		t.Fatal(err)
 	}
 	b := draft("test.held", "", `{"who":"b"}`)
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Append(ctx, []event.Draft{b})
-		done <- err
-	}()
 	// On PostgreSQL b commits while a is open; on SQLite b waits for the
 	// single writer. Either way no reader may see b before a.
-	bCommitted := false
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("append b: %v", err)
-		}
-		bCommitted = true
-	case <-time.After(500 * time.Millisecond):
-	}
+	appendB := appendAside(t, s, 500*time.Millisecond, b)
 	if got := readNow(t, s, store.Filter{}); len(got) != 0 {
 		t.Fatalf("reader saw %d events while an older transaction was open; want 0", len(got))
 	}
-	if bCommitted {
+	if appendB.committed {
 		st, err := s.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -70,11 +57,7 @@ func testHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 	if err := h.Commit(ctx, txA); err != nil {
 		t.Fatal(err)
 	}
-	if !bCommitted {
-		if err := <-done; err != nil {
-			t.Fatalf("append b: %v", err)
-		}
-	}
+	appendB.end(t)
 	got := readAll(t, s, store.Filter{})
 	if len(got) != 2 || got[0].ID != a.ID || got[1].ID != b.ID {
 		t.Fatalf("after commit read %v, want a then b", ids(got))
@@ -95,28 +78,15 @@ func testStreamOrderAcrossLateLock[TTx any](t *testing.T, h Harness[TTx]) {
 	if _, err := s.AppendTx(ctx, txB, []event.Draft{draft("test.early", "", `{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Append(ctx, []event.Draft{draft("test.late", "shared", `{"by":"a"}`)})
-		done <- err
-	}()
-	select {
-	case err := <-done: // PostgreSQL: A commits while B is open
-		if err != nil {
-			t.Fatal(err)
-		}
-		done <- nil
-	case <-time.After(300 * time.Millisecond): // SQLite: A waits for B
-	}
+	// PostgreSQL: A commits while B is open; SQLite: A waits for B.
+	appendA := appendAside(t, s, 300*time.Millisecond, draft("test.late", "shared", `{"by":"a"}`))
 	if _, err := s.AppendTx(ctx, txB, []event.Draft{draft("test.late", "shared", `{"by":"b"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Commit(ctx, txB); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	appendA.end(t)
 	var versions []int64
 	for _, e := range readAll(t, s, store.Filter{Subject: "shared"}) {
 		versions = append(versions, e.StreamVersion)

@@ -215,3 +215,49 @@ func testMigrateIsIdempotent[TTx any](t *testing.T, h Harness[TTx]) {
 		t.Fatalf("schema at version %d, newest %d", cur, latest)
 	}
 }
+
+// aside is appends running beside a transaction that a test holds open.
+type aside struct {
+	done      chan error
+	committed bool // they committed while the transaction was open
+}
+
+// appendAside appends drafts, each in a transaction of its own, in a
+// goroutine, while the caller holds a transaction open, and gives them up
+// to wait to commit: on PostgreSQL they commit meanwhile (committed), on
+// SQLite they wait for the open transaction's single writer. Call end
+// after committing the open transaction.
+func appendAside(t *testing.T, s store.Store, wait time.Duration, drafts ...event.Draft) *aside {
+	t.Helper()
+	ctx := ctxFor(t)
+	a := &aside{done: make(chan error, 1)}
+	go func() {
+		for _, d := range drafts {
+			if _, err := s.Append(ctx, []event.Draft{d}); err != nil {
+				a.done <- err
+				return
+			}
+		}
+		a.done <- nil
+	}()
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Fatalf("append aside: %v", err)
+		}
+		a.committed = true
+	case <-time.After(wait):
+	}
+	return a
+}
+
+// end waits for the appends to end, when they had not committed yet.
+func (a *aside) end(t *testing.T) {
+	t.Helper()
+	if a.committed {
+		return
+	}
+	if err := <-a.done; err != nil {
+		t.Fatalf("append aside: %v", err)
+	}
+}

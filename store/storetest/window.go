@@ -74,33 +74,16 @@ func testWindows[TTx any](t *testing.T, h Harness[TTx]) {
 		others = append(others, next(base.Add(time.Duration(i)*97*time.Minute)))
 	}
 	late := next(base.Add(3 * time.Hour))
-	done := make(chan error, 1)
-	go func() {
-		for _, d := range others {
-			if _, err := s.Append(ctx, []event.Draft{d}); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	select {
-	case err := <-done: // PostgreSQL: the others commit while tx is open
-		if err != nil {
-			t.Fatal(err)
-		}
-		done <- nil
-	case <-time.After(300 * time.Millisecond): // SQLite: they wait for tx
-	}
+	// PostgreSQL: the others commit while tx is open; SQLite: they wait
+	// for tx.
+	rest := appendAside(t, s, 300*time.Millisecond, others...)
 	if _, err := s.AppendTx(ctx, tx, []event.Draft{late}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Commit(ctx, tx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	rest.end(t)
 	// An old event last, then two on either side of a midnight.
 	appendOK(t, s, next(base.Add(-40*24*time.Hour)))
 	midnight := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
