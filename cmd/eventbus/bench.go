@@ -90,19 +90,7 @@ whole run: do not run it against production.`,
 			if errors.Is(err, bench.ErrUnknownScenario) {
 				return usagef(cmd, "%v", err)
 			}
-			if len(rep.Scenarios) > 0 {
-				var perr error
-				if asJSON {
-					perr = printJSON(a.stdout, rep)
-				} else {
-					perr = rep.WriteTable(a.stdout)
-				}
-				err = errors.Join(err, perr)
-			}
-			if errors.Is(err, context.Canceled) {
-				return errors.New("bench: interrupted; what it created was removed")
-			}
-			return err
+			return a.benchReport(err, rep, len(rep.Scenarios) > 0, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -113,7 +101,7 @@ whole run: do not run it against production.`,
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
 	cmd.Flags().Int64SliceVar(&sizes, "sizes", nil, "reads: store sizes in events, growing (default 1000000,5000000)")
 	cmd.Flags().IntVar(&reps, "reps", 0, "reads: runs of each read per size (default 40)")
-	cmd.Flags().StringVar(&plans, "plans", "", "reads: write EXPLAIN (ANALYZE, BUFFERS) of every read at the largest size to this file (PostgreSQL)")
+	cmd.Flags().StringVar(&plans, "plans", "", "reads: write the plan of every read at the largest size to this file (EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite)")
 	cmd.Flags().BoolVar(&parts, "partitioned", false, "reads: measure also a copy of the store partitioned by month (PostgreSQL)")
 	return cmd
 }
@@ -132,7 +120,13 @@ func (a *app) benchReads(cmd *cobra.Command, cfg config.Config, opts bench.Reads
 		opts.Plans = f
 	}
 	rep, err := bench.RunReads(cmd.Context(), cfg, opts)
-	if len(rep.Reads) > 0 {
+	return a.benchReport(err, rep, len(rep.Reads) > 0, asJSON)
+}
+
+// benchReport prints a bench report that holds figures (has), as JSON or
+// as a table, beside the run's error, and words an interrupted run.
+func (a *app) benchReport(err error, rep interface{ WriteTable(io.Writer) error }, has, asJSON bool) error {
+	if has {
 		var perr error
 		if asJSON {
 			perr = printJSON(a.stdout, rep)
