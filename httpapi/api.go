@@ -113,6 +113,29 @@ type api struct {
 	requestTimeout time.Duration
 }
 
+// commonParts checks the readiness checks and builds what the API and the
+// probes (Probes) both need: the authenticator of tokens, and the metrics
+// in reg, or in a registry of their own when reg is nil.
+func commonParts(ready []Check, tokens []auth.Token, reg *prometheus.Registry) (*authenticator, *metrics, *prometheus.Registry, error) {
+	for _, c := range ready {
+		if c.Name == "" || c.Check == nil {
+			return nil, nil, nil, errors.New("httpapi: every readiness check needs a name and a func")
+		}
+	}
+	authn, err := newAuthenticator(tokens)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("httpapi: %w", err)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("httpapi: %w", err)
+	}
+	return authn, m, reg, nil
+}
+
 // New returns the HTTP API's handler.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Bus == nil || cfg.Reader == nil {
@@ -121,22 +144,9 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.MaxBodyBytes < 0 || cfg.RetryAfter < 0 || cfg.ReadyTimeout < 0 || cfg.RequestTimeout < 0 || cfg.Heartbeat < 0 {
 		return nil, errors.New("httpapi: MaxBodyBytes, RetryAfter, ReadyTimeout, RequestTimeout and Heartbeat must not be negative")
 	}
-	for _, c := range cfg.Ready {
-		if c.Name == "" || c.Check == nil {
-			return nil, errors.New("httpapi: every readiness check needs a name and a func")
-		}
-	}
-	authn, err := newAuthenticator(cfg.Tokens)
+	authn, m, reg, err := commonParts(cfg.Ready, cfg.Tokens, cfg.Metrics)
 	if err != nil {
-		return nil, fmt.Errorf("httpapi: %w", err)
-	}
-	reg := cfg.Metrics
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("httpapi: %w", err)
+		return nil, err
 	}
 	a := &api{
 		bus: cfg.Bus, reader: cfg.Reader, status: cfg.Status, parked: cfg.Parked, ready: cfg.Ready,

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -24,22 +23,9 @@ type ProbesConfig struct {
 // the relay (`serve --relay-only`) serves, so that orchestrators can probe
 // it and Prometheus scrape it.
 func Probes(cfg ProbesConfig) (http.Handler, error) {
-	for _, c := range cfg.Ready {
-		if c.Name == "" || c.Check == nil {
-			return nil, fmt.Errorf("httpapi: every readiness check needs a name and a func")
-		}
-	}
-	authn, err := newAuthenticator(nil)
+	authn, m, reg, err := commonParts(cfg.Ready, nil, cfg.Metrics)
 	if err != nil {
-		return nil, fmt.Errorf("httpapi: %w", err)
-	}
-	reg := cfg.Metrics
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("httpapi: %w", err)
+		return nil, err
 	}
 	a := &api{ready: cfg.Ready, readyTimeout: DefaultReadyTimeout, auth: authn, maxBody: DefaultMaxBodyBytes,
 		retryAfter: DefaultRetryAfter, log: cfg.Logger, metrics: m, mux: http.NewServeMux(),
