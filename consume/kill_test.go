@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -163,40 +162,7 @@ func TestShardedGroupSurvivesSIGKILL(t *testing.T) {
 	}
 
 	streams := shardStreams("kill", shards, 4)
-	var mu sync.Mutex
-	published := int64(0)
-	stopPublishing := make(chan struct{})
-	publisherDone := make(chan struct{})
-	go func() {
-		defer close(publisherDone)
-		for v := int64(1); ; v++ {
-			select {
-			case <-stopPublishing:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			for _, s := range streams {
-				if err := publishOne(e, quizEvent(s, v, 70)); err != nil {
-					t.Errorf("publish: %v", err)
-					return
-				}
-			}
-			mu.Lock()
-			published = v
-			mu.Unlock()
-		}
-	}()
-	var stopOnce sync.Once
-	stopPublisher := func() {
-		stopOnce.Do(func() { close(stopPublishing) })
-		<-publisherDone
-	}
-	t.Cleanup(stopPublisher)
-	versions := func() int64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return published
-	}
+	versions, stopPublisher := publishSteadily(t, e, streams)
 	perProcess := func() map[int]int {
 		rows, err := pool.Query(ctx, `SELECT pid, count(*) FROM handled GROUP BY pid`)
 		if err != nil {

@@ -105,6 +105,39 @@ func shardStreams(prefix string, shards, perShard int) []string {
 	return out
 }
 
+// publishSteadily publishes the next version of every stream every 10 ms
+// (a steady flow, not a burst) until stop, which the test's cleanup also
+// calls; published says how many versions of each stream were published.
+func publishSteadily(t *testing.T, e *env, streams []string) (published func() int64, stop func()) {
+	var n atomic.Int64
+	stopPublishing := make(chan struct{})
+	publisherDone := make(chan struct{})
+	go func() {
+		defer close(publisherDone)
+		for v := int64(1); ; v++ {
+			select {
+			case <-stopPublishing:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			for _, s := range streams {
+				if err := publishOne(e, quizEvent(s, v, 70)); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+			}
+			n.Store(v)
+		}
+	}()
+	var stopOnce sync.Once
+	stop = func() {
+		stopOnce.Do(func() { close(stopPublishing) })
+		<-publisherDone
+	}
+	t.Cleanup(stop)
+	return n.Load, stop
+}
+
 // publishOne publishes env as the relay does and waits for the confirm;
 // unlike env.publish, it may run on a goroutine of its own.
 func publishOne(e *env, env event.Envelope) error {
@@ -163,32 +196,7 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 		}
 
 		streams := shardStreams("learner", shards, 4)
-		var published atomic.Int64 // versions published per stream
-		stopPublishing := make(chan struct{})
-		publisherDone := make(chan struct{})
-		go func() {
-			defer close(publisherDone)
-			for v := int64(1); ; v++ {
-				select {
-				case <-stopPublishing:
-					return
-				case <-time.After(10 * time.Millisecond): // a steady flow, not a burst
-				}
-				for _, s := range streams {
-					if err := publishOne(e, quizEvent(s, v, 70)); err != nil {
-						t.Errorf("publish: %v", err)
-						return
-					}
-				}
-				published.Store(v)
-			}
-		}()
-		var stopOnce sync.Once
-		stopPublisher := func() {
-			stopOnce.Do(func() { close(stopPublishing) })
-			<-publisherDone
-		}
-		t.Cleanup(stopPublisher)
+		published, stopPublisher := publishSteadily(t, e, streams)
 
 		// The processes share the shards: each gets work.
 		eventually(t, 90*time.Second, "every process to handle events", func() bool {
@@ -214,10 +222,10 @@ func TestShardedGroupKeepsStreamOrderAcrossProcesses(t *testing.T) {
 		} else {
 			stops[0]()
 		}
-		atDeath := published.Load()
-		eventually(t, 60*time.Second, "more events published after the death", func() bool { return published.Load() >= atDeath+20 })
+		atDeath := published()
+		eventually(t, 60*time.Second, "more events published after the death", func() bool { return published() >= atDeath+20 })
 		stopPublisher()
-		last := published.Load()
+		last := published()
 
 		eventually(t, 90*time.Second, "every published event to be handled", func() bool {
 			_, next, _ := rec.snapshot()
