@@ -143,17 +143,8 @@ func (r *rig) publish(typ, subject string, corr, cause uuid.UUID, data string) u
 // publishBody posts one event's body with the admin token.
 func (r *rig) publishBody(body string) {
 	r.t.Helper()
-	req, _ := http.NewRequest("POST", r.url+"/v1/events", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminSecret)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 201 {
-		r.t.Fatalf("publish: %d %s", res.StatusCode, b)
+	if status, b := r.admin("POST", "/v1/events", body); status != 201 {
+		r.t.Fatalf("publish: %d %s", status, b)
 	}
 	// The console lists events in commit order, which an open transaction
 	// of another package's test on the shared PostgreSQL holds back for a
@@ -162,19 +153,32 @@ func (r *rig) publishBody(body string) {
 	testenv.Settle(r.t, r.svc.Store)
 }
 
-// erase erases a data subject with the admin token.
-func (r *rig) erase(subject string) {
+// admin sends a request to the API with the admin token (and body, as
+// JSON, when it is not empty) and returns the answer's status and body.
+func (r *rig) admin(method, path, body string) (int, string) {
 	r.t.Helper()
-	req, _ := http.NewRequest("POST", r.url+"/v1/data-subjects/"+subject+"/erase", nil)
+	req, err := http.NewRequest(method, r.url+path, strings.NewReader(body))
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+adminSecret)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || !strings.Contains(string(b), `"erased_at"`) {
-		r.t.Fatalf("erase: %d %s", res.StatusCode, b)
+	return res.StatusCode, string(b)
+}
+
+// erase erases a data subject with the admin token.
+func (r *rig) erase(subject string) {
+	r.t.Helper()
+	if status, b := r.admin("POST", "/v1/data-subjects/"+subject+"/erase", ""); status != 200 || !strings.Contains(b, `"erased_at"`) {
+		r.t.Fatalf("erase: %d %s", status, b)
 	}
 }
 
@@ -183,19 +187,12 @@ func (r *rig) waitDeadLetter() {
 	r.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		req, _ := http.NewRequest("GET", r.url+"/v1/dead-letters/"+dlqGroup, nil)
-		req.Header.Set("Authorization", "Bearer "+adminSecret)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode == 200 && strings.Contains(string(b), `"poison"`) {
+		status, b := r.admin("GET", "/v1/dead-letters/"+dlqGroup, "")
+		if status == 200 && strings.Contains(b, `"poison"`) {
 			return
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("no dead letter within 30s: %d %s", res.StatusCode, b)
+			r.t.Fatalf("no dead letter within 30s: %d %s", status, b)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
