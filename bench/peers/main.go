@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := options{Progress: stderr}
-	var callers, only, out string
+	var callers, only, out, cpuProfile string
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per scenario and caller count")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up before each measurement (not counted)")
 	fs.DurationVar(&o.Drain, "drain", time.Minute, "how long to wait for the consumer to receive every event; past it the scenario fails")
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
 	fs.StringVar(&only, "scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(scenarioNames(), ", ")+")")
 	fs.StringVar(&out, "out", "", "write the Markdown report to this file (default standard output)")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (callers, relay or forwarder, consumer) over the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +78,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 			o.Scenarios = append(o.Scenarios, s)
 		}
+	}
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -72,7 +72,7 @@ func TestEveryScenarioDeliversAllItsEvents(t *testing.T) {
 		}
 	}
 	report := markdown(o, machine{cores: 2}, time.Now(), results)
-	for _, want := range []string{"| bus-in-tx | 1 |", "| watermill | 2 |", "bus-in-tx / first-version"} {
+	for _, want := range []string{"| bus-in-tx | 1 |", "| watermill | 2 |", "| ceiling-commit-tx | 2 |", "bus-in-tx / first-version", "What bounds an outbox"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q:\n%s", want, report)
 		}
@@ -81,6 +81,45 @@ func TestEveryScenarioDeliversAllItsEvents(t *testing.T) {
 
 // TestReadCPUFindsTheLocalServers checks that the CPU meter finds the
 // PostgreSQL and RabbitMQ processes of the local servers.
+// TestBoundsOfAnOutboxInTheCallersTransaction checks the arithmetic of the
+// bound: the floor is the two ceilings' CPU per event added, and the bound
+// the lower of what the cores allow at that floor and the transaction
+// ceiling's own rate.
+func TestBoundsOfAnOutboxInTheCallersTransaction(t *testing.T) {
+	point := func(name string, callers int, events int64, seconds float64, bench, postgres, rabbit time.Duration) result {
+		return result{scenario: name, callers: callers, events: events, seconds: seconds,
+			cpu: cpuDelta{bench: bench, postgres: postgres, rabbit: rabbit}}
+	}
+	results := []result{
+		// 100 µs + 200 µs per event, at 4,000/s.
+		point(CeilingTx, 16, 40000, 10, 4*time.Second, 8*time.Second, 0),
+		// 20 µs + 80 µs per event.
+		point(CeilingConfirm, 1, 100000, 5, 2*time.Second, 0, 8*time.Second),
+		point(BusInTx, 16, 20000, 10, 4*time.Second, 6*time.Second, 2*time.Second),
+		point(FirstVersion, 16, 30000, 10, 3*time.Second, 4*time.Second, 5*time.Second),
+		// At one caller the transaction ceiling's rate (1,000/s) is the lower.
+		point(CeilingTx, 1, 10000, 10, time.Second, time.Second, 0),
+		point(BusInTx, 1, 5000, 10, time.Second, time.Second, time.Second),
+	}
+	var b strings.Builder
+	writeBounds(&b, options{Callers: []int{1, 16}}, machine{cores: 2}, results)
+	for _, want := range []string{
+		// floor 300 + 100 = 400 µs; 2 cores allow 5,000/s; the ceiling 4,000/s.
+		"| 16 | 400 | 4,000 | 2,000 | 0.50 | 4,500 |",
+		// floor 200 + 100 = 300 µs; 2 cores allow 6,667/s; the ceiling 1,000/s.
+		"| 1 | 300 | 1,000 | 500 | 0.50 | — |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the bounds lack %q:\n%s", want, b.String())
+		}
+	}
+	var none strings.Builder
+	writeBounds(&none, options{Callers: []int{16}}, machine{cores: 2}, results[2:])
+	if none.Len() != 0 {
+		t.Errorf("bounds without the confirm ceiling: %q, want nothing", none.String())
+	}
+}
+
 func TestReadCPUFindsTheLocalServers(t *testing.T) {
 	needServers(t)
 	c := readCPU()

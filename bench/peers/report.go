@@ -95,11 +95,51 @@ func markdown(o options, m machine, started time.Time, results []result) string 
 		fmt.Fprintf(&b, "| %d | %s | %s |\n", n, ratio(bus, results, FirstVersion, n), ratio(bus, results, Watermill, n))
 	}
 
+	writeBounds(&b, o, m, results)
+
 	b.WriteString("\nScenarios:\n\n")
 	for _, sc := range chosen(o.Scenarios) {
 		fmt.Fprintf(&b, "- `%s`: %s\n", sc.name, sc.what)
 	}
 	return b.String()
+}
+
+// writeBounds writes, for each caller count, the most events per second
+// that any outbox in the caller's transaction could deliver on this
+// machine, from the ceilings of the same run: each event costs at least
+// the caller's transaction (ceiling-commit-tx) and a confirmed, consumed
+// message (ceiling-confirm), so the cores allow at most cores / (the sum
+// of their CPU per event), and the callers at most what ceiling-commit-tx
+// reached alone. The relay's read of the event back is not counted: the
+// bound is above what an outbox can reach.
+func writeBounds(b *strings.Builder, o options, m machine, results []result) {
+	confirm, ok := find(results, CeilingConfirm, 1)
+	if !ok {
+		return
+	}
+	header := false
+	for _, n := range o.Callers {
+		tx, okTx := find(results, CeilingTx, n)
+		bus, okBus := find(results, BusInTx, n)
+		if !okTx || !okBus {
+			continue
+		}
+		if !header {
+			header = true
+			b.WriteString("\nWhat bounds an outbox in the caller's transaction on this machine (`ceiling-commit-tx` + `ceiling-confirm` CPU per event; the rate is the lower of the cores' bound and `ceiling-commit-tx`'s own rate):\n\n")
+			b.WriteString("| callers | floor µs/event | bound events/s | bus-in-tx events/s | bus-in-tx / bound | 1.5× first-version |\n|---:|---:|---:|---:|---:|---:|\n")
+		}
+		floor := tx.perEvent(tx.cpu.bench+tx.cpu.postgres+tx.cpu.rabbit) + confirm.perEvent(confirm.cpu.bench+confirm.cpu.postgres+confirm.cpu.rabbit)
+		bound := tx.perSecond()
+		if floor > 0 {
+			bound = min(bound, float64(m.cores)*1e6/floor)
+		}
+		target := "—"
+		if fv, ok := find(results, FirstVersion, n); ok {
+			target = group(1.5 * fv.perSecond())
+		}
+		fmt.Fprintf(b, "| %d | %.0f | %s | %s | %.2f | %s |\n", n, floor, group(bound), group(bus.perSecond()), bus.perSecond()/bound, target)
+	}
 }
 
 func find(results []result, name string, callers int) (result, bool) {

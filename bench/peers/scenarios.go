@@ -19,6 +19,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -36,6 +37,7 @@ const (
 	BusInTx        = "bus-in-tx"
 	BusOwnTx       = "bus-own-tx"
 	CeilingCommit  = "ceiling-commit"
+	CeilingTx      = "ceiling-commit-tx"
 	CeilingConfirm = "ceiling-confirm"
 )
 
@@ -59,6 +61,8 @@ func scenarios() []scenario {
 			what: "this bus: Dispatch, in a transaction of the bus's own; the relay in the same process publishes"},
 		{name: CeilingCommit, delivers: false, setup: setupCeilingCommit,
 			what: "ceiling: single-row autocommit INSERTs into a table as wide as the bus's event_store (primary key only); rows/s, nothing is published"},
+		{name: CeilingTx, delivers: false, setup: setupCeilingTx,
+			what: "ceiling: the same INSERT inside the caller's transaction (BEGIN, INSERT, COMMIT, as bus-in-tx's caller does); what any outbox in the caller's transaction pays before its own work"},
 		{name: CeilingConfirm, delivers: true, once: true, setup: setupCeilingConfirm,
 			what: fmt.Sprintf("ceiling: one publisher, pipelined publisher confirms (%d in flight) into the quorum queue", confirmWindow)},
 	}
@@ -383,6 +387,16 @@ func setupBus(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 // --- ceilings -----------------------------------------------------------
 
 func setupCeilingCommit(ctx context.Context, p point) (*instance, error) {
+	return setupCeilingRows(ctx, p, false)
+}
+
+func setupCeilingTx(ctx context.Context, p point) (*instance, error) {
+	return setupCeilingRows(ctx, p, true)
+}
+
+// setupCeilingRows inserts rows as wide as the bus's events, one per
+// call: with autocommit, or inside a transaction of the caller's.
+func setupCeilingRows(ctx context.Context, p point, inTx bool) (*instance, error) {
 	pool, err := openPool(ctx, p.dbURL, p.callers)
 	if err != nil {
 		return nil, err
@@ -399,17 +413,33 @@ func setupCeilingCommit(ctx context.Context, p point) (*instance, error) {
 		pool.Close()
 		return nil, fmt.Errorf("create the ceiling table: %w", err)
 	}
-	call := func(ctx context.Context) error {
-		q, n := quizSubmitted()
-		data, err := json.Marshal(q)
+	insert := func(ctx context.Context, q interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}) error {
+		ev, n := quizSubmitted()
+		data, err := json.Marshal(ev)
 		if err != nil {
 			return err
 		}
-		_, err = pool.Exec(ctx, `INSERT INTO ceiling_rows (event_id, type, source, subject, stream_version, occurred_at, correlation_id, data)
+		_, err = q.Exec(ctx, `INSERT INTO ceiling_rows (event_id, type, source, subject, stream_version, occurred_at, correlation_id, data)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			uuid.New(), edupulse.TypeQuizSubmitted, "eventbus-peers", stream(n), n/streams+1,
 			time.Now(), uuid.New(), string(data))
 		return err
+	}
+	call := func(ctx context.Context) error { return insert(ctx, pool) }
+	if inTx {
+		call = func(ctx context.Context) error {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+			if err := insert(ctx, tx); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}
 	}
 	return &instance{call: call, close: func(context.Context) error { pool.Close(); return nil }}, nil
 }
