@@ -21,23 +21,70 @@ func BenchmarkAppend(b *testing.B) {
 	storetest.BenchmarkAppend(b, func(tb testing.TB) store.Store { return newStore(tb) })
 }
 
+// BenchmarkAppendInCallersTx measures events/s of one event appended in
+// the caller's transaction from 16 concurrent callers: BEGIN, AppendTx,
+// COMMIT, as a service records an event beside its own writes. Compare it
+// with BenchmarkCeilingSingleRowCommitsInTx, run beside it:
+//
+//	go test ./store/postgres -run '^$' -bench 'AppendInCallersTx|InTx' -benchtime 5s -count 3
+func BenchmarkAppendInCallersTx(b *testing.B) {
+	s := newStore(b)
+	ctx := context.Background()
+	b.SetParallelism(16 / max(1, runtimeProcs()))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+				_, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()})
+				return err
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
 // BenchmarkCeilingSingleRowCommits is the PostgreSQL ceiling for one event
 // per transaction: raw single-row INSERT commits from 16 connections into a
 // bare table with the same columns and no function.
 func BenchmarkCeilingSingleRowCommits(b *testing.B) {
+	benchCeilingSingleRows(b, false)
+}
+
+// BenchmarkCeilingSingleRowCommitsInTx is the same inside a transaction of
+// the caller's (BEGIN, INSERT, COMMIT): the ceiling of
+// BenchmarkAppendInCallersTx.
+func BenchmarkCeilingSingleRowCommitsInTx(b *testing.B) {
+	benchCeilingSingleRows(b, true)
+}
+
+func benchCeilingSingleRows(b *testing.B, inTx bool) {
 	s := newStore(b)
 	ctx := context.Background()
 	if _, err := s.Pool().Exec(ctx, `CREATE TABLE raw_events (id bigserial PRIMARY KEY, event_id uuid, type text, data json)`); err != nil {
 		b.Fatal(err)
 	}
+	const insert = `INSERT INTO raw_events (event_id, type, data) VALUES ($1, $2, $3)`
 	b.SetParallelism(16 / max(1, runtimeProcs()))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		d := benchDraft()
 		for pb.Next() {
-			if _, err := s.Pool().Exec(ctx, `INSERT INTO raw_events (event_id, type, data) VALUES ($1, $2, $3)`,
-				uuid.New(), d.Type, string(d.Data)); err != nil {
+			var err error
+			if inTx {
+				err = pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, insert, uuid.New(), d.Type, string(d.Data))
+					return err
+				})
+			} else {
+				_, err = s.Pool().Exec(ctx, insert, uuid.New(), d.Type, string(d.Data))
+			}
+			if err != nil {
 				b.Error(err)
 				return
 			}
