@@ -20,18 +20,24 @@ const (
 	// groupMaxMembers bounds the events of one group: one lock statement
 	// and one statement per event in one pipelined batch.
 	groupMaxMembers = 64
-	// groupMaxRunning is how many groups may run at once. While one waits
-	// for its commit's flush, the next one's statements run. With 16
-	// callers on 2 loaded cores, 1, 2, 4 and 8 gave 160, 179, 229 and 423
-	// µs of PostgreSQL CPU per event, and 711, 958, 1,286 and 1,296
-	// events/s: 4 is the fastest that still groups.
+	// groupRunning is how many groups run at once: while one waits for
+	// its commit's flush, the next one's statements run, and the members
+	// that arrive meanwhile gather into the group after. On a quiet
+	// machine (2 cores, 16 callers) 2 made 9–18% more appends per second
+	// than 4 in five of five paired runs, with 15–25% less PostgreSQL CPU
+	// per event (BENCHMARKS.md): fewer groups at once make each one
+	// bigger.
+	groupRunning = 2
+	// groupMaxRunning is how many may run when more members wait than a
+	// group takes: a server with cores to spare then runs more groups side
+	// by side instead of queueing full ones.
 	groupMaxRunning = 4
 )
 
 // groupCommit lets concurrent appends of one event that have no caller's
 // transaction (Append, which Dispatch without a transaction and the HTTP API
 // use) share one transaction. An append that finds fewer than
-// groupMaxRunning groups running starts one at once, so that a lone caller
+// groupRunning groups running starts one at once, so that a lone caller
 // waits for nothing; the others queue, and the next group to start takes
 // them all. Each member still gets its own result as if it had appended
 // alone: its own idempotency hit, version conflict or lost race, which the
@@ -97,10 +103,12 @@ func (g *groupCommit) append(ctx context.Context, d event.Draft) (store.Appended
 	return store.Appended{}, fmt.Errorf("postgres: append 1 event: %w", ctx.Err())
 }
 
-// startLocked starts groups for the waiting members while fewer than
-// groupMaxRunning run. g.mu is held.
+// startLocked starts groups for the waiting members: while fewer than
+// groupRunning run, or fewer than groupMaxRunning and a whole group's worth
+// waits. g.mu is held.
 func (g *groupCommit) startLocked() {
-	for g.running < groupMaxRunning && len(g.waiting) > 0 {
+	for len(g.waiting) > 0 &&
+		(g.running < groupRunning || g.running < groupMaxRunning && len(g.waiting) >= groupMaxMembers) {
 		n := min(len(g.waiting), groupMaxMembers)
 		grp := &group{members: make([]*groupMember, n)}
 		copy(grp.members, g.waiting)
