@@ -369,15 +369,7 @@ func setupBus(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 		}
 		if inTx {
 			call = func(ctx context.Context) error {
-				tx, err := st.Pool().Begin(ctx)
-				if err != nil {
-					return err
-				}
-				defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-				if err := dispatch(ctx, tx); err != nil {
-					return err
-				}
-				return tx.Commit(ctx)
+				return pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error { return dispatch(ctx, tx) })
 			}
 		}
 		return &instance{call: call, close: closeAll}, nil
@@ -430,15 +422,7 @@ func setupCeilingRows(ctx context.Context, p point, inTx bool) (*instance, error
 	call := func(ctx context.Context) error { return insert(ctx, pool) }
 	if inTx {
 		call = func(ctx context.Context) error {
-			tx, err := pool.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-			if err := insert(ctx, tx); err != nil {
-				return err
-			}
-			return tx.Commit(ctx)
+			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return insert(ctx, tx) })
 		}
 	}
 	return &instance{call: call, close: func(context.Context) error { pool.Close(); return nil }}, nil

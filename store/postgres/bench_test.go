@@ -30,22 +30,12 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkAppendInCallersTx(b *testing.B) {
 	s := newStore(b)
 	ctx := context.Background()
-	b.SetParallelism(16 / max(1, runtimeProcs()))
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
-				_, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()})
-				return err
-			})
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	storetest.Parallel(b, 1, "events/s", func() error {
+		return pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+			_, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()})
+			return err
+		})
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
 // BenchmarkCeilingSingleRowCommits is the PostgreSQL ceiling for one event
@@ -69,28 +59,17 @@ func benchCeilingSingleRows(b *testing.B, inTx bool) {
 		b.Fatal(err)
 	}
 	const insert = `INSERT INTO raw_events (event_id, type, data) VALUES ($1, $2, $3)`
-	b.SetParallelism(16 / max(1, runtimeProcs()))
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		d := benchDraft()
-		for pb.Next() {
-			var err error
-			if inTx {
-				err = pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, insert, uuid.New(), d.Type, string(d.Data))
-					return err
-				})
-			} else {
-				_, err = s.Pool().Exec(ctx, insert, uuid.New(), d.Type, string(d.Data))
-			}
-			if err != nil {
-				b.Error(err)
-				return
-			}
+	d := benchDraft()
+	storetest.Parallel(b, 1, "rows/s", func() error {
+		if inTx {
+			return pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, insert, uuid.New(), d.Type, string(d.Data))
+				return err
+			})
 		}
+		_, err := s.Pool().Exec(ctx, insert, uuid.New(), d.Type, string(d.Data))
+		return err
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
 }
 
 // BenchmarkCeilingCopy is the PostgreSQL ceiling for bulk writes: COPY of
@@ -128,33 +107,19 @@ func BenchmarkNotifyCost(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			s := newStore(b)
 			ctx := context.Background()
-			b.SetParallelism(16 / max(1, runtimeProcs()))
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					tx, err := s.Pool().Begin(ctx)
-					if err != nil {
-						b.Error(err)
-						return
-					}
+			storetest.Parallel(b, 1, "commits/s", func() error {
+				return pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
 					if _, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()}); err != nil {
-						b.Error(err)
-						return
+						return err
 					}
 					if notify {
 						if _, err := tx.Exec(ctx, "SELECT pg_notify('eventbus_bench', '')"); err != nil {
-							b.Error(err)
-							return
+							return err
 						}
 					}
-					if err := tx.Commit(ctx); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+					return nil
+				})
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
 		})
 	}
 }

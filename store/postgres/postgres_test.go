@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"runtime"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -49,5 +48,3 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

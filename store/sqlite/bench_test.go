@@ -34,28 +34,17 @@ func benchAppend(b *testing.B, cfg sqlite.Config) {
 func BenchmarkAppendTx(b *testing.B) {
 	s := newStore(b)
 	ctx := context.Background()
-	b.SetParallelism(16 / max(1, runtimeProcs()))
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			tx, err := s.DB().BeginTx(ctx, nil)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if _, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()}); err != nil {
-				_ = tx.Rollback()
-				b.Error(err)
-				return
-			}
-			if err := tx.Commit(); err != nil {
-				b.Error(err)
-				return
-			}
+	storetest.Parallel(b, 1, "events/s", func() error {
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			return err
 		}
+		if _, err := s.AppendTx(ctx, tx, []event.Draft{benchDraft()}); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
 // BenchmarkAppendOneCaller measures the latency of Append with a single

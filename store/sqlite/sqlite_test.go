@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -173,5 +172,3 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatalf("Handled after reopening = %v, %v; want true", ok, err)
 	}
 }
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -32,22 +32,32 @@ func BenchmarkAppend(b *testing.B, open func(testing.TB) store.Store) {
 		b.Run(strconv.Itoa(perTx)+"PerTx", func(b *testing.B) {
 			s := open(b)
 			ctx := context.Background()
-			b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
+			Parallel(b, perTx, "events/s", func() error {
 				drafts := make([]event.Draft, perTx)
-				for pb.Next() {
-					for i := range drafts {
-						drafts[i] = BenchDraft()
-					}
-					if _, err := s.Append(ctx, drafts); err != nil {
-						b.Error(err)
-						return
-					}
+				for i := range drafts {
+					drafts[i] = BenchDraft()
 				}
+				_, err := s.Append(ctx, drafts)
+				return err
 			})
-			b.ReportMetric(float64(b.N*perTx)/time.Since(start).Seconds(), "events/s")
 		})
 	}
+}
+
+// Parallel runs op b.N times from 16 concurrent callers and reports the
+// rate of the units (perOp of them per op, named unit) over the run. The
+// first error stops that caller and fails the benchmark.
+func Parallel(b *testing.B, perOp int, unit string, op func() error) {
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := op(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*perOp)/time.Since(start).Seconds(), unit)
 }
