@@ -79,8 +79,6 @@ func TestEveryScenarioDeliversAllItsEvents(t *testing.T) {
 	}
 }
 
-// TestReadCPUFindsTheLocalServers checks that the CPU meter finds the
-// PostgreSQL and RabbitMQ processes of the local servers.
 // TestBoundsOfAnOutboxInTheCallersTransaction checks the arithmetic of the
 // bound: the floor is the two ceilings' CPU per event added, and the bound
 // the lower of what the cores allow at that floor and the transaction
@@ -120,6 +118,8 @@ func TestBoundsOfAnOutboxInTheCallersTransaction(t *testing.T) {
 	}
 }
 
+// TestReadCPUFindsTheLocalServers checks that the CPU meter finds the
+// PostgreSQL and RabbitMQ processes of the local servers.
 func TestReadCPUFindsTheLocalServers(t *testing.T) {
 	needServers(t)
 	c := readCPU()

@@ -24,9 +24,9 @@ const (
 	// its commit's flush, the next one's statements run, and the members
 	// that arrive meanwhile gather into the group after. On a quiet
 	// machine (2 cores, 16 callers) 2 made 9–18% more appends per second
-	// than 4 in five of five paired runs, with 15–25% less PostgreSQL CPU
-	// per event (BENCHMARKS.md): fewer groups at once make each one
-	// bigger.
+	// than 4 in five of five paired runs, and PostgreSQL spent 168 and 195
+	// µs per event against 210 and 233 in two more (BENCHMARKS.md): fewer
+	// groups at once make each one bigger.
 	groupRunning = 2
 	// groupMaxRunning is how many may run when more members wait than a
 	// group takes: a server with cores to spare then runs more groups side
