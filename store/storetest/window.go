@@ -20,11 +20,11 @@ import (
 // every event: a store may bound such reads (to stop at a window's end
 // instead of the table's) but never lose an event at a window's edges. The
 // events occur over three days, so that windows hold whole days as well as
-// parts of days, two of them on either side of a midnight, a few far from
-// their neighbours (an old event appended last, a future one first), and,
-// where the store lets a
-// transaction write while others commit, some commit out of position
-// order; positions cross a block boundary when the harness can set them.
+// parts of days, with two of them on either side of a midnight; a few lie
+// far from their neighbours (an old event appended last, a future one
+// first); where the store lets a transaction write while others commit,
+// some commit out of position order; and positions cross a block boundary
+// when the harness can set them.
 //
 // The windows are random; the seed is logged, and EVENTBUS_TEST_SEED
 // replays it.
