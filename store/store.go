@@ -107,6 +107,20 @@ func (f Filter) EffectiveLimit() int {
 	return f.Limit
 }
 
+// ShortWindow is the longest time window whose bounds a store probes hour
+// by hour only: such a window has at most 48 hours at its two edges, which
+// the hour probes cover anyway, so a day level would save no probe.
+const ShortWindow = 48 * time.Hour
+
+// ProbesDays reports whether f's time window is worth bounding day by day:
+// it is open on one side, or longer than ShortWindow.
+func (f Filter) ProbesDays() bool {
+	if f.Since.IsZero() && f.Until.IsZero() {
+		return false
+	}
+	return f.Since.IsZero() || f.Until.IsZero() || f.Until.Sub(f.Since) > ShortWindow
+}
+
 // DistinctTypes returns f's types without repeats, in their order: a read
 // walks each type once.
 func (f Filter) DistinctTypes() []string {

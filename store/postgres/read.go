@@ -101,9 +101,6 @@ const (
 	// without that bound: still right, but walking the rows before or
 	// after it. (A time window needs no such bound: see timeProbe.)
 	maxProbes = 8760
-	// shortWindow is the longest time window whose bounds are probed
-	// hour by hour only (see timeProbe).
-	shortWindow = 48 * time.Hour
 )
 
 // readMode runs every read as an unnamed statement, planned for its own
@@ -208,7 +205,7 @@ func (q *query) bounds(f store.Filter) string {
 		// A window of two days or less is probed hour by hour: the day
 		// level would save no probe, and its loose scan costs about a
 		// millisecond of planning.
-		days := f.Since.IsZero() || f.Until.IsZero() || f.Until.Sub(f.Since) > shortWindow
+		days := f.ProbesDays()
 		if !f.Since.IsZero() {
 			lows = append(lows, timeProbe("min", window, days))
 		}

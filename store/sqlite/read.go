@@ -188,10 +188,8 @@ const (
 	// 1970 (see windowBounds): a wider one is read without bounds, right
 	// but slower.
 	maxProbes = 8760
-	// shortWindow is the longest window probed hour by hour only.
-	shortWindow = 48 * time.Hour
-	hour        = "3600000000"  // microseconds
-	day         = "86400000000" // microseconds
+	hour      = "3600000000"  // microseconds
+	day       = "86400000000" // microseconds
 	// prevDay is the day of the loose scan's last step (days.c, a position).
 	prevDay = "(SELECT occurred_at / " + day + " FROM event_store WHERE id = days.c)"
 )
@@ -228,7 +226,7 @@ func windowBounds(f store.Filter) (lo, hi string, args []any) {
 	}
 	// A window of two days or less is probed hour by hour: the day level
 	// would save no probe.
-	days := f.Since.IsZero() || f.Until.IsZero() || f.Until.Sub(f.Since) > shortWindow
+	days := f.ProbesDays()
 	probe := func(agg, dir string) (string, []any) {
 		var a []any
 		a = append(append(append(a, firstArgs...), lastArgs...), condArgs...)
