@@ -166,3 +166,38 @@ func TestLatencyQuantiles(t *testing.T) {
 		t.Errorf("p50 of nothing = %v, want 0", got)
 	}
 }
+
+// TestOutboxBoundsSetEachDesignBesideItsCheapestOutbox checks which
+// scenarios the table pairs and the ratio it prints.
+func TestOutboxBoundsSetEachDesignBesideItsCheapestOutbox(t *testing.T) {
+	point := func(name string, callers int, events int64, p99 time.Duration) result {
+		return result{scenario: name, callers: callers, events: events, seconds: 10, p99: p99, hasLatency: true}
+	}
+	results := []result{
+		point(BusInTx, 1, 12000, 2500*time.Microsecond),
+		point(CeilingOutTx, 1, 20000, 1500*time.Microsecond),
+		point(BusOwnTx, 1, 15000, 2*time.Millisecond),
+		point(CeilingOutbox, 1, 25000, 1200*time.Microsecond),
+		point(FirstVersion, 1, 8000, 3*time.Millisecond),
+		// At 16 callers only the bus in the caller's transaction ran.
+		point(BusInTx, 16, 20000, 20*time.Millisecond),
+	}
+	var b strings.Builder
+	writeOutboxBounds(&b, options{Callers: []int{1, 16}}, results)
+	for _, want := range []string{
+		"| 1 | in the caller's transaction | 2,000 | 1.50 ms | 1,200 | 2.50 ms | 0.60 | 1,200 |",
+		"| 1 | in a transaction of its own | 2,500 | 1.20 ms | 1,500 | 2.00 ms | 0.60 | 1,200 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "| 16 |") {
+		t.Errorf("a row for 16 callers without its cheapest outbox:\n%s", b.String())
+	}
+	var none strings.Builder
+	writeOutboxBounds(&none, options{Callers: []int{16}}, results)
+	if none.Len() != 0 {
+		t.Errorf("a table without any pair: %q, want nothing", none.String())
+	}
+}

@@ -96,6 +96,7 @@ func markdown(o options, m machine, started time.Time, results []result) string 
 	}
 
 	writeBounds(&b, o, m, results)
+	writeOutboxBounds(&b, o, results)
 
 	b.WriteString("\nScenarios:\n\n")
 	for _, sc := range chosen(o.Scenarios) {
@@ -139,6 +140,40 @@ func writeBounds(b *strings.Builder, o options, m machine, results []result) {
 			target = group(1.5 * fv.perSecond())
 		}
 		fmt.Fprintf(b, "| %d | %.0f | %s | %s | %.2f | %s |\n", n, floor, group(bound), group(bus.perSecond()), bus.perSecond()/bound, target)
+	}
+}
+
+// writeOutboxBounds sets each design of the bus beside the cheapest outbox
+// of the same design (ceiling-outbox, ceiling-outbox-tx), measured in the
+// same run: what callers reach, and wait, while the same cores deliver
+// every event through the same RabbitMQ. An outbox that delivers as
+// promptly does not beat its rate or its latency, so a target beyond them
+// is out of reach on this machine.
+func writeOutboxBounds(b *strings.Builder, o options, results []result) {
+	designs := []struct{ what, bus, cheapest string }{
+		{"in the caller's transaction", BusInTx, CeilingOutTx},
+		{"in a transaction of its own", BusOwnTx, CeilingOutbox},
+	}
+	header := false
+	for _, n := range o.Callers {
+		for _, d := range designs {
+			bus, okBus := find(results, d.bus, n)
+			cheap, okCheap := find(results, d.cheapest, n)
+			if !okBus || !okCheap {
+				continue
+			}
+			if !header {
+				header = true
+				b.WriteString("\nWhat delivering costs the callers: each design of the bus beside the cheapest outbox of the same design, measured in the same run (`ceiling-outbox`, `ceiling-outbox-tx`: the ceiling's INSERT, then a publisher in memory that publishes what gathered, with confirms; no read back, no headers, nothing kept for a crash):\n\n")
+				b.WriteString("| callers | the event is recorded | cheapest outbox events/s | its dispatch p99 | bus events/s | bus dispatch p99 | bus / cheapest | 1.5× first-version |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
+			}
+			target := "—"
+			if fv, ok := find(results, FirstVersion, n); ok {
+				target = group(1.5 * fv.perSecond())
+			}
+			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %.2f | %s |\n", n, d.what, group(cheap.perSecond()), ms(cheap.p99),
+				group(bus.perSecond()), ms(bus.p99), bus.perSecond()/cheap.perSecond(), target)
+		}
 	}
 }
 

@@ -38,6 +38,8 @@ const (
 	BusOwnTx       = "bus-own-tx"
 	CeilingCommit  = "ceiling-commit"
 	CeilingTx      = "ceiling-commit-tx"
+	CeilingOutbox  = "ceiling-outbox"
+	CeilingOutTx   = "ceiling-outbox-tx"
 	CeilingConfirm = "ceiling-confirm"
 )
 
@@ -63,6 +65,10 @@ func scenarios() []scenario {
 			what: "ceiling: single-row autocommit INSERTs into a table as wide as the bus's event_store (primary key only); rows/s, nothing is published"},
 		{name: CeilingTx, delivers: false, setup: setupCeilingTx,
 			what: "ceiling: the same INSERT inside the caller's transaction (BEGIN, INSERT, COMMIT, as bus-in-tx's caller does); what any outbox in the caller's transaction pays before its own work"},
+		{name: CeilingOutbox, delivers: true, setup: setupCeilingOutbox(false),
+			what: fmt.Sprintf("ceiling: the cheapest outbox, for what delivering costs the callers: ceiling-commit's INSERT, then the caller hands the event in memory to one publisher that publishes what has gathered, at most every %v (the relay's longest gather), with confirms, to the same queue; no read back, no index but the primary key, not crash-safe", outboxGather)},
+		{name: CeilingOutTx, delivers: true, setup: setupCeilingOutbox(true),
+			what: "ceiling: the same with the INSERT inside the caller's transaction (BEGIN, INSERT, COMMIT, then the hand-over)"},
 		{name: CeilingConfirm, delivers: true, once: true, setup: setupCeilingConfirm,
 			what: fmt.Sprintf("ceiling: one publisher, pipelined publisher confirms (%d in flight) into the quorum queue", confirmWindow)},
 	}
@@ -389,6 +395,12 @@ func setupCeilingTx(ctx context.Context, p point) (*instance, error) {
 // setupCeilingRows inserts rows as wide as the bus's events, one per
 // call: with autocommit, or inside a transaction of the caller's.
 func setupCeilingRows(ctx context.Context, p point, inTx bool) (*instance, error) {
+	return setupRows(ctx, p, inTx, nil)
+}
+
+// setupRows is setupCeilingRows; once a row has committed, the call hands
+// its event's data to deliver, if set.
+func setupRows(ctx context.Context, p point, inTx bool, deliver func(ctx context.Context, data []byte) error) (*instance, error) {
 	pool, err := openPool(ctx, p.dbURL, p.callers)
 	if err != nil {
 		return nil, err
@@ -407,25 +419,167 @@ func setupCeilingRows(ctx context.Context, p point, inTx bool) (*instance, error
 	}
 	insert := func(ctx context.Context, q interface {
 		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-	}) error {
-		ev, n := quizSubmitted()
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		_, err = q.Exec(ctx, `INSERT INTO ceiling_rows (event_id, type, source, subject, stream_version, occurred_at, correlation_id, data)
+	}, n int64, data []byte) error {
+		_, err := q.Exec(ctx, `INSERT INTO ceiling_rows (event_id, type, source, subject, stream_version, occurred_at, correlation_id, data)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			uuid.New(), edupulse.TypeQuizSubmitted, "eventbus-peers", stream(n), n/streams+1,
 			time.Now(), uuid.New(), string(data))
 		return err
 	}
-	call := func(ctx context.Context) error { return insert(ctx, pool) }
-	if inTx {
-		call = func(ctx context.Context) error {
-			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return insert(ctx, tx) })
+	call := func(ctx context.Context) error {
+		ev, n := quizSubmitted()
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return err
 		}
+		if inTx {
+			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return insert(ctx, tx, n, data) })
+		} else {
+			err = insert(ctx, pool, n, data)
+		}
+		if err != nil || deliver == nil {
+			return err
+		}
+		return deliver(ctx, data)
 	}
 	return &instance{call: call, close: func(context.Context) error { pool.Close(); return nil }}, nil
+}
+
+// outboxGather is the cheapest outbox's least time between the starts of
+// two publishes: the relay's longest gather (relay.Config.MaxGather), so
+// that both publish about as many messages at a time at one caller.
+const outboxGather = 8 * time.Millisecond
+
+// setupCeilingOutbox is the cheapest outbox: ceiling-commit's INSERT (or
+// ceiling-commit-tx's), then the event goes, in memory, to one publisher
+// that publishes whatever has gathered with confirms and waits for them
+// before the next publish. It does the work that any outbox does to deliver
+// an event, and nothing more: no read back from the table, no envelope
+// headers, and nothing kept for a crash. Its rate bounds what an outbox can
+// reach while it delivers on the same cores, and its latency what a caller
+// of one waits.
+func setupCeilingOutbox(inTx bool) func(ctx context.Context, p point) (*instance, error) {
+	return func(ctx context.Context, p point) (*instance, error) {
+		conn, err := dialAMQP(ctx, p.amqpURL, "peers-ceiling-outbox")
+		if err != nil {
+			return nil, err
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			err = ch.Confirm(false)
+		}
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("open a confirming channel: %w", err)
+		}
+		pub := &gatheringPublisher{ch: ch, exchange: p.exchange, queued: make(chan []byte, confirmWindow)}
+		pub.wg.Go(pub.run)
+		inst, err := setupRows(ctx, p, inTx, pub.hand)
+		if err != nil {
+			pub.stop()
+			return nil, errors.Join(err, conn.Close())
+		}
+		closeRows := inst.close
+		inst.close = func(ctx context.Context) error {
+			err := closeRows(ctx)
+			return errors.Join(err, pub.stop(), conn.Close())
+		}
+		return inst, nil
+	}
+}
+
+// gatheringPublisher publishes what callers hand it, every outboxGather at
+// most, one publish of many messages at a time.
+type gatheringPublisher struct {
+	ch       *amqp.Channel
+	exchange string
+	queued   chan []byte
+	wg       sync.WaitGroup
+	failed   atomic.Pointer[error]
+}
+
+// hand queues data for the next publish; a full queue makes the caller
+// wait, as a relay that falls behind would leave its backlog in the table.
+func (g *gatheringPublisher) hand(ctx context.Context, data []byte) error {
+	if e := g.failed.Load(); e != nil {
+		return *e
+	}
+	select {
+	case g.queued <- data:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gatheringPublisher) run() {
+	var last time.Time
+	batch := make([][]byte, 0, confirmWindow)
+	confirms := make([]*amqp.DeferredConfirmation, 0, confirmWindow)
+	for {
+		data, open := <-g.queued
+		if !open {
+			return
+		}
+		if wait := time.Until(last.Add(outboxGather)); wait > 0 {
+			time.Sleep(wait)
+		}
+		last = time.Now()
+		batch = append(batch[:0], data)
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case data, open := <-g.queued:
+				if !open {
+					break gather
+				}
+				batch = append(batch, data)
+			default:
+				break gather
+			}
+		}
+		if err := g.publish(batch, &confirms); err != nil {
+			g.failed.CompareAndSwap(nil, &err)
+			for range g.queued { // release the callers
+			}
+			return
+		}
+	}
+}
+
+// publish publishes batch and waits for every confirm.
+func (g *gatheringPublisher) publish(batch [][]byte, confirms *[]*amqp.DeferredConfirmation) error {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	*confirms = (*confirms)[:0]
+	for _, body := range batch {
+		dc, err := g.ch.PublishWithDeferredConfirmWithContext(ctx, g.exchange, routingKey, false, false,
+			amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		*confirms = append(*confirms, dc)
+	}
+	for _, dc := range *confirms {
+		acked, err := dc.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for a confirm: %w", err)
+		}
+		if !acked {
+			return errors.New("publish nacked by the broker")
+		}
+	}
+	return nil
+}
+
+// stop publishes what is queued and waits for it.
+func (g *gatheringPublisher) stop() error {
+	close(g.queued)
+	g.wg.Wait()
+	if e := g.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 func setupCeilingConfirm(ctx context.Context, p point) (*instance, error) {
