@@ -14,6 +14,7 @@ import (
 
 	"github.com/edupulse/eventbus/cmd/eventbus/internal/bench"
 	"github.com/edupulse/eventbus/config"
+	"github.com/edupulse/eventbus/store"
 )
 
 func (a *app) benchCmd() *cobra.Command {
@@ -24,6 +25,7 @@ func (a *app) benchCmd() *cobra.Command {
 		scenarios []string
 		quiet     bool
 		lagRate   int
+		lagBatch  int
 		sizes     []int64
 		reps      int
 		plans     string
@@ -55,6 +57,7 @@ whole run: do not run it against production.`,
 		Example: `  eventbus bench
   eventbus bench --scenario e2e-16,relay-lag --duration 30s
   eventbus bench --scenario relay-lag --relay-lag-rate 2000
+  eventbus bench --scenario relay-lag --relay-lag-batch 10
   eventbus bench --scenario reads --sizes 1000000,5000000 --plans read-plans.md
   EVENTBUS_DATABASE_URL=postgres://... EVENTBUS_AMQP_URL=amqp://... eventbus bench --json`,
 		Args: noArgs,
@@ -63,7 +66,7 @@ whole run: do not run it against production.`,
 			if err != nil {
 				return err
 			}
-			opts := bench.Options{Duration: duration, Events: events, RelayLagRate: lagRate, Logger: a.logger, Progress: a.stderr}
+			opts := bench.Options{Duration: duration, Events: events, RelayLagRate: lagRate, RelayLagBatch: lagBatch, Logger: a.logger, Progress: a.stderr}
 			if quiet {
 				opts.Progress = io.Discard
 			}
@@ -83,6 +86,9 @@ whole run: do not run it against production.`,
 			if duration < 0 || events < 0 || lagRate < 0 {
 				return usagef(cmd, "--duration, --events and --relay-lag-rate must not be negative")
 			}
+			if lagBatch < 1 || lagBatch > store.MaxBatch {
+				return usagef(cmd, "--relay-lag-batch must be between 1 and %d events per transaction, not %d", store.MaxBatch, lagBatch)
+			}
 			if !cmd.Flags().Changed("duration") && events > 0 {
 				opts.Duration = 0 // sized by --events alone
 			}
@@ -98,6 +104,7 @@ whole run: do not run it against production.`,
 	cmd.Flags().Int64Var(&events, "events", 0, "at most this many events per scenario (alone: run each scenario to this many)")
 	cmd.Flags().StringSliceVar(&scenarios, "scenario", nil, "scenarios to run, comma-separated (default all): "+strings.Join(bench.Scenarios(), ", "))
 	cmd.Flags().IntVar(&lagRate, "relay-lag-rate", bench.DefaultRelayLagRate, "events/s of relay-lag's steady load")
+	cmd.Flags().IntVar(&lagBatch, "relay-lag-batch", 1, "events per transaction in relay-lag's steady load")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
 	cmd.Flags().Int64SliceVar(&sizes, "sizes", nil, "reads: store sizes in events, growing (default 1000000,5000000)")
 	cmd.Flags().IntVar(&reps, "reps", 0, "reads: runs of each read per size (default 40)")

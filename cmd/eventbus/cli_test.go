@@ -56,6 +56,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"events", "--after", "not-a-cursor"}, nil, "--after:"},
 		{[]string{"status", "--max-lag", "soon"}, nil, `invalid argument "soon" for "--max-lag"`},
 		{[]string{"replay", "--rate", "-1"}, nil, "--rate must not be negative"},
+		{[]string{"bench", "--relay-lag-batch", "0"}, nil, "--relay-lag-batch must be between 1 and 10000 events per transaction, not 0"},
 		{[]string{"replay", "--queue", "badges"}, nil, "replay names no filter, so it would send every stored event again"},
 		{[]string{"replay", "--server", "http://127.0.0.1:1", "--dry-run"}, nil, "or --all to replay the whole store"},
 		{[]string{"serve", "--no-relay", "--relay-only"}, nil, "--no-relay and --relay-only exclude each other"},

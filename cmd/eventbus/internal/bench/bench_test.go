@@ -216,3 +216,36 @@ func TestUnknownScenario(t *testing.T) {
 		t.Fatalf("Run: %v, want ErrUnknownScenario", err)
 	}
 }
+
+// TestRelayLagInBatches runs relay-lag with several events per transaction:
+// every event is counted and its lag recorded, and the report says how
+// the load was made.
+func TestRelayLagInBatches(t *testing.T) {
+	opts := tiny()
+	opts.Scenarios = []string{bench.RelayLag}
+	opts.RelayLagBatch = 10
+	rep, err := bench.Run(testenv.Context(t, time.Minute), config.Config{DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("%d scenarios reported, want 1", len(rep.Scenarios))
+	}
+	s := rep.Scenarios[0]
+	if s.Error != "" || s.Events != opts.Events {
+		t.Fatalf("relay-lag: %d events, error %q; want %d events", s.Events, s.Error, opts.Events)
+	}
+	if s.Latency == nil || s.Latency.Samples != opts.Events {
+		t.Errorf("relay-lag: latency %+v, want %d samples", s.Latency, opts.Events)
+	}
+	if !strings.Contains(s.What, "10 events per transaction") || rep.Options.RelayLagBatch != 10 {
+		t.Errorf("relay-lag: %q, options %+v: want 10 events per transaction", s.What, rep.Options)
+	}
+}
+
+func TestNegativeRelayLagBatch(t *testing.T) {
+	_, err := bench.Run(context.Background(), config.Config{DataDir: t.TempDir()}, bench.Options{RelayLagBatch: -1})
+	if err == nil || !strings.Contains(err.Error(), "must not be negative") {
+		t.Fatalf("Run: %v, want a refusal of the negative size", err)
+	}
+}

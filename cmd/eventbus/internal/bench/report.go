@@ -56,12 +56,14 @@ type ReportOptions struct {
 	BatchSize       int      `json:"batch_size"`
 	BatchCallers    int      `json:"batch_callers"`
 	RelayLagRate    int      `json:"relay_lag_rate"`
+	RelayLagBatch   int      `json:"relay_lag_batch"`
 }
 
 func reportOptions(o Options) ReportOptions {
 	return ReportOptions{Scenarios: o.Scenarios, DurationSeconds: o.Duration.Seconds(), Events: o.Events,
 		RelayLagSeconds: o.RelayLagDuration.Seconds(), CeilingSeconds: o.CeilingDuration.Seconds(),
-		Callers: o.Callers, BatchSize: o.BatchSize, BatchCallers: o.BatchCallers, RelayLagRate: o.RelayLagRate}
+		Callers: o.Callers, BatchSize: o.BatchSize, BatchCallers: o.BatchCallers, RelayLagRate: o.RelayLagRate,
+		RelayLagBatch: o.RelayLagBatch}
 }
 
 // Ceiling names.

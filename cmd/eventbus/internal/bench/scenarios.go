@@ -176,12 +176,13 @@ func (r *runner) endToEnd(ctx context.Context, name string, n, per int) (Result,
 	return res, err
 }
 
-// relayLag dispatches at a steady rate and records the relay's lag from
-// each event's recording to the broker's confirm.
+// relayLag dispatches at a steady rate, RelayLagBatch events per
+// transaction, and records the relay's lag from each event's recording to
+// the broker's confirm.
 func (r *runner) relayLag(ctx context.Context) (Result, error) {
 	src := source(RelayLag)
 	t := r.sink.track(src, nil)
-	perSec := r.opts.RelayLagRate
+	perSec, per := r.opts.RelayLagRate, r.opts.RelayLagBatch
 	total := int64(float64(perSec) * r.opts.RelayLagDuration.Seconds())
 	if r.opts.Events > 0 && (total == 0 || r.opts.Events < total) {
 		total = r.opts.Events
@@ -193,10 +194,10 @@ func (r *runner) relayLag(ctx context.Context) (Result, error) {
 
 	var next atomic.Int64
 	start := time.Now()
-	n, last, err := callers(ctx, r.opts.Callers, 1, 0, total, func(ctx context.Context) error {
-		// Event i is due at start + i × interval: callers that fall
-		// behind catch up at once, so the rate holds on average.
-		due := start.Add(time.Duration(next.Add(1)-1) * interval)
+	n, last, err := callers(ctx, r.opts.Callers, per, 0, total, func(ctx context.Context) error {
+		// Transaction i is due at start + i × per × interval: callers
+		// that fall behind catch up at once, so the rate holds on average.
+		due := start.Add(time.Duration(next.Add(1)-1) * time.Duration(per) * interval)
 		if wait := time.Until(due); wait > 0 {
 			timer := time.NewTimer(wait)
 			select {
@@ -206,15 +207,18 @@ func (r *runner) relayLag(ctx context.Context) (Result, error) {
 			case <-timer.C:
 			}
 		}
-		draft, err := r.draft(src, time.Now())
-		if err != nil {
-			return err
+		drafts := make([]event.Draft, per)
+		for i := range drafts {
+			var err error
+			if drafts[i], err = r.draft(src, time.Now()); err != nil {
+				return err
+			}
 		}
-		_, err = r.svc.Bus.Append(ctx, []event.Draft{draft})
+		_, err := r.svc.Bus.Append(ctx, drafts)
 		return err
 	})
-	res := Result{What: fmt.Sprintf("a steady %s events/s from %d callers, one event per transaction; latency is the relay's lag from an event's recording to the broker's confirm",
-		group(float64(perSec)), r.opts.Callers), Events: n, Seconds: last.Sub(start).Seconds(), PerSecond: rate(n, last.Sub(start))}
+	res := Result{What: fmt.Sprintf("a steady %s events/s from %d callers, %s per transaction; latency is the relay's lag from an event's recording to the broker's confirm",
+		group(float64(perSec)), r.opts.Callers, eventsPer(per)), Events: n, Seconds: last.Sub(start).Seconds(), PerSecond: rate(n, last.Sub(start))}
 	if err != nil {
 		return res, err
 	}
@@ -222,6 +226,14 @@ func (r *runner) relayLag(ctx context.Context) (Result, error) {
 	r.lag.Store(nil)
 	res.Latency = latencyOf(h)
 	return res, err
+}
+
+// eventsPer says how many events one transaction records.
+func eventsPer(n int) string {
+	if n == 1 {
+		return "one event"
+	}
+	return fmt.Sprintf("%d events", n)
 }
 
 // httpPublish posts one event per request from the callers.
