@@ -49,6 +49,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up before each measurement (not counted)")
 	fs.DurationVar(&o.Drain, "drain", time.Minute, "how long to wait for the consumer to receive every event; past it the scenario fails")
 	fs.StringVar(&callers, "callers", "1,16", "comma-separated caller counts")
+	fs.IntVar(&o.Rate, "rate", 0, "pace the callers to this many events/s in all (0: as fast as they go); the report then gives the lag at that rate")
 	fs.StringVar(&o.DatabaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL URL")
 	fs.StringVar(&o.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
 	fs.StringVar(&only, "scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(scenarioNames(), ", ")+")")
@@ -60,8 +61,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if o.Duration <= 0 || o.Warmup < 0 || o.Drain <= 0 {
-		return errors.New("--duration and --drain must be positive, --warmup not negative")
+	if o.Duration <= 0 || o.Warmup < 0 || o.Drain <= 0 || o.Rate < 0 {
+		return errors.New("--duration and --drain must be positive, --warmup and --rate not negative")
 	}
 	for _, f := range strings.Split(callers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))

@@ -139,6 +139,27 @@ func (l *latencies) add(part []time.Duration) {
 	l.mu.Unlock()
 }
 
+// addOne records one latency; it is safe to call from any goroutine.
+func (l *latencies) addOne(d time.Duration) {
+	l.mu.Lock()
+	l.all = append(l.all, d)
+	l.mu.Unlock()
+}
+
+// reset forgets what was recorded (the warm-up's).
+func (l *latencies) reset() {
+	l.mu.Lock()
+	l.all = l.all[:0]
+	l.mu.Unlock()
+}
+
+// count says how many latencies were recorded.
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.all)
+}
+
 // quantile returns the q-quantile (0 < q ≤ 1) of the recorded latencies, or
 // 0 when none were recorded.
 func (l *latencies) quantile(q float64) time.Duration {

@@ -65,6 +65,11 @@ func TestEveryScenarioDeliversAllItsEvents(t *testing.T) {
 		if r.seconds <= 0 {
 			t.Errorf("%s, %d callers: measured over %v s", r.scenario, r.callers, r.seconds)
 		}
+		tellsLag := r.scenario == BusInTx || r.scenario == BusOwnTx || r.scenario == CeilingOutbox || r.scenario == CeilingOutTx
+		if r.hasLag != tellsLag || r.hasLag && (r.lagP50 <= 0 || r.lagP50 > r.lagP99) {
+			t.Errorf("%s, %d callers: lag measured %v, p50 %v, p99 %v; want it measured (%v) with ordered positive quantiles",
+				r.scenario, r.callers, r.hasLag, r.lagP50, r.lagP99, tellsLag)
+		}
 	}
 	for _, name := range scenarioNames() {
 		if !seen[name] {
@@ -199,5 +204,47 @@ func TestOutboxBoundsSetEachDesignBesideItsCheapestOutbox(t *testing.T) {
 	writeOutboxBounds(&none, options{Callers: []int{16}}, results)
 	if none.Len() != 0 {
 		t.Errorf("a table without any pair: %q, want nothing", none.String())
+	}
+}
+
+// TestLagsOnlyForTheDesignsThatTellThem checks the lag table: a row for
+// each point that measured lag, none for the others.
+func TestLagsOnlyForTheDesignsThatTellThem(t *testing.T) {
+	results := []result{
+		{scenario: BusOwnTx, callers: 16, events: 50000, seconds: 10, hasLag: true, lagP50: 12 * time.Millisecond, lagP99: 40 * time.Millisecond},
+		{scenario: FirstVersion, callers: 16, events: 30000, seconds: 10},
+	}
+	var b strings.Builder
+	writeLags(&b, results)
+	if want := "| bus-own-tx | 16 | 5,000 | 12.00 ms | 40.00 ms |"; !strings.Contains(b.String(), want) {
+		t.Errorf("the lag table lacks %q:\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), FirstVersion) {
+		t.Errorf("a lag row for a design that cannot tell it:\n%s", b.String())
+	}
+	var none strings.Builder
+	writeLags(&none, results[1:])
+	if none.Len() != 0 {
+		t.Errorf("a lag table without lags: %q", none.String())
+	}
+}
+
+// TestRatePacesTheCallers checks that --rate holds the callers back: no
+// more calls start than the rate allows in the measured time.
+func TestRatePacesTheCallers(t *testing.T) {
+	needServers(t)
+	const rate, seconds = 200, 1
+	o := options{Duration: seconds * time.Second, Warmup: 100 * time.Millisecond, Drain: time.Minute, Rate: rate,
+		Callers: []int{4}, Scenarios: []string{CeilingCommit}, DatabaseURL: testDatabaseURL, AMQPURL: testAMQPURL}
+	results := runAll(t.Context(), o)
+	if len(results) != 1 || results[0].err != nil {
+		t.Fatalf("results %+v", results)
+	}
+	if n := results[0].events; n <= 0 || n > rate*seconds+1 {
+		t.Errorf("%d calls in %d s at %d/s; want at most %d", n, seconds, rate, rate*seconds+1)
+	}
+	report := markdown(o, machine{cores: 2}, time.Now(), results)
+	if !strings.Contains(report, "paced: the callers start 200 calls per second") {
+		t.Errorf("the report does not say the run was paced:\n%s", report)
 	}
 }

@@ -20,9 +20,12 @@ import (
 type options struct {
 	Duration, Warmup, Drain time.Duration
 	Callers                 []int
-	DatabaseURL, AMQPURL    string
-	Scenarios               []string // empty: all
-	Progress                io.Writer
+	// Rate paces the callers to this many events per second in all; 0
+	// lets them call as fast as they can.
+	Rate                 int
+	DatabaseURL, AMQPURL string
+	Scenarios            []string // empty: all
+	Progress             io.Writer
 }
 
 // point is where one scenario runs at one caller count: a PostgreSQL schema,
@@ -33,6 +36,9 @@ type point struct {
 	amqpURL  string
 	schema   string
 	exchange string
+	// lag receives, from the designs that can tell, each event's lag from
+	// its recording to the broker's confirm.
+	lag *latencies
 }
 
 // instance is a scenario set up at a point.
@@ -69,6 +75,8 @@ type result struct {
 	seconds        float64
 	p50, p99       time.Duration
 	hasLatency     bool
+	lagP50, lagP99 time.Duration
+	hasLag         bool
 	delivers       bool
 	cpu            cpuDelta
 	err            error
@@ -159,7 +167,7 @@ func runPoint(ctx context.Context, o options, sc scenario, callers int, runID st
 	res = result{scenario: sc.name, what: sc.what, callers: callers, delivers: sc.delivers}
 	suffix := runID + "_" + strings.ReplaceAll(sc.name, "-", "_") + fmt.Sprintf("_%d", callers)
 	p := point{callers: callers, amqpURL: o.AMQPURL, schema: "peers_" + suffix,
-		exchange: "eventbus.peers." + strings.ReplaceAll(suffix, "_", ".")}
+		exchange: "eventbus.peers." + strings.ReplaceAll(suffix, "_", "."), lag: &latencies{}}
 	queue := p.exchange + ".counted"
 	cleanCtx := context.WithoutCancel(ctx)
 
@@ -202,7 +210,7 @@ func runPoint(ctx context.Context, o options, sc scenario, callers int, runID st
 	}
 
 	// Warm-up: connections, caches, the relay's or forwarder's first reads.
-	warm, err := drive(ctx, callers, o.Warmup, inst.call, nil)
+	warm, err := drive(ctx, callers, o.Warmup, o.Rate, inst.call, nil)
 	if err != nil {
 		res.err = fmt.Errorf("warm-up: %w", err)
 		return res
@@ -215,11 +223,12 @@ func runPoint(ctx context.Context, o options, sc scenario, callers int, runID st
 		}
 		base = cons.received.Load()
 	}
+	p.lag.reset()
 
 	lat := &latencies{}
 	before := readCPU()
 	start := time.Now()
-	n, err := drive(ctx, callers, o.Duration, inst.call, lat)
+	n, err := drive(ctx, callers, o.Duration, o.Rate, inst.call, lat)
 	end := time.Now()
 	res.events = n
 	if err != nil {
@@ -237,17 +246,42 @@ func runPoint(ctx context.Context, o options, sc scenario, callers int, runID st
 	if !inst.noLatency {
 		res.p50, res.p99, res.hasLatency = lat.quantile(0.50), lat.quantile(0.99), true
 	}
+	if p.lag.count() > 0 {
+		res.lagP50, res.lagP99, res.hasLag = p.lag.quantile(0.50), p.lag.quantile(0.99), true
+	}
 	res.err = err
 	return res
 }
 
 // drive runs call on n goroutines for d, and returns how many calls
 // succeeded. The first failure stops them all. lat, if set, receives each
-// call's latency.
-func drive(parent context.Context, n int, d time.Duration, call func(ctx context.Context) error, lat *latencies) (int64, error) {
+// call's latency. A rate above zero paces the calls: call i of the run
+// starts no earlier than i/rate seconds after the first, and callers that
+// fall behind catch up at once, so that the rate holds on average.
+func drive(parent context.Context, n int, d time.Duration, rate int, call func(ctx context.Context) error, lat *latencies) (int64, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	deadline := time.Now().Add(d)
+	start := time.Now()
+	deadline := start.Add(d)
+	var next atomic.Int64
+	pace := func() bool {
+		if rate <= 0 {
+			return true
+		}
+		due := start.Add(time.Duration(next.Add(1)-1) * time.Second / time.Duration(rate))
+		wait := time.Until(due)
+		if wait <= 0 {
+			return true
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return time.Now().Before(deadline)
+		}
+	}
 	var (
 		done atomic.Int64
 		wg   sync.WaitGroup
@@ -261,7 +295,7 @@ func drive(parent context.Context, n int, d time.Duration, call func(ctx context
 				mine = make([]time.Duration, 0, 4096)
 				defer func() { lat.add(mine) }()
 			}
-			for ctx.Err() == nil && time.Now().Before(deadline) {
+			for ctx.Err() == nil && time.Now().Before(deadline) && pace() {
 				cctx, ccancel := context.WithTimeout(ctx, callTimeout)
 				t0 := time.Now()
 				err := call(cctx)

@@ -343,7 +343,7 @@ func setupBus(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 					r.Wake()
 				}
 			}})
-		r, err := relay.New(st, b, relay.Config{Exchange: p.exchange, Logger: quiet})
+		r, err := relay.New(st, b, relay.Config{Exchange: p.exchange, Logger: quiet, OnConfirmed: p.lag.addOne})
 		if err != nil {
 			_ = b.Close()
 			st.Close()
@@ -399,8 +399,8 @@ func setupCeilingRows(ctx context.Context, p point, inTx bool) (*instance, error
 }
 
 // setupRows is setupCeilingRows; once a row has committed, the call hands
-// its event's data to deliver, if set.
-func setupRows(ctx context.Context, p point, inTx bool, deliver func(ctx context.Context, data []byte) error) (*instance, error) {
+// its event's data to deliver, if set, with the time its INSERT was sent.
+func setupRows(ctx context.Context, p point, inTx bool, deliver func(ctx context.Context, data []byte, recordedAt time.Time) error) (*instance, error) {
 	pool, err := openPool(ctx, p.dbURL, p.callers)
 	if err != nil {
 		return nil, err
@@ -432,15 +432,20 @@ func setupRows(ctx context.Context, p point, inTx bool, deliver func(ctx context
 		if err != nil {
 			return err
 		}
+		var recordedAt time.Time
 		if inTx {
-			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return insert(ctx, tx, n, data) })
+			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				recordedAt = time.Now()
+				return insert(ctx, tx, n, data)
+			})
 		} else {
+			recordedAt = time.Now()
 			err = insert(ctx, pool, n, data)
 		}
 		if err != nil || deliver == nil {
 			return err
 		}
-		return deliver(ctx, data)
+		return deliver(ctx, data, recordedAt)
 	}
 	return &instance{call: call, close: func(context.Context) error { pool.Close(); return nil }}, nil
 }
@@ -452,12 +457,12 @@ const outboxGather = 8 * time.Millisecond
 
 // setupCeilingOutbox is the cheapest outbox: ceiling-commit's INSERT (or
 // ceiling-commit-tx's), then the event goes, in memory, to one publisher
-// that publishes whatever has gathered with confirms and waits for them
-// before the next publish. It does the work that any outbox does to deliver
-// an event, and nothing more: no read back from the table, no envelope
+// that publishes whatever has gathered, with confirms awaited while it
+// gathers the next. It does the work that any outbox does to deliver an
+// event, and nothing more: no read back from the table, no envelope
 // headers, and nothing kept for a crash. Its rate bounds what an outbox can
-// reach while it delivers on the same cores, and its latency what a caller
-// of one waits.
+// reach while it delivers on the same cores, and its latency and lag what
+// the callers and the consumers of one wait.
 func setupCeilingOutbox(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 	return func(ctx context.Context, p point) (*instance, error) {
 		conn, err := dialAMQP(ctx, p.amqpURL, "peers-ceiling-outbox")
@@ -472,12 +477,13 @@ func setupCeilingOutbox(inTx bool) func(ctx context.Context, p point) (*instance
 			_ = conn.Close()
 			return nil, fmt.Errorf("open a confirming channel: %w", err)
 		}
-		pub := &gatheringPublisher{ch: ch, exchange: p.exchange, queued: make(chan []byte, confirmWindow)}
+		pub := &gatheringPublisher{ch: ch, exchange: p.exchange, lag: p.lag,
+			queued: make(chan handed, confirmWindow), inflight: make(chan inflight, confirmWindow)}
 		pub.wg.Go(pub.run)
+		pub.wg.Go(pub.confirm)
 		inst, err := setupRows(ctx, p, inTx, pub.hand)
 		if err != nil {
-			pub.stop()
-			return nil, errors.Join(err, conn.Close())
+			return nil, errors.Join(err, pub.stop(), conn.Close())
 		}
 		closeRows := inst.close
 		inst.close = func(ctx context.Context) error {
@@ -488,36 +494,53 @@ func setupCeilingOutbox(inTx bool) func(ctx context.Context, p point) (*instance
 	}
 }
 
-// gatheringPublisher publishes what callers hand it, every outboxGather at
-// most, one publish of many messages at a time.
+// gatheringPublisher publishes what callers hand it, at most every
+// outboxGather, many messages at a time, and keeps up to confirmWindow
+// messages awaiting their confirms, as the relay does.
 type gatheringPublisher struct {
 	ch       *amqp.Channel
 	exchange string
-	queued   chan []byte
+	queued   chan handed
+	inflight chan inflight
+	lag      *latencies // each message's lag, from its INSERT to its confirm
 	wg       sync.WaitGroup
 	failed   atomic.Pointer[error]
 }
 
+// handed is an event handed to the publisher.
+type handed struct {
+	data       []byte
+	recordedAt time.Time
+}
+
+// inflight is a published message awaiting its confirm.
+type inflight struct {
+	confirm    *amqp.DeferredConfirmation
+	recordedAt time.Time
+}
+
 // hand queues data for the next publish; a full queue makes the caller
 // wait, as a relay that falls behind would leave its backlog in the table.
-func (g *gatheringPublisher) hand(ctx context.Context, data []byte) error {
+func (g *gatheringPublisher) hand(ctx context.Context, data []byte, recordedAt time.Time) error {
 	if e := g.failed.Load(); e != nil {
 		return *e
 	}
 	select {
-	case g.queued <- data:
+	case g.queued <- handed{data: data, recordedAt: recordedAt}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
+func (g *gatheringPublisher) fail(err error) { g.failed.CompareAndSwap(nil, &err) }
+
+// run publishes what gathered, at most every outboxGather.
 func (g *gatheringPublisher) run() {
+	defer close(g.inflight)
 	var last time.Time
-	batch := make([][]byte, 0, confirmWindow)
-	confirms := make([]*amqp.DeferredConfirmation, 0, confirmWindow)
 	for {
-		data, open := <-g.queued
+		first, open := <-g.queued
 		if !open {
 			return
 		}
@@ -525,54 +548,54 @@ func (g *gatheringPublisher) run() {
 			time.Sleep(wait)
 		}
 		last = time.Now()
-		batch = append(batch[:0], data)
-	gather:
-		for len(batch) < cap(batch) {
-			select {
-			case data, open := <-g.queued:
-				if !open {
-					break gather
+		for h, more := first, true; more; {
+			if g.failed.Load() == nil {
+				if err := g.publish(h); err != nil {
+					g.fail(err)
 				}
-				batch = append(batch, data)
+			}
+			select {
+			case h, more = <-g.queued:
+				if !more {
+					return
+				}
 			default:
-				break gather
+				more = false
 			}
-		}
-		if err := g.publish(batch, &confirms); err != nil {
-			g.failed.CompareAndSwap(nil, &err)
-			for range g.queued { // release the callers
-			}
-			return
 		}
 	}
 }
 
-// publish publishes batch and waits for every confirm.
-func (g *gatheringPublisher) publish(batch [][]byte, confirms *[]*amqp.DeferredConfirmation) error {
+func (g *gatheringPublisher) publish(h handed) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	*confirms = (*confirms)[:0]
-	for _, body := range batch {
-		dc, err := g.ch.PublishWithDeferredConfirmWithContext(ctx, g.exchange, routingKey, false, false,
-			amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
-		if err != nil {
-			return fmt.Errorf("publish: %w", err)
-		}
-		*confirms = append(*confirms, dc)
+	dc, err := g.ch.PublishWithDeferredConfirmWithContext(ctx, g.exchange, routingKey, false, false,
+		amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: h.data})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
-	for _, dc := range *confirms {
-		acked, err := dc.WaitContext(ctx)
-		if err != nil {
-			return fmt.Errorf("wait for a confirm: %w", err)
-		}
-		if !acked {
-			return errors.New("publish nacked by the broker")
-		}
-	}
+	g.inflight <- inflight{confirm: dc, recordedAt: h.recordedAt}
 	return nil
 }
 
-// stop publishes what is queued and waits for it.
+// confirm awaits the confirms in order and records each message's lag.
+func (g *gatheringPublisher) confirm() {
+	for m := range g.inflight {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		acked, err := m.confirm.WaitContext(ctx)
+		cancel()
+		switch {
+		case err != nil:
+			g.fail(fmt.Errorf("wait for a confirm: %w", err))
+		case !acked:
+			g.fail(errors.New("publish nacked by the broker"))
+		default:
+			g.lag.addOne(time.Since(m.recordedAt))
+		}
+	}
+}
+
+// stop publishes what is queued and waits for its confirms.
 func (g *gatheringPublisher) stop() error {
 	close(g.queued)
 	g.wg.Wait()
