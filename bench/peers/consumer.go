@@ -147,3 +147,21 @@ func dialAMQP(ctx context.Context, amqpURL, name string) (*amqp.Connection, erro
 	}
 	return conn, nil
 }
+
+// dialConfirming connects to RabbitMQ and opens a channel in confirm mode,
+// as every publisher of the comparison uses.
+func dialConfirming(ctx context.Context, amqpURL, name string) (*amqp.Connection, *amqp.Channel, error) {
+	conn, err := dialAMQP(ctx, amqpURL, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("open a confirming channel: %w", err)
+	}
+	return conn, ch, nil
+}

@@ -144,11 +144,8 @@ func writeBounds(b *strings.Builder, o options, m machine, results []result) {
 		if floor > 0 {
 			bound = min(bound, float64(m.cores)*1e6/floor)
 		}
-		target := "—"
-		if fv, ok := find(results, FirstVersion, n); ok {
-			target = group(1.5 * fv.perSecond())
-		}
-		fmt.Fprintf(b, "| %d | %.0f | %s | %s | %.2f | %s |\n", n, floor, group(bound), group(bus.perSecond()), bus.perSecond()/bound, target)
+		fmt.Fprintf(b, "| %d | %.0f | %s | %s | %.2f | %s |\n", n, floor, group(bound), group(bus.perSecond()), bus.perSecond()/bound,
+			firstVersionTarget(results, n))
 	}
 }
 
@@ -176,12 +173,8 @@ func writeOutboxBounds(b *strings.Builder, o options, results []result) {
 				b.WriteString("\nWhat delivering costs the callers: each design of the bus beside the cheapest outbox of the same design, measured in the same run (`ceiling-outbox`, `ceiling-outbox-tx`: the ceiling's INSERT, then a publisher in memory that publishes what gathered, with confirms; no read back, no headers, nothing kept for a crash):\n\n")
 				b.WriteString("| callers | the event is recorded | cheapest outbox events/s | its dispatch p99 | bus events/s | bus dispatch p99 | bus / cheapest | 1.5× first-version |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
 			}
-			target := "—"
-			if fv, ok := find(results, FirstVersion, n); ok {
-				target = group(1.5 * fv.perSecond())
-			}
 			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %.2f | %s |\n", n, d.what, group(cheap.perSecond()), ms(cheap.p99),
-				group(bus.perSecond()), ms(bus.p99), bus.perSecond()/cheap.perSecond(), target)
+				group(bus.perSecond()), ms(bus.p99), bus.perSecond()/cheap.perSecond(), firstVersionTarget(results, n))
 		}
 	}
 }
@@ -204,6 +197,16 @@ func writeLags(b *strings.Builder, results []result) {
 		}
 		fmt.Fprintf(b, "| %s | %d | %s | %s | %s |\n", r.scenario, r.callers, group(r.perSecond()), ms(r.lagP50), ms(r.lagP99))
 	}
+}
+
+// firstVersionTarget is the rate the targets ask of the bus at n callers:
+// 1.5× the first version's in the same run, or "—" when it did not run.
+func firstVersionTarget(results []result, n int) string {
+	fv, ok := find(results, FirstVersion, n)
+	if !ok {
+		return "—"
+	}
+	return group(1.5 * fv.perSecond())
 }
 
 func find(results []result, name string, callers int) (result, bool) {

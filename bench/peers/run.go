@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/edupulse/eventbus/internal/backoff"
 )
 
 // options are what a run is told by its flags.
@@ -269,18 +271,10 @@ func drive(parent context.Context, n int, d time.Duration, rate int, call func(c
 			return true
 		}
 		due := start.Add(time.Duration(next.Add(1)-1) * time.Second / time.Duration(rate))
-		wait := time.Until(due)
-		if wait <= 0 {
-			return true
-		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
+		if wait := time.Until(due); wait > 0 && !backoff.Sleep(ctx, wait) {
 			return false
-		case <-t.C:
-			return time.Now().Before(deadline)
 		}
+		return time.Now().Before(deadline)
 	}
 	var (
 		done atomic.Int64

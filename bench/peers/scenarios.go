@@ -160,19 +160,10 @@ func setupFirstVersion(ctx context.Context, p point) (*instance, error) {
 		pool.Close()
 		return nil, fmt.Errorf("create the first version's table: %w", err)
 	}
-	conn, err := dialAMQP(ctx, p.amqpURL, "peers-first-version")
+	conn, ch, err := dialConfirming(ctx, p.amqpURL, "peers-first-version")
 	if err != nil {
 		pool.Close()
 		return nil, err
-	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = ch.Confirm(false)
-	}
-	if err != nil {
-		pool.Close()
-		_ = conn.Close()
-		return nil, fmt.Errorf("open a confirming channel: %w", err)
 	}
 	call := func(ctx context.Context) error {
 		data, err := payloadJSON()
@@ -465,17 +456,9 @@ const outboxGather = 8 * time.Millisecond
 // the callers and the consumers of one wait.
 func setupCeilingOutbox(inTx bool) func(ctx context.Context, p point) (*instance, error) {
 	return func(ctx context.Context, p point) (*instance, error) {
-		conn, err := dialAMQP(ctx, p.amqpURL, "peers-ceiling-outbox")
+		conn, ch, err := dialConfirming(ctx, p.amqpURL, "peers-ceiling-outbox")
 		if err != nil {
 			return nil, err
-		}
-		ch, err := conn.Channel()
-		if err == nil {
-			err = ch.Confirm(false)
-		}
-		if err != nil {
-			_ = conn.Close()
-			return nil, fmt.Errorf("open a confirming channel: %w", err)
 		}
 		pub := &gatheringPublisher{ch: ch, exchange: p.exchange, lag: p.lag,
 			queued: make(chan handed, confirmWindow), inflight: make(chan inflight, confirmWindow)}
@@ -606,17 +589,9 @@ func (g *gatheringPublisher) stop() error {
 }
 
 func setupCeilingConfirm(ctx context.Context, p point) (*instance, error) {
-	conn, err := dialAMQP(ctx, p.amqpURL, "peers-ceiling-confirm")
+	conn, ch, err := dialConfirming(ctx, p.amqpURL, "peers-ceiling-confirm")
 	if err != nil {
 		return nil, err
-	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = ch.Confirm(false)
-	}
-	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("open a confirming channel: %w", err)
 	}
 	// Publishing goes on while earlier confirms are awaited, in order, by
 	// one goroutine; the window bounds how many are in flight.
