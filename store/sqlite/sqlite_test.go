@@ -52,8 +52,9 @@ func TestConformance(t *testing.T) {
 		Begin: func(ctx context.Context, s store.TxStore[*sql.Tx]) (*sql.Tx, error) {
 			return s.(*sqlite.Store).DB().BeginTx(ctx, nil)
 		},
-		Commit:   func(ctx context.Context, tx *sql.Tx) error { return tx.Commit() },
-		Rollback: func(ctx context.Context, tx *sql.Tx) error { return tx.Rollback() },
+		Commit:       func(ctx context.Context, tx *sql.Tx) error { return tx.Commit() },
+		Rollback:     func(ctx context.Context, tx *sql.Tx) error { return tx.Rollback() },
+		SingleWriter: true,
 		SetNextPosition: func(t *testing.T, s store.TxStore[*sql.Tx], n int64) {
 			setNextPosition(t, s.(*sqlite.Store), n)
 		},

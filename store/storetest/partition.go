@@ -143,7 +143,7 @@ func testPartitionHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 	if _, err := s.AppendTx(ctx, txA, []event.Draft{a}); err != nil {
 		t.Fatal(err)
 	}
-	appendB := appendAside(t, s, 500*time.Millisecond, b)
+	appendB := appendAside(t, h, s, b)
 	for p := range count {
 		page, err := s.ReadPartition(ctx, store.PartitionFilter{Number: p, Count: count})
 		if err != nil {

@@ -34,7 +34,7 @@ func testHeldBack[TTx any](t *testing.T, h Harness[TTx]) {
 	b := draft("test.held", "", `{"who":"b"}`)
 	// On PostgreSQL b commits while a is open; on SQLite b waits for the
 	// single writer. Either way no reader may see b before a.
-	appendB := appendAside(t, s, 500*time.Millisecond, b)
+	appendB := appendAside(t, h, s, b)
 	if got := readNow(t, s, store.Filter{}); len(got) != 0 {
 		t.Fatalf("reader saw %d events while an older transaction was open; want 0", len(got))
 	}
@@ -79,7 +79,7 @@ func testStreamOrderAcrossLateLock[TTx any](t *testing.T, h Harness[TTx]) {
 		t.Fatal(err)
 	}
 	// PostgreSQL: A commits while B is open; SQLite: A waits for B.
-	appendA := appendAside(t, s, 300*time.Millisecond, draft("test.late", "shared", `{"by":"a"}`))
+	appendA := appendAside(t, h, s, draft("test.late", "shared", `{"by":"a"}`))
 	if _, err := s.AppendTx(ctx, txB, []event.Draft{draft("test.late", "shared", `{"by":"b"}`)}); err != nil {
 		t.Fatal(err)
 	}
