@@ -24,6 +24,7 @@ import (
 	"github.com/edupulse/eventbus/consume"
 	"github.com/edupulse/eventbus/edupulse"
 	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/internal/backoff"
 	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
 )
@@ -198,14 +199,8 @@ func (r *runner) relayLag(ctx context.Context) (Result, error) {
 		// Transaction i is due at start + i × per × interval: callers
 		// that fall behind catch up at once, so the rate holds on average.
 		due := start.Add(time.Duration(next.Add(1)-1) * time.Duration(per) * interval)
-		if wait := time.Until(due); wait > 0 {
-			timer := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return ctx.Err()
-			case <-timer.C:
-			}
+		if wait := time.Until(due); wait > 0 && !backoff.Sleep(ctx, wait) {
+			return ctx.Err()
 		}
 		drafts := make([]event.Draft, per)
 		for i := range drafts {
