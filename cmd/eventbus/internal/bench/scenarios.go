@@ -218,6 +218,14 @@ func (r *runner) relayLag(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	err = r.drain(ctx, t, n)
+	if err == nil {
+		// The consumer can receive an event before the relay has handled
+		// its confirm and recorded its lag.
+		err = waitFor(ctx, r.opts.DrainTimeout, func() bool { return h.count() >= n })
+		if err != nil {
+			err = fmt.Errorf("the relay recorded the lag of %d of the %d events delivered: %w", h.count(), n, err)
+		}
+	}
 	r.lag.Store(nil)
 	res.Latency = latencyOf(h)
 	return res, err
