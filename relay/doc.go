@@ -6,7 +6,10 @@
 // exchange with the event type as routing key, keeps a window of messages in
 // flight with publisher confirms, and advances its checkpoint only past
 // events the broker confirmed, in order. It never flags rows, so an event is
-// written once.
+// written once. The window never holds two events of one stream: a broker
+// can nack a message and ack a later one, which would put a stream out of
+// order (broker.Outgoing.Stream); an event of a stream with one in flight
+// waits for its confirm while other streams go ahead.
 //
 // Exactly one relay publishes each partition: relays claim a lease in the
 // store, on the database clock, and a standby takes over when the holder

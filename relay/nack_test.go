@@ -2,13 +2,16 @@ package relay_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
+	eventbus "github.com/edupulse/eventbus"
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/broker/memory"
 	"github.com/edupulse/eventbus/event"
@@ -141,4 +144,106 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 	if arrived(bad.ID) || arrived(behind.ID) {
 		t.Fatal("a parked event reached the queue")
 	}
+}
+
+// TestANackedEventKeepsItsStreamBehindIt: the broker nacks the first event
+// of a stream once and acks everything else. The events after it of its
+// stream must not reach the queue before it is sent again and acked, while
+// other streams' events need not wait (RabbitMQ nacks and then acks later
+// messages of one channel while a quorum queue elects a leader).
+func TestANackedEventKeepsItsStreamBehindIt(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, mem := embeddedRig(t, ctx)
+	b := &nackingBroker{Broker: mem}
+	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+
+	var stream []event.Envelope
+	for i := range 6 {
+		stream = append(stream, appendEvent(t, ctx, s, "s", `{}`))
+		appendEvent(t, ctx, s, "other-"+strconv.Itoa(i), `{}`)
+	}
+	first := stream[0].ID.String()
+	var nacks int
+	b.setNack(func(m broker.Message) bool {
+		if m.MessageID == first && nacks == 0 {
+			nacks++
+			return true
+		}
+		return false
+	})
+	var mu sync.Mutex
+	var order []string // first deliveries of stream s, by message id
+	seen := map[string]bool{}
+	go func() {
+		for d := range sub.Deliveries() {
+			mu.Lock()
+			if !seen[d.MessageID] {
+				seen[d.MessageID] = true
+				order = append(order, d.MessageID)
+			}
+			mu.Unlock()
+			_ = d.Ack()
+		}
+	}()
+	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay.Run: %v", err)
+		}
+	})
+	waitUntil(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 12
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, id := range order {
+		for v, env := range stream {
+			if env.ID.String() == id {
+				got = append(got, strconv.Itoa(v+1))
+			}
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if strings.Join(got, ",") != "1,2,3,4,5,6" || nacks != 1 {
+		t.Fatalf("stream s first reached the queue as versions %s, its first nacked %d times; want 1,2,3,4,5,6 and once", strings.Join(got, ","), nacks)
+	}
+}
+
+// TestStreamOrderWhileRabbitMQRejects: RabbitMQ nacks what a full queue
+// with overflow reject-publish cannot take, and acks later messages once
+// its consumer has made room. Each stream must still arrive in order, and
+// every event arrive.
+func TestStreamOrderWhileRabbitMQRejects(t *testing.T) {
+	h := newHarness(t)
+	col := newCollectorOn(t, h.exchange, "#", amqp.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"}, 1)
+	ctx := testenv.Context(t, 2*time.Minute)
+	const perStream = 40
+	for i := range perStream {
+		for _, subject := range []string{"learner-a", "learner-b", "learner-c"} {
+			if _, err := h.bus.Dispatch(ctx, quiz(int32(i)), eventbus.Subject(subject)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	metrics := relay.NewMetrics()
+	startRelay(t, h, openBroker(t, testenv.AMQPURL()), relay.Config{Metrics: metrics,
+		ParkAfterNacks: 1000, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	col.waitFor(3*perStream, time.Minute)
+	col.checkStreamOrder()
+	t.Logf("%d nacks on the way", int(metrics.Errors("nack")))
 }

@@ -901,7 +901,7 @@ func (r *worker) message(env event.Envelope) (broker.Outgoing[tag], error) {
 	if err != nil {
 		return broker.Outgoing[tag]{}, err
 	}
-	return broker.Outgoing[tag]{Exchange: r.cfg.Exchange, RoutingKey: env.Type, Message: msg,
+	return broker.Outgoing[tag]{Exchange: r.cfg.Exchange, RoutingKey: env.Type, Message: msg, Stream: env.Subject,
 		Tag: tag{cursor: store.CursorOf(env), recordedAt: env.RecordedAt}}, nil
 }
 

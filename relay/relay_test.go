@@ -124,6 +124,14 @@ type collector struct {
 
 func newCollector(t *testing.T, exchange, pattern string) *collector {
 	t.Helper()
+	return newCollectorOn(t, exchange, pattern, nil, 0)
+}
+
+// newCollectorOn is newCollector with queue arguments of its own; with a
+// prefetch, it acknowledges each delivery once recorded, and the queue
+// holds what the consumer has not taken yet.
+func newCollectorOn(t *testing.T, exchange, pattern string, queueArgs amqp.Table, prefetch int) *collector {
+	t.Helper()
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	if err != nil {
 		t.Fatal(err)
@@ -135,14 +143,19 @@ func newCollector(t *testing.T, exchange, pattern string) *collector {
 	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	q, err := ch.QueueDeclare("", false, true, true, false, queueArgs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.QueueBind(q.Name, pattern, exchange, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if prefetch > 0 {
+		if err := ch.Qos(prefetch, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliveries, err := ch.Consume(q.Name, "", prefetch == 0, true, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +173,9 @@ func newCollector(t *testing.T, exchange, pattern string) *collector {
 				c.byID[env.ID]++
 			}
 			c.mu.Unlock()
+			if prefetch > 0 {
+				_ = d.Ack(false)
+			}
 			select {
 			case c.arrived <- struct{}{}:
 			default:

@@ -187,7 +187,7 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 			}
 			msg.Headers[broker.HeaderReplay] = opts.ID
 			exchange, key := opts.Target.route(env)
-			out = append(out, broker.Outgoing[store.Cursor]{Exchange: exchange, RoutingKey: key, Message: msg, Tag: c})
+			out = append(out, broker.Outgoing[store.Cursor]{Exchange: exchange, RoutingKey: key, Message: msg, Stream: env.Subject, Tag: c})
 		}
 		if len(out) == 0 {
 			return nil, io.EOF

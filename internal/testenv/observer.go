@@ -56,8 +56,8 @@ func (o *StreamObserver) Record(env event.Envelope) {
 	if env.StreamVersion != last+1 {
 		o.violations++
 		if len(o.examples) < 10 {
-			o.examples = append(o.examples, fmt.Sprintf("stream %s: first delivery of version %d came after version %d",
-				env.Subject, env.StreamVersion, last))
+			o.examples = append(o.examples, fmt.Sprintf("stream %s: first delivery of version %d (%s) came after version %d",
+				env.Subject, env.StreamVersion, env.ID, last))
 		}
 	}
 	o.next[env.Subject] = max(last, env.StreamVersion)
