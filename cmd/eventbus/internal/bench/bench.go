@@ -47,6 +47,11 @@ const (
 	E2E16 = "e2e-16"
 	// E2EBatch is E2E16 with batches of events per transaction.
 	E2EBatch = "e2e-batch"
+	// E2EStream is one caller recording batches of events in one stream,
+	// as a bulk import into one aggregate does: the relay has one event of
+	// a stream awaiting its confirm at a time, so this measures a stream's
+	// own pace.
+	E2EStream = "e2e-stream"
 	// RelayLag dispatches at a steady rate and measures the relay's lag
 	// from an event's recording to the broker's confirm.
 	RelayLag = "relay-lag"
@@ -66,7 +71,7 @@ const (
 // Scenarios returns the scenario names in the order a run takes them.
 // Replay comes last, so that it replays what the others stored.
 func Scenarios() []string {
-	return []string{DispatchLatency, E2E16, E2EBatch, RelayLag, HTTP16, ConsumeInbox, ConsumeInbox1, Replay}
+	return []string{DispatchLatency, E2E16, E2EBatch, E2EStream, RelayLag, HTTP16, ConsumeInbox, ConsumeInbox1, Replay}
 }
 
 // ErrUnknownScenario reports a scenario name Run does not know.
@@ -390,6 +395,8 @@ func (r *runner) scenario(ctx context.Context, name string) Result {
 		res, err = r.endToEnd(ctx, name, r.opts.Callers, 1)
 	case E2EBatch:
 		res, err = r.endToEnd(ctx, name, r.opts.BatchCallers, r.opts.BatchSize)
+	case E2EStream:
+		res, err = r.endToEnd(ctx, name, 1, r.opts.BatchSize)
 	case RelayLag:
 		res, err = r.relayLag(ctx)
 	case HTTP16:

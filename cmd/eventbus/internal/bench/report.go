@@ -132,6 +132,7 @@ var ceilingOf = map[string]string{
 	ConsumeInbox:    CeilingSingleRow,
 	ConsumeInbox1:   CeilingSingleRow,
 	E2EBatch:        CeilingBulk,
+	E2EStream:       CeilingConfirms,
 	RelayLag:        CeilingConfirms,
 	Replay:          CeilingConfirms,
 }
