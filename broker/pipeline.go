@@ -274,7 +274,13 @@ func (s *sender[T]) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			next, todo = p, todo[1:]
+			todo = todo[1:]
+			select {
+			case s.queue <- p: // the window has room: the usual case
+				continue
+			default:
+				next = p
+			}
 		}
 		if next == nil && !requested && end == nil {
 			requests <- struct{}{}
