@@ -247,3 +247,71 @@ func TestStreamOrderWhileRabbitMQRejects(t *testing.T) {
 	col.checkStreamOrder()
 	t.Logf("%d nacks on the way", int(metrics.Errors("nack")))
 }
+
+// TestNoParkWhenTheBrokerRecoversAtTheProbe: the broker nacks everything
+// (as RabbitMQ does while a quorum queue elects a leader) until an event
+// has been nacked ParkAfterNacks times alone, and takes everything from
+// the probe on. The event was never refused for itself: it must be
+// published, not parked.
+func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, mem := embeddedRig(t, ctx)
+	b := &nackingBroker{Broker: mem}
+	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	go func() {
+		for d := range sub.Deliveries() {
+			mu.Lock()
+			delivered[d.MessageID] = true
+			mu.Unlock()
+			_ = d.Ack()
+		}
+	}()
+
+	const parkAfter = 3
+	first := appendEvent(t, ctx, s, "e", `{}`)
+	others := []event.Envelope{appendEvent(t, ctx, s, "o1", `{}`), appendEvent(t, ctx, s, "o2", `{}`)}
+	// Once in the pipeline, then parkAfter times alone: then the broker
+	// recovers.
+	nacksOfFirst := 0
+	b.setNack(func(m broker.Message) bool {
+		if nacksOfFirst >= 1+parkAfter {
+			return false
+		}
+		if m.MessageID == first.ID.String() {
+			nacksOfFirst++
+		}
+		return true
+	})
+	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: parkAfter, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay.Run: %v", err)
+		}
+	})
+	waitUntil(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return delivered[first.ID.String()] && delivered[others[0].ID.String()] && delivered[others[1].ID.String()]
+	})
+	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
+		t.Fatalf("parked %s (%v); want nothing parked: the broker took the event once it took others", describeParked(p), err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if nacksOfFirst != 1+parkAfter {
+		t.Fatalf("the event was nacked %d times, want %d: the test did not reach the probe", nacksOfFirst, 1+parkAfter)
+	}
+}

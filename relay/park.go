@@ -358,8 +358,9 @@ type aloneResult struct{ published, parked bool }
 // sendAlone publishes one event alone. A refused event is parked. A nacked
 // one is sent again with backoff, up to ParkAfterNacks times; then it is
 // parked if the next event of another stream (in rest) is confirmed, which
-// shows that the broker takes other events; if that one is nacked too, the
-// broker is failing as a whole, which is transient.
+// shows that the broker takes other events, and it is nacked once more
+// after that; if the other one is nacked too, the broker is failing as a
+// whole, which is transient.
 func (r *worker) sendAlone(ctx context.Context, sp *serial, env event.Envelope, o broker.Outgoing[tag], rest []event.Envelope, probed map[uuid.UUID]bool) (aloneResult, error) {
 	for nacks := 0; ; {
 		res, reason, err := sp.send(ctx, o.RoutingKey, o.Message)
@@ -400,7 +401,22 @@ func (r *worker) sendAlone(ctx context.Context, sp *serial, env event.Envelope, 
 				break
 			}
 			probed[next.ID] = true
-			reason := fmt.Sprintf("%s %d times in a row while other events were confirmed", ReasonNacked, nacks)
+			// The broker takes other events now, but it may have been
+			// failing as a whole until a moment ago (a quorum queue nacks
+			// everything while it elects a leader): one more try tells
+			// that from an event it refuses.
+			res, reason, err = sp.send(ctx, o.RoutingKey, o.Message)
+			if err != nil {
+				return aloneResult{}, err
+			}
+			switch res {
+			case sent:
+				return aloneResult{published: true}, nil
+			case refused:
+				return aloneResult{parked: true}, r.parkRefused(ctx, env, reason)
+			}
+			r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
+			reason = fmt.Sprintf("%s %d times in a row while other events were confirmed", ReasonNacked, nacks+1)
 			return aloneResult{parked: true}, r.parkRefused(ctx, env, reason)
 		}
 		return aloneResult{}, fmt.Errorf("relay: event %s was nacked %d times, and no other event was confirmed meanwhile: %w",
