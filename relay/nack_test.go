@@ -107,20 +107,8 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 	bad := add("bad")
 	c := add("c")
 	metrics := relay.NewMetrics()
-	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: 3, MinBackoff: time.Millisecond,
+	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: 3, MinBackoff: time.Millisecond,
 		MaxBackoff: 20 * time.Millisecond, Metrics: metrics})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay.Run: %v", err)
-		}
-	})
 	waitUntil(t, 10*time.Second, func() bool { return metrics.Errors("nack") >= 10 })
 	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
 		t.Fatalf("with every message nacked, parked = %s (%v); want nothing parked", describeParked(p), err)
@@ -189,19 +177,7 @@ func TestANackedEventKeepsItsStreamBehindIt(t *testing.T) {
 			_ = d.Ack()
 		}
 	}()
-	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay.Run: %v", err)
-		}
-	})
+	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	waitUntil(t, 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -288,19 +264,7 @@ func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
 		}
 		return true
 	})
-	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: parkAfter, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay.Run: %v", err)
-		}
-	})
+	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: parkAfter, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	waitUntil(t, 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()

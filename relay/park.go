@@ -362,6 +362,9 @@ type aloneResult struct{ published, parked bool }
 // after that; if the other one is nacked too, the broker is failing as a
 // whole, which is transient.
 func (r *worker) sendAlone(ctx context.Context, sp *serial, env event.Envelope, o broker.Outgoing[tag], rest []event.Envelope, probed map[uuid.UUID]bool) (aloneResult, error) {
+	// othersTaken: another stream's event was confirmed since this one's
+	// last nack.
+	othersTaken := false
 	for nacks := 0; ; {
 		res, reason, err := sp.send(ctx, o.RoutingKey, o.Message)
 		if err != nil {
@@ -375,53 +378,53 @@ func (r *worker) sendAlone(ctx context.Context, sp *serial, env event.Envelope, 
 		}
 		r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
 		nacks++
+		if othersTaken {
+			reason := fmt.Sprintf("%s %d times in a row while other events were confirmed", ReasonNacked, nacks)
+			return aloneResult{parked: true}, r.parkRefused(ctx, env, reason)
+		}
 		if nacks < r.cfg.ParkAfterNacks {
 			if !backoff.Sleep(ctx, r.backoff.Delay(nacks)) {
 				return aloneResult{}, ctx.Err()
 			}
 			continue
 		}
-		// Probe with the next event of another stream.
-		for _, next := range rest {
-			if next.Subject != "" && next.Subject == env.Subject {
-				continue
-			}
-			po, err := r.outgoing(ctx, next)
-			if err != nil {
-				return aloneResult{}, err
-			}
-			if po.Skip {
-				continue
-			}
-			res, _, err := sp.send(ctx, po.RoutingKey, po.Message)
-			if err != nil {
-				return aloneResult{}, err
-			}
-			if res != sent {
-				break
-			}
-			probed[next.ID] = true
-			// The broker takes other events now, but it may have been
-			// failing as a whole until a moment ago (a quorum queue nacks
-			// everything while it elects a leader): one more try tells
-			// that from an event it refuses.
-			res, reason, err = sp.send(ctx, o.RoutingKey, o.Message)
-			if err != nil {
-				return aloneResult{}, err
-			}
-			switch res {
-			case sent:
-				return aloneResult{published: true}, nil
-			case refused:
-				return aloneResult{parked: true}, r.parkRefused(ctx, env, reason)
-			}
-			r.cfg.Metrics.errors.WithLabelValues("nack").Inc()
-			reason = fmt.Sprintf("%s %d times in a row while other events were confirmed", ReasonNacked, nacks+1)
-			return aloneResult{parked: true}, r.parkRefused(ctx, env, reason)
+		// Probe with the next event of another stream. If the broker
+		// takes it, this one goes once more: the broker may have been
+		// failing as a whole until a moment ago (a quorum queue nacks
+		// everything while it elects a leader).
+		if othersTaken, err = r.probe(ctx, sp, env, rest, probed); err != nil {
+			return aloneResult{}, err
 		}
-		return aloneResult{}, fmt.Errorf("relay: event %s was nacked %d times, and no other event was confirmed meanwhile: %w",
-			env.ID, nacks, broker.ErrNacked)
+		if !othersTaken {
+			return aloneResult{}, fmt.Errorf("relay: event %s was nacked %d times, and no other event was confirmed meanwhile: %w",
+				env.ID, nacks, broker.ErrNacked)
+		}
 	}
+}
+
+// probe publishes the next event in rest of another stream than env's, and
+// reports whether the broker confirmed it; a confirmed one goes in probed,
+// not to be sent again.
+func (r *worker) probe(ctx context.Context, sp *serial, env event.Envelope, rest []event.Envelope, probed map[uuid.UUID]bool) (bool, error) {
+	for _, next := range rest {
+		if next.Subject != "" && next.Subject == env.Subject {
+			continue
+		}
+		po, err := r.outgoing(ctx, next)
+		if err != nil {
+			return false, err
+		}
+		if po.Skip {
+			continue
+		}
+		res, _, err := sp.send(ctx, po.RoutingKey, po.Message)
+		if err != nil || res != sent {
+			return false, err
+		}
+		probed[next.ID] = true
+		return true, nil
+	}
+	return false, nil
 }
 
 // retryParked publishes the partition's parked events that are marked for

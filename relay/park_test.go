@@ -359,19 +359,7 @@ func TestParkingOnTheMemoryBroker(t *testing.T) {
 	behind := add("big", `{}`)
 	after := add("other", `{}`)
 
-	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange, ParkedPoll: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay.Run: %v", err)
-		}
-	})
+	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkedPoll: 10 * time.Millisecond})
 	next := func() uuid.UUID {
 		t.Helper()
 		select {
@@ -489,19 +477,7 @@ func TestEarlierEventsOfAParkedStreamAreNotParked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := relay.New(s, b, relay.Config{Exchange: memoryExchange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay.Run: %v", err)
-		}
-	})
+	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange})
 	// The relay handles events in commit order: once the last one arrives,
 	// every earlier one was published or parked.
 	var delivered []uuid.UUID
@@ -548,6 +524,24 @@ func embeddedRig(t *testing.T, ctx context.Context) (*sqlite.Store, *memory.Brok
 		t.Fatal(err)
 	}
 	return s, b
+}
+
+// runRelay runs a relay on s and b until the test ends.
+func runRelay(t *testing.T, ctx context.Context, s store.Store, b broker.Broker, cfg relay.Config) {
+	t.Helper()
+	r, err := relay.New(s, b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay.Run: %v", err)
+		}
+	})
 }
 
 // appendEvent stores one test.event of subject with data in s.
