@@ -65,16 +65,10 @@ func (p *nackingPublisher) Publish(ctx context.Context, exchange, key string, m 
 	return p.Publisher.Publish(ctx, exchange, key, m)
 }
 
-// TestParksAnEventNackedAgainAndAgain: an event the broker nacks every time,
-// while it confirms the others, is parked after ParkAfterNacks tries, and
-// the rest flow. A broker that nacks everything is failing as a whole: that
-// is retried with backoff, and nothing is parked.
-func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
-	ctx := testenv.Context(t, time.Minute)
-	s, mem := embeddedRig(t, ctx)
-	b := &nackingBroker{Broker: mem}
-	add := func(subject string) event.Envelope { return appendEvent(t, ctx, s, subject, `{}`) }
-
+// consumeAll takes every delivery of the embedded rig's queue "all", and
+// returns whether all of ids have arrived.
+func consumeAll(t *testing.T, ctx context.Context, mem *memory.Broker) (arrived func(ids ...uuid.UUID) bool) {
+	t.Helper()
 	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +84,7 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 			_ = d.Ack()
 		}
 	}()
-	arrived := func(ids ...uuid.UUID) bool {
+	return func(ids ...uuid.UUID) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, id := range ids {
@@ -100,6 +94,19 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 		}
 		return true
 	}
+}
+
+// TestParksAnEventNackedAgainAndAgain: an event the broker nacks every time,
+// while it confirms the others, is parked after ParkAfterNacks tries, and
+// the rest flow. A broker that nacks everything is failing as a whole: that
+// is retried with backoff, and nothing is parked.
+func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, mem := embeddedRig(t, ctx)
+	b := &nackingBroker{Broker: mem}
+	add := func(subject string) event.Envelope { return appendEvent(t, ctx, s, subject, `{}`) }
+
+	arrived := consumeAll(t, ctx, mem)
 
 	// First the whole broker nacks: nothing may be parked.
 	b.setNack(func(broker.Message) bool { return true })
@@ -233,21 +240,7 @@ func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	s, mem := embeddedRig(t, ctx)
 	b := &nackingBroker{Broker: mem}
-	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
-	var mu sync.Mutex
-	delivered := map[string]bool{}
-	go func() {
-		for d := range sub.Deliveries() {
-			mu.Lock()
-			delivered[d.MessageID] = true
-			mu.Unlock()
-			_ = d.Ack()
-		}
-	}()
+	arrived := consumeAll(t, ctx, mem)
 
 	const parkAfter = 3
 	first := appendEvent(t, ctx, s, "e", `{}`)
@@ -265,11 +258,7 @@ func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
 		return true
 	})
 	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: parkAfter, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-	waitUntil(t, 10*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return delivered[first.ID.String()] && delivered[others[0].ID.String()] && delivered[others[1].ID.String()]
-	})
+	waitUntil(t, 10*time.Second, func() bool { return arrived(first.ID, others[0].ID, others[1].ID) })
 	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
 		t.Fatalf("parked %s (%v); want nothing parked: the broker took the event once it took others", describeParked(p), err)
 	}
