@@ -27,6 +27,9 @@ type nackingBroker struct {
 	*memory.Broker
 	mu   sync.Mutex
 	nack func(broker.Message) bool
+	// sticky: a publisher that nacked once nacks everything after, as a
+	// RabbitMQ 3.10 channel did once a quorum queue had no leader.
+	sticky bool
 }
 
 func (b *nackingBroker) setNack(f func(broker.Message) bool) {
@@ -45,7 +48,8 @@ func (b *nackingBroker) NewPublisher(ctx context.Context, opts broker.PublisherO
 
 type nackingPublisher struct {
 	broker.Publisher
-	b *nackingBroker
+	b      *nackingBroker
+	broken bool // sticky, and nacked once
 }
 
 type nacked struct{}
@@ -57,7 +61,8 @@ func (nacked) Acked() bool           { return false }
 
 func (p *nackingPublisher) Publish(ctx context.Context, exchange, key string, m broker.Message) (broker.Confirmation, error) {
 	p.b.mu.Lock()
-	nack := p.b.nack != nil && p.b.nack(m)
+	nack := p.broken || p.b.nack != nil && p.b.nack(m)
+	p.broken = nack && p.b.sticky
 	p.b.mu.Unlock()
 	if nack {
 		return nacked{}, nil
@@ -266,5 +271,35 @@ func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
 	defer b.mu.Unlock()
 	if nacksOfFirst != 1+parkAfter {
 		t.Fatalf("the event was nacked %d times, want %d: the test did not reach the probe", nacksOfFirst, 1+parkAfter)
+	}
+}
+
+// TestANackedEventGoesAgainOnANewChannel: once a publisher has nacked, it
+// nacks everything (a RabbitMQ channel that met a quorum queue without a
+// leader). The relay must try again on a new one, and deliver, rather than
+// retry on the broken one until it parks the event or gives up.
+func TestANackedEventGoesAgainOnANewChannel(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, mem := embeddedRig(t, ctx)
+	b := &nackingBroker{Broker: mem, sticky: true}
+	arrived := consumeAll(t, ctx, mem)
+	e := appendEvent(t, ctx, s, "e", `{}`)
+	o := appendEvent(t, ctx, s, "o", `{}`)
+	// e is nacked in the pipeline and on its first try alone; each of
+	// those publishers is broken from then on.
+	nacksOfE := 0
+	b.setNack(func(m broker.Message) bool {
+		if m.MessageID == e.ID.String() && nacksOfE < 2 {
+			nacksOfE++
+			return true
+		}
+		return false
+	})
+	// Retries on the broken publisher would take 1000 tries of at least
+	// 50 ms before the relay gave up and opened a new one.
+	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: 1000, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	waitUntil(t, 10*time.Second, func() bool { return arrived(e.ID, o.ID) })
+	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
+		t.Fatalf("parked %s (%v); want nothing parked", describeParked(p), err)
 	}
 }
