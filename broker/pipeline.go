@@ -72,8 +72,9 @@ type PipelineConfig[T any] struct {
 //
 // It returns nil when Next returns io.EOF and every message is confirmed, or
 // when ctx ends and the messages in flight were confirmed within
-// DrainTimeout. A negative confirm returns an error wrapping ErrNacked; a
-// publisher that fails, one wrapping ErrClosed.
+// DrainTimeout, up to the first held message: that one is never published,
+// and the tags from it on are not reported. A negative confirm returns an
+// error wrapping ErrNacked; a publisher that fails, one wrapping ErrClosed.
 func Pipeline[T any](ctx context.Context, pub Publisher, cfg PipelineConfig[T]) error {
 	queue := make(chan *pending[T], max(cfg.Window, 1))
 	readErr := make(chan error, 1)
@@ -128,8 +129,8 @@ confirm:
 			case <-stopped:
 				startDrain()
 			case <-drainDeadline:
-				if isClosed(exited) {
-					continue // nothing in flight before it: see above
+				if isClosed(exited) && !isClosed(held) {
+					break confirm // never published: see above
 				}
 				abandon()
 				return fmt.Errorf("stopped before the broker confirmed every message: %w", ctx.Err())

@@ -480,3 +480,53 @@ func (instantPublisher) Publish(context.Context, string, string, broker.Message)
 }
 func (instantPublisher) Done() <-chan struct{} { return nil }
 func (instantPublisher) Close() error          { return nil }
+
+// TestPipelineDrainDeadlineCoversAReleasedMessage: a held message that was
+// released and published before ctx ended is in flight like any other:
+// when its confirm does not come within DrainTimeout, Pipeline returns,
+// even when the deadline passed while the confirmer was elsewhere (here, in
+// a slow Confirmed). The confirmer chooses among ready channels at random,
+// so the run repeats.
+func TestPipelineDrainDeadlineCoversAReleasedMessage(t *testing.T) {
+	const drain = 20 * time.Millisecond
+	for range 15 {
+		p := &heldPublisher{done: make(chan struct{})}
+		a1 := &heldConfirm{p: p, id: "a1", done: make(chan struct{})}
+		x1 := &heldConfirm{p: p, id: "x1", done: make(chan struct{})}
+		a2 := &heldConfirm{p: p, id: "a2", done: make(chan struct{})} // never confirmed
+		p.held = map[string]*heldConfirm{"a1": a1, "x1": x1, "a2": a2}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- broker.Pipeline(ctx, p, broker.PipelineConfig[string]{Window: 10, DrainTimeout: drain,
+				Next: streamSource("a1", "x1", "a2"),
+				Confirmed: func(tag string) {
+					if tag == "x1" {
+						time.Sleep(5 * drain) // a slow caller: the deadline passes meanwhile
+					}
+				}})
+		}()
+		waitLog := func(suffix string) {
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.HasSuffix(p.published(), suffix) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no %q: %q", suffix, p.published())
+				}
+				runtime.Gosched()
+			}
+		}
+		waitLog("publish x1")
+		a1.settle(true) // releases a2
+		waitLog("publish a2")
+		cancel() // the confirmer waits for x1 and starts the drain
+		x1.settle(true)
+		select {
+		case err := <-done:
+			if err == nil || !errors.Is(err, context.Canceled) {
+				t.Fatalf("Pipeline = %v, want the drain's deadline: a2 was never confirmed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Pipeline still waits for a2's confirm long after DrainTimeout")
+		}
+	}
+}
