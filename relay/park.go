@@ -413,8 +413,8 @@ func (r *worker) sendAlone(ctx context.Context, sp *serial, env event.Envelope, 
 // not to be sent again.
 func (r *worker) probe(ctx context.Context, sp *serial, env event.Envelope, rest []event.Envelope, probed map[uuid.UUID]bool) (bool, error) {
 	for _, next := range rest {
-		if next.Subject != "" && next.Subject == env.Subject {
-			continue
+		if next.Subject != "" && next.Subject == env.Subject || probed[next.ID] {
+			continue // of its stream, or published by an earlier probe
 		}
 		po, err := r.outgoing(ctx, next)
 		if err != nil {
