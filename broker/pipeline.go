@@ -413,11 +413,4 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // isAcked reports whether p's confirm has come, positive.
-func isAcked[T any](p *pending[T]) bool {
-	select {
-	case <-p.confirm.Done():
-		return p.confirm.Acked()
-	default:
-		return false
-	}
-}
+func isAcked[T any](p *pending[T]) bool { return isClosed(p.confirm.Done()) && p.confirm.Acked() }
