@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,35 +71,54 @@ func (p *nackingPublisher) Publish(ctx context.Context, exchange, key string, m 
 	return p.Publisher.Publish(ctx, exchange, key, m)
 }
 
-// consumeAll takes every delivery of the embedded rig's queue "all", and
-// returns whether all of ids have arrived.
-func consumeAll(t *testing.T, ctx context.Context, mem *memory.Broker) (arrived func(ids ...uuid.UUID) bool) {
+// consumed is what a test's consumer of the embedded rig's queue "all"
+// received: each message id, first deliveries in order.
+type consumed struct {
+	mu    sync.Mutex
+	seen  map[string]bool
+	order []string
+}
+
+// consumeAll takes every delivery of the embedded rig's queue "all".
+func consumeAll(t *testing.T, ctx context.Context, mem *memory.Broker) *consumed {
 	t.Helper()
 	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Close() })
-	var mu sync.Mutex
-	delivered := map[string]bool{}
+	c := &consumed{seen: map[string]bool{}}
 	go func() {
 		for d := range sub.Deliveries() {
-			mu.Lock()
-			delivered[d.MessageID] = true
-			mu.Unlock()
+			c.mu.Lock()
+			if !c.seen[d.MessageID] {
+				c.seen[d.MessageID] = true
+				c.order = append(c.order, d.MessageID)
+			}
+			c.mu.Unlock()
 			_ = d.Ack()
 		}
 	}()
-	return func(ids ...uuid.UUID) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range ids {
-			if !delivered[id.String()] {
-				return false
-			}
+	return c
+}
+
+// arrived reports whether all of ids have arrived.
+func (c *consumed) arrived(ids ...uuid.UUID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		if !c.seen[id.String()] {
+			return false
 		}
-		return true
 	}
+	return true
+}
+
+// firstOrder returns the message ids in the order they first arrived.
+func (c *consumed) firstOrder() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.order)
 }
 
 // TestParksAnEventNackedAgainAndAgain: an event the broker nacks every time,
@@ -111,7 +131,7 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 	b := &nackingBroker{Broker: mem}
 	add := func(subject string) event.Envelope { return appendEvent(t, ctx, s, subject, `{}`) }
 
-	arrived := consumeAll(t, ctx, mem)
+	queue := consumeAll(t, ctx, mem)
 
 	// First the whole broker nacks: nothing may be parked.
 	b.setNack(func(broker.Message) bool { return true })
@@ -132,16 +152,16 @@ func TestParksAnEventNackedAgainAndAgain(t *testing.T) {
 	if p := parked[0]; p.EventID != bad.ID || !strings.HasPrefix(p.Reason, relay.ReasonNacked) || p.Attempts != 1 {
 		t.Fatalf("parked %s; want the nacked event, with reason %q...", describeParked(parked), relay.ReasonNacked)
 	}
-	waitUntil(t, 10*time.Second, func() bool { return arrived(a.ID, c.ID) })
+	waitUntil(t, 10*time.Second, func() bool { return queue.arrived(a.ID, c.ID) })
 
 	// A later event of its stream parks behind it; other streams flow.
 	behind := add("bad")
 	d := add("d")
-	waitUntil(t, 10*time.Second, func() bool { return arrived(d.ID) })
+	waitUntil(t, 10*time.Second, func() bool { return queue.arrived(d.ID) })
 	waitParked(t, s, "the later event behind the nacked one", func(p []store.ParkedEvent) bool {
 		return len(p) == 2 && p[1].EventID == behind.ID && strings.HasPrefix(p[1].Reason, relay.ReasonBehind+bad.ID.String())
 	})
-	if arrived(bad.ID) || arrived(behind.ID) {
+	if queue.arrived(bad.ID) || queue.arrived(behind.ID) {
 		t.Fatal("a parked event reached the queue")
 	}
 }
@@ -155,16 +175,13 @@ func TestANackedEventKeepsItsStreamBehindIt(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	s, mem := embeddedRig(t, ctx)
 	b := &nackingBroker{Broker: mem}
-	sub, err := mem.Consume(ctx, "all", broker.ConsumeOptions{Prefetch: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
+	queue := consumeAll(t, ctx, mem)
 
 	var stream []event.Envelope
+	var all []uuid.UUID
 	for i := range 6 {
 		stream = append(stream, appendEvent(t, ctx, s, "s", `{}`))
-		appendEvent(t, ctx, s, "other-"+strconv.Itoa(i), `{}`)
+		all = append(all, stream[i].ID, appendEvent(t, ctx, s, "other-"+strconv.Itoa(i), `{}`).ID)
 	}
 	first := stream[0].ID.String()
 	var nacks int
@@ -175,30 +192,10 @@ func TestANackedEventKeepsItsStreamBehindIt(t *testing.T) {
 		}
 		return false
 	})
-	var mu sync.Mutex
-	var order []string // first deliveries of stream s, by message id
-	seen := map[string]bool{}
-	go func() {
-		for d := range sub.Deliveries() {
-			mu.Lock()
-			if !seen[d.MessageID] {
-				seen[d.MessageID] = true
-				order = append(order, d.MessageID)
-			}
-			mu.Unlock()
-			_ = d.Ack()
-		}
-	}()
 	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-	waitUntil(t, 10*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) == 12
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	var got []string
-	for _, id := range order {
+	waitUntil(t, 10*time.Second, func() bool { return queue.arrived(all...) })
+	var got []string // the versions of stream s, in the order they first arrived
+	for _, id := range queue.firstOrder() {
 		for v, env := range stream {
 			if env.ID.String() == id {
 				got = append(got, strconv.Itoa(v+1))
@@ -245,7 +242,7 @@ func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	s, mem := embeddedRig(t, ctx)
 	b := &nackingBroker{Broker: mem}
-	arrived := consumeAll(t, ctx, mem)
+	queue := consumeAll(t, ctx, mem)
 
 	const parkAfter = 3
 	first := appendEvent(t, ctx, s, "e", `{}`)
@@ -263,7 +260,7 @@ func TestNoParkWhenTheBrokerRecoversAtTheProbe(t *testing.T) {
 		return true
 	})
 	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: parkAfter, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-	waitUntil(t, 10*time.Second, func() bool { return arrived(first.ID, others[0].ID, others[1].ID) })
+	waitUntil(t, 10*time.Second, func() bool { return queue.arrived(first.ID, others[0].ID, others[1].ID) })
 	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
 		t.Fatalf("parked %s (%v); want nothing parked: the broker took the event once it took others", describeParked(p), err)
 	}
@@ -282,7 +279,7 @@ func TestANackedEventGoesAgainOnANewChannel(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	s, mem := embeddedRig(t, ctx)
 	b := &nackingBroker{Broker: mem, sticky: true}
-	arrived := consumeAll(t, ctx, mem)
+	queue := consumeAll(t, ctx, mem)
 	e := appendEvent(t, ctx, s, "e", `{}`)
 	o := appendEvent(t, ctx, s, "o", `{}`)
 	// e is nacked in the pipeline and on its first try alone; each of
@@ -298,7 +295,7 @@ func TestANackedEventGoesAgainOnANewChannel(t *testing.T) {
 	// Retries on the broken publisher would take 1000 tries of at least
 	// 50 ms before the relay gave up and opened a new one.
 	runRelay(t, ctx, s, b, relay.Config{Exchange: memoryExchange, ParkAfterNacks: 1000, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
-	waitUntil(t, 10*time.Second, func() bool { return arrived(e.ID, o.ID) })
+	waitUntil(t, 10*time.Second, func() bool { return queue.arrived(e.ID, o.ID) })
 	if p, err := s.Parked(ctx, relay.DefaultName); err != nil || len(p) != 0 {
 		t.Fatalf("parked %s (%v); want nothing parked", describeParked(p), err)
 	}
