@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ func (a *app) benchCmd() *cobra.Command {
 		reps      int
 		plans     string
 		parts     bool
+		profile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -58,6 +60,7 @@ whole run: do not run it against production.`,
   eventbus bench --scenario e2e-16,relay-lag --duration 30s
   eventbus bench --scenario relay-lag --relay-lag-rate 2000
   eventbus bench --scenario relay-lag --relay-lag-batch 10
+  eventbus bench --scenario replay --cpuprofile replay.pprof
   eventbus bench --scenario reads --sizes 1000000,5000000 --plans read-plans.md
   EVENTBUS_DATABASE_URL=postgres://... EVENTBUS_AMQP_URL=amqp://... eventbus bench --json`,
 		Args: noArgs,
@@ -92,6 +95,13 @@ whole run: do not run it against production.`,
 			if !cmd.Flags().Changed("duration") && events > 0 {
 				opts.Duration = 0 // sized by --events alone
 			}
+			if profile != "" {
+				stop, err := startCPUProfile(profile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			rep, err := bench.Run(cmd.Context(), cfg, opts)
 			if errors.Is(err, bench.ErrUnknownScenario) {
 				return usagef(cmd, "%v", err)
@@ -109,8 +119,26 @@ whole run: do not run it against production.`,
 	cmd.Flags().Int64SliceVar(&sizes, "sizes", nil, "reads: store sizes in events, growing (default 1000000,5000000)")
 	cmd.Flags().IntVar(&reps, "reps", 0, "reads: runs of each read per size (default 40)")
 	cmd.Flags().StringVar(&plans, "plans", "", "reads: write the plan of every read at the largest size to this file (EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite)")
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole run, the bus's process only, to this file (go tool pprof reads it)")
 	cmd.Flags().BoolVar(&parts, "partitioned", false, "reads: measure also a copy of the store partitioned by month (PostgreSQL)")
 	return cmd
+}
+
+// startCPUProfile starts a CPU profile into the file at path and returns
+// the function that stops it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // benchReads runs the reads scenario and prints its report.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,8 @@ func TestBenchCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"bench", "--events", "300", "--scenario", "e2e-16,replay", "--json"}, &stdout, &stderr)
+	profile := filepath.Join(t.TempDir(), "bench.pprof")
+	code := run(ctx, []string{"bench", "--events", "300", "--scenario", "e2e-16,replay", "--json", "--cpuprofile", profile}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -39,6 +42,25 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "e2e-16") {
 		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	}
+	// A profile is gzip-compressed protocol buffers.
+	if b, err := os.ReadFile(profile); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote no profile: %d bytes, %v", len(b), err)
+	}
+}
+
+// TestBenchProfileNotWritable checks that a profile that cannot be written
+// stops the run before it starts, naming the flag.
+func TestBenchProfileNotWritable(t *testing.T) {
+	for _, env := range []string{"EVENTBUS_DATABASE_URL", "EVENTBUS_AMQP_URL"} {
+		t.Setenv(env, "")
+	}
+	t.Setenv("EVENTBUS_DATA_DIR", t.TempDir())
+	var stdout, stderr bytes.Buffer
+	missing := filepath.Join(t.TempDir(), "no-such-dir", "bench.pprof")
+	code := run(context.Background(), []string{"bench", "--events", "10", "--scenario", "e2e-16", "--cpuprofile", missing}, &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "--cpuprofile") {
+		t.Fatalf("exit %d, want a failure naming --cpuprofile\nstderr:\n%s", code, stderr.String())
 	}
 }
 
