@@ -87,6 +87,7 @@ const (
 	DefaultBatchCallers = 4
 	DefaultRelayLagRate = 5000
 	DefaultDrainTimeout = 2 * time.Minute
+	DefaultReplayEvents = 50000
 )
 
 // Options sizes a run. The zero value runs every scenario for
@@ -103,6 +104,10 @@ type Options struct {
 	// (relay-lag: at its rate; replay: how many to replay, stored first if
 	// the store holds fewer).
 	Events int64
+	// ReplayEvents is how many events replay wants in the store when Events
+	// is not set: it stores the missing ones first, then replays the store
+	// again and again until Duration is up; DefaultReplayEvents if zero.
+	ReplayEvents int64
 	// RelayLagDuration is how long relay-lag runs; 2 × Duration if zero.
 	RelayLagDuration time.Duration
 	// CeilingDuration is how long each ceiling is measured; Duration / 2
@@ -154,7 +159,7 @@ func (o *Options) setDefaults() error {
 	}
 	o.Scenarios = picked
 	switch {
-	case o.Duration < 0, o.Events < 0, o.RelayLagDuration < 0, o.CeilingDuration < 0, o.Callers < 0,
+	case o.Duration < 0, o.Events < 0, o.ReplayEvents < 0, o.RelayLagDuration < 0, o.CeilingDuration < 0, o.Callers < 0,
 		o.BatchSize < 0, o.BatchCallers < 0, o.RelayLagRate < 0, o.RelayLagBatch < 0:
 		return errors.New("bench: durations, sizes and counts must not be negative")
 	}
@@ -174,6 +179,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Callers == 0 {
 		o.Callers = DefaultCallers
+	}
+	if o.ReplayEvents == 0 {
+		o.ReplayEvents = DefaultReplayEvents
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize

@@ -249,3 +249,24 @@ func TestNegativeRelayLagBatch(t *testing.T) {
 		t.Fatalf("Run: %v, want a refusal of the negative size", err)
 	}
 }
+
+// TestReplayForADuration runs replay timed by a duration over a small
+// store: it replays the store again until the time is up, and counts
+// every event of every pass.
+func TestReplayForADuration(t *testing.T) {
+	opts := bench.Options{Scenarios: []string{bench.Replay}, Duration: time.Second, CeilingDuration: 150 * time.Millisecond, ReplayEvents: 300}
+	rep, err := bench.Run(testenv.Context(t, time.Minute), config.Config{DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("%d scenarios reported, want 1", len(rep.Scenarios))
+	}
+	s := rep.Scenarios[0]
+	if s.Error != "" || s.Events <= opts.ReplayEvents || !strings.Contains(s.What, "passes over them") {
+		t.Fatalf("replay: %d events, %q, error %q; want several passes over %d events", s.Events, s.What, s.Error, opts.ReplayEvents)
+	}
+	if s.Seconds < opts.Duration.Seconds() {
+		t.Errorf("replay ran %gs, want the whole %v", s.Seconds, opts.Duration)
+	}
+}
