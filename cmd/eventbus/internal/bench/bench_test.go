@@ -224,14 +224,7 @@ func TestRelayLagInBatches(t *testing.T) {
 	opts := tiny()
 	opts.Scenarios = []string{bench.RelayLag}
 	opts.RelayLagBatch = 10
-	rep, err := bench.Run(testenv.Context(t, time.Minute), config.Config{DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Scenarios) != 1 {
-		t.Fatalf("%d scenarios reported, want 1", len(rep.Scenarios))
-	}
-	s := rep.Scenarios[0]
+	rep, s := runOneEmbedded(t, opts)
 	if s.Error != "" || s.Events != opts.Events {
 		t.Fatalf("relay-lag: %d events, error %q; want %d events", s.Events, s.Error, opts.Events)
 	}
@@ -255,6 +248,19 @@ func TestNegativeRelayLagBatch(t *testing.T) {
 // every event of every pass.
 func TestReplayForADuration(t *testing.T) {
 	opts := bench.Options{Scenarios: []string{bench.Replay}, Duration: time.Second, CeilingDuration: 150 * time.Millisecond, ReplayEvents: 300}
+	_, s := runOneEmbedded(t, opts)
+	if s.Error != "" || s.Events <= opts.ReplayEvents || !strings.Contains(s.What, "passes over them") {
+		t.Fatalf("replay: %d events, %q, error %q; want several passes over %d events", s.Events, s.What, s.Error, opts.ReplayEvents)
+	}
+	if s.Seconds < opts.Duration.Seconds() {
+		t.Errorf("replay ran %gs, want the whole %v", s.Seconds, opts.Duration)
+	}
+}
+
+// runOneEmbedded runs the one scenario opts names on the embedded default
+// and returns the report and that scenario's result.
+func runOneEmbedded(t *testing.T, opts bench.Options) (bench.Report, bench.Result) {
+	t.Helper()
 	rep, err := bench.Run(testenv.Context(t, time.Minute), config.Config{DataDir: t.TempDir(), Exchange: broker.DefaultEventsExchange}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -262,11 +268,5 @@ func TestReplayForADuration(t *testing.T) {
 	if len(rep.Scenarios) != 1 {
 		t.Fatalf("%d scenarios reported, want 1", len(rep.Scenarios))
 	}
-	s := rep.Scenarios[0]
-	if s.Error != "" || s.Events <= opts.ReplayEvents || !strings.Contains(s.What, "passes over them") {
-		t.Fatalf("replay: %d events, %q, error %q; want several passes over %d events", s.Events, s.What, s.Error, opts.ReplayEvents)
-	}
-	if s.Seconds < opts.Duration.Seconds() {
-		t.Errorf("replay ran %gs, want the whole %v", s.Seconds, opts.Duration)
-	}
+	return rep, rep.Scenarios[0]
 }
