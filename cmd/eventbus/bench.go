@@ -84,7 +84,12 @@ whole run: do not run it against production.`,
 				if len(opts.Scenarios) > 1 {
 					return usagef(cmd, "the scenario reads runs alone: --scenario reads")
 				}
-				return a.benchReads(cmd, cfg, bench.ReadsOptions{Sizes: sizes, Reps: reps, Partitioned: parts, Progress: opts.Progress}, plans, asJSON)
+				if reps < 0 {
+					return usagef(cmd, "--reps must not be negative")
+				}
+				return withCPUProfile(profile, func() error {
+					return a.benchReads(cmd.Context(), cfg, bench.ReadsOptions{Sizes: sizes, Reps: reps, Partitioned: parts, Progress: opts.Progress}, plans, asJSON)
+				})
 			}
 			if duration < 0 || events < 0 || lagRate < 0 {
 				return usagef(cmd, "--duration, --events and --relay-lag-rate must not be negative")
@@ -95,18 +100,13 @@ whole run: do not run it against production.`,
 			if !cmd.Flags().Changed("duration") && events > 0 {
 				opts.Duration = 0 // sized by --events alone
 			}
-			if profile != "" {
-				stop, err := startCPUProfile(profile)
-				if err != nil {
-					return err
+			return withCPUProfile(profile, func() error {
+				rep, err := bench.Run(cmd.Context(), cfg, opts)
+				if errors.Is(err, bench.ErrUnknownScenario) {
+					return usagef(cmd, "%v", err)
 				}
-				defer stop()
-			}
-			rep, err := bench.Run(cmd.Context(), cfg, opts)
-			if errors.Is(err, bench.ErrUnknownScenario) {
-				return usagef(cmd, "%v", err)
-			}
-			return a.benchReport(err, rep, len(rep.Scenarios) > 0, asJSON)
+				return a.benchReport(err, rep, len(rep.Scenarios) > 0, asJSON)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -119,33 +119,37 @@ whole run: do not run it against production.`,
 	cmd.Flags().Int64SliceVar(&sizes, "sizes", nil, "reads: store sizes in events, growing (default 1000000,5000000)")
 	cmd.Flags().IntVar(&reps, "reps", 0, "reads: runs of each read per size (default 40)")
 	cmd.Flags().StringVar(&plans, "plans", "", "reads: write the plan of every read at the largest size to this file (EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite)")
-	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole run, the bus's process only, to this file (go tool pprof reads it)")
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of this process over the whole run, ceilings and setup included, to this file (go tool pprof reads it; -focus picks a scenario's code)")
 	cmd.Flags().BoolVar(&parts, "partitioned", false, "reads: measure also a copy of the store partitioned by month (PostgreSQL)")
 	return cmd
 }
 
-// startCPUProfile starts a CPU profile into the file at path and returns
-// the function that stops it and closes the file.
-func startCPUProfile(path string) (stop func(), err error) {
+// withCPUProfile runs run under a CPU profile written to the file at path,
+// or without one when path is empty. A profile that cannot be started
+// stops the run before it begins; one that cannot be written out fails it.
+func withCPUProfile(path string, run func() error) (err error) {
+	if path == "" {
+		return run()
+	}
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+		return fmt.Errorf("bench: --cpuprofile: %w", err)
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if perr := pprof.StartCPUProfile(f); perr != nil {
 		f.Close()
-		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+		return fmt.Errorf("bench: --cpuprofile: %w", perr)
 	}
-	return func() {
+	defer func() {
 		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("bench: --cpuprofile: write %s: %w", path, cerr)
+		}
+	}()
+	return run()
 }
 
 // benchReads runs the reads scenario and prints its report.
-func (a *app) benchReads(cmd *cobra.Command, cfg config.Config, opts bench.ReadsOptions, plans string, asJSON bool) error {
-	if opts.Reps < 0 {
-		return usagef(cmd, "--reps must not be negative")
-	}
+func (a *app) benchReads(ctx context.Context, cfg config.Config, opts bench.ReadsOptions, plans string, asJSON bool) error {
 	if plans != "" {
 		f, err := os.Create(plans)
 		if err != nil {
@@ -154,7 +158,7 @@ func (a *app) benchReads(cmd *cobra.Command, cfg config.Config, opts bench.Reads
 		defer f.Close()
 		opts.Plans = f
 	}
-	rep, err := bench.RunReads(cmd.Context(), cfg, opts)
+	rep, err := bench.RunReads(ctx, cfg, opts)
 	return a.benchReport(err, rep, len(rep.Reads) > 0, asJSON)
 }
 
