@@ -245,7 +245,7 @@ func TestNegativeRelayLagBatch(t *testing.T) {
 
 // TestReplayForADuration runs replay timed by a duration over a small
 // store: it replays the store again until the time is up, and counts
-// every event of every pass.
+// every event of every pass. Sized by Events too, it makes one pass.
 func TestReplayForADuration(t *testing.T) {
 	opts := bench.Options{Scenarios: []string{bench.Replay}, Duration: time.Second, CeilingDuration: 150 * time.Millisecond, ReplayEvents: 300}
 	_, s := runOneEmbedded(t, opts)
@@ -254,6 +254,12 @@ func TestReplayForADuration(t *testing.T) {
 	}
 	if s.Seconds < opts.Duration.Seconds() {
 		t.Errorf("replay ran %gs, want the whole %v", s.Seconds, opts.Duration)
+	}
+
+	// Sized by Events as well, it is one pass over that many.
+	opts.Events = 200
+	if _, s = runOneEmbedded(t, opts); s.Error != "" || s.Events != opts.Events || strings.Contains(s.What, "passes") {
+		t.Fatalf("replay of %d events for %v: %d events, %q, error %q; want one pass over %d", opts.Events, opts.Duration, s.Events, s.What, s.Error, opts.Events)
 	}
 }
 

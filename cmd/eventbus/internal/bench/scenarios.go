@@ -510,6 +510,7 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 			f.ToPosition = f.FromPosition + limit - 1
 		}
 	}
+	start := time.Now() // before the deadline is set, so that a timed replay lasts at least d
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if d > 0 {
@@ -525,11 +526,14 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 		published, total int64
 		passes           int
 	)
-	start := time.Now()
 	for {
 		var res replay.Result
 		res, err = replay.Run(runCtx, r.svc.Store, r.svc.Broker, replay.Options{Filter: f, Target: replay.Target{Queue: q}})
-		published, total, passes = published+res.Published, res.Total, passes+1
+		// A pass the deadline cut before it counted the store reports none.
+		published, total = published+res.Published, max(total, res.Total)
+		if res.Published > 0 {
+			passes++
+		}
 		if err != nil && runCtx.Err() != nil && ctx.Err() == nil {
 			err = nil // stopped at its size or time, as asked
 			break
