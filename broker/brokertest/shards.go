@@ -1,6 +1,8 @@
 package brokertest
 
 import (
+	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -53,7 +55,18 @@ func testBucketRouting(t *testing.T, h Harness) {
 		}
 		msgs = append(msgs, m)
 	}
+	before := make([]map[string]any, len(msgs))
+	for i, m := range msgs {
+		before[i] = maps.Clone(m.Headers)
+	}
 	publishAll(t, p, x, "quiz.submitted", msgs...)
+	// Publish leaves the caller's message as it was: what routes it by
+	// bucket is the broker's own business.
+	for i, m := range msgs {
+		if !reflect.DeepEqual(m.Headers, before[i]) {
+			t.Fatalf("message %s: headers %v after Publish, %v before", m.MessageID, m.Headers, before[i])
+		}
+	}
 	for i, q := range qs {
 		wantMessages(t, b, q, len(want[i]))
 		if got := drain(t, b, q); !slices.Equal(got, want[i]) {

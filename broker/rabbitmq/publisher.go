@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sync"
 	"time"
@@ -224,11 +225,12 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 		return nil, fmt.Errorf("rabbitmq: publish message %q: %w: %w", m.MessageID, broker.ErrRefused, err)
 	}
 	if bucket := broker.MessageBucket(m); bucket >= 0 {
-		// Bindings with buckets route by it (see bucketKey).
-		if headers == nil {
-			headers = amqp.Table{}
-		}
-		headers[headerCC] = []any{bucketKey(bucket, routingKey)}
+		// Bindings with buckets route by it (see bucketKey). toTable may
+		// return the caller's own map, which is not Publish's to change.
+		withCC := make(amqp.Table, len(headers)+1)
+		maps.Copy(withCC, headers)
+		withCC[headerCC] = []any{bucketKey(bucket, routingKey)}
+		headers = withCC
 	}
 	msg := amqp.Publishing{
 		Headers:       headers,
