@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -526,8 +527,9 @@ func embeddedRig(t *testing.T, ctx context.Context) (*sqlite.Store, *memory.Brok
 	return s, b
 }
 
-// runRelay runs a relay on s and b until the test ends.
-func runRelay(t *testing.T, ctx context.Context, s store.Store, b broker.Broker, cfg relay.Config) {
+// runRelay runs a relay on s and b until stop is called or the test ends;
+// stop waits for Run to return and reports its error.
+func runRelay(t *testing.T, ctx context.Context, s store.Store, b broker.Broker, cfg relay.Config) (r *relay.Relay, stop func()) {
 	t.Helper()
 	r, err := relay.New(s, b, cfg)
 	if err != nil {
@@ -536,12 +538,17 @@ func runRelay(t *testing.T, ctx context.Context, s store.Store, b broker.Broker,
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay.Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("relay.Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return r, stop
 }
 
 // appendEvent stores one test.event of subject with data in s.

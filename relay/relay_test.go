@@ -85,24 +85,7 @@ func openBroker(t *testing.T, url string) *rabbitmq.Broker {
 func startRelay(t *testing.T, h *harness, b broker.Broker, cfg relay.Config) (r *relay.Relay, stop func()) {
 	t.Helper()
 	cfg.Exchange = h.exchange
-	r, err := relay.New(h.store, b, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("relay.Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return r, stop
+	return runRelay(t, context.Background(), h.store, b, cfg)
 }
 
 // received is one delivery the test consumer saw.
