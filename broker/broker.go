@@ -18,6 +18,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"time"
@@ -161,6 +162,23 @@ type PublisherOptions struct {
 	// instead of dropping them. OnReturn is told about each.
 	Mandatory bool
 	OnReturn  func(Returned)
+	// QueueOnly says that every message goes through the default exchange
+	// to the queue its routing key names, and is never routed by bucket
+	// after that: not by the queue's dead-lettering either, as the retry
+	// queues of sharded groups do (they dead-letter through an exchange).
+	// The broker may then leave out what it sends only to route by bucket:
+	// RabbitMQ's CC key, which costs it several microseconds a message.
+	// Publish refuses, with ErrRefused, a message to any other exchange.
+	QueueOnly bool
+}
+
+// CheckExchange returns an error wrapping ErrRefused when a publisher with
+// o may not publish to exchange. Both brokers check it on every Publish.
+func (o PublisherOptions) CheckExchange(exchange string) error {
+	if o.QueueOnly && exchange != NamelessExchange {
+		return fmt.Errorf("%w: a queue-only publisher publishes through the default exchange only, not %q", ErrRefused, exchange)
+	}
+	return nil
 }
 
 // Returned is a message the broker could not route.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -34,6 +35,7 @@ func TestFailMapsErrorsToProblems(t *testing.T) {
 		{"anything else", errors.New("disk on fire"), 500, ProblemInternal, ""},
 		{"store damaged", fmt.Errorf("sqlite: read: %w", store.ErrCorrupt), 500, ProblemStoreDamaged, ""},
 		{"request timeout", fmt.Errorf("replay: %w", errRequestTimeout), 503, ProblemUnavailable, "3"},
+		{"replay to a retry queue", fmt.Errorf("%w: queue %q is a retry queue", replay.ErrBadTarget, "badges.retry.1"), 400, ProblemInvalidParameter, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			info := &requestInfo{id: "req-1"}

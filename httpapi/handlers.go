@@ -19,6 +19,7 @@ import (
 	"github.com/edupulse/eventbus/broker"
 	"github.com/edupulse/eventbus/event"
 	"github.com/edupulse/eventbus/httpapi/wire"
+	"github.com/edupulse/eventbus/replay"
 	"github.com/edupulse/eventbus/store"
 )
 
@@ -418,6 +419,8 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = dataProblem(err)
 	case errors.Is(err, event.ErrInvalid):
 		p = newProblem(http.StatusBadRequest, ProblemInvalidEvent, busDetail(err))
+	case errors.Is(err, replay.ErrBadTarget):
+		p = newProblem(http.StatusBadRequest, ProblemInvalidParameter, fromSentinel(err, replay.ErrBadTarget)).atField("queue")
 	case errors.Is(err, store.ErrBadCursor):
 		p = newProblem(http.StatusBadRequest, ProblemInvalidParameter, "the cursor is not one this server issued").atField("after")
 	case errors.Is(err, store.ErrCorrupt):

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,12 +32,21 @@ import (
 	"github.com/edupulse/eventbus/store"
 )
 
+// ErrBadTarget reports a target a replay must not publish to. Run wraps
+// it with the reason.
+var ErrBadTarget = errors.New("replay: bad target")
+
 // Target says where replayed events go. Set exactly one field.
 type Target struct {
 	// Exchange publishes to the topic exchange, the event type as routing
 	// key: every queue bound to the type receives the event.
 	Exchange string
-	// Queue publishes to this one queue, through the default exchange.
+	// Queue publishes to this one queue, through the default exchange:
+	// a consumer group's queue, or one shard's. The messages go there
+	// alone, so they carry no routing key for buckets (see
+	// broker.PublisherOptions.QueueOnly), and Run refuses a retry queue
+	// (named "<group>.retry.<n>"): its events would come back late, and to
+	// a sharded group without their shard.
 	Queue string
 }
 
@@ -45,6 +55,20 @@ func (t Target) route(env event.Envelope) (exchange, key string) {
 		return broker.NamelessExchange, t.Queue
 	}
 	return t.Exchange, env.Type
+}
+
+// retrySuffix precedes the number of a retry queue: consume.RetryQueue
+// names them, and replay does not import the consumer runtime.
+const retrySuffix = ".retry."
+
+// isRetryQueue reports whether q is named as a group's retry queue.
+func isRetryQueue(q string) bool {
+	i := strings.LastIndex(q, retrySuffix)
+	if i <= 0 {
+		return false
+	}
+	n := q[i+len(retrySuffix):]
+	return n != "" && strings.Trim(n, "0123456789") == ""
 }
 
 // Selective reports whether f selects fewer than every stored event; see
@@ -114,7 +138,7 @@ func Plan(ctx context.Context, s store.Reader, f store.Filter, sample int) (int6
 // says where to resume, and the error says why it stopped.
 func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Result, error) {
 	if (opts.Target.Exchange == "") == (opts.Target.Queue == "") {
-		return Result{}, errors.New("replay: set exactly one target: an exchange or a queue")
+		return Result{}, fmt.Errorf("%w: set exactly one target: an exchange or a queue", ErrBadTarget)
 	}
 	if opts.ID == "" {
 		opts.ID = uuid.Must(uuid.NewV7()).String()
@@ -138,6 +162,10 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 		return res, fmt.Errorf("replay: count: %w", err)
 	}
 	if opts.Target.Queue != "" {
+		if isRetryQueue(opts.Target.Queue) {
+			return res, fmt.Errorf("%w: queue %q is a retry queue: replay to its group's queue, or to a sharded group's shard exchange %q",
+				ErrBadTarget, opts.Target.Queue, opts.Target.Queue[:strings.LastIndex(opts.Target.Queue, retrySuffix)]+".shards")
+		}
 		if _, err := b.InspectQueue(ctx, opts.Target.Queue); err != nil {
 			if errors.Is(err, broker.ErrNotFound) {
 				// consume.ShardExchange names it; replay cannot import consume.
@@ -150,7 +178,7 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 	} else if err := b.DeclareExchange(ctx, opts.Target.Exchange); err != nil {
 		return res, fmt.Errorf("replay: target exchange %q: %w", opts.Target.Exchange, err)
 	}
-	pub, err := b.NewPublisher(ctx, broker.PublisherOptions{})
+	pub, err := b.NewPublisher(ctx, broker.PublisherOptions{QueueOnly: opts.Target.Queue != ""})
 	if err != nil {
 		return res, fmt.Errorf("replay: open publisher: %w", err)
 	}

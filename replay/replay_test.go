@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,11 @@ func TestReplayToOneQueueReachesOnlyThatQueue(t *testing.T) {
 		if env.ID != h.events[i].ID {
 			t.Fatalf("message %d is event %s, want %s: replay keeps commit order", i, env.ID, h.events[i].ID)
 		}
+		// The queue-only publisher sends no bucket routing key, but the
+		// message keeps its bucket, as the relay's messages do.
+		if got, want := d.Header(broker.HeaderBucket), strconv.Itoa(broker.BucketOf(env)); got != want {
+			t.Fatalf("message %d: bucket header %q, want %q", i, got, want)
+		}
 	}
 	if other := drain(t, h.broker, qb); len(other) != 0 {
 		t.Fatalf("the other queue got %d messages, want none", len(other))
@@ -227,12 +233,36 @@ func TestPlanCountsAndSamples(t *testing.T) {
 
 func TestReplayNeedsOneTarget(t *testing.T) {
 	h := newHarness(t, 1)
-	if _, err := replay.Run(context.Background(), h.store, h.broker, replay.Options{}); err == nil {
+	if _, err := replay.Run(context.Background(), h.store, h.broker, replay.Options{}); !errors.Is(err, replay.ErrBadTarget) {
 		t.Fatal("a replay without a target ran")
 	}
 	_, err := replay.Run(context.Background(), h.store, h.broker, replay.Options{Target: replay.Target{Queue: testenv.Name("missing")}})
 	if !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("replay to a missing queue: %v, want ErrNotFound", err)
+	}
+}
+
+// TestReplayRefusesARetryQueue: a retry queue's events would come back
+// late, and a sharded group's without their shard; names that only look
+// alike are looked up as queues.
+func TestReplayRefusesARetryQueue(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := testenv.Context(t, 30*time.Second)
+	for _, q := range []string{"badges.retry.1", "badges.retry.12", "a.retry.b.retry.3"} {
+		_, err := replay.Run(ctx, h.store, h.broker, replay.Options{Target: replay.Target{Queue: q}})
+		if !errors.Is(err, replay.ErrBadTarget) || !strings.Contains(err.Error(), "is a retry queue") {
+			t.Errorf("replay to %q: %v, want a refusal naming the retry queue", q, err)
+		}
+	}
+	if _, err := replay.Run(ctx, h.store, h.broker, replay.Options{Target: replay.Target{Queue: "badges.retry.1"}}); err == nil ||
+		!strings.Contains(err.Error(), `"badges.shards"`) {
+		t.Errorf("the refusal %v does not name the shard exchange badges.shards", err)
+	}
+	for _, q := range []string{".retry.", ".retry.1x", ".retry", ".retry1"} {
+		name := testenv.Name("missing") + q
+		if _, err := replay.Run(ctx, h.store, h.broker, replay.Options{Target: replay.Target{Queue: name}}); !errors.Is(err, broker.ErrNotFound) {
+			t.Errorf("replay to %q: %v, want ErrNotFound (not a retry queue)", name, err)
+		}
 	}
 }
 

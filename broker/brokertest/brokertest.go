@@ -78,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"CloseEndsEverything", testBrokerClose},
 		{"BucketBindingsRouteByBucket", testBucketRouting},
 		{"DeadLetterExchangeRoutes", testDeadLetterExchange},
+		{"QueueOnlyPublisherUsesTheDefaultExchangeOnly", testQueueOnlyPublisher},
 		{"SingleActiveConsumerFailsOverInOrder", testSingleActiveConsumer},
 		{"FaultSubscriptionEndsOnCut", testFaultSubscriptionEnds},
 		{"FaultPublisherEndsOnCut", testFaultPublisherEnds},

@@ -1,6 +1,7 @@
 package brokertest
 
 import (
+	"errors"
 	"maps"
 	"reflect"
 	"slices"
@@ -149,4 +150,31 @@ func testSingleActiveConsumer(t *testing.T, h Harness) {
 	if err := b.DeclareQueue(ctxFor(t), broker.QueueSpec{Name: q}); err == nil {
 		t.Fatal("declaring a single-active-consumer queue as a plain one succeeded")
 	}
+}
+
+// testQueueOnlyPublisher: a queue-only publisher delivers through the
+// default exchange with the message's bucket header intact, and refuses,
+// alone, a message to any other exchange.
+func testQueueOnlyPublisher(t *testing.T, h Harness) {
+	b := h.open(t)
+	x := exchange(t, b)
+	q := queue(t, b, broker.QueueSpec{Name: "bt_direct"})
+	bound := queue(t, b, broker.QueueSpec{Name: "bt_bound", Bindings: []broker.Binding{{Exchange: x, Pattern: "#"}}})
+	p := publisher(t, b, broker.PublisherOptions{QueueOnly: true})
+	if _, err := p.Publish(ctxFor(t), x, "quiz.started", bucketMsg("via-x", 5)); !errors.Is(err, broker.ErrRefused) {
+		t.Fatalf("Publish to the topic exchange %s: %v, want ErrRefused", x, err)
+	}
+	publishAll(t, p, broker.NamelessExchange, q, bucketMsg("m1", 5), bucketMsg("m2", 63), msg("m3"))
+	s := subscribe(t, b, q, 10)
+	d := receive(t, s, 3)
+	if !slices.Equal(ids(d), []string{"m1", "m2", "m3"}) {
+		t.Fatalf("the queue got %v, want [m1 m2 m3] in order", ids(d))
+	}
+	for i, want := range []string{"5", "63", ""} {
+		if got := d[i].Header(broker.HeaderBucket); got != want {
+			t.Errorf("%s: bucket header %q, want %q", d[i].MessageID, got, want)
+		}
+	}
+	ack(t, d...)
+	wantMessages(t, b, bound, 0)
 }

@@ -70,6 +70,9 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	if err := broker.CheckMessage(exchange, routingKey, m); err != nil {
 		return nil, fmt.Errorf("memory: publish message %.64q: %w", m.MessageID, err)
 	}
+	if err := p.opts.CheckExchange(exchange); err != nil {
+		return nil, fmt.Errorf("memory: publish message %.64q: %w", m.MessageID, err)
+	}
 	if limit := p.b.maxMessageSize.Load(); limit > 0 && int64(len(m.Body)) > limit {
 		return nil, fmt.Errorf("memory: publish message %.64q: %w: the body is %d bytes, over the broker's max message size of %d",
 			m.MessageID, broker.ErrRefused, len(m.Body), limit)

@@ -18,7 +18,7 @@ import (
 type publisher struct {
 	b         *Broker
 	ch        *amqp.Channel
-	mandatory bool
+	opts      broker.PublisherOptions
 	done      chan struct{}
 	closeOnce sync.Once
 
@@ -80,7 +80,7 @@ func (b *Broker) NewPublisher(ctx context.Context, opts broker.PublisherOptions)
 			}
 			return nil, b.wrap(op, err)
 		}
-		p := &publisher{b: b, ch: ch, mandatory: opts.Mandatory, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		p := &publisher{b: b, ch: ch, opts: opts, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 		closes := ch.NotifyClose(make(chan *amqp.Error, 1))
 		var returns chan amqp.Return
 		onReturn := opts.OnReturn
@@ -220,11 +220,14 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	if err := broker.CheckMessage(exchange, routingKey, m); err != nil {
 		return nil, fmt.Errorf("rabbitmq: publish message %.64q: %w", m.MessageID, err)
 	}
+	if err := p.opts.CheckExchange(exchange); err != nil {
+		return nil, fmt.Errorf("rabbitmq: publish message %.64q: %w", m.MessageID, err)
+	}
 	headers, err := toTable(m.Headers)
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: publish message %q: %w: %w", m.MessageID, broker.ErrRefused, err)
 	}
-	if bucket := broker.MessageBucket(m); bucket >= 0 {
+	if bucket := broker.MessageBucket(m); bucket >= 0 && !p.opts.QueueOnly {
 		// Bindings with buckets route by it (see bucketKey). toTable may
 		// return the caller's own map, which is not Publish's to change.
 		withCC := make(amqp.Table, len(headers)+1)
@@ -245,7 +248,7 @@ func (p *publisher) Publish(ctx context.Context, exchange, routingKey string, m 
 	if !m.Timestamp.IsZero() {
 		msg.Timestamp = m.Timestamp
 	}
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, routingKey, p.mandatory, false, msg)
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, routingKey, p.opts.Mandatory, false, msg)
 	if err != nil {
 		return nil, p.b.wrap("publish", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -303,5 +304,74 @@ func TestHeadersOfEveryIntegerWidthComeBackAsInt64(t *testing.T) {
 	}
 	if err := d.Ack(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQueueOnlyPublisherSendsNoBucketKey: through the default exchange, the
+// CC key of a message's bucket names one more queue, "b~<bucket>.<queue>",
+// which RabbitMQ routes a copy to when it exists; a queue-only publisher
+// does not send the key (it is what its option saves), so such a queue gets
+// nothing from it.
+func TestQueueOnlyPublisherSendsNoBucketKey(t *testing.T) {
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	b := open(t, testenv.AMQPURL())
+	defer b.Close()
+	ctx := testenv.Context(t, 30*time.Second)
+	q := testenv.Name("rmq_direct")
+	shadow := "b~5." + q // the bucket key of bucket 5 (see bucketKey)
+	for _, name := range []string{q, shadow} {
+		if err := b.DeclareQueue(ctx, broker.QueueSpec{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		defer b.DeleteQueue(context.Background(), name)
+	}
+	publish := func(opts broker.PublisherOptions, id string) {
+		t.Helper()
+		p, err := b.NewPublisher(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		m := broker.Message{MessageID: id, Body: []byte(id), Headers: map[string]any{broker.HeaderBucket: "5"}}
+		c, err := p.Publish(ctx, broker.NamelessExchange, q, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			t.Fatal("no confirm")
+		}
+		if !c.Acked() {
+			t.Fatalf("%s was not acked", id)
+		}
+	}
+	ids := func(name string) []string {
+		t.Helper()
+		br, err := b.Browse(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer br.Close()
+		var out []string
+		for {
+			d, ok, err := br.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return out
+			}
+			out = append(out, d.MessageID)
+		}
+	}
+	publish(broker.PublisherOptions{QueueOnly: true}, "queue-only")
+	publish(broker.PublisherOptions{}, "plain")
+	// Both are confirmed: each is in every queue it was routed to.
+	if got := ids(q); !slices.Equal(got, []string{"queue-only", "plain"}) {
+		t.Errorf("%s holds %v, want [queue-only plain]", q, got)
+	}
+	if got := ids(shadow); !slices.Equal(got, []string{"plain"}) {
+		t.Errorf("%s holds %v, want [plain]: only the plain publisher sends the bucket key", shadow, got)
 	}
 }
