@@ -259,3 +259,66 @@ func FuzzStoredData(f *testing.F) {
 		}
 	})
 }
+
+// checkDecodeSealed fails when decodeSealed and json.Unmarshal disagree
+// about raw: both fail, or both give the same member.
+func checkDecodeSealed(t interface{ Fatalf(string, ...any) }, raw []byte) {
+	var want sealedMember
+	wantErr := json.Unmarshal(raw, &want)
+	got, err := decodeSealed(raw)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("decodeSealed(%q): error %v, json.Unmarshal: %v", raw, err, wantErr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("decodeSealed(%q) = %#v, json.Unmarshal gives %#v", raw, got, want)
+	}
+}
+
+// TestDecodeSealedIsUnmarshal: the sealed member as the bus writes it, for
+// any subject, fields and ciphertext, decodes as json.Unmarshal decodes it,
+// and by the direct path when it holds no character JSON must escape.
+func TestDecodeSealedIsUnmarshal(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		sm := sealedMember{
+			V:       rapid.IntRange(0, 3).Draw(rt, "v"),
+			Subject: rapid.String().Draw(rt, "subject"),
+			Fields:  rapid.SliceOfN(rapid.String(), 0, 4).Draw(rt, "fields"),
+			CT:      rapid.StringMatching(`[A-Za-z0-9+/]*={0,2}`).Draw(rt, "ct"),
+			Erased:  rapid.Bool().Draw(rt, "erased"),
+		}
+		raw, err := json.Marshal(sm)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		checkDecodeSealed(rt, raw)
+		plain := func(s string) bool {
+			return json.Valid([]byte(`"`+s+`"`)) && !bytes.ContainsAny([]byte(s), "\\\"<>&\u2028\u2029")
+		}
+		simple := plain(sm.Subject)
+		for _, f := range sm.Fields {
+			simple = simple && plain(f)
+		}
+		if _, ok := decodeSealedFast(raw); simple && !ok {
+			rt.Fatalf("the member %s, as the bus writes it, took the slow path", raw)
+		}
+	})
+}
+
+// FuzzDecodeSealed: whatever the stored bytes, decodeSealed agrees with
+// json.Unmarshal.
+//
+//	go test ./erasure -run '^$' -fuzz FuzzDecodeSealed -fuzztime 30s
+func FuzzDecodeSealed(f *testing.F) {
+	for _, seed := range []string{
+		`{"v":1,"subject":"L","fields":["score_raw"],"ct":"AAAA"}`,
+		`{"v":1,"subject":"L","fields":[],"erased":true}`,
+		`{ "v" : 1 , "subject" : "L" , "fields" : [ "a" , "b" ] }`,
+		`{"V":1,"Subject":"L"}`, `{"v":01}`, `{"v":1.0}`, `{"v":-1}`, `{"v":1e2}`,
+		`{"subject":"a\u00e9\"b"}`, `{"subject":null,"fields":null}`, `{"fields":[1]}`,
+		`{}`, `[]`, `{"v":1}x`, `{"v":1,}`, `{"erased":"true"}`, `{"v":1,"v":2}`,
+		"{\"subject\":\"\xff\"}", "{\"subject\":\"a\tb\"}", `{"other":{"x":[1,2]}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) { checkDecodeSealed(t, raw) })
+}
