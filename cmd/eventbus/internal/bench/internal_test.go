@@ -2,12 +2,21 @@ package bench
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+
+	eventbus "github.com/edupulse/eventbus"
+	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/edupulse"
+	"github.com/edupulse/eventbus/event"
+	"github.com/edupulse/eventbus/store/sqlite"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -82,5 +91,42 @@ func TestConnectTakesPoolSettings(t *testing.T) {
 	_, err := connect(ctx, "postgres://u@127.0.0.1:1/db?pool_max_conns=4&connect_timeout=1")
 	if err == nil || strings.Contains(err.Error(), "not valid") {
 		t.Fatalf("connect: %v, want a connection error", err)
+	}
+}
+
+// TestCeilingMessageIsTheBusMessage: the ceilings publish what the relay
+// publishes for the scenarios' events, with the same properties and
+// headers, so that a ceiling costs the broker what the bus's messages do.
+func TestCeilingMessageIsTheBusMessage(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), t.TempDir()+"/events.db", sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bus := eventbus.New(s, eventbus.Config{Registry: edupulse.Registry()})
+	d, err := eventbus.NewDraft(edupulse.QuizSubmitted{QuizID: uuid.New(), LearnerID: uuid.New(), ScoreRaw: 90}, eventbus.Subject("quiz-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bus.Append(context.Background(), []event.Draft{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := broker.EnvelopeMessage(res[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ceiling := ceilingMessage()
+	if got, want := slices.Sorted(maps.Keys(ceiling.Headers)), slices.Sorted(maps.Keys(stored.Headers)); !slices.Equal(got, want) {
+		t.Errorf("the ceiling's headers are %v, the bus's %v", got, want)
+	}
+	if ceiling.Header(broker.HeaderDataSchema) != stored.Header(broker.HeaderDataSchema) {
+		t.Errorf("the ceiling's dataschema is %q, the bus's %q", ceiling.Header(broker.HeaderDataSchema), stored.Header(broker.HeaderDataSchema))
+	}
+	if ceiling.CorrelationID == "" || ceiling.Type != stored.Type || ceiling.ContentType != stored.ContentType {
+		t.Errorf("the ceiling's properties %+v differ from the bus's %+v", ceiling, stored)
 	}
 }
