@@ -140,6 +140,10 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 	if (opts.Target.Exchange == "") == (opts.Target.Queue == "") {
 		return Result{}, fmt.Errorf("%w: set exactly one target: an exchange or a queue", ErrBadTarget)
 	}
+	if q := opts.Target.Queue; isRetryQueue(q) {
+		return Result{}, fmt.Errorf("%w: queue %q is a retry queue: replay to its group's queue, or to a sharded group's shard exchange %q",
+			ErrBadTarget, q, q[:strings.LastIndex(q, retrySuffix)]+".shards")
+	}
 	if opts.ID == "" {
 		opts.ID = uuid.Must(uuid.NewV7()).String()
 	}
@@ -162,10 +166,6 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 		return res, fmt.Errorf("replay: count: %w", err)
 	}
 	if opts.Target.Queue != "" {
-		if isRetryQueue(opts.Target.Queue) {
-			return res, fmt.Errorf("%w: queue %q is a retry queue: replay to its group's queue, or to a sharded group's shard exchange %q",
-				ErrBadTarget, opts.Target.Queue, opts.Target.Queue[:strings.LastIndex(opts.Target.Queue, retrySuffix)]+".shards")
-		}
 		if _, err := b.InspectQueue(ctx, opts.Target.Queue); err != nil {
 			if errors.Is(err, broker.ErrNotFound) {
 				// consume.ShardExchange names it; replay cannot import consume.
