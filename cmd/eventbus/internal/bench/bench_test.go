@@ -263,6 +263,30 @@ func TestReplayForADuration(t *testing.T) {
 	}
 }
 
+// TestStreamStaysWithinItsBacklog: e2e-stream's caller records batches far
+// faster than one stream is delivered (one event per confirm round trip on
+// RabbitMQ), so it waits while it is streamBacklog events ahead of the
+// consumer. Unchecked, it recorded in 3 s what took far longer than the
+// drain's 10 s to deliver, and the scenario failed; a default run (10 s,
+// a drain of 2 min) failed so on a slow evening.
+func TestStreamStaysWithinItsBacklog(t *testing.T) {
+	testenv.Need(t, "PostgreSQL", testenv.PostgresURL())
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: broker.DefaultEventsExchange}
+	opts := bench.Options{Scenarios: []string{bench.E2EStream}, Duration: 3 * time.Second, CeilingDuration: 150 * time.Millisecond, DrainTimeout: 10 * time.Second}
+	rep, err := bench.Run(testenv.Context(t, 2*time.Minute), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("%d scenarios reported, want 1", len(rep.Scenarios))
+	}
+	if s := rep.Scenarios[0]; s.Error != "" || s.Events <= 0 || !strings.Contains(s.What, "ahead of the consumer") {
+		t.Fatalf("e2e-stream: %d events, %q, error %q", s.Events, s.What, s.Error)
+	}
+	checkRemoved(t, rep.Objects)
+}
+
 // runOneEmbedded runs the one scenario opts names on the embedded default
 // and returns the report and that scenario's result.
 func runOneEmbedded(t *testing.T, opts bench.Options) (bench.Report, bench.Result) {
