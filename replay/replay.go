@@ -61,14 +61,15 @@ func (t Target) route(env event.Envelope) (exchange, key string) {
 // names them, and replay does not import the consumer runtime.
 const retrySuffix = ".retry."
 
-// isRetryQueue reports whether q is named as a group's retry queue.
-func isRetryQueue(q string) bool {
+// retryGroup returns the group whose retry queue q is named as, and
+// whether it is one.
+func retryGroup(q string) (string, bool) {
 	i := strings.LastIndex(q, retrySuffix)
 	if i <= 0 {
-		return false
+		return "", false
 	}
 	n := q[i+len(retrySuffix):]
-	return n != "" && strings.Trim(n, "0123456789") == ""
+	return q[:i], n != "" && strings.Trim(n, "0123456789") == ""
 }
 
 // Selective reports whether f selects fewer than every stored event; see
@@ -140,9 +141,9 @@ func Run(ctx context.Context, s store.Store, b broker.Broker, opts Options) (Res
 	if (opts.Target.Exchange == "") == (opts.Target.Queue == "") {
 		return Result{}, fmt.Errorf("%w: set exactly one target: an exchange or a queue", ErrBadTarget)
 	}
-	if q := opts.Target.Queue; isRetryQueue(q) {
+	if group, ok := retryGroup(opts.Target.Queue); ok {
 		return Result{}, fmt.Errorf("%w: queue %q is a retry queue: replay to its group's queue, or to a sharded group's shard exchange %q",
-			ErrBadTarget, q, q[:strings.LastIndex(q, retrySuffix)]+".shards")
+			ErrBadTarget, opts.Target.Queue, group+".shards")
 	}
 	if opts.ID == "" {
 		opts.ID = uuid.Must(uuid.NewV7()).String()

@@ -91,31 +91,6 @@ func newHarnessIn(t testing.TB, n, streams int, queues ...string) *harness {
 	return h
 }
 
-// drain takes every message now in queue.
-func drain(t *testing.T, b broker.Broker, queue string) []broker.Delivery {
-	t.Helper()
-	ctx := testenv.Context(t, 30*time.Second)
-	br, err := b.Browse(ctx, queue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	var out []broker.Delivery
-	for {
-		d, ok, err := br.Next(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return out
-		}
-		if err := d.Ack(); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d)
-	}
-}
-
 func TestReplayToOneQueueReachesOnlyThatQueue(t *testing.T) {
 	qa, qb := testenv.Name("replay_a"), testenv.Name("replay_b")
 	h := newHarness(t, 200, qa, qb)
@@ -126,7 +101,7 @@ func TestReplayToOneQueueReachesOnlyThatQueue(t *testing.T) {
 	if !res.Complete || res.Published != 200 || res.Total != 200 {
 		t.Fatalf("result %+v; want 200 of 200, complete", res)
 	}
-	got := drain(t, h.broker, qa)
+	got := testenv.Drain(t, h.broker, qa)
 	if len(got) != 200 {
 		t.Fatalf("target queue got %d messages, want 200", len(got))
 	}
@@ -147,7 +122,7 @@ func TestReplayToOneQueueReachesOnlyThatQueue(t *testing.T) {
 			t.Fatalf("message %d: bucket header %q, want %q", i, got, want)
 		}
 	}
-	if other := drain(t, h.broker, qb); len(other) != 0 {
+	if other := testenv.Drain(t, h.broker, qb); len(other) != 0 {
 		t.Fatalf("the other queue got %d messages, want none", len(other))
 	}
 }
@@ -163,7 +138,7 @@ func TestReplayToExchangeReachesEveryBoundQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{qa, qb} {
-		got := drain(t, h.broker, q)
+		got := testenv.Drain(t, h.broker, q)
 		if len(got) != 150 {
 			t.Fatalf("queue %s got %d messages, want 150", q, len(got))
 		}
@@ -205,7 +180,7 @@ func TestInterruptedReplayResumes(t *testing.T) {
 	// first run's events, those in flight at the cut, then the second
 	// run's from the resume point: every event, in order, and repeats only
 	// of the ones in flight.
-	got := drain(t, h.broker, q)
+	got := testenv.Drain(t, h.broker, q)
 	inFlight := len(got) - 300
 	if inFlight < 0 {
 		t.Fatalf("queue got %d messages, want every one of the 300 events", len(got))

@@ -273,30 +273,6 @@ func ack(t *testing.T, ds ...broker.Delivery) {
 	}
 }
 
-// drain takes every message of q with a browser and acks it, returning
-// their ids in order.
-func drain(t *testing.T, b broker.Broker, q string) []string {
-	t.Helper()
-	ctx := ctxFor(t)
-	br, err := b.Browse(ctx, q)
-	if err != nil {
-		t.Fatalf("Browse(%s): %v", q, err)
-	}
-	defer br.Close()
-	var ids []string
-	for {
-		d, ok, err := br.Next(ctx)
-		if err != nil {
-			t.Fatalf("Browser.Next(%s): %v", q, err)
-		}
-		if !ok {
-			return ids
-		}
-		ids = append(ids, d.MessageID)
-		ack(t, d)
-	}
-}
-
 // eventually retries check until it returns nil, or fails the test with
 // its last error. Brokers update counts asynchronously.
 func eventually(t *testing.T, what string, check func() error) {

@@ -187,7 +187,7 @@ func testBrowse(t *testing.T, h Harness) {
 		t.Fatalf("Close: %v", err)
 	}
 	wantMessages(t, b, q, 2)
-	rest := drain(t, b, q)
+	rest := testenv.DrainIDs(t, b, q)
 	if len(rest) != 2 || slices.Contains(rest, d.MessageID) {
 		t.Fatalf("after acking %s the queue holds %v", d.MessageID, rest)
 	}
@@ -287,7 +287,7 @@ func testDeleteExchange(t *testing.T, h Harness) {
 	}
 	// The binding went with the exchange.
 	publishTo(t, b, x, "k", "after")
-	if got := drain(t, b, q); !slices.Equal(got, []string{"before"}) {
+	if got := testenv.DrainIDs(t, b, q); !slices.Equal(got, []string{"before"}) {
 		t.Fatalf("queue holds %v, want [before]", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/internal/testenv"
 )
 
 func testFaultSubscriptionEnds(t *testing.T, h Harness) {
@@ -104,7 +105,7 @@ func testFaultPublisherEnds(t *testing.T, h Harness) {
 	}
 	// A new publisher works after reconnection.
 	publishTo(t, b, broker.NamelessExchange, q, "after-cut")
-	inQueue := drain(t, b, q)
+	inQueue := testenv.DrainIDs(t, b, q)
 	for _, id := range acked {
 		if !slices.Contains(inQueue, id) {
 			t.Fatalf("acked message %s is not in the queue", id)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/internal/testenv"
 )
 
 func testDeclareIdempotent(t *testing.T, h Harness) {
@@ -39,7 +40,7 @@ func testDeclareIdempotent(t *testing.T, h Harness) {
 	}
 	// Declaring again must not have doubled the bindings.
 	publishTo(t, b, x, "a.b", "once")
-	if got := drain(t, b, spec.Name); !slices.Equal(got, []string{"once"}) {
+	if got := testenv.DrainIDs(t, b, spec.Name); !slices.Equal(got, []string{"once"}) {
 		t.Fatalf("queue holds %v, want [once]", got)
 	}
 }
@@ -84,7 +85,7 @@ func testTopicRouting(t *testing.T, h Harness) {
 	}
 	for i, tc := range routingTable {
 		t.Run(tc.pattern, func(t *testing.T) {
-			got := drain(t, b, queues[i])
+			got := testenv.DrainIDs(t, b, queues[i])
 			if !slices.Equal(sorted(got), sorted(tc.matches)) {
 				t.Fatalf("pattern %q received %v, want %v", tc.pattern, sorted(got), sorted(tc.matches))
 			}
@@ -97,7 +98,7 @@ func testSeveralBindingsDeliverOnce(t *testing.T, h Harness) {
 	x := exchange(t, b)
 	q := queue(t, b, broker.QueueSpec{Bindings: []broker.Binding{{Exchange: x, Pattern: "a.#"}, {Exchange: x, Pattern: "#.c"}, {Exchange: x, Pattern: "a.b.c"}}})
 	publishTo(t, b, x, "a.b.c", "m1")
-	if got := drain(t, b, q); !slices.Equal(got, []string{"m1"}) {
+	if got := testenv.DrainIDs(t, b, q); !slices.Equal(got, []string{"m1"}) {
 		t.Fatalf("queue bound three times received %v, want [m1] once", got)
 	}
 }
@@ -108,10 +109,10 @@ func testNamelessExchange(t *testing.T, h Harness) {
 	q2 := queue(t, b, broker.QueueSpec{})
 	publishTo(t, b, broker.NamelessExchange, q1, "to-q1")
 	publishTo(t, b, broker.NamelessExchange, q2, "to-q2a", "to-q2b")
-	if got := drain(t, b, q1); !slices.Equal(got, []string{"to-q1"}) {
+	if got := testenv.DrainIDs(t, b, q1); !slices.Equal(got, []string{"to-q1"}) {
 		t.Fatalf("%s received %v", q1, got)
 	}
-	if got := drain(t, b, q2); !slices.Equal(got, []string{"to-q2a", "to-q2b"}) {
+	if got := testenv.DrainIDs(t, b, q2); !slices.Equal(got, []string{"to-q2a", "to-q2b"}) {
 		t.Fatalf("%s received %v", q2, got)
 	}
 }
@@ -273,7 +274,7 @@ func testMandatoryReturn(t *testing.T, h Harness) {
 		r.Exchange != x || r.RoutingKey != "nobody.listens" || r.Reason == "" {
 		t.Fatalf("returned %+v", r)
 	}
-	if got := drain(t, b, q); !slices.Equal(got, []string{"routed", "routed2"}) {
+	if got := testenv.DrainIDs(t, b, q); !slices.Equal(got, []string{"routed", "routed2"}) {
 		t.Fatalf("queue received %v", got)
 	}
 }

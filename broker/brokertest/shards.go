@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edupulse/eventbus/broker"
+	"github.com/edupulse/eventbus/internal/testenv"
 )
 
 // bucketMsg returns a message whose id and body are id, in bucket b (none
@@ -70,18 +71,18 @@ func testBucketRouting(t *testing.T, h Harness) {
 	}
 	for i, q := range qs {
 		wantMessages(t, b, q, len(want[i]))
-		if got := drain(t, b, q); !slices.Equal(got, want[i]) {
+		if got := testenv.DrainIDs(t, b, q); !slices.Equal(got, want[i]) {
 			t.Fatalf("shard %d holds %v, want %v", i, got, want[i])
 		}
 	}
-	if got := drain(t, b, all); len(got) != len(msgs) {
+	if got := testenv.DrainIDs(t, b, all); len(got) != len(msgs) {
 		t.Fatalf("the queue without buckets holds %d messages, want all %d", len(got), len(msgs))
 	}
 
 	// Through the second exchange, by bucket only.
 	publishAll(t, p, x2, "anything.at.all", bucketMsg("via-x2", 4))
 	wantMessages(t, b, qs[4%shards], 1)
-	if got := drain(t, b, qs[4%shards]); !slices.Equal(got, []string{"via-x2"}) {
+	if got := testenv.DrainIDs(t, b, qs[4%shards]); !slices.Equal(got, []string{"via-x2"}) {
 		t.Fatalf("shard %d holds %v, want [via-x2]", 4%shards, got)
 	}
 
@@ -93,7 +94,7 @@ func testBucketRouting(t *testing.T, h Harness) {
 	}
 	publishAll(t, p, x, "extra.one", bucketMsg("extra-1", 1), bucketMsg("extra-2", 2))
 	wantMessages(t, b, qs[0], 1)
-	if got := drain(t, b, qs[0]); !slices.Equal(got, []string{"extra-1"}) {
+	if got := testenv.DrainIDs(t, b, qs[0]); !slices.Equal(got, []string{"extra-1"}) {
 		t.Fatalf("shard 0 holds %v, want [extra-1]", got)
 	}
 }
@@ -116,7 +117,7 @@ func testDeadLetterExchange(t *testing.T, h Harness) {
 	}
 	ack(t, d...)
 	wantMessages(t, b, even, 2)
-	if got := drain(t, b, even); !slices.Equal(got, []string{"e1", "e2"}) {
+	if got := testenv.DrainIDs(t, b, even); !slices.Equal(got, []string{"e1", "e2"}) {
 		t.Fatalf("the even queue holds %v, want [e1 e2] in order", got)
 	}
 }

@@ -346,32 +346,13 @@ func TestQueueOnlyPublisherSendsNoBucketKey(t *testing.T) {
 			t.Fatalf("%s was not acked", id)
 		}
 	}
-	ids := func(name string) []string {
-		t.Helper()
-		br, err := b.Browse(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer br.Close()
-		var out []string
-		for {
-			d, ok, err := br.Next(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				return out
-			}
-			out = append(out, d.MessageID)
-		}
-	}
 	publish(broker.PublisherOptions{QueueOnly: true}, "queue-only")
 	publish(broker.PublisherOptions{}, "plain")
 	// Both are confirmed: each is in every queue it was routed to.
-	if got := ids(q); !slices.Equal(got, []string{"queue-only", "plain"}) {
+	if got := testenv.DrainIDs(t, b, q); !slices.Equal(got, []string{"queue-only", "plain"}) {
 		t.Errorf("%s holds %v, want [queue-only plain]", q, got)
 	}
-	if got := ids(shadow); !slices.Equal(got, []string{"plain"}) {
+	if got := testenv.DrainIDs(t, b, shadow); !slices.Equal(got, []string{"plain"}) {
 		t.Errorf("%s holds %v, want [plain]: only the plain publisher sends the bucket key", shadow, got)
 	}
 }
