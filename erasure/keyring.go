@@ -235,13 +235,14 @@ func (k *Keyring) Open(ctx context.Context, events []event.Envelope) error {
 			return err
 		}
 	}
+	var o opener
 	for _, p := range todo {
 		e := &events[p.i]
 		aead := keys[p.sm.Subject].aead
 		if p.sm.Erased {
 			aead = nil
 		}
-		data, err := openData(e.ID, e.Data, p.sm, p.ms, p.at, aead)
+		data, err := o.open(e.ID, e.Data, p.sm, p.ms, p.at, aead)
 		if err != nil {
 			return fmt.Errorf("erasure: %w", err)
 		}

@@ -226,7 +226,7 @@ func hasSealedMember(data []byte) bool {
 		return false
 	}
 	for _, m := range ms {
-		if m.key == event.SealedKey {
+		if m.is(event.SealedKey) {
 			return true
 		}
 	}

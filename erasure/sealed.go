@@ -40,29 +40,42 @@ type sealedMember struct {
 	V       int      `json:"v"`
 	Subject string   `json:"subject"`
 	Fields  []string `json:"fields"`
-	CT      string   `json:"ct,omitempty"`
-	Erased  bool     `json:"erased,omitempty"`
+	// CT is the nonce and the ciphertext; encoding/json writes and reads
+	// it as standard base64, which is the stored form.
+	CT     []byte `json:"ct,omitempty"`
+	Erased bool   `json:"erased,omitempty"`
 }
 
 // ErrSealed reports stored data whose sealed member this build cannot read.
 var ErrSealed = errors.New("sealed personal data unreadable")
 
 // member is one top-level member of a JSON object: its key, and where its
-// key (the opening quote) and its value lie in the data.
+// key (the opening quote) and its value lie in the data. The key is a
+// slice of the data itself unless it has escapes: every read opens every
+// sealed event, and a string per key would be most of its allocations.
 type member struct {
-	key                          string
+	key                          []byte
 	keyStart, keyEnd, start, end int
 }
+
+// is reports whether m's key is name.
+func (m member) is(name string) bool { return string(m.key) == name }
 
 // members lists the top-level members of the JSON object data, which must
 // be valid JSON (the bus checked it when it was appended).
 func members(data []byte) ([]member, error) {
+	return appendMembers(make([]member, 0, 8), data)
+}
+
+// appendMembers is members appending to out, so that a caller can list
+// them into an array of its own.
+func appendMembers(out []member, data []byte) ([]member, error) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return nil, errors.New("data is not a JSON object")
 	}
 	i++
-	var out []member
+	first := len(out)
 	for {
 		i = skipSpace(data, i)
 		if i >= len(data) {
@@ -71,7 +84,7 @@ func members(data []byte) ([]member, error) {
 		if data[i] == '}' {
 			return out, nil
 		}
-		if len(out) > 0 {
+		if len(out) > first {
 			if data[i] != ',' {
 				return nil, fmt.Errorf("data: expected ',' or '}' at byte %d", i)
 			}
@@ -103,15 +116,15 @@ func members(data []byte) ([]member, error) {
 	}
 }
 
-func unquoteKey(quoted []byte) (string, error) {
+func unquoteKey(quoted []byte) ([]byte, error) {
 	if bytes.IndexByte(quoted, '\\') < 0 {
-		return string(quoted[1 : len(quoted)-1]), nil
+		return quoted[1 : len(quoted)-1], nil
 	}
 	var s string
 	if err := json.Unmarshal(quoted, &s); err != nil {
-		return "", fmt.Errorf("data: bad key: %w", err)
+		return nil, fmt.Errorf("data: bad key: %w", err)
 	}
-	return s, nil
+	return []byte(s), nil
 }
 
 func skipSpace(data []byte, i int) int {
@@ -179,14 +192,13 @@ func skipValue(data []byte, i int) (int, error) {
 	return j, nil
 }
 
-// sealAAD is the associated data of an event's ciphertext: it binds the
-// ciphertext to the event and the subject, so that it cannot be copied to
-// another event.
-func sealAAD(id uuid.UUID, subject string) []byte {
-	aad := make([]byte, 0, 20+16+len(subject))
-	aad = append(aad, "eventbus:sealed:v1\x00"...)
-	aad = append(aad, id[:]...)
-	return append(aad, subject...)
+// appendSealAAD appends the associated data of an event's ciphertext to
+// dst: it binds the ciphertext to the event and the subject, so that it
+// cannot be copied to another event.
+func appendSealAAD(dst []byte, id uuid.UUID, subject string) []byte {
+	dst = append(dst, "eventbus:sealed:v1\x00"...)
+	dst = append(dst, id[:]...)
+	return append(dst, subject...)
 }
 
 // sealData returns data with the fields of p replaced by null and the
@@ -206,20 +218,20 @@ func sealData(id uuid.UUID, p event.PersonalData, data []byte, aead cipher.AEAD)
 	var fields []string
 	var spans []member
 	for _, m := range ms {
-		if m.key == event.SealedKey {
+		if m.is(event.SealedKey) {
 			return nil, false, &event.PersonalError{Field: "data." + event.SealedKey, Reason: "is a reserved name; the bus stores encrypted personal fields under it"}
 		}
-		if !wanted[m.key] || string(data[m.start:m.end]) == "null" {
+		if !wanted[string(m.key)] || string(data[m.start:m.end]) == "null" {
 			continue
 		}
-		wanted[m.key] = false // a duplicate key was refused on the way in; be safe
+		wanted[string(m.key)] = false // a duplicate key was refused on the way in; be safe
 		if len(fields) > 0 {
 			plain = append(plain, ',')
 		}
 		plain = append(plain, data[m.keyStart:m.keyEnd]...) // the key as the producer wrote it
 		plain = append(plain, ':')
 		plain = append(plain, data[m.start:m.end]...)
-		fields = append(fields, m.key)
+		fields = append(fields, string(m.key))
 		spans = append(spans, m)
 	}
 	if len(fields) == 0 {
@@ -234,7 +246,7 @@ func sealData(id uuid.UUID, p event.PersonalData, data []byte, aead cipher.AEAD)
 		if _, err := rand.Read(nonce); err != nil {
 			return nil, false, fmt.Errorf("erasure: nonce: %w", err)
 		}
-		sm.CT = base64.StdEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, sealAAD(id, p.DataSubject)))
+		sm.CT = aead.Seal(nonce, nonce, plain, appendSealAAD(nil, id, p.DataSubject))
 	}
 	tail, err := json.Marshal(sm)
 	if err != nil {
@@ -266,7 +278,7 @@ func sealedOf(data []byte) (sm sealedMember, ms []member, at int, ok bool, err e
 		return sm, nil, 0, false, err
 	}
 	for i, m := range ms {
-		if m.key != event.SealedKey {
+		if !m.is(event.SealedKey) {
 			continue
 		}
 		if sm, err = decodeSealed(data[m.start:m.end]); err != nil {
@@ -297,13 +309,14 @@ func decodeSealed(raw []byte) (sealedMember, error) {
 // decodeSealedFast is decodeSealed's direct path; ok is false when raw is
 // not in the form the bus writes.
 func decodeSealedFast(raw []byte) (sm sealedMember, ok bool) {
-	ms, err := members(raw)
+	var room [8]member // the bus writes at most five
+	ms, err := appendMembers(room[:0], raw)
 	if err != nil || len(ms) == 0 || raw[len(raw)-1] != '}' || skipSpace(raw, ms[len(ms)-1].end) != len(raw)-1 {
 		return sm, false
 	}
 	for _, m := range ms {
 		v := raw[m.start:m.end]
-		switch m.key {
+		switch string(m.key) {
 		case "v":
 			n, ok := smallInt(v)
 			if !ok {
@@ -315,9 +328,17 @@ func decodeSealedFast(raw []byte) (sm sealedMember, ok bool) {
 				return sm, false
 			}
 		case "ct":
-			if sm.CT, ok = plainString(v); !ok {
+			// As encoding/json decodes base64 into a []byte.
+			b64, ok := plainBytes(v)
+			if !ok {
 				return sm, false
 			}
+			ct := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+			n, err := base64.StdEncoding.Decode(ct, b64)
+			if err != nil {
+				return sm, false
+			}
+			sm.CT = ct[:n]
 		case "erased":
 			switch string(v) {
 			case "true":
@@ -358,19 +379,25 @@ func smallInt(v []byte) (int, bool) {
 // plainString reads a JSON string without escapes, control characters or
 // invalid UTF-8 (which json.Unmarshal would replace).
 func plainString(v []byte) (string, bool) {
+	body, ok := plainBytes(v)
+	return string(body), ok
+}
+
+// plainBytes is plainString's content, as a slice of v.
+func plainBytes(v []byte) ([]byte, bool) {
 	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
-		return "", false
+		return nil, false
 	}
 	body := v[1 : len(v)-1]
 	for _, c := range body {
 		if c < 0x20 || c == '\\' || c == '"' {
-			return "", false
+			return nil, false
 		}
 	}
 	if !utf8.Valid(body) {
-		return "", false
+		return nil, false
 	}
-	return string(body), true
+	return body, true
 }
 
 // plainStrings reads a JSON array of plain strings (see plainString).
@@ -413,24 +440,34 @@ func plainStrings(v []byte) ([]string, bool) {
 // removed, and the personal fields decrypted with aead, or left null when
 // aead is nil (the subject is erased).
 func openData(id uuid.UUID, data []byte, sm sealedMember, ms []member, at int, aead cipher.AEAD) ([]byte, error) {
-	var values map[string]json.RawMessage
+	var o opener
+	return o.open(id, data, sm, ms, at, aead)
+}
+
+// opener is openData with buffers kept from one event to the next: a page
+// of sealed events allocates only the data it returns.
+type opener struct{ aad, plain []byte }
+
+func (o *opener) open(id uuid.UUID, data []byte, sm sealedMember, ms []member, at int, aead cipher.AEAD) ([]byte, error) {
+	var (
+		room  [8]member
+		pms   []member // the personal fields' values, in o.plain
+		plain []byte
+	)
 	if aead != nil && !sm.Erased {
-		ct, err := base64.StdEncoding.DecodeString(sm.CT)
 		n := aead.NonceSize()
-		if err != nil || len(ct) < n+aead.Overhead() {
+		if len(sm.CT) < n+aead.Overhead() {
 			return nil, fmt.Errorf("%w: event %s: bad ciphertext", ErrSealed, id)
 		}
-		plain, err := aead.Open(nil, ct[:n], ct[n:], sealAAD(id, sm.Subject))
+		o.aad = appendSealAAD(o.aad[:0], id, sm.Subject)
+		var err error
+		plain, err = aead.Open(o.plain[:0], sm.CT[:n], sm.CT[n:], o.aad)
 		if err != nil {
 			return nil, fmt.Errorf("%w: event %s: %v", ErrSealed, id, err)
 		}
-		pms, err := members(plain)
-		if err != nil {
+		o.plain = plain
+		if pms, err = appendMembers(room[:0], plain); err != nil {
 			return nil, fmt.Errorf("%w: event %s: %v", ErrSealed, id, err)
-		}
-		values = make(map[string]json.RawMessage, len(pms))
-		for _, m := range pms {
-			values[m.key] = plain[m.start:m.end]
 		}
 	}
 	// The sealed member goes with the comma before it (or, first in its
@@ -450,12 +487,17 @@ func openData(id uuid.UUID, data []byte, sm sealedMember, ms []member, at int, a
 			prev = cutEnd
 			continue
 		}
-		v, ok := values[m.key]
-		if !ok {
+		// A handful of fields: a scan costs less than a map. The last
+		// of equal keys counts, as it would in encoding/json.
+		j := len(pms) - 1
+		for j >= 0 && !bytes.Equal(pms[j].key, m.key) {
+			j--
+		}
+		if j < 0 {
 			continue
 		}
 		out = append(out, data[prev:m.start]...)
-		out = append(out, v...)
+		out = append(out, plain[pms[j].start:pms[j].end]...)
 		prev = m.end
 	}
 	return append(out, data[prev:]...), nil

@@ -252,7 +252,7 @@ func readOne(br pgx.BatchResults, d event.Draft, r *oneResult) error {
 				r.result = store.Appended{Envelope: inserted(d, o)}
 			} else {
 				o.eventID = pgtype.UUID{Bytes: d.ID, Valid: true}
-				o.typ, o.source, o.data = typ.String, src.String, dataText.String
+				o.typ, o.source, o.data = typ.String, src.String, []byte(dataText.String)
 				r.result = store.Appended{Envelope: o.envelope(), Duplicate: true}
 			}
 		}
@@ -373,7 +373,7 @@ func (s *Store) appendBatch(ctx context.Context, q querier, drafts []event.Draft
 		d := drafts[i]
 		if dup {
 			r.eventID = pgtype.UUID{Bytes: d.ID, Valid: true}
-			r.typ, r.source, r.data = typ.String, src.String, dataText.String
+			r.typ, r.source, r.data = typ.String, src.String, []byte(dataText.String)
 			out[i] = store.Appended{Envelope: r.envelope(), Duplicate: true}
 		} else {
 			out[i] = store.Appended{Envelope: inserted(d, r)}

@@ -42,7 +42,7 @@ func (s *Store) ReadPartition(ctx context.Context, f store.PartitionFilter) (sto
 	}
 	limit := store.Filter{Limit: f.Limit}.EffectiveLimit()
 	if count == 1 {
-		events, err := s.collect(ctx, "read partition", "SELECT "+columns+" FROM event_store WHERE (commit_order, id) > ($1, $2) AND "+
+		events, err := s.collect(ctx, "read partition", limit, "SELECT "+columns+" FROM event_store WHERE (commit_order, id) > ($1, $2) AND "+
 			visible+" ORDER BY commit_order, id LIMIT $3", f.After.Order, f.After.Position, limit)
 		if err != nil {
 			return store.PartitionPage{}, err

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -37,7 +36,7 @@ type row struct {
 	causationID   pgtype.UUID
 	traceParent   pgtype.Text
 	traceState    pgtype.Text
-	data          string
+	data          []byte // a new slice for each row (pgx's scan of text into *[]byte)
 	commitOrder   uint64
 	dataSchema    pgtype.Text
 }
@@ -66,21 +65,26 @@ func (r *row) envelope() event.Envelope {
 		TraceState:    r.traceState.String,
 		Position:      r.position,
 		CommitOrder:   r.commitOrder,
-		Data:          json.RawMessage(r.data),
+		Data:          r.data,
 		DataSchema:    r.dataSchema.String,
 	}
 }
 
-func (s *Store) collect(ctx context.Context, op, sql string, args ...any) ([]event.Envelope, error) {
+// collect runs a statement that selects columns and returns its events.
+// limit is the most rows it can return: the result is made that size once
+// (up to maxCollect) rather than grown, which a relay's or a replay's page
+// of a thousand events would copy ten times over.
+func (s *Store) collect(ctx context.Context, op string, limit int, sql string, args ...any) ([]event.Envelope, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, s.wrap(err, op)
 	}
 	defer rows.Close()
-	var out []event.Envelope
+	out := make([]event.Envelope, 0, min(limit, maxCollect))
+	var r row // every column is scanned on every row, so one serves them all
+	dests := r.dests()
 	for rows.Next() {
-		var r row
-		if err := r.scan(rows); err != nil {
+		if err := rows.Scan(dests...); err != nil {
 			return nil, s.wrap(err, op)
 		}
 		out = append(out, r.envelope())
@@ -90,6 +94,11 @@ func (s *Store) collect(ctx context.Context, op, sql string, args ...any) ([]eve
 	}
 	return out, nil
 }
+
+// maxCollect bounds the events collect makes room for before it has read
+// them: a page of the largest limit that finds a handful of events should
+// not cost megabytes.
+const maxCollect = 1024
 
 // Probe sizes for the bounds of a window (see migration 00005).
 const (
@@ -427,7 +436,7 @@ func (s *Store) Read(ctx context.Context, f store.Filter) (store.Page, error) {
 	if filtered(f) {
 		args = append([]any{readMode}, args...)
 	}
-	events, err := s.collect(ctx, "read events", sql, args...)
+	events, err := s.collect(ctx, "read events", f.EffectiveLimit(), sql, args...)
 	if err != nil {
 		return store.Page{}, err
 	}
@@ -479,7 +488,7 @@ func (s *Store) ReadStream(ctx context.Context, subject string, fromVersion int6
 		return nil, fmt.Errorf("postgres: read stream: %w", err)
 	}
 	limit = store.Filter{Limit: limit}.EffectiveLimit()
-	return s.collect(ctx, "read stream",
+	return s.collect(ctx, "read stream", limit,
 		StreamSQL, readMode, subject, fromVersion, limit)
 }
 
