@@ -390,6 +390,11 @@ func (r *runner) run(ctx context.Context, name string) Result {
 	res := r.scenario(ctx, name)
 	res.CPU, res.WAL = between(r.before, r.meter.snapshot(ctx), res.Events)
 	res.PeakRSSBytes = r.rss.finish()
+	if name == Replay && res.Error == "" {
+		// After the scenario's CPU and memory are taken: the pairs, half
+		// of them a ceiling, are not part of them.
+		res.Beside = r.replayBeside(ctx)
+	}
 	return res
 }
 

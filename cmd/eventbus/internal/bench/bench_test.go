@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,9 @@ func run(t *testing.T, cfg config.Config) bench.Report {
 		}
 		if s.Ceiling == "" || s.Ratio <= 0 {
 			t.Errorf("%s: ceiling %q, ratio %g", s.Name, s.Ceiling, s.Ratio)
+		}
+		if s.Beside != nil {
+			t.Errorf("%s, sized by events, was measured in turns with its ceiling: %+v", s.Name, s.Beside)
 		}
 	}
 	if len(rep.Ceilings) != 3 {
@@ -252,6 +257,9 @@ func TestReplayForADuration(t *testing.T) {
 	if s.Error != "" || s.Events <= opts.ReplayEvents || !strings.Contains(s.What, "passes over them") {
 		t.Fatalf("replay: %d events, %q, error %q; want several passes over %d events", s.Events, s.What, s.Error, opts.ReplayEvents)
 	}
+	if s.Beside != nil {
+		t.Errorf("replay on the in-process broker was measured in turns with its ceiling: %+v", s.Beside)
+	}
 	if s.Seconds < opts.Duration.Seconds() {
 		t.Errorf("replay ran %gs, want the whole %v", s.Seconds, opts.Duration)
 	}
@@ -285,6 +293,60 @@ func TestStreamStaysWithinItsBacklog(t *testing.T) {
 		t.Fatalf("e2e-stream: %d events, %q, error %q", s.Events, s.What, s.Error)
 	}
 	checkRemoved(t, rep.Objects)
+}
+
+// TestReplayBesideItsCeiling: a replay timed by a duration on RabbitMQ is
+// measured again in turns with the confirm ceiling, in pairs of slices of
+// a fifth of the duration; the ratio is the totals', and each pair's is
+// reported for the spread. Every slice's queue is removed.
+func TestReplayBesideItsCeiling(t *testing.T) {
+	testenv.Need(t, "PostgreSQL", testenv.PostgresURL())
+	testenv.Need(t, "RabbitMQ", testenv.AMQPURL())
+	cfg := config.Config{DatabaseURL: testenv.PostgresURL(), AMQPURLs: []string{testenv.AMQPURL()}, Exchange: broker.DefaultEventsExchange}
+	opts := bench.Options{Scenarios: []string{bench.Replay}, Duration: 2 * time.Second, CeilingDuration: 150 * time.Millisecond, ReplayEvents: 2000}
+	rep, err := bench.Run(testenv.Context(t, 2*time.Minute), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("%d scenarios reported, want 1", len(rep.Scenarios))
+	}
+	s := rep.Scenarios[0]
+	bs := s.Beside
+	if s.Error != "" || bs == nil || bs.Error != "" {
+		t.Fatalf("replay: error %q, beside %+v", s.Error, bs)
+	}
+	if bs.Pairs != 5 || len(bs.PairRatios) != 5 || bs.SliceSeconds != 0.4 || bs.PerSecond <= 0 || bs.CeilingPerSecond <= 0 {
+		t.Fatalf("beside %+v: want 5 pairs of 0.4 s slices with positive rates", bs)
+	}
+	if got, want := bs.Ratio, bs.PerSecond/bs.CeilingPerSecond; math.Abs(got-want) > 1e-9*want {
+		t.Errorf("ratio %g, want the rates' %g", got, want)
+	}
+	for i, r := range bs.PairRatios {
+		if r <= 0 || math.IsInf(r, 0) {
+			t.Errorf("pair %d: ratio %g", i+1, r)
+		}
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "replay in turns with publish-confirms, 5 pairs of 0.4s slices: ") {
+		t.Errorf("the table does not give the pairs:\n%s", table.String())
+	}
+	checkRemoved(t, rep.Objects)
+	b, err := rabbitmq.Open(testenv.Context(t, time.Minute), testenv.AMQPURL(), rabbitmq.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := range bs.Pairs {
+		for _, q := range []string{fmt.Sprintf("%s.replay-beside-%d", rep.Objects, i), fmt.Sprintf("%s.ceiling-beside-%d", rep.Objects, i)} {
+			if _, err := b.InspectQueue(testenv.Context(t, time.Minute), q); !errors.Is(err, broker.ErrNotFound) {
+				t.Errorf("queue %s: %v, want it deleted", q, err)
+			}
+		}
+	}
 }
 
 // runOneEmbedded runs the one scenario opts names on the embedded default

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -118,10 +119,32 @@ type Result struct {
 	Ceiling string  `json:"ceiling,omitempty"`
 	Ratio   float64 `json:"ratio,omitempty"`
 	// CPU says where the processor time went; WAL what PostgreSQL wrote.
-	CPU   *CPU   `json:"cpu,omitempty"`
-	WAL   *WAL   `json:"wal,omitempty"`
-	Note  string `json:"note,omitempty"`
-	Error string `json:"error,omitempty"`
+	CPU *CPU `json:"cpu,omitempty"`
+	WAL *WAL `json:"wal,omitempty"`
+	// Beside is the scenario measured again in turns with its ceiling
+	// (replay on RabbitMQ only; see Beside).
+	Beside *Beside `json:"beside,omitempty"`
+	Note   string  `json:"note,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// Beside is a scenario measured again in turns with its ceiling, in short
+// slices of each, so that the server's drift during the run falls on both
+// alike. On a small machine RabbitMQ's cost per message moves by a third
+// within minutes, more than the difference a ratio to a ceiling measured
+// once, at the start, is meant to show. The pairs alternate which slice
+// goes first, so that a steady drift does not favour either; the rates are
+// totals over the slices.
+type Beside struct {
+	Pairs            int     `json:"pairs"`
+	SliceSeconds     float64 `json:"slice_seconds"`
+	PerSecond        float64 `json:"events_per_second"`
+	CeilingPerSecond float64 `json:"ceiling_per_second"`
+	// Ratio is PerSecond over CeilingPerSecond; PairRatios are each
+	// pair's, for their spread.
+	Ratio      float64   `json:"ratio"`
+	PairRatios []float64 `json:"pair_ratios"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // ceilingOf says which ceiling each scenario is set beside.
@@ -318,6 +341,11 @@ func (rep Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(&b, "%s: %s%s\n", r.Name, r.What, prefixed("; ", r.Note))
 		}
 	}
+	for _, r := range rep.Scenarios {
+		if bs := r.Beside; bs != nil {
+			writeBeside(&b, r.Name, r.Ceiling, bs)
+		}
+	}
 	writeCPU(&b, rep)
 	b.WriteString("\ntargets (docs/contracts.md#performance-targets):\n")
 	for _, t := range rep.Targets {
@@ -325,6 +353,18 @@ func (rep Report) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeBeside writes the line of a scenario measured in turns with its
+// ceiling.
+func writeBeside(b *strings.Builder, name, ceiling string, bs *Beside) {
+	if bs.Error != "" || len(bs.PairRatios) == 0 {
+		fmt.Fprintf(b, "%s in turns with %s FAILED: %s\n", name, ceiling, bs.Error)
+		return
+	}
+	lo, hi := slices.Min(bs.PairRatios), slices.Max(bs.PairRatios)
+	fmt.Fprintf(b, "%s in turns with %s, %d pairs of %gs slices: %s/s against %s/s, %.0f%% (pairs %.0f%%–%.0f%%)\n",
+		name, ceiling, bs.Pairs, bs.SliceSeconds, group(bs.PerSecond), group(bs.CeilingPerSecond), 100*bs.Ratio, 100*lo, 100*hi)
 }
 
 func prefixed(p, s string) string {

@@ -494,14 +494,11 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 	}
 
 	q := r.env.queue("replay")
-	if err := r.svc.Broker.DeclareQueue(ctx, broker.QueueSpec{Name: q}); err != nil {
+	removeQueue, err := r.replayQueue(ctx, q)
+	if err != nil {
 		return Result{}, err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = r.svc.Broker.DeleteQueue(dctx, q)
-	}()
+	defer removeQueue()
 	runtime.GC()
 	debug.FreeOSMemory()
 	r.measureFromHere(ctx)
@@ -530,6 +527,39 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 			f.ToPosition = f.FromPosition + limit - 1
 		}
 	}
+	p, err := r.replayFor(ctx, d, limit < math.MaxInt64, f, q)
+	what := fmt.Sprintf("replay.Run of the stored events (%s) to one queue, in commit order, with confirms", group(float64(p.total)))
+	if p.passes > 1 {
+		what += fmt.Sprintf("; %d passes over them in %s", p.passes, d)
+	}
+	return Result{What: what, Note: note, Events: p.published, Seconds: p.elapsed.Seconds(), PerSecond: rate(p.published, p.elapsed)}, err
+}
+
+// replayQueue declares replay's target queue q, and returns what removes it.
+func (r *runner) replayQueue(ctx context.Context, q string) (remove func(), err error) {
+	if err := r.svc.Broker.DeclareQueue(ctx, broker.QueueSpec{Name: q}); err != nil {
+		return nil, err
+	}
+	return func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = r.svc.Broker.DeleteQueue(dctx, q)
+	}, nil
+}
+
+// replayed is what replayFor did.
+type replayed struct {
+	published, total int64
+	passes           int
+	elapsed          time.Duration
+}
+
+// replayFor replays the events f selects to queue q for d: again and
+// again until the time is up, so that its rate is a steady one over the
+// whole duration (one pass over a store of 50,000 events lasts about three
+// seconds on PostgreSQL + RabbitMQ, too short to average RabbitMQ's own
+// swings). once, or no d, makes it one pass.
+func (r *runner) replayFor(ctx context.Context, d time.Duration, once bool, f store.Filter, q string) (replayed, error) {
 	start := time.Now() // before the deadline is set, so that a timed replay lasts at least d
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -537,37 +567,90 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 		runCtx, cancel = context.WithTimeout(runCtx, d)
 		defer cancel()
 	}
-	// A replay timed by the duration replays the store again and again
-	// until the time is up, so that its rate is a steady one over the whole
-	// duration: one pass over a store of 50,000 events lasts about three
-	// seconds on PostgreSQL + RabbitMQ, too short to average RabbitMQ's own
-	// swings. A replay sized by --events is one pass.
-	var (
-		published, total int64
-		passes           int
-	)
+	var p replayed
 	for {
-		var res replay.Result
-		res, err = replay.Run(runCtx, r.svc.Store, r.svc.Broker, replay.Options{Filter: f, Target: replay.Target{Queue: q}})
+		res, err := replay.Run(runCtx, r.svc.Store, r.svc.Broker, replay.Options{Filter: f, Target: replay.Target{Queue: q}})
 		// A pass the deadline cut before it counted the store reports none.
-		published, total = published+res.Published, max(total, res.Total)
+		p.published, p.total = p.published+res.Published, max(p.total, res.Total)
 		if res.Published > 0 {
-			passes++
+			p.passes++
 		}
 		if err != nil && runCtx.Err() != nil && ctx.Err() == nil {
-			err = nil // stopped at its size or time, as asked
-			break
+			break // stopped at its size or time, as asked
 		}
-		if err != nil || d <= 0 || limit < math.MaxInt64 || res.Published == 0 {
-			break
+		if err != nil || d <= 0 || once || res.Published == 0 {
+			p.elapsed = time.Since(start)
+			return p, err
 		}
 	}
-	elapsed := time.Since(start)
-	what := fmt.Sprintf("replay.Run of the stored events (%s) to one queue, in commit order, with confirms", group(float64(total)))
-	if passes > 1 {
-		what += fmt.Sprintf("; %d passes over them in %s", passes, d)
+	p.elapsed = time.Since(start)
+	return p, nil
+}
+
+// besidePairs is how many pairs of slices replayBeside measures.
+const besidePairs = 5
+
+// replayBeside measures replay again in turns with the confirm ceiling
+// (see Beside): besidePairs pairs of slices, each a fifth of the
+// scenario's duration, each slice into a fresh queue, as the ceiling's
+// own. It is nil for an in-process broker, whose cost does not drift with
+// another process's, and for a replay sized by --events, which has no
+// duration to slice.
+func (r *runner) replayBeside(ctx context.Context) *Beside {
+	d, limit := r.limits()
+	if r.env.cfg.InProcessBroker() || limit < math.MaxInt64 || d <= 0 {
+		return nil
 	}
-	return Result{What: what, Note: note, Events: published, Seconds: elapsed.Seconds(), PerSecond: rate(published, elapsed)}, err
+	slice := d / besidePairs
+	progress(r.opts.Progress, "bench: replay in turns with %s, %d pairs of %s ...", CeilingConfirms, besidePairs, slice)
+	bs := &Beside{Pairs: besidePairs, SliceSeconds: slice.Seconds()}
+	ceiling := func(i int) (int64, time.Duration, error) {
+		t := &timing{meter: r.meter, d: slice}
+		var version string
+		n, err := rabbitConfirms(ctx, r.env.cfg.AMQPURLs, fmt.Sprintf("%s.ceiling-beside-%d", r.env.prefix, i), t, &version)
+		t.done(ctx)
+		return n, t.elapsed, err
+	}
+	replaySlice := func(i int) (int64, time.Duration, error) {
+		q := r.env.queue(fmt.Sprintf("replay-beside-%d", i))
+		removeQueue, err := r.replayQueue(ctx, q)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer removeQueue()
+		p, err := r.replayFor(ctx, slice, false, store.Filter{}, q)
+		return p.published, p.elapsed, err
+	}
+	var n, ceilingN int64
+	var took, ceilingTook time.Duration
+	for i := range besidePairs {
+		first, second := ceiling, replaySlice
+		if i%2 == 1 {
+			first, second = replaySlice, ceiling
+		}
+		var counts [2]int64
+		var times [2]time.Duration
+		for j, measure := range []func(int) (int64, time.Duration, error){first, second} {
+			c, t, err := measure(i)
+			if err == nil && (c <= 0 || t <= 0) {
+				err = fmt.Errorf("nothing completed in %v", slice)
+			}
+			if err != nil {
+				bs.Error = fmt.Sprintf("pair %d: %v", i+1, err)
+				return bs
+			}
+			counts[j], times[j] = c, t
+		}
+		if i%2 == 1 {
+			counts[0], counts[1], times[0], times[1] = counts[1], counts[0], times[1], times[0]
+		}
+		ceilingN, ceilingTook, n, took = ceilingN+counts[0], ceilingTook+times[0], n+counts[1], took+times[1]
+		bs.PairRatios = append(bs.PairRatios, rate(counts[1], times[1])/rate(counts[0], times[0]))
+	}
+	bs.PerSecond, bs.CeilingPerSecond = rate(n, took), rate(ceilingN, ceilingTook)
+	bs.Ratio = bs.PerSecond / bs.CeilingPerSecond
+	progress(r.opts.Progress, "bench: replay in turns with %s: %.0f%%", CeilingConfirms, 100*bs.Ratio)
+	return bs
 }
 
 // seed stores n events in batches of 1000, for replay, and waits until they
