@@ -527,12 +527,44 @@ func (r *runner) replay(ctx context.Context) (Result, error) {
 			f.ToPosition = f.FromPosition + limit - 1
 		}
 	}
-	p, err := r.replayFor(ctx, d, limit < math.MaxInt64, f, q)
-	what := fmt.Sprintf("replay.Run of the stored events (%s) to one queue, in commit order, with confirms", group(float64(p.total)))
-	if p.passes > 1 {
-		what += fmt.Sprintf("; %d passes over them in %s", p.passes, d)
+	start := time.Now() // before the deadline is set, so that a timed replay lasts at least d
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if d > 0 {
+		runCtx, cancel = context.WithTimeout(runCtx, d)
+		defer cancel()
 	}
-	return Result{What: what, Note: note, Events: p.published, Seconds: p.elapsed.Seconds(), PerSecond: rate(p.published, p.elapsed)}, err
+	// A replay timed by the duration replays the store again and again
+	// until the time is up, so that its rate is a steady one over the whole
+	// duration: one pass over a store of 50,000 events lasts about three
+	// seconds on PostgreSQL + RabbitMQ, too short to average RabbitMQ's own
+	// swings. A replay sized by --events is one pass.
+	var (
+		published, total int64
+		passes           int
+	)
+	for {
+		var res replay.Result
+		res, err = replay.Run(runCtx, r.svc.Store, r.svc.Broker, replay.Options{Filter: f, Target: replay.Target{Queue: q}})
+		// A pass the deadline cut before it counted the store reports none.
+		published, total = published+res.Published, max(total, res.Total)
+		if res.Published > 0 {
+			passes++
+		}
+		if err != nil && runCtx.Err() != nil && ctx.Err() == nil {
+			err = nil // stopped at its size or time, as asked
+			break
+		}
+		if err != nil || d <= 0 || limit < math.MaxInt64 || res.Published == 0 {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	what := fmt.Sprintf("replay.Run of the stored events (%s) to one queue, in commit order, with confirms", group(float64(total)))
+	if passes > 1 {
+		what += fmt.Sprintf("; %d passes over them in %s", passes, d)
+	}
+	return Result{What: what, Note: note, Events: published, Seconds: elapsed.Seconds(), PerSecond: rate(published, elapsed)}, err
 }
 
 // replayQueue declares replay's target queue q, and returns what removes it.
@@ -545,46 +577,6 @@ func (r *runner) replayQueue(ctx context.Context, q string) (remove func(), err 
 		defer cancel()
 		_ = r.svc.Broker.DeleteQueue(dctx, q)
 	}, nil
-}
-
-// replayed is what replayFor did.
-type replayed struct {
-	published, total int64
-	passes           int
-	elapsed          time.Duration
-}
-
-// replayFor replays the events f selects to queue q for d: again and
-// again until the time is up, so that its rate is a steady one over the
-// whole duration (one pass over a store of 50,000 events lasts about three
-// seconds on PostgreSQL + RabbitMQ, too short to average RabbitMQ's own
-// swings). once, or no d, makes it one pass.
-func (r *runner) replayFor(ctx context.Context, d time.Duration, once bool, f store.Filter, q string) (replayed, error) {
-	start := time.Now() // before the deadline is set, so that a timed replay lasts at least d
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if d > 0 {
-		runCtx, cancel = context.WithTimeout(runCtx, d)
-		defer cancel()
-	}
-	var p replayed
-	for {
-		res, err := replay.Run(runCtx, r.svc.Store, r.svc.Broker, replay.Options{Filter: f, Target: replay.Target{Queue: q}})
-		// A pass the deadline cut before it counted the store reports none.
-		p.published, p.total = p.published+res.Published, max(p.total, res.Total)
-		if res.Published > 0 {
-			p.passes++
-		}
-		if err != nil && runCtx.Err() != nil && ctx.Err() == nil {
-			break // stopped at its size or time, as asked
-		}
-		if err != nil || d <= 0 || once || res.Published == 0 {
-			p.elapsed = time.Since(start)
-			return p, err
-		}
-	}
-	p.elapsed = time.Since(start)
-	return p, nil
 }
 
 // replaySlice is one pass of replay to queue q, clocked as a ceiling is:
@@ -646,7 +638,7 @@ func (r *runner) replayBeside(ctx context.Context) *Beside {
 		t.done(ctx)
 		return n, t.elapsed, err
 	}
-	replaySlice := func(i int) (int64, time.Duration, error) {
+	replaying := func(i int) (int64, time.Duration, error) {
 		q := r.env.queue(fmt.Sprintf("replay-beside-%d", i))
 		removeQueue, err := r.replayQueue(ctx, q)
 		if err != nil {
@@ -658,9 +650,9 @@ func (r *runner) replayBeside(ctx context.Context) *Beside {
 	var n, ceilingN int64
 	var took, ceilingTook time.Duration
 	for i := range besidePairs {
-		first, second := ceiling, replaySlice
+		first, second := ceiling, replaying
 		if i%2 == 1 {
-			first, second = replaySlice, ceiling
+			first, second = replaying, ceiling
 		}
 		var counts [2]int64
 		var times [2]time.Duration
