@@ -332,15 +332,7 @@ func deadLetter(t *testing.T, b broker.Broker, group string, env event.Envelope)
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	conf, err := pub.Publish(ctx, broker.NamelessExchange, consume.DeadLetterQueue(group), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-conf.Done():
-	case <-ctx.Done():
-		t.Fatal("no confirm for the dead letter")
-	}
+	testenv.PublishAll(t, ctx, pub, broker.NamelessExchange, consume.DeadLetterQueue(group), m)
 }
 
 // fake serves h, for the answers no real server gives.

@@ -194,25 +194,7 @@ func msg(id string) broker.Message {
 // be positive.
 func publishAll(t *testing.T, p broker.Publisher, exchange, key string, msgs ...broker.Message) {
 	t.Helper()
-	ctx := ctxFor(t)
-	confs := make([]broker.Confirmation, 0, len(msgs))
-	for _, m := range msgs {
-		c, err := p.Publish(ctx, exchange, key, m)
-		if err != nil {
-			t.Fatalf("Publish(%q, %q, %s): %v", exchange, key, m.MessageID, err)
-		}
-		confs = append(confs, c)
-	}
-	for i, c := range confs {
-		select {
-		case <-c.Done():
-		case <-ctx.Done():
-			t.Fatalf("confirmation %d of %d never settled", i+1, len(confs))
-		}
-		if !c.Acked() {
-			t.Fatalf("message %s was not acked by the broker", msgs[i].MessageID)
-		}
-	}
+	testenv.PublishAll(t, ctxFor(t), p, exchange, key, msgs...)
 }
 
 // publishTo publishes messages with the given ids and waits for their

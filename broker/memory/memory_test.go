@@ -15,6 +15,7 @@ import (
 	"github.com/edupulse/eventbus/broker/brokertest"
 	"github.com/edupulse/eventbus/broker/memory"
 	"github.com/edupulse/eventbus/broker/topic"
+	"github.com/edupulse/eventbus/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,14 +34,7 @@ func ctx(t *testing.T) context.Context {
 
 func mustPublish(t *testing.T, p broker.Publisher, exchange, key string, m broker.Message) {
 	t.Helper()
-	c, err := p.Publish(ctx(t), exchange, key, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-c.Done()
-	if !c.Acked() {
-		t.Fatal("not acked")
-	}
+	testenv.PublishAll(t, ctx(t), p, exchange, key, m)
 }
 
 func next(t *testing.T, s broker.Subscription) broker.Delivery {

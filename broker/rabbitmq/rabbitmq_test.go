@@ -333,18 +333,7 @@ func TestQueueOnlyPublisherSendsNoBucketKey(t *testing.T) {
 		}
 		defer p.Close()
 		m := broker.Message{MessageID: id, Body: []byte(id), Headers: map[string]any{broker.HeaderBucket: "5"}}
-		c, err := p.Publish(ctx, broker.NamelessExchange, q, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-c.Done():
-		case <-ctx.Done():
-			t.Fatal("no confirm")
-		}
-		if !c.Acked() {
-			t.Fatalf("%s was not acked", id)
-		}
+		testenv.PublishAll(t, ctx, p, broker.NamelessExchange, q, m)
 	}
 	publish(broker.PublisherOptions{QueueOnly: true}, "queue-only")
 	publish(broker.PublisherOptions{}, "plain")

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -43,4 +44,28 @@ func DrainIDs(t testing.TB, b broker.Broker, queue string) []string {
 		ids[i] = d.MessageID
 	}
 	return ids
+}
+
+// PublishAll publishes msgs with p and waits, until ctx ends, for every
+// confirm, which must be positive. Any failure fails t.
+func PublishAll(t testing.TB, ctx context.Context, p broker.Publisher, exchange, key string, msgs ...broker.Message) {
+	t.Helper()
+	confs := make([]broker.Confirmation, 0, len(msgs))
+	for _, m := range msgs {
+		c, err := p.Publish(ctx, exchange, key, m)
+		if err != nil {
+			t.Fatalf("Publish(%q, %q, %s): %v", exchange, key, m.MessageID, err)
+		}
+		confs = append(confs, c)
+	}
+	for i, c := range confs {
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			t.Fatalf("confirmation %d of %d never settled", i+1, len(confs))
+		}
+		if !c.Acked() {
+			t.Fatalf("message %s was not acked by the broker", msgs[i].MessageID)
+		}
+	}
 }
